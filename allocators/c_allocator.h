@@ -1,0 +1,25 @@
+// alloy::c_allocator() — the C library's malloc family behind the handle.
+//
+// alloc is malloc (or aligned_alloc above malloc's natural 16-byte alignment),
+// free is free. `resize` succeeds in place whenever the new length fits in
+// malloc_usable_size(), so small growth often costs nothing; `remap` is
+// realloc for naturally aligned blocks (it may move).
+//
+// Cost: whatever the process's malloc costs (glibc: tens of ns); sizes passed
+// to free are ignored. Thread safety: as malloc, fully thread-safe.
+//
+// Example:
+//   alloy::Allocator c = alloy::c_allocator();
+//   auto name = c.dupe(std::string_view("alloy"));
+//   if (!name) return;
+//   std::printf("%.*s\n", int(name->size()), name->data());
+//   c.free(*name);
+#pragma once
+
+#include "alloc_iface/allocator.h"
+
+namespace alloy {
+
+Allocator c_allocator();
+
+}  // namespace alloy

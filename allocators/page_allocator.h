@@ -1,0 +1,32 @@
+// alloy::page_allocator() — whole pages straight from the kernel.
+//
+// Every alloc is an mmap, every free an munmap: no headers, no caching, and
+// memory goes back to the OS the moment it is freed. Alignments above the
+// page size are honoured by over-reserving and trimming. `resize` grows or
+// shrinks in place with mremap (no move); `remap` lets mremap move the pages,
+// which copies nothing, so growing a large buffer is O(1) in its size.
+//
+// Cost: one or two syscalls per call, rounding every length up to a page.
+// Best as the child of an arena or pool, or for big buffers.
+// Thread safety: fully thread-safe (the kernel serialises).
+//
+// Example:
+//   alloy::Allocator pages = alloy::page_allocator();
+//   auto buf = pages.alloc<std::byte>(1 << 20);          // 1 MiB, page-aligned
+//   if (!buf) return;
+//   auto bigger = pages.realloc(*buf, 64 << 20);          // mremap, no copy
+//   pages.free(bigger ? *bigger : *buf);
+#pragma once
+
+#include <cstddef>
+
+#include "alloc_iface/allocator.h"
+
+namespace alloy {
+
+Allocator page_allocator();
+
+// The system page size (cached after the first call).
+std::size_t page_size();
+
+}  // namespace alloy
