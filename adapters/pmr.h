@@ -1,0 +1,45 @@
+// pmr both ways: alloy handles as std::pmr::memory_resource, and back.
+//
+// * alloy::MemoryResource wraps a handle so any std::pmr container
+//   (std::pmr::vector, std::pmr::string, ...) allocates through alloy. As pmr
+//   requires, an allocation that cannot be served throws std::bad_alloc.
+// * alloy::resource_allocator(r) gives a handle over any memory_resource,
+//   so alloy-taking libraries can use monotonic_buffer_resource,
+//   unsynchronized_pool_resource, or a resource of your own. A throwing
+//   resource becomes a null (out of memory) result; nothing escapes.
+//
+// Cost: one virtual call plus one indirect call. resize is never in place
+// and remap always says "copy it yourself" through a resource, since pmr has
+// neither. Thread safety: as the wrapped resource or handle.
+//
+// Example:
+//   std::pmr::monotonic_buffer_resource mono;
+//   alloy::Allocator a = alloy::resource_allocator(&mono);  // handle over pmr
+//   alloy::MemoryResource res(alloy::c_allocator());        // pmr over handle
+//   std::pmr::vector<int> v(&res);
+//   v.push_back(42);
+#pragma once
+
+#include <memory_resource>
+
+#include "alloc_iface/allocator.h"
+
+namespace alloy {
+
+class MemoryResource final : public std::pmr::memory_resource {
+ public:
+  explicit MemoryResource(Allocator handle) noexcept : handle_(handle) {}
+  Allocator handle() const noexcept { return handle_; }
+
+ private:
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override;
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override;
+
+  Allocator handle_;
+};
+
+// A handle over `resource`, which must outlive every use of the handle.
+Allocator resource_allocator(std::pmr::memory_resource* resource);
+
+}  // namespace alloy

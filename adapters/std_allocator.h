@@ -1,0 +1,69 @@
+// alloy::StdAllocator<T> — an STL allocator over an alloy::Allocator handle.
+//
+// Lets std::vector, std::map, std::string, std::unordered_map and friends
+// draw their memory from any alloy allocator. The STL's contract has no way
+// to report failure but an exception, so allocate() throws std::bad_alloc
+// (std::bad_array_new_length on overflow) — the one place alloy throws, and
+// only because the container asked for it. Frees are sized, as alloy wants.
+//
+// Cost: one indirect call per allocate/deallocate; the object is the two-word
+// handle. Copies compare equal when they share ctx and vtable, so containers
+// can swap and move storage between them. Thread safety: as the handle's.
+//
+// Example:
+//   alloy::Arena arena(alloy::page_allocator());
+//   alloy::StdAllocator<int> stl(arena.allocator());
+//   std::vector<int, alloy::StdAllocator<int>> v(stl);
+//   v.assign({3, 1, 2});
+//   std::map<int, int, std::less<>, alloy::StdAllocator<std::pair<const int, int>>> m(stl);
+#pragma once
+
+#include <cstddef>
+#include <new>
+#include <type_traits>
+
+#include "alloc_iface/allocator.h"
+
+namespace alloy {
+
+template <class T>
+class StdAllocator {
+ public:
+  using value_type = T;
+  using propagate_on_container_copy_assignment = std::true_type;
+  using propagate_on_container_move_assignment = std::true_type;
+  using propagate_on_container_swap = std::true_type;
+  using is_always_equal = std::false_type;
+
+  explicit StdAllocator(Allocator handle) noexcept : handle_(handle) {}
+  template <class U>
+  StdAllocator(const StdAllocator<U>& other) noexcept  // NOLINT: rebinding
+      : handle_(other.handle()) {}
+
+  [[nodiscard]] T* allocate(std::size_t n) {
+    if (n > static_cast<std::size_t>(-1) / sizeof(T)) throw std::bad_array_new_length();
+    if (n == 0) n = 1;  // the STL may ask for zero; the handle never sees it
+    void* p = handle_.raw_alloc(n * sizeof(T), Alignment::of<T>(), ALLOY_RETURN_ADDRESS());
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+
+  void deallocate(T* p, std::size_t n) noexcept {
+    if (p == nullptr) return;
+    if (n == 0) n = 1;
+    handle_.raw_free(Bytes(reinterpret_cast<std::byte*>(p), n * sizeof(T)),
+                     Alignment::of<T>(), ALLOY_RETURN_ADDRESS());
+  }
+
+  Allocator handle() const noexcept { return handle_; }
+
+  template <class U>
+  friend bool operator==(const StdAllocator& a, const StdAllocator<U>& b) noexcept {
+    return a.handle() == b.handle();
+  }
+
+ private:
+  Allocator handle_;
+};
+
+}  // namespace alloy
