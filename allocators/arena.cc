@@ -1,0 +1,164 @@
+#include "allocators/arena.h"
+
+#include <algorithm>
+
+namespace alloy {
+namespace {
+// Doubling stops here so one burst cannot make the next chunk absurd.
+constexpr std::size_t kMaxGrowth = std::size_t{1} << 30;
+
+constexpr VTable kArenaVTable = {Arena::vt_alloc, Arena::vt_resize, Arena::vt_remap,
+                                 Arena::vt_free};
+}  // namespace
+
+Arena::Arena(Allocator child, Options options)
+    : child_(child),
+      next_size_(std::max(options.first_chunk, kHeader + 64)),
+      first_size_(next_size_),
+      ceiling_(options.ceiling) {}
+
+Arena::~Arena() { free_chunks(); }
+
+Allocator Arena::allocator() { return Allocator{this, &kArenaVTable}; }
+
+void Arena::use_chunk(Chunk* c) {
+  head_ = c;
+  cur_ = reinterpret_cast<std::uintptr_t>(c) + kHeader;
+  end_ = reinterpret_cast<std::uintptr_t>(c) + c->size;
+}
+
+bool Arena::add_chunk(std::size_t min_size, std::size_t wanted_size) {
+  if (ceiling_ != 0) {
+    if (child_bytes_ >= ceiling_) return false;
+    const std::size_t room = ceiling_ - child_bytes_;
+    if (min_size > room) return false;
+    wanted_size = std::min(wanted_size, room);
+  }
+  std::size_t size = wanted_size;
+  void* p = child_.raw_alloc(size, kChunkAlignment, ALLOY_RETURN_ADDRESS());
+  if (p == nullptr && wanted_size > min_size) {
+    size = min_size;  // the child may still serve the bare minimum
+    p = child_.raw_alloc(size, kChunkAlignment, ALLOY_RETURN_ADDRESS());
+  }
+  if (p == nullptr) return false;
+  auto* c = static_cast<Chunk*>(p);
+  c->prev = head_;
+  c->size = size;
+  child_bytes_ += size;
+  use_chunk(c);
+  return true;
+}
+
+void* Arena::alloc_slow(std::size_t len, std::size_t align) {
+  // A chunk must hold the header, worst-case padding and the block.
+  std::size_t need = 0;
+  if (__builtin_add_overflow(len, kHeader + (align - 1), &need)) return nullptr;
+  if (need > PTRDIFF_MAX) return nullptr;
+  const std::size_t wanted = std::max(need, next_size_);
+  if (!add_chunk(need, wanted)) return nullptr;
+  next_size_ = std::min(next_size_ * 2, kMaxGrowth);
+  const std::uintptr_t p = (cur_ + (align - 1)) & ~(std::uintptr_t{align} - 1);
+  cur_ = p + len;
+  return reinterpret_cast<void*>(p);
+}
+
+void Arena::free_chunks() {
+  Chunk* c = head_;
+  while (c != nullptr) {
+    Chunk* prev = c->prev;
+    child_.raw_free(Bytes(reinterpret_cast<std::byte*>(c), c->size), kChunkAlignment,
+                    ALLOY_RETURN_ADDRESS());
+    c = prev;
+  }
+  head_ = nullptr;
+  cur_ = end_ = 0;
+  child_bytes_ = 0;
+}
+
+bool Arena::reset(ResetMode mode) {
+  if (mode.kind == ResetMode::Kind::kFreeAll || head_ == nullptr) {
+    free_chunks();
+    next_size_ = first_size_;
+    return true;
+  }
+  std::size_t target = child_bytes_;
+  if (mode.kind == ResetMode::Kind::kRetainWithLimit && mode.limit < target) {
+    target = mode.limit;
+  }
+  if (target < kHeader + 64) {  // too little to be worth a chunk
+    free_chunks();
+    return true;
+  }
+  // Keep the newest (largest) chunk, give back the older ones.
+  Chunk* keep = head_;
+  for (Chunk* c = keep->prev; c != nullptr;) {
+    Chunk* prev = c->prev;
+    child_.raw_free(Bytes(reinterpret_cast<std::byte*>(c), c->size), kChunkAlignment,
+                    ALLOY_RETURN_ADDRESS());
+    c = prev;
+  }
+  keep->prev = nullptr;
+  child_bytes_ = keep->size;
+  if (keep->size == target ||
+      child_.raw_resize(Bytes(reinterpret_cast<std::byte*>(keep), keep->size),
+                        kChunkAlignment, target, ALLOY_RETURN_ADDRESS())) {
+    keep->size = target;
+    child_bytes_ = target;
+    use_chunk(keep);
+    return true;
+  }
+  // Consolidate into one chunk of the target size.
+  free_chunks();
+  return add_chunk(target, target);
+}
+
+std::size_t Arena::query_capacity() const {
+  std::size_t total = 0;
+  for (const Chunk* c = head_; c != nullptr; c = c->prev) total += c->size - kHeader;
+  return total;
+}
+
+std::size_t Arena::chunk_count() const {
+  std::size_t n = 0;
+  for (const Chunk* c = head_; c != nullptr; c = c->prev) ++n;
+  return n;
+}
+
+bool Arena::owns(const void* p) const {
+  const auto addr = reinterpret_cast<std::uintptr_t>(p);
+  for (const Chunk* c = head_; c != nullptr; c = c->prev) {
+    const auto base = reinterpret_cast<std::uintptr_t>(c);
+    if (addr >= base + kHeader && addr < base + c->size) return true;
+  }
+  return false;
+}
+
+bool Arena::resize_last(Bytes memory, std::size_t new_len) {
+  const auto start = reinterpret_cast<std::uintptr_t>(memory.data());
+  if (start + memory.size() != cur_) return new_len <= memory.size();
+  if (new_len > end_ - start) return false;
+  cur_ = start + new_len;
+  return true;
+}
+
+void* Arena::vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+  return static_cast<Arena*>(ctx)->alloc_inline(len, alignment.bytes());
+}
+
+bool Arena::vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                      std::uintptr_t) {
+  return static_cast<Arena*>(ctx)->resize_last(memory, new_len);
+}
+
+void* Arena::vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                      std::uintptr_t) {
+  return static_cast<Arena*>(ctx)->resize_last(memory, new_len) ? memory.data() : nullptr;
+}
+
+void Arena::vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
+  auto* self = static_cast<Arena*>(ctx);
+  const auto start = reinterpret_cast<std::uintptr_t>(memory.data());
+  if (start + memory.size() == self->cur_) self->cur_ = start;
+}
+
+}  // namespace alloy

@@ -1,0 +1,118 @@
+// alloy::Arena — many allocations, one free: a chunked bump allocator over a child.
+//
+// Allocation bumps a pointer inside the current chunk; when a chunk is full
+// the arena asks its child for a new one, each twice the size of the last
+// (geometric growth keeps the number of child calls logarithmic). Individual
+// frees only rewind the most recent allocation; everything else is released
+// together by reset() or by the destructor, which walks the chunk list once
+// — the cost depends on the number of chunks, never on the number of objects.
+// An optional ceiling caps the bytes the arena may take from its child;
+// over it, alloc returns null and the arena stays usable.
+//
+// Cost: alloc is an align, a compare and a store (alloc_inline, or one
+// indirect call through the handle); a new chunk costs one child alloc.
+// resize/free act on the last allocation only (grow/shrink/rewind in place)
+// and are harmless no-ops on older blocks (a shrink there reports success).
+// Thread safety: none; one arena per thread (or wrap it).
+//
+// Example:
+//   alloy::Arena arena(alloy::page_allocator());
+//   alloy::Allocator a = arena.allocator();
+//   Node* root = a.create<Node>(1).value_or(nullptr);     // or arena.make<Node>(1)
+//   build_tree(a, root);                                   // thousands of nodes
+//   arena.reset(alloy::ResetMode::retain_capacity());     // all gone, memory kept
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <utility>
+
+#include "alloc_iface/allocator.h"
+#include "allocators/reset_mode.h"
+
+namespace alloy {
+
+class Arena {
+ public:
+  struct Options {
+    std::size_t first_chunk = 4096;  // bytes of the first chunk, header included
+    std::size_t ceiling = 0;         // max bytes taken from the child; 0 = no cap
+  };
+
+  explicit Arena(Allocator child) : Arena(child, Options{}) {}
+  Arena(Allocator child, Options options);
+  ~Arena();  // frees every chunk, one child free per chunk
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  // A handle whose ctx is this arena; valid while the arena lives.
+  Allocator allocator();
+
+  // The fast path: `len` bytes aligned to `align` (a power of two), or null
+  // when the child (or the ceiling) refuses a new chunk. `len` > 0.
+  [[gnu::always_inline]] inline void* alloc_inline(
+      std::size_t len, std::size_t align = alignof(std::max_align_t)) {
+    const std::uintptr_t p = (cur_ + (align - 1)) & ~(std::uintptr_t{align} - 1);
+    if (p <= end_ && len <= end_ - p) [[likely]] {
+      cur_ = p + len;
+      return reinterpret_cast<void*>(p);
+    }
+    return alloc_slow(len, align);
+  }
+
+  // Constructs a T in the arena (its destructor is never run by the arena).
+  template <class T, class... Args>
+  T* make(Args&&... args) {
+    void* p = alloc_inline(sizeof(T), alignof(T));
+    return p == nullptr ? nullptr : ::new (p) T(std::forward<Args>(args)...);
+  }
+
+  // Releases every allocation. Returns false when it could not keep the
+  // capacity the mode asked for (the arena is then empty but still usable).
+  bool reset(ResetMode mode = ResetMode::retain_capacity());
+
+  // Usable bytes in the chunks held now (headers excluded).
+  std::size_t query_capacity() const;
+  // Bytes taken from the child, headers included (what the ceiling counts).
+  std::size_t child_bytes() const { return child_bytes_; }
+  std::size_t chunk_count() const;
+  // Whether `p` lies inside one of this arena's chunks.
+  bool owns(const void* p) const;
+
+  std::size_t ceiling() const { return ceiling_; }
+  void set_ceiling(std::size_t bytes) { ceiling_ = bytes; }
+
+  // Vtable entry points (public so the table can be constant-initialised).
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t);
+  static bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                        std::uintptr_t);
+  static void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                        std::uintptr_t);
+  static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t);
+
+ private:
+  struct Chunk {
+    Chunk* prev;       // older chunk
+    std::size_t size;  // bytes from the child, this header included
+  };
+  static constexpr std::size_t kHeader = sizeof(Chunk);
+  static constexpr Alignment kChunkAlignment = Alignment::from_log2(4);
+
+  [[gnu::noinline]] void* alloc_slow(std::size_t len, std::size_t align);
+  bool add_chunk(std::size_t min_size, std::size_t wanted_size);
+  void use_chunk(Chunk* c);
+  void free_chunks();
+  bool resize_last(Bytes memory, std::size_t new_len);
+
+  Allocator child_;
+  Chunk* head_ = nullptr;  // newest chunk (where cur_/end_ point)
+  std::uintptr_t cur_ = 0;
+  std::uintptr_t end_ = 0;
+  std::size_t child_bytes_ = 0;
+  std::size_t next_size_;
+  std::size_t first_size_;
+  std::size_t ceiling_;
+};
+
+}  // namespace alloy
