@@ -1,0 +1,73 @@
+// alloy::engine — the size-class engine's process-wide C-style entry points.
+//
+// What it is for: the base of the global malloc adapter. Every function works
+// before main, from any thread, during thread exit and in a forked child, and
+// none of them calls malloc (only syscalls, atomics and the engine's own
+// memory), so they are safe to run as the process malloc under LD_PRELOAD.
+// They all use the process default heap (alloy::Heap::process_default());
+// `free` and friends accept blocks from any alloy::Heap as well.
+//
+// Cost per call: alloc/free of a small block on the thread that owns its page
+// is a handful of loads and stores (no lock, no atomic read-modify-write);
+// a free from another thread is one compare-and-swap; new pages, large and huge
+// blocks take a slower path (span search, occasionally mmap/madvise).
+// Thread safety: every function may be called from any thread at any time.
+//
+// Example:
+//   void* p = alloy::engine::alloc(100);            // 16-byte aligned, or null
+//   std::size_t n = alloy::engine::usable_size(p);  // >= 100
+//   p = alloy::engine::realloc(p, 4000);            // in place when it fits
+//   if (alloy::engine::owns(p)) alloy::engine::free_sized(p, 4000);
+//   alloy::engine::write_stats(2);                  // human-readable, to stderr
+#pragma once
+
+#include <cstddef>
+
+namespace alloy::engine {
+
+// `size` bytes (> 0) from the default heap, 16-byte aligned; null on failure
+// (the caller sets errno).
+void* alloc(std::size_t size) noexcept;
+
+// `size` bytes aligned to `alignment` (a power of two). Up to 1 MiB the block
+// comes from ordinary pages; larger alignments go to a dedicated mapping.
+void* alloc_aligned(std::size_t size, std::size_t alignment) noexcept;
+
+// Any block from the engine (default heap or any alloy::Heap), from any
+// thread. Null is a no-op.
+void free(void* p) noexcept;
+
+// As free(), with the size given at allocation. Debug builds (no NDEBUG)
+// check it and report a mismatch to stderr instead of freeing.
+void free_sized(void* p, std::size_t size) noexcept;
+
+// Usable bytes of a live block (>= the size asked for).
+std::size_t usable_size(const void* p) noexcept;
+
+// True if p lies in memory the engine manages. A bit test, no lock.
+bool owns(const void* p) noexcept;
+
+// p non-null, size > 0. Grows or shrinks in place when it can (usable size,
+// or mremap for huge blocks), else alloc + copy + free. Null on failure with
+// p untouched. Keeps 16-byte alignment.
+void* realloc(void* p, std::size_t size) noexcept;
+
+// True if p now has at least `size` usable bytes without moving.
+bool resize_in_place(void* p, std::size_t size) noexcept;
+
+// Take (prepare) and release (parent / child: reinitialise) every engine lock
+// around fork(). The engine registers these itself with pthread_atfork at
+// first use; they are exported for callers that manage fork themselves.
+void fork_prepare() noexcept;
+void fork_parent() noexcept;
+void fork_child() noexcept;
+
+// Human-readable statistics of the default heap and process totals, written
+// with write(2); no allocation.
+void write_stats(int fd) noexcept;
+
+// When on, empty pages and spans go back to the OS immediately instead of
+// after the purge delay.
+void set_eager_purge(bool on) noexcept;
+
+}  // namespace alloy::engine
