@@ -1,0 +1,226 @@
+// alloy::DebugAllocator — wraps any allocator and names every misuse of it.
+//
+// Records each live block (address, length, alignment, the caller's return
+// address, and a full stack trace always / 1-in-N / never) in a hash map that
+// lives on the process heap, never in the allocator being tracked. It finds:
+// double frees, frees of pointers it never handed out, free/resize with the
+// wrong size or alignment, writes past the end (canary bytes after every
+// block, checked on free, resize and check()), writes after free (freed
+// blocks are filled with a pattern and held in a bounded quarantine, checked
+// when they leave it and on check()), and leaks (check_leaks()/deinit()).
+// Each finding becomes a debug::Report sent to DebugOptions::sink (stderr
+// text by default) with the relevant call sites. The bad call is refused (not
+// forwarded to the child) and the program goes on, unless abort_on_error.
+//
+// Cost per call: a hash-map insert/erase, canary write/compare, quarantine
+// fill (free) and a pattern compare when a block leaves the quarantine;
+// absl::GetStackTrace only for sampled blocks. See bench/debug for ratios
+// against the child. Thread safety: with `thread_safe` (default) every call
+// takes one absl::Mutex; without it the allocator must stay on one thread.
+//
+// Example:
+//   alloy::DebugAllocator debug(alloy::c_allocator());
+//   alloy::Allocator a = debug.allocator();
+//   auto s = a.alloc<int>(10);
+//   a.free(*s); a.free(*s);              // reported as a double free, refused
+//   std::size_t leaks = debug.deinit();  // prints and counts leaked blocks
+#pragma once
+
+#include <absl/container/flat_hash_map.h>
+#include <absl/synchronization/mutex.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "alloc_iface/allocator.h"
+#include "debug/report.h"
+
+namespace alloy {
+
+enum class TraceMode : std::uint8_t {
+  kNever,    // return address only (one word per block)
+  kSampled,  // plus a full trace for 1 block in `sample_every`
+  kAlways,   // plus a full trace for every block
+};
+
+struct InjectedFailure;
+
+struct DebugOptions {
+  TraceMode traces = TraceMode::kSampled;
+  std::uint32_t sample_every = 64;
+  // Guard bytes after each block (0 turns overrun detection off).
+  std::size_t canary_bytes = 16;
+  // Freed blocks held back, pattern-filled, to catch writes after free.
+  // 0 bytes turns the quarantine off. Blocks above `quarantine_max_block`
+  // are released at once (filling them would cost more than it finds).
+  std::size_t quarantine_bytes = 256 * 1024;
+  std::size_t quarantine_max_block = 64 * 1024;
+  // Metadata of blocks already given back to the child, kept so a late
+  // double free is still named as one, with its first free.
+  std::size_t freed_history = 1024;
+  // Live bytes above this make alloc/resize fail (return null/false).
+  std::size_t memory_limit = std::numeric_limits<std::size_t>::max();
+  bool thread_safe = true;
+  bool abort_on_error = false;
+  // Logs every call (op, sizes, result, caller) to `log` (stderr if empty).
+  bool verbose = false;
+  std::function<void(std::string_view)> log;
+  // Where reports go; empty means stderr, as text or JSON.
+  debug::ReportSink sink;
+  bool json_to_stderr = false;
+  // deinit() gives leaked blocks back to the child after reporting them.
+  bool free_leaks_on_deinit = true;
+  // Failure injection (used by check_all_allocation_failures): the alloc
+  // call with this index, and every later one, returns null; likewise the
+  // resize/remap calls (counted together) for fail_resize_from. -1 = never.
+  std::int64_t fail_alloc_from = -1;
+  std::int64_t fail_resize_from = -1;
+  // Called (under the allocator's lock) when the first failure is injected.
+  std::function<void(const InjectedFailure&)> on_injected_failure;
+};
+
+struct DebugStats {
+  std::size_t live_bytes = 0;
+  std::size_t peak_live_bytes = 0;
+  std::size_t total_bytes = 0;       // sum of every successful alloc's length
+  std::size_t live_count = 0;
+  std::size_t peak_live_count = 0;
+  std::size_t total_allocs = 0;      // successful allocs
+  std::size_t total_frees = 0;       // accepted frees
+  std::size_t alloc_calls = 0;       // alloc calls reaching this allocator
+  std::size_t resize_calls = 0;      // resize + remap calls
+  std::size_t failed_allocs = 0;     // null returned (child, limit or injected)
+  std::size_t errors = 0;            // reports other than leaks
+  std::size_t quarantined_bytes = 0;
+};
+
+// One live block, as visit() shows it.
+struct AllocationInfo {
+  void* address;
+  std::size_t size;
+  Alignment alignment;
+  std::uintptr_t ret_addr;
+  std::span<void* const> frames;  // empty if no full trace was taken
+};
+
+// The call that an injected failure refused (see DebugOptions::fail_*).
+struct InjectedFailure {
+  bool resize = false;             // false: an alloc; true: a resize/remap
+  std::int64_t index = -1;
+  std::size_t len = 0;
+  debug::CallSite site;            // full trace of the refused call
+};
+
+class DebugAllocator {
+ public:
+  explicit DebugAllocator(Allocator child, DebugOptions options = {});
+  ~DebugAllocator();  // deinit() unless already done
+  DebugAllocator(const DebugAllocator&) = delete;
+  DebugAllocator& operator=(const DebugAllocator&) = delete;
+
+  Allocator allocator() { return Allocator{this, &kVTable}; }
+  Allocator child() const { return child_; }
+  const DebugOptions& options() const { return options_; }
+
+  // Reports every live block as a leak; returns how many there are.
+  std::size_t check_leaks();
+  // Checks every live block's canary and every quarantined block's pattern
+  // now; returns the number of problems reported.
+  std::size_t check();
+  // check_leaks(), then empties the quarantine (checking it), then (if
+  // free_leaks_on_deinit) frees leaked blocks. Returns the leak count. The
+  // allocator may be used again afterwards.
+  std::size_t deinit();
+
+  // Calls fn for every live block, in allocation order. fn must not call
+  // this allocator.
+  void visit(const std::function<void(const AllocationInfo&)>& fn) const;
+  DebugStats stats() const;
+  // The first failure injected since construction, if any.
+  std::optional<InjectedFailure> injected_failure() const;
+
+ private:
+  struct StackTrace;
+  struct Record {
+    std::size_t size;
+    std::uintptr_t ret_addr;
+    StackTrace* trace;  // null unless sampled
+    std::uint64_t seq;
+    Alignment alignment;
+  };
+  struct Freed {
+    Record rec;
+    std::uintptr_t free_ret;
+    StackTrace* free_trace;
+    std::uint64_t free_seq;
+    bool quarantined;
+  };
+  struct FifoEntry {
+    std::uintptr_t addr;
+    std::uint64_t free_seq;
+  };
+  class Guard;
+
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t ret);
+  static bool vt_resize(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
+                        std::uintptr_t ret);
+  static void* vt_remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
+                        std::uintptr_t ret);
+  static void vt_free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret);
+  static const VTable kVTable;
+
+  void* do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret);
+  void* do_resize(Bytes memory, Alignment alignment, std::size_t new_len, std::uintptr_t ret,
+                  bool may_move);
+  void do_free(Bytes memory, Alignment alignment, std::uintptr_t ret);
+
+  // Helpers; the *_locked ones expect the mutex held (if any).
+  StackTrace* new_trace_locked();
+  void release_trace_locked(StackTrace* t);
+  bool should_sample_locked();
+  void write_canary(std::byte* block, std::size_t size) const;
+  // Returns (first bad offset, count) of changed canary bytes, or count 0.
+  std::pair<std::size_t, std::size_t> check_canary(const std::byte* block,
+                                                   std::size_t size) const;
+  std::pair<std::size_t, std::size_t> check_pattern(const std::byte* block,
+                                                    std::size_t size) const;
+  // Finds a pointer's report for a call on memory that is not live.
+  debug::Report not_live_report_locked(std::uintptr_t addr, std::size_t len,
+                                       Alignment alignment, debug::Operation op);
+  debug::CallSite site_of(std::uintptr_t ret, const StackTrace* t) const;
+  void fill_block_report(debug::Report& r, std::uintptr_t addr, const Record& rec) const;
+  void quarantine_locked(std::uintptr_t addr, Freed f, std::vector<debug::Report>& out);
+  void evict_one_locked(std::vector<debug::Report>& out);
+  void release_to_child_locked(std::uintptr_t addr, Freed& f, std::vector<debug::Report>& out);
+  void forget_history_locked();
+  void emit(debug::Report r);
+  void emit_all(std::vector<debug::Report>& reports);
+  void log_call(std::string_view op, std::size_t len, std::size_t new_len, Alignment alignment,
+                const void* in, const void* out, std::uintptr_t ret);
+
+  Allocator child_;
+  DebugOptions options_;
+  std::unique_ptr<absl::Mutex> mu_;  // null when !thread_safe
+  absl::flat_hash_map<std::uintptr_t, Record> live_;
+  absl::flat_hash_map<std::uintptr_t, Freed> freed_;
+  std::deque<FifoEntry> quarantine_;
+  std::deque<FifoEntry> history_;
+  std::vector<StackTrace*> trace_pool_;
+  DebugStats stats_;
+  std::uint64_t next_seq_ = 0;
+  std::uint64_t next_free_seq_ = 0;
+  std::uint32_t sample_countdown_ = 1;
+  std::optional<InjectedFailure> injected_;
+  bool deinit_done_ = false;
+};
+
+}  // namespace alloy

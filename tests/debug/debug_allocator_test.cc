@@ -1,0 +1,480 @@
+// Provokes every error DebugAllocator knows on purpose and asserts the report:
+// kind, addresses, sizes, and that the traces name the test that did it.
+#define BOOST_TEST_MODULE debug_allocator
+#include <boost/test/unit_test.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "alloc_iface/allocator.h"
+#include "alloc_iface/box.h"
+#include "alloc_iface/vec.h"
+#include "allocators/c_allocator.h"
+#include "allocators/page_allocator.h"
+#include "debug/debug_allocator.h"
+
+namespace {
+
+using alloy::Alignment;
+using alloy::debug::ErrorKind;
+using alloy::debug::Operation;
+using alloy::debug::Report;
+
+std::uintptr_t addr_of(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
+
+// A DebugAllocator over malloc that collects its reports.
+struct Collected {
+  std::vector<Report> reports;
+  alloy::DebugAllocator debug;
+  explicit Collected(alloy::DebugOptions o = {}, alloy::Allocator child = alloy::c_allocator())
+      : debug(child, with_sink(std::move(o), &reports)) {}
+  static alloy::DebugOptions with_sink(alloy::DebugOptions o, std::vector<Report>* out) {
+    if (o.traces == alloy::TraceMode::kSampled) o.traces = alloy::TraceMode::kAlways;
+    o.sink = alloy::debug::collect_into(out);
+    return o;
+  }
+  alloy::Allocator a() { return debug.allocator(); }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(clean_use_reports_nothing_and_keeps_contents) {
+  Collected c;
+  auto a = c.a();
+  auto s = a.alloc<int>(100);
+  BOOST_REQUIRE(s.ok());
+  for (int i = 0; i < 100; ++i) (*s)[i] = i;
+  auto bigger = a.realloc(*s, 1000);
+  BOOST_REQUIRE(bigger.ok());
+  for (int i = 0; i < 100; ++i) BOOST_TEST((*bigger)[i] == i);
+  auto aligned = a.alloc_aligned<std::byte>(33, 256);
+  BOOST_REQUIRE(aligned.ok());
+  BOOST_TEST(Alignment::from_log2(8).check(aligned->data()));
+  a.free_aligned(*aligned, Alignment::from_log2(8));
+  a.free(*bigger);
+  BOOST_TEST(c.debug.check() == 0u);
+  BOOST_TEST(c.debug.deinit() == 0u);
+  BOOST_TEST(c.reports.empty());
+}
+
+BOOST_AUTO_TEST_CASE(double_free_is_reported_with_three_sites) {
+  Collected c;
+  auto a = c.a();
+  auto s = a.alloc<std::uint64_t>(8);
+  BOOST_REQUIRE(s.ok());
+  a.free(*s);
+  a.free(*s);  // the bug
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+  const Report& r = c.reports[0];
+  BOOST_TEST(r.kind == ErrorKind::kDoubleFree);
+  BOOST_TEST(r.operation == Operation::kFree);
+  BOOST_TEST(r.address == addr_of(s->data()));
+  BOOST_TEST(r.block_size == 64u);
+  BOOST_TEST(r.block_alignment.bytes() == 8u);
+  BOOST_TEST(r.this_call.mentions("double_free_is_reported_with_three_sites"));
+  BOOST_TEST(r.alloc_site.mentions("double_free_is_reported_with_three_sites"));
+  BOOST_TEST(r.free_site.mentions("double_free_is_reported_with_three_sites"));
+  const std::string text = r.text();
+  BOOST_TEST(text.find("double free") != std::string::npos);
+  BOOST_TEST(text.find("first freed at") != std::string::npos);
+  BOOST_TEST(text.find("double_free_is_reported_with_three_sites") != std::string::npos);
+  BOOST_TEST(r.json().find("\"kind\":\"double_free\"") != std::string::npos);
+  BOOST_TEST(c.debug.stats().errors == 1u);
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(double_free_after_quarantine_is_still_named) {
+  alloy::DebugOptions o;
+  o.quarantine_bytes = 0;  // released to the child at once; history remembers
+  Collected c(o);
+  auto a = c.a();
+  auto s = a.alloc<char>(24);
+  BOOST_REQUIRE(s.ok());
+  char* p = s->data();
+  a.free(*s);
+  // The child may hand the address out again; a live block wins over history.
+  auto again = a.alloc<char>(24);
+  BOOST_REQUIRE(again.ok());
+  if (again->data() == p) {
+    a.free(*again);
+    BOOST_TEST(c.reports.empty());
+  } else {
+    a.free(std::span<char>(p, 24));
+    BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+    BOOST_TEST(c.reports[0].kind == ErrorKind::kDoubleFree);
+    BOOST_TEST(c.reports[0].note.find("left the quarantine") != std::string::npos);
+    a.free(*again);
+  }
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(free_of_foreign_pointer_is_refused) {
+  Collected c;
+  auto a = c.a();
+  alignas(16) static char not_ours[64];
+  a.free(std::span<char>(not_ours, 64));
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+  BOOST_TEST(c.reports[0].kind == ErrorKind::kInvalidPointer);
+  BOOST_TEST(c.reports[0].address == addr_of(not_ours));
+  BOOST_TEST(c.reports[0].passed_size == 64u);
+  BOOST_TEST(c.reports[0].this_call.mentions("free_of_foreign_pointer_is_refused"));
+  // Interior pointers name the block they point into.
+  auto s = a.alloc<char>(100);
+  BOOST_REQUIRE(s.ok());
+  a.free(std::span<char>(s->data() + 8, 10));
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 2u);
+  BOOST_TEST(c.reports[1].kind == ErrorKind::kInvalidPointer);
+  BOOST_TEST(c.reports[1].block_address == addr_of(s->data()));
+  BOOST_TEST(c.reports[1].note.find("8 bytes into a live block of 100") != std::string::npos);
+  BOOST_TEST(c.reports[1].alloc_site.mentions("free_of_foreign_pointer_is_refused"));
+  a.free(*s);  // the real free still works: the bad call was refused
+  BOOST_TEST(c.reports.size() == 2u);
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(free_with_wrong_size_is_refused_and_block_stays_live) {
+  Collected c;
+  auto a = c.a();
+  auto s = a.alloc<int>(10);
+  BOOST_REQUIRE(s.ok());
+  a.free(s->first(9));  // 36 bytes instead of 40
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+  const Report& r = c.reports[0];
+  BOOST_TEST(r.kind == ErrorKind::kWrongSize);
+  BOOST_TEST(r.passed_size == 36u);
+  BOOST_TEST(r.block_size == 40u);
+  BOOST_TEST(r.address == addr_of(s->data()));
+  BOOST_TEST(r.this_call.mentions("free_with_wrong_size_is_refused_and_block_stays_live"));
+  BOOST_TEST(r.alloc_site.mentions("free_with_wrong_size_is_refused_and_block_stays_live"));
+  BOOST_TEST(c.debug.stats().live_count == 1u);
+  a.free(*s);
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(free_and_resize_with_wrong_alignment_are_refused) {
+  Collected c;
+  auto a = c.a();
+  auto s = a.alloc_aligned<std::byte>(64, 64);
+  BOOST_REQUIRE(s.ok());
+  a.free(*s);  // alignment 1 instead of 64
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+  BOOST_TEST(c.reports[0].kind == ErrorKind::kWrongAlignment);
+  BOOST_TEST(c.reports[0].passed_alignment.bytes() == 1u);
+  BOOST_TEST(c.reports[0].block_alignment.bytes() == 64u);
+  BOOST_TEST(c.reports[0].this_call.mentions("free_and_resize_with_wrong_alignment_are_refused"));
+  BOOST_TEST(!a.raw_resize(*s, Alignment::from_log2(3), 32, ALLOY_RETURN_ADDRESS()));
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 2u);
+  BOOST_TEST(c.reports[1].kind == ErrorKind::kWrongAlignment);
+  BOOST_TEST(c.reports[1].operation == Operation::kResize);
+  BOOST_TEST(c.reports[1].new_size == 32u);
+  a.free_aligned(*s, Alignment::from_log2(6));
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(resize_with_wrong_size_is_refused) {
+  Collected c;
+  auto a = c.a();
+  auto s = a.alloc<std::byte>(48);
+  BOOST_REQUIRE(s.ok());
+  BOOST_TEST(!a.raw_resize(s->first(40), Alignment(), 44, ALLOY_RETURN_ADDRESS()));
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+  BOOST_TEST(c.reports[0].kind == ErrorKind::kWrongSize);
+  BOOST_TEST(c.reports[0].operation == Operation::kResize);
+  BOOST_TEST(c.reports[0].passed_size == 40u);
+  BOOST_TEST(c.reports[0].block_size == 48u);
+  BOOST_TEST(c.debug.stats().live_bytes == 48u);
+  a.free(*s);
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(overrun_is_found_on_free) {
+  Collected c;
+  auto a = c.a();
+  auto s = a.alloc<char>(10);
+  BOOST_REQUIRE(s.ok());
+  char* p = s->data();
+  p[10] = 'x';  // one past the end: lands in the canary
+  p[12] = 'y';
+  a.free(*s);
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+  const Report& r = c.reports[0];
+  BOOST_TEST(r.kind == ErrorKind::kOverrun);
+  BOOST_TEST(r.operation == Operation::kFree);
+  BOOST_TEST(r.block_address == addr_of(p));
+  BOOST_TEST(r.block_size == 10u);
+  BOOST_TEST(r.offset == 10u);
+  BOOST_TEST(r.bad_bytes == 2u);
+  BOOST_TEST(r.alloc_site.mentions("overrun_is_found_on_free"));
+  BOOST_TEST(r.this_call.mentions("overrun_is_found_on_free"));
+  BOOST_TEST(c.debug.stats().live_count == 0u);  // the free itself went ahead
+  BOOST_TEST(c.debug.deinit() == 0u);
+  BOOST_TEST(c.reports.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(overrun_is_found_on_resize_and_on_demand) {
+  Collected c;
+  auto a = c.a();
+  auto s = a.alloc<char>(32);
+  auto t = a.alloc<char>(8);
+  BOOST_REQUIRE(s.ok() && t.ok());
+  (*t).data()[8] = 1;
+  BOOST_TEST(c.debug.check() == 1u);
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+  BOOST_TEST(c.reports[0].kind == ErrorKind::kOverrun);
+  BOOST_TEST(c.reports[0].operation == Operation::kCheck);
+  BOOST_TEST(c.reports[0].block_address == addr_of(t->data()));
+  BOOST_TEST(c.reports[0].alloc_site.mentions("overrun_is_found_on_resize_and_on_demand"));
+  BOOST_TEST(c.debug.check() == 0u);  // reported once, canary restored
+  s->data()[33] = 1;
+  (void)a.resize(*s, 16);
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 2u);
+  BOOST_TEST(c.reports[1].kind == ErrorKind::kOverrun);
+  BOOST_TEST(c.reports[1].operation == Operation::kResize);
+  BOOST_TEST(c.reports[1].offset == 33u);
+  a.free(*t);
+  BOOST_TEST(c.debug.deinit() == 1u);  // s: whatever resize did, it was never freed
+}
+
+BOOST_AUTO_TEST_CASE(use_after_free_is_found_when_leaving_quarantine) {
+  alloy::DebugOptions o;
+  o.quarantine_bytes = 256;
+  Collected c(o);
+  auto a = c.a();
+  auto s = a.alloc<char>(64);
+  BOOST_REQUIRE(s.ok());
+  char* p = s->data();
+  a.free(*s);
+  p[5] = 'z';  // the bug: memory is quarantined, still ours, so this is safe to do
+  BOOST_TEST(c.reports.empty());
+  // Push it out of the 256-byte quarantine.
+  for (int i = 0; i < 8; ++i) {
+    auto t = a.alloc<char>(64);
+    BOOST_REQUIRE(t.ok());
+    a.free(*t);
+  }
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+  const Report& r = c.reports[0];
+  BOOST_TEST(r.kind == ErrorKind::kUseAfterFree);
+  BOOST_TEST(r.block_address == addr_of(p));
+  BOOST_TEST(r.block_size == 64u);
+  BOOST_TEST(r.offset == 5u);
+  BOOST_TEST(r.bad_bytes == 1u);
+  BOOST_TEST(r.alloc_site.mentions("use_after_free_is_found_when_leaving_quarantine"));
+  BOOST_TEST(r.free_site.mentions("use_after_free_is_found_when_leaving_quarantine"));
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(use_after_free_is_found_on_demand) {
+  Collected c;
+  auto a = c.a();
+  auto s = a.alloc<std::uint32_t>(4);
+  BOOST_REQUIRE(s.ok());
+  std::uint32_t* p = s->data();
+  a.free(*s);
+  p[2] = 7;
+  BOOST_TEST(c.debug.check() == 1u);
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+  BOOST_TEST(c.reports[0].kind == ErrorKind::kUseAfterFree);
+  BOOST_TEST(c.reports[0].offset == 8u);
+  BOOST_TEST(c.reports[0].free_site.mentions("use_after_free_is_found_on_demand"));
+  // resize of the freed block is a separate misuse, also refused.
+  BOOST_TEST(!a.raw_resize(std::as_writable_bytes(std::span<std::uint32_t>(p, 4)),
+                           Alignment::of<std::uint32_t>(), 8, ALLOY_RETURN_ADDRESS()));
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 2u);
+  BOOST_TEST(c.reports[1].kind == ErrorKind::kUseOfFreed);
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+namespace {
+[[gnu::noinline]] void leak_two_blocks_here(alloy::Allocator a) {
+  (void)a.alloc<char>(13).value();
+  (void)a.create<double>(2.5).value();
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(leaks_are_counted_and_named) {
+  std::string text;
+  alloy::DebugOptions o;
+  o.traces = alloy::TraceMode::kAlways;
+  o.sink = alloy::debug::append_text_to(&text);
+  alloy::DebugAllocator debug(alloy::c_allocator(), o);
+  leak_two_blocks_here(debug.allocator());
+  std::vector<alloy::AllocationInfo> seen;
+  debug.visit([&](const alloy::AllocationInfo& info) { seen.push_back(info); });
+  BOOST_REQUIRE_EQUAL(seen.size(), 2u);
+  BOOST_TEST(seen[0].size == 13u);
+  BOOST_TEST(seen[1].size == sizeof(double));
+  BOOST_TEST(!seen[0].frames.empty());
+  BOOST_TEST(debug.check_leaks() == 2u);
+  BOOST_TEST(text.find("leak: 13 bytes at") != std::string::npos);
+  BOOST_TEST(text.find("leak: 8 bytes at") != std::string::npos);
+  BOOST_TEST(text.find("leak_two_blocks_here") != std::string::npos);
+  BOOST_TEST(text.find("leaks_are_counted_and_named") != std::string::npos);
+  BOOST_TEST(debug.deinit() == 2u);  // reports again, then frees them
+  BOOST_TEST(debug.stats().live_count == 0u);
+  BOOST_TEST(debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(ret_addr_only_mode_still_names_the_caller) {
+  alloy::DebugOptions o;
+  o.traces = alloy::TraceMode::kNever;
+  std::vector<Report> reports;
+  o.sink = alloy::debug::collect_into(&reports);
+  alloy::DebugAllocator debug(alloy::c_allocator(), o);
+  leak_two_blocks_here(debug.allocator());
+  BOOST_TEST(debug.deinit() == 2u);
+  BOOST_REQUIRE_EQUAL(reports.size(), 2u);
+  BOOST_TEST(reports[0].alloc_site.frames.empty());
+  BOOST_TEST(reports[0].alloc_site.mentions("leak_two_blocks_here"));
+  BOOST_TEST(reports[0].text().find("no full trace") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(sampling_traces_one_in_n) {
+  alloy::DebugOptions o;
+  o.traces = alloy::TraceMode::kSampled;
+  o.sample_every = 4;
+  o.sink = [](const Report&) {};
+  alloy::DebugAllocator debug(alloy::c_allocator(), o);
+  auto a = debug.allocator();
+  std::vector<std::span<int>> blocks;
+  for (int i = 0; i < 40; ++i) blocks.push_back(a.alloc<int>(1).value());
+  int traced = 0;
+  debug.visit([&](const alloy::AllocationInfo& info) { traced += !info.frames.empty(); });
+  BOOST_TEST(traced == 10);
+  for (auto b : blocks) a.free(b);
+  BOOST_TEST(debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(stats_track_live_peak_and_totals) {
+  Collected c;
+  auto a = c.a();
+  auto x = a.alloc<char>(100).value();
+  auto y = a.alloc<char>(50).value();
+  a.free(x);
+  auto z = a.alloc<char>(10).value();
+  auto st = c.debug.stats();
+  BOOST_TEST(st.live_bytes == 60u);
+  BOOST_TEST(st.peak_live_bytes == 150u);
+  BOOST_TEST(st.total_bytes == 160u);
+  BOOST_TEST(st.live_count == 2u);
+  BOOST_TEST(st.peak_live_count == 2u);
+  BOOST_TEST(st.total_allocs == 3u);
+  BOOST_TEST(st.total_frees == 1u);
+  a.free(y);
+  a.free(z);
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(memory_limit_is_honoured_and_allocator_stays_usable) {
+  alloy::DebugOptions o;
+  o.memory_limit = 1000;
+  Collected c(o);
+  auto a = c.a();
+  auto x = a.alloc<char>(600);
+  BOOST_REQUIRE(x.ok());
+  BOOST_TEST(!a.alloc<char>(500).ok());
+  BOOST_TEST(!a.resize(*x, 1001));
+  auto y = a.alloc<char>(400);
+  BOOST_TEST(y.ok());
+  BOOST_TEST(c.debug.stats().failed_allocs == 1u);
+  BOOST_TEST(c.reports.empty());  // running out is not a misuse
+  a.free(*x);
+  a.free(*y);
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(remap_and_vec_growth_keep_tracking) {
+  Collected c(alloy::DebugOptions{}, alloy::page_allocator());
+  {
+    alloy::Vec<int> v(c.a());
+    for (int i = 0; i < 5000; ++i) BOOST_REQUIRE(v.try_push(i).ok());
+    for (int i = 0; i < 5000; ++i) BOOST_REQUIRE(v[i] == i);
+    BOOST_TEST(c.debug.stats().live_count == 1u);
+    BOOST_TEST(c.debug.check() == 0u);
+  }
+  BOOST_TEST(c.reports.empty());
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(verbose_logs_every_call) {
+  std::vector<std::string> lines;
+  alloy::DebugOptions o;
+  o.verbose = true;
+  o.log = [&](std::string_view l) { lines.emplace_back(l); };
+  alloy::DebugAllocator debug(alloy::c_allocator(), o);
+  auto a = debug.allocator();
+  auto s = a.alloc<char>(7).value();
+  a.free(s);
+  BOOST_REQUIRE_EQUAL(lines.size(), 2u);
+  BOOST_TEST(lines[0].find("alloc len=7") != std::string::npos);
+  BOOST_TEST(lines[1].find("free len=7") != std::string::npos);
+  BOOST_TEST(lines[0].find("verbose_logs_every_call") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(json_report_is_one_object_with_frames) {
+  Collected c;
+  auto a = c.a();
+  auto s = a.alloc<char>(3).value();
+  a.free(s);
+  a.free(s);
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+  std::string j = c.reports[0].json();
+  BOOST_TEST(j.front() == '{');
+  BOOST_TEST(j.back() == '}');
+  BOOST_TEST(j.find("\"block_size\":3") != std::string::npos);
+  BOOST_TEST(j.find("\"frames\":[{\"pc\":") != std::string::npos);
+  BOOST_TEST(j.find("json_report_is_one_object_with_frames") != std::string::npos);
+  BOOST_TEST(j.find('\n') == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(abort_on_error_stops_the_process) {
+  pid_t pid = fork();
+  BOOST_REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::signal(SIGABRT, SIG_DFL);  // Boost.Test's handler would catch it
+    alloy::DebugOptions o;
+    o.abort_on_error = true;
+    o.sink = [](const Report&) {};
+    alloy::DebugAllocator debug(alloy::c_allocator(), o);
+    auto a = debug.allocator();
+    auto s = a.alloc<char>(8).value();
+    a.free(s);
+    a.free(s);
+    _exit(0);  // not reached
+  }
+  int status = 0;
+  BOOST_REQUIRE(waitpid(pid, &status, 0) == pid);
+  BOOST_TEST(WIFSIGNALED(status));
+  if (WIFSIGNALED(status)) BOOST_TEST(WTERMSIG(status) == SIGABRT);
+}
+
+BOOST_AUTO_TEST_CASE(thread_safe_mode_survives_concurrent_use) {
+  alloy::DebugOptions o;
+  o.sink = [](const Report&) {};
+  alloy::DebugAllocator debug(alloy::c_allocator(), o);
+  auto a = debug.allocator();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([a, t] {
+      for (int i = 0; i < 2000; ++i) {
+        auto s = a.alloc<int>(1 + (i + t) % 32);
+        if (!s) continue;
+        (*s)[0] = i;
+        a.free(*s);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  auto st = debug.stats();
+  BOOST_TEST(st.total_allocs == 8000u);
+  BOOST_TEST(st.total_frees == 8000u);
+  BOOST_TEST(st.errors == 0u);
+  BOOST_TEST(debug.deinit() == 0u);
+}
