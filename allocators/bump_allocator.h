@@ -1,0 +1,76 @@
+// alloy::BumpAllocator — a pointer bump over a buffer the caller owns.
+//
+// The simplest allocator there is: alloc aligns a cursor and moves it
+// forward; the buffer (stack array, static storage, a block from another
+// allocator) is never freed by it. The most recent allocation can grow,
+// shrink or be freed in place (the cursor follows it); resize and free on
+// older blocks are no-ops (a shrink there reports success, a grow fails).
+// reset() forgets everything at once. When the buffer is full alloc returns
+// null and nothing changes.
+//
+// Cost: alloc_inline is an add, a mask, two compares and a store; through the
+// handle add one indirect call. No headers: used() counts block bytes plus
+// alignment padding only. Thread safety: none (see ThreadSafeFixedBufferAllocator).
+//
+// Example:
+//   alignas(16) std::byte storage[4096];
+//   alloy::BumpAllocator bump(storage);
+//   auto line = bump.allocator().dupe(std::string_view("GET / HTTP/1.1"));
+//   void* raw = bump.alloc_inline(64, 16);                  // no indirect call
+//   bump.reset();                                           // both gone
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "alloc_iface/allocator.h"
+
+namespace alloy {
+
+class BumpAllocator {
+ public:
+  explicit BumpAllocator(Bytes buffer)
+      : base_(reinterpret_cast<std::uintptr_t>(buffer.data())),
+        cur_(base_),
+        end_(base_ + buffer.size()) {}
+  BumpAllocator(const BumpAllocator&) = delete;
+  BumpAllocator& operator=(const BumpAllocator&) = delete;
+
+  // A handle whose ctx is this allocator; valid while it lives.
+  Allocator allocator();
+
+  // `len` (> 0) bytes aligned to `align` (a power of two), or null when full.
+  [[gnu::always_inline]] inline void* alloc_inline(
+      std::size_t len, std::size_t align = alignof(std::max_align_t)) {
+    const std::uintptr_t p = (cur_ + (align - 1)) & ~(std::uintptr_t{align} - 1);
+    if (p <= end_ && len <= end_ - p) [[likely]] {
+      cur_ = p + len;
+      return reinterpret_cast<void*>(p);
+    }
+    return nullptr;
+  }
+
+  // Grows or shrinks the most recent allocation in place; see the header note.
+  bool resize(Bytes memory, std::size_t new_len);
+  // Rewinds when `memory` is the most recent allocation; otherwise a no-op.
+  void free(Bytes memory);
+  bool is_last(Bytes memory) const {
+    return reinterpret_cast<std::uintptr_t>(memory.data()) + memory.size() == cur_;
+  }
+
+  void reset() { cur_ = base_; }
+  bool owns(const void* p) const {
+    const auto a = reinterpret_cast<std::uintptr_t>(p);
+    return a >= base_ && a < end_;
+  }
+  std::size_t used() const { return cur_ - base_; }
+  std::size_t capacity() const { return end_ - base_; }
+  std::size_t remaining() const { return end_ - cur_; }
+
+ private:
+  std::uintptr_t base_;
+  std::uintptr_t cur_;
+  std::uintptr_t end_;
+};
+
+}  // namespace alloy

@@ -1,0 +1,116 @@
+#include "allocators/fixed_buffer_allocator.h"
+
+namespace alloy {
+namespace {
+
+// Index of the first `alignment`-aligned byte at or after `index`, or
+// SIZE_MAX when `len` bytes from there do not fit in `buffer`.
+std::size_t fit(Bytes buffer, std::size_t index, std::size_t len, Alignment alignment) {
+  const auto base = reinterpret_cast<std::uintptr_t>(buffer.data());
+  const std::uintptr_t aligned = alignment.forward(base + index);
+  if (aligned < base + index) return SIZE_MAX;  // wrapped
+  const std::size_t start = aligned - base;
+  if (start > buffer.size() || len > buffer.size() - start) return SIZE_MAX;
+  return start;
+}
+
+template <class Self>
+void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+  return static_cast<Self*>(ctx)->alloc(len, alignment);
+}
+template <class Self>
+bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
+  return static_cast<Self*>(ctx)->resize(memory, new_len);
+}
+template <class Self>
+void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
+  return static_cast<Self*>(ctx)->resize(memory, new_len) ? memory.data() : nullptr;
+}
+template <class Self>
+void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
+  static_cast<Self*>(ctx)->free(memory);
+}
+
+template <class Self>
+constexpr VTable kVTable = {vt_alloc<Self>, vt_resize<Self>, vt_remap<Self>, vt_free<Self>};
+
+bool inside(Bytes buffer, const void* p) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  const auto base = reinterpret_cast<std::uintptr_t>(buffer.data());
+  return a >= base && a < base + buffer.size();
+}
+
+}  // namespace
+
+// ---- FixedBufferAllocator ----
+
+Allocator FixedBufferAllocator::allocator() {
+  return Allocator{this, &kVTable<FixedBufferAllocator>};
+}
+
+void* FixedBufferAllocator::alloc(std::size_t len, Alignment alignment) {
+  const std::size_t start = fit(buffer_, end_index_, len, alignment);
+  if (start == SIZE_MAX) return nullptr;
+  end_index_ = start + len;
+  return buffer_.data() + start;
+}
+
+bool FixedBufferAllocator::resize(Bytes memory, std::size_t new_len) {
+  if (!is_last_allocation(memory)) return new_len <= memory.size();
+  const std::size_t start = static_cast<std::size_t>(memory.data() - buffer_.data());
+  if (new_len > buffer_.size() - start) return false;
+  end_index_ = start + new_len;
+  return true;
+}
+
+void FixedBufferAllocator::free(Bytes memory) {
+  if (is_last_allocation(memory)) {
+    end_index_ = static_cast<std::size_t>(memory.data() - buffer_.data());
+  }
+}
+
+bool FixedBufferAllocator::owns(const void* p) const { return inside(buffer_, p); }
+
+// ---- ThreadSafeFixedBufferAllocator ----
+
+Allocator ThreadSafeFixedBufferAllocator::allocator() {
+  return Allocator{this, &kVTable<ThreadSafeFixedBufferAllocator>};
+}
+
+void* ThreadSafeFixedBufferAllocator::alloc(std::size_t len, Alignment alignment) {
+  std::size_t end = end_index_.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::size_t start = fit(buffer_, end, len, alignment);
+    if (start == SIZE_MAX) return nullptr;
+    // Relaxed is enough: the bytes handed out are not published through
+    // end_index_; each thread only touches the range its CAS reserved.
+    if (end_index_.compare_exchange_weak(end, start + len, std::memory_order_relaxed)) {
+      return buffer_.data() + start;
+    }
+    retries_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+bool ThreadSafeFixedBufferAllocator::resize(Bytes memory, std::size_t new_len) {
+  const std::size_t start = static_cast<std::size_t>(memory.data() - buffer_.data());
+  std::size_t expected = start + memory.size();
+  if (new_len > buffer_.size() - start) return false;
+  if (end_index_.compare_exchange_strong(expected, start + new_len,
+                                         std::memory_order_relaxed)) {
+    return true;
+  }
+  return new_len <= memory.size();  // not last (any more): shrink is a no-op
+}
+
+void ThreadSafeFixedBufferAllocator::free(Bytes memory) {
+  const std::size_t start = static_cast<std::size_t>(memory.data() - buffer_.data());
+  std::size_t expected = start + memory.size();
+  // Rewinds only if it is still the last allocation; otherwise a no-op.
+  end_index_.compare_exchange_strong(expected, start, std::memory_order_relaxed);
+}
+
+bool ThreadSafeFixedBufferAllocator::owns(const void* p) const {
+  return inside(buffer_, p);
+}
+
+}  // namespace alloy

@@ -1,0 +1,200 @@
+#include "allocators/scratch.h"
+
+#include <algorithm>
+#include <cstring>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ALLOY_SCRATCH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ALLOY_SCRATCH_ASAN 1
+#endif
+#endif
+
+#if defined(ALLOY_SCRATCH_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
+
+namespace alloy {
+namespace {
+
+constexpr Alignment kChunkAlignment = Alignment::from_log2(4);
+constexpr std::size_t kMaxGrowth = std::size_t{1} << 30;
+
+void poison(std::uintptr_t lo, std::uintptr_t hi) {
+  if (!Scratch::kPoisons || hi <= lo) return;
+#if defined(ALLOY_SCRATCH_ASAN)
+  // Parts of the range may be poisoned already (an earlier restore).
+  ASAN_UNPOISON_MEMORY_REGION(reinterpret_cast<void*>(lo), hi - lo);
+#endif
+  std::memset(reinterpret_cast<void*>(lo), static_cast<int>(Scratch::kPoisonByte), hi - lo);
+#if defined(ALLOY_SCRATCH_ASAN)
+  ASAN_POISON_MEMORY_REGION(reinterpret_cast<void*>(lo), hi - lo);
+#endif
+}
+
+void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+  return static_cast<Scratch*>(ctx)->alloc_inline(len, alignment.bytes());
+}
+bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
+  return static_cast<Scratch*>(ctx)->resize_last(memory, new_len);
+}
+void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
+  return static_cast<Scratch*>(ctx)->resize_last(memory, new_len) ? memory.data() : nullptr;
+}
+void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
+  static_cast<Scratch*>(ctx)->free_last(memory);
+}
+
+constexpr VTable kScratchVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
+
+}  // namespace
+
+Scratch& Scratch::local() {
+  static thread_local Scratch scratch;
+  return scratch;
+}
+
+Scratch::Scratch(Allocator child, std::size_t first_chunk)
+    : child_(child), next_size_(std::max(first_chunk, kHeader + 64)) {}
+
+Scratch::~Scratch() { release(); }
+
+Allocator Scratch::allocator() { return Allocator{this, &kScratchVTable}; }
+
+void Scratch::unpoison([[maybe_unused]] void* p, [[maybe_unused]] std::size_t len) {
+#if defined(ALLOY_SCRATCH_ASAN) && !defined(NDEBUG)
+  ASAN_UNPOISON_MEMORY_REGION(p, len);
+#endif
+}
+
+void Scratch::enter(Chunk* c) {
+  current_ = c;
+  cur_ = start_of(c);
+  end_ = end_of(c);
+}
+
+void Scratch::free_chain(Chunk* c) {
+  while (c != nullptr) {
+    Chunk* next = c->next;
+    unpoison(c, c->size);  // the child may hand these bytes to anyone next
+    child_.raw_free(Bytes(reinterpret_cast<std::byte*>(c), c->size), kChunkAlignment,
+                    ALLOY_RETURN_ADDRESS());
+    c = next;
+  }
+}
+
+void* Scratch::alloc_slow(std::size_t len, std::size_t align) {
+  std::size_t need = 0;
+  if (__builtin_add_overflow(len, kHeader + (align - 1), &need) || need > PTRDIFF_MAX) {
+    return nullptr;
+  }
+  // Reuse the next retained chunk when it is big enough; otherwise the
+  // retained tail (all free by definition) makes way for a bigger chunk.
+  Chunk* next = current_ != nullptr ? current_->next : first_;
+  if (next != nullptr && next->size < need) {
+    if (next->prev != nullptr) next->prev->next = nullptr;
+    if (next == first_) first_ = nullptr;
+    free_chain(next);
+    next = nullptr;
+  }
+  if (next == nullptr) {
+    std::size_t size = std::max(need, next_size_);
+    void* p = child_.raw_alloc(size, kChunkAlignment, ALLOY_RETURN_ADDRESS());
+    if (p == nullptr && size > need) {
+      size = need;
+      p = child_.raw_alloc(size, kChunkAlignment, ALLOY_RETURN_ADDRESS());
+    }
+    if (p == nullptr) return nullptr;
+    next_size_ = std::min(next_size_ * 2, kMaxGrowth);
+    next = static_cast<Chunk*>(p);
+    next->prev = current_;
+    next->next = nullptr;
+    next->size = size;
+    if (current_ != nullptr) {
+      current_->next = next;
+    } else {
+      first_ = next;
+    }
+  }
+  enter(next);
+  const std::uintptr_t p = (cur_ + (align - 1)) & ~(std::uintptr_t{align} - 1);
+  cur_ = p + len;
+  unpoison(reinterpret_cast<void*>(p), len);
+  return reinterpret_cast<void*>(p);
+}
+
+bool Scratch::restore(Checkpoint cp) {
+  auto* target = static_cast<Chunk*>(cp.chunk);
+  // The checkpoint must be at or below the top: its chunk is the current one
+  // or an earlier one in the chain.
+  if (target == current_) {
+    if (cp.cur > cur_) return false;
+  } else {
+    bool found = target == nullptr;
+    for (Chunk* c = current_ != nullptr ? current_->prev : nullptr; c != nullptr && !found;
+         c = c->prev) {
+      found = c == target;
+    }
+    if (!found) return false;
+  }
+  if (target == nullptr) {
+    if (first_ == nullptr) return true;  // nothing was ever allocated
+    target = first_;
+    cp.cur = start_of(first_);
+  }
+  if (kPoisons) {
+    for (Chunk* c = target;; c = c->next) {
+      const std::uintptr_t lo = c == target ? cp.cur : start_of(c);
+      const std::uintptr_t hi = c == current_ ? cur_ : end_of(c);
+      poison(lo, hi);
+      if (c == current_) break;
+    }
+  }
+  current_ = target;
+  cur_ = cp.cur;
+  end_ = end_of(target);
+  return true;
+}
+
+void Scratch::release() {
+  free_chain(first_);
+  first_ = current_ = nullptr;
+  cur_ = end_ = 0;
+}
+
+std::size_t Scratch::capacity() const {
+  std::size_t total = 0;
+  for (const Chunk* c = first_; c != nullptr; c = c->next) total += c->size - kHeader;
+  return total;
+}
+
+std::size_t Scratch::chunk_count() const {
+  std::size_t n = 0;
+  for (const Chunk* c = first_; c != nullptr; c = c->next) ++n;
+  return n;
+}
+
+bool Scratch::owns(const void* p) const {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  for (const Chunk* c = first_; c != nullptr; c = c->next) {
+    if (a >= start_of(c) && a < end_of(c)) return true;
+  }
+  return false;
+}
+
+bool Scratch::resize_last(Bytes memory, std::size_t new_len) {
+  const auto start = reinterpret_cast<std::uintptr_t>(memory.data());
+  if (start + memory.size() != cur_) return new_len <= memory.size();
+  if (new_len > end_ - start) return false;
+  cur_ = start + new_len;
+  unpoison(memory.data(), new_len);
+  return true;
+}
+
+void Scratch::free_last(Bytes memory) {
+  const auto start = reinterpret_cast<std::uintptr_t>(memory.data());
+  if (start + memory.size() == cur_) cur_ = start;
+}
+
+}  // namespace alloy

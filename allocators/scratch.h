@@ -1,0 +1,131 @@
+// alloy::Scratch — a reusable per-thread arena for temporaries, with scoped
+// checkpoints (ScratchScope) that give back everything allocated inside them.
+//
+// Scratch::local() is this thread's instance: chunks taken from the page
+// allocator the first time and kept for the thread's lifetime, so the
+// steady state allocates nothing from the system. A ScratchScope records the
+// position on construction and restores it on scope exit (nested scopes
+// restore in LIFO order; a restore to a position that an outer scope already
+// released is ignored). In debug builds (!NDEBUG) the bytes above a restored
+// checkpoint are filled with 0xDB and, under AddressSanitizer, poisoned, so a
+// pointer that outlived its scope reads garbage or trips ASan at once.
+//
+// Cost: alloc is a pointer bump; a scope is two words saved and restored
+// (plus the poisoning fill in debug builds). Chunks beyond the current one
+// are reused, never freed, until release() or thread exit.
+// Thread safety: one Scratch per thread; local() never shares.
+//
+// Example:
+//   std::string_view render(Allocator out, const Doc& doc) {
+//     alloy::ScratchScope scope;                       // this thread's scratch
+//     auto tmp = scope.allocator().alloc<char>(4096);  // temporaries ...
+//     ... format into tmp, copy the result into `out` ...
+//   }                                                  // ... released here
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "alloc_iface/allocator.h"
+#include "allocators/page_allocator.h"
+
+namespace alloy {
+
+class Scratch {
+ public:
+  // A position in the scratch; opaque, only for restore().
+  struct Checkpoint {
+    void* chunk = nullptr;  // null: before the first chunk
+    std::uintptr_t cur = 0;
+  };
+
+  // This thread's scratch (page-allocator chunks, 64 KiB first).
+  static Scratch& local();
+
+  explicit Scratch(Allocator child = page_allocator(), std::size_t first_chunk = 64 * 1024);
+  ~Scratch();
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+
+  Allocator allocator();
+
+  [[gnu::always_inline]] inline void* alloc_inline(
+      std::size_t len, std::size_t align = alignof(std::max_align_t)) {
+    const std::uintptr_t p = (cur_ + (align - 1)) & ~(std::uintptr_t{align} - 1);
+    if (p <= end_ && len <= end_ - p) [[likely]] {
+      cur_ = p + len;
+      unpoison(reinterpret_cast<void*>(p), len);
+      return reinterpret_cast<void*>(p);
+    }
+    return alloc_slow(len, align);
+  }
+
+  Checkpoint checkpoint() const { return Checkpoint{current_, cur_}; }
+  // Releases everything allocated since `cp` (poisoning it in debug builds).
+  // Returns false, changing nothing, if `cp` is not at or below the top.
+  bool restore(Checkpoint cp);
+
+  // Returns every chunk to the child. Only valid with no live scope.
+  void release();
+
+  std::size_t capacity() const;        // usable bytes in all chunks
+  std::size_t chunk_count() const;
+  bool owns(const void* p) const;
+
+  // Whether restore() fills/poisons released memory in this build.
+  static constexpr bool kPoisons =
+#ifdef NDEBUG
+      false;
+#else
+      true;
+#endif
+  static constexpr std::byte kPoisonByte{0xDB};
+
+  bool resize_last(Bytes memory, std::size_t new_len);
+  void free_last(Bytes memory);
+
+ private:
+  struct Chunk {
+    Chunk* prev;
+    Chunk* next;
+    std::size_t size;  // bytes from the child, header included
+  };
+  static constexpr std::size_t kHeader = sizeof(Chunk);
+
+  static void unpoison(void* p, std::size_t len);
+  [[gnu::noinline]] void* alloc_slow(std::size_t len, std::size_t align);
+  void enter(Chunk* c);
+  void free_chain(Chunk* c);
+  static std::uintptr_t start_of(const Chunk* c) {
+    return reinterpret_cast<std::uintptr_t>(c) + kHeader;
+  }
+  static std::uintptr_t end_of(const Chunk* c) {
+    return reinterpret_cast<std::uintptr_t>(c) + c->size;
+  }
+
+  Allocator child_;
+  Chunk* first_ = nullptr;
+  Chunk* current_ = nullptr;
+  std::uintptr_t cur_ = 0;
+  std::uintptr_t end_ = 0;
+  std::size_t next_size_;
+};
+
+// Restores its scratch to where it was at construction when it goes out of scope.
+class ScratchScope {
+ public:
+  explicit ScratchScope(Scratch& scratch = Scratch::local())
+      : scratch_(scratch), checkpoint_(scratch.checkpoint()) {}
+  ~ScratchScope() { (void)scratch_.restore(checkpoint_); }
+  ScratchScope(const ScratchScope&) = delete;
+  ScratchScope& operator=(const ScratchScope&) = delete;
+
+  Allocator allocator() { return scratch_.allocator(); }
+  Scratch& scratch() { return scratch_; }
+
+ private:
+  Scratch& scratch_;
+  Scratch::Checkpoint checkpoint_;
+};
+
+}  // namespace alloy

@@ -1,0 +1,127 @@
+#define BOOST_TEST_MODULE stack_allocator
+#include <boost/test/unit_test.hpp>
+
+#include <cstring>
+
+#include "allocators/stack_allocator.h"
+#include "tests/family/family_test_util.h"
+
+using alloy::Alignment;
+using alloy::StackAllocator;
+namespace t = alloy::testing;
+using Kind = StackAllocator::ErrorKind;
+
+namespace {
+alignas(65536) std::byte g_storage[1 << 20];
+alloy::Bytes storage(std::size_t n = sizeof(g_storage)) { return {g_storage, n}; }
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(alignment_one_byte_to_64k_and_lifo_rewind) {
+  StackAllocator stack(storage());
+  t::check_alignments(stack.allocator(), 64 * 1024);  // frees in reverse
+  BOOST_CHECK_EQUAL(stack.used(), 0u);  // padding and headers all given back
+  BOOST_CHECK_EQUAL(stack.refused_count(), 0u);
+}
+
+BOOST_AUTO_TEST_CASE(no_overlap_then_lifo_free_to_empty) {
+  StackAllocator stack(storage());
+  auto blocks = t::check_no_overlap(stack.allocator(), 2000, 200, 7,
+                                    Alignment::from_log2(4));
+  BOOST_CHECK_EQUAL(blocks.size(), 2000u);
+  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) {
+    stack.allocator().free_bytes(*it, Alignment::from_log2(4));
+  }
+  BOOST_CHECK_EQUAL(stack.used(), 0u);
+  BOOST_CHECK_EQUAL(stack.refused_count(), 0u);
+}
+
+BOOST_AUTO_TEST_CASE(markers_unwind_everything_after) {
+  StackAllocator stack(storage());
+  alloy::Allocator a = stack.allocator();
+  auto keep = a.alloc<int>(10);
+  BOOST_REQUIRE(keep);
+  for (int i = 0; i < 10; ++i) (*keep)[i] = i;
+  const auto m = stack.mark();
+  const std::size_t used_at_mark = stack.used();
+  for (int i = 0; i < 100; ++i) BOOST_REQUIRE(a.alloc<double>(7));
+  BOOST_CHECK_GT(stack.used(), used_at_mark);
+  BOOST_CHECK(stack.unwind(m));
+  BOOST_CHECK_EQUAL(stack.used(), used_at_mark);
+  for (int i = 0; i < 10; ++i) BOOST_CHECK_EQUAL((*keep)[i], i);
+  // Nested markers.
+  const auto outer = stack.mark();
+  BOOST_REQUIRE(a.alloc<char>(5));
+  const auto inner = stack.mark();
+  BOOST_REQUIRE(a.alloc<char>(5));
+  BOOST_CHECK(stack.unwind(inner));
+  BOOST_CHECK(stack.unwind(outer));
+  BOOST_CHECK_EQUAL(stack.used(), used_at_mark);
+  // A marker above the top is refused and reported.
+  stack.set_report_to_stderr(false);
+  BOOST_CHECK(!stack.unwind(inner));
+  BOOST_CHECK(stack.last_error().kind == Kind::kBadMarker);
+  BOOST_CHECK_EQUAL(stack.used(), used_at_mark);
+}
+
+BOOST_AUTO_TEST_CASE(out_of_order_free_is_refused_and_reported) {
+  StackAllocator stack(storage(4096));
+  alloy::Allocator a = stack.allocator();
+  auto first = a.alloc<char>(32);
+  auto second = a.alloc<char>(32);
+  BOOST_REQUIRE(first && second);
+  std::memset(second->data(), 'S', 32);
+  const std::size_t used = stack.used();
+  // This one prints the report to stderr (with the return address).
+  a.free(*first);
+  BOOST_CHECK_EQUAL(stack.refused_count(), 1u);
+  BOOST_CHECK(stack.last_error().kind == Kind::kOutOfOrderFree);
+  BOOST_CHECK_EQUAL(stack.last_error().pointer, static_cast<const void*>(first->data()));
+  BOOST_CHECK_EQUAL(stack.last_error().length, 32u);
+  BOOST_CHECK_NE(stack.last_error().ret_addr, 0u);
+  BOOST_CHECK_EQUAL(stack.used(), used);  // nothing moved
+  BOOST_CHECK_EQUAL((*second)[31], 'S');
+  stack.set_report_to_stderr(false);
+  // Correct order works afterwards.
+  a.free(*second);
+  a.free(*first);
+  BOOST_CHECK_EQUAL(stack.used(), 0u);
+  // Double free: above the top now.
+  a.free(*second);
+  BOOST_CHECK(stack.last_error().kind == Kind::kStaleFree);
+  // Foreign memory.
+  char local[8];
+  a.free(std::span<char>(local, 8));
+  BOOST_CHECK(stack.last_error().kind == Kind::kForeignFree);
+  BOOST_CHECK_EQUAL(stack.refused_count(), 3u);
+  BOOST_CHECK_EQUAL(stack.used(), 0u);
+}
+
+BOOST_AUTO_TEST_CASE(top_block_grows_in_place_and_keeps_contents) {
+  StackAllocator stack(storage(4096));
+  alloy::Allocator a = stack.allocator();
+  auto older = a.alloc<char>(8);
+  auto top = a.alloc<char>(8);
+  BOOST_REQUIRE(older && top);
+  std::memcpy(top->data(), "abcdefgh", 8);
+  auto grown = a.realloc(*top, 1000);
+  BOOST_REQUIRE(grown);
+  BOOST_CHECK_EQUAL(static_cast<void*>(grown->data()), static_cast<void*>(top->data()));
+  BOOST_CHECK_EQUAL(std::memcmp(grown->data(), "abcdefgh", 8), 0);
+  BOOST_CHECK(!a.resize(*older, 100));
+  a.free(*grown);  // the top, with its new length
+  a.free(*older);
+  BOOST_CHECK_EQUAL(stack.used(), 0u);
+  BOOST_CHECK_EQUAL(stack.refused_count(), 0u);
+}
+
+BOOST_AUTO_TEST_CASE(out_of_space_returns_null_and_stays_usable) {
+  StackAllocator stack(storage(1024));
+  alloy::Allocator a = stack.allocator();
+  auto big = a.alloc<char>(900);
+  BOOST_REQUIRE(big);
+  BOOST_CHECK(!a.alloc<char>(200));
+  BOOST_CHECK(!a.realloc(*big, 2000));
+  BOOST_CHECK(a.alloc<char>(50));
+  stack.reset();
+  BOOST_CHECK(a.alloc<char>(1000));
+}
