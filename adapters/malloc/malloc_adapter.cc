@@ -1,0 +1,333 @@
+// The C allocation API on top of alloy::engine (see malloc_adapter.h).
+//
+// Nothing here may call malloc: only the engine, syscalls, atomics and
+// getenv (which reads `environ` in place). Reports are formatted by hand into
+// stack buffers and written with write(2).
+#include "adapters/malloc/malloc_adapter.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "adapters/malloc/malloc_internal.h"
+#include "allocators/engine/engine.h"
+
+extern char** environ;
+
+namespace alloy::malloc_adapter {
+namespace {
+
+Options g_options;
+// 0 = not read yet, 1 = being read, 2 = read.
+std::atomic<int> g_options_state{0};
+std::atomic<std::size_t> g_foreign_frees{0};
+
+bool env_flag(const char* name) {
+  const char* v = getenv(name);
+  return v != nullptr && v[0] != '\0' && !(v[0] == '0' && v[1] == '\0');
+}
+
+void read_options() {
+  // Before libc has set up `environ` (ld.so's earliest allocations) there is
+  // nothing to read yet: keep the defaults and try again later.
+  if (environ == nullptr) return;
+  int expected = 0;
+  if (!g_options_state.compare_exchange_strong(expected, 1,
+                                               std::memory_order_acq_rel)) {
+    return;
+  }
+  g_options.verbose = env_flag("ALLOY_VERBOSE");
+  g_options.eager_purge = env_flag("ALLOY_EAGER_PURGE");
+  if (const char* s = getenv("ALLOY_STATS");
+      s != nullptr && s[0] != '\0' && !(s[0] == '0' && s[1] == '\0')) {
+    g_options.stats = true;
+    // Programs often close stderr before exit (coreutils does): keep our
+    // own descriptor for the exit report.
+    int fd = s[0] == '/' ? internal::open_append(s)
+                         : ::fcntl(2, F_DUPFD_CLOEXEC, 100);
+    if (fd >= 0) g_options.stats_fd = fd;
+  }
+  if (g_options.eager_purge) engine::set_eager_purge(true);
+  g_options_state.store(2, std::memory_order_release);
+}
+
+// Runs before main (and, under LD_PRELOAD, before the program's own
+// constructors): applies ALLOY_EAGER_PURGE as early as possible.
+[[gnu::constructor(101)]] void read_options_at_start() { read_options(); }
+
+[[gnu::destructor(101)]] void report_at_exit() {
+  const Options& o = options();
+  if (o.stats) write_stats(o.stats_fd);
+}
+
+}  // namespace
+
+const Options& options() noexcept {
+  if (g_options_state.load(std::memory_order_acquire) != 2) read_options();
+  return g_options;
+}
+
+void write_stats(int fd) noexcept {
+  engine::write_stats(fd);
+  internal::Line line;
+  line.add("alloy malloc: foreign frees ignored: ");
+  line.add_dec(foreign_frees());
+  line.add("\n");
+  line.write_to(fd);
+}
+
+std::size_t foreign_frees() noexcept {
+  return g_foreign_frees.load(std::memory_order_relaxed);
+}
+
+namespace internal {
+
+int open_append(const char* path) noexcept {
+  return ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+void Line::add(const char* s) noexcept {
+  while (*s != '\0' && len < sizeof(buf)) buf[len++] = *s++;
+}
+
+void Line::add_dec(std::size_t v) noexcept {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  while (n > 0 && len < sizeof(buf)) buf[len++] = tmp[--n];
+}
+
+void Line::add_hex(std::uintptr_t v) noexcept {
+  add("0x");
+  char tmp[20];
+  int n = 0;
+  do {
+    tmp[n++] = "0123456789abcdef"[v & 15];
+    v >>= 4;
+  } while (v != 0);
+  while (n > 0 && len < sizeof(buf)) buf[len++] = tmp[--n];
+}
+
+void Line::write_to(int fd) const noexcept {
+  std::size_t done = 0;
+  while (done < len) {
+    ssize_t w = ::write(fd, buf + done, len - done);
+    if (w <= 0) {
+      if (w < 0 && errno == EINTR) continue;
+      return;
+    }
+    done += static_cast<std::size_t>(w);
+  }
+}
+
+void report(const char* what, const void* p, std::size_t size,
+            std::uintptr_t caller, bool always) noexcept {
+  if (!always && !options().verbose) return;
+  int saved = errno;
+  Line line;
+  line.add("alloy malloc: ");
+  line.add(what);
+  if (p != nullptr) {
+    line.add(" ptr=");
+    line.add_hex(reinterpret_cast<std::uintptr_t>(p));
+  }
+  line.add(" size=");
+  line.add_dec(size);
+  line.add(" caller=");
+  line.add_hex(caller);
+  line.add("\n");
+  line.write_to(2);
+  errno = saved;
+}
+
+void* fail_enomem(std::size_t size, std::uintptr_t caller) noexcept {
+  report("out of memory", nullptr, size, caller, false);
+  errno = ENOMEM;
+  return nullptr;
+}
+
+void note_foreign_free(void* p, std::uintptr_t caller) noexcept {
+  g_foreign_frees.fetch_add(1, std::memory_order_relaxed);
+  report("free of a pointer alloy does not own (ignored)", p, 0, caller,
+         false);
+}
+
+void check_sized_free(void* p, std::size_t size,
+                      std::uintptr_t caller) noexcept {
+  std::size_t usable = engine::usable_size(p);
+  if (size > usable) {
+    report("sized free with a size larger than the block", p, size, caller,
+           true);
+  }
+}
+
+void* realloc_foreign(void* p, std::size_t size,
+                      std::uintptr_t caller) noexcept {
+  // We do not know how long the foreign block is. Copy `size` bytes, or as
+  // many of them as are readable: process_vm_readv on our own pid stops at
+  // the first unmapped page instead of faulting. Bytes past the old block's
+  // end are indeterminate in realloc's result anyway.
+  report("realloc of a pointer alloy does not own (copied)", p, size, caller,
+         false);
+  void* q = engine::alloc(size);
+  if (q == nullptr) return fail_enomem(size, caller);
+  iovec local{q, size};
+  iovec remote{p, size};
+  ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+  if (got < 0) {
+    // Not permitted here: copy what is certainly readable, the rest of p's
+    // page (p itself was readable, or the caller would have crashed first).
+    std::uintptr_t page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+    std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+    std::size_t to_end = static_cast<std::size_t>(((a / page) + 1) * page - a);
+    std::memcpy(q, p, to_end < size ? to_end : size);
+  }
+  g_foreign_frees.fetch_add(1, std::memory_order_relaxed);
+  return q;
+}
+
+}  // namespace internal
+}  // namespace alloy::malloc_adapter
+
+// ---------------------------------------------------------------------------
+// The exported C API.
+
+namespace mi = alloy::malloc_adapter::internal;
+namespace engine = alloy::engine;
+
+#define ALLOY_CALLER() \
+  (reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)))
+#define ALLOY_EXPORT extern "C" [[gnu::visibility("default")]]
+
+ALLOY_EXPORT void* malloc(std::size_t size) noexcept {
+  return mi::alloc(size, ALLOY_CALLER());
+}
+
+ALLOY_EXPORT void free(void* p) noexcept { mi::free(p, ALLOY_CALLER()); }
+
+ALLOY_EXPORT void cfree(void* p) noexcept { mi::free(p, ALLOY_CALLER()); }
+
+ALLOY_EXPORT void* calloc(std::size_t n, std::size_t size) noexcept {
+  return mi::calloc(n, size, ALLOY_CALLER());
+}
+
+ALLOY_EXPORT void* realloc(void* p, std::size_t size) noexcept {
+  return mi::realloc(p, size, ALLOY_CALLER());
+}
+
+ALLOY_EXPORT void* reallocarray(void* p, std::size_t n,
+                                std::size_t size) noexcept {
+  std::size_t bytes;
+  if (__builtin_mul_overflow(n, size, &bytes)) {
+    return mi::fail_enomem(SIZE_MAX, ALLOY_CALLER());
+  }
+  return mi::realloc(p, bytes, ALLOY_CALLER());
+}
+
+ALLOY_EXPORT int posix_memalign(void** out, std::size_t alignment,
+                                std::size_t size) noexcept {
+  if (alignment < sizeof(void*) || !mi::is_pow2(alignment)) {
+    mi::report("posix_memalign: invalid alignment", nullptr, alignment,
+               ALLOY_CALLER(), false);
+    return EINVAL;
+  }
+  int saved = errno;
+  void* p = mi::alloc_aligned(size, alignment, ALLOY_CALLER());
+  if (p == nullptr) {
+    errno = saved;  // posix_memalign reports through its result only
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+ALLOY_EXPORT void* aligned_alloc(std::size_t alignment,
+                                 std::size_t size) noexcept {
+  if (!mi::is_pow2(alignment)) {
+    mi::report("aligned_alloc: invalid alignment", nullptr, alignment,
+               ALLOY_CALLER(), false);
+    errno = EINVAL;
+    return nullptr;
+  }
+  return mi::alloc_aligned(size, alignment, ALLOY_CALLER());
+}
+
+ALLOY_EXPORT void* memalign(std::size_t alignment, std::size_t size) noexcept {
+  return mi::memalign(alignment, size, ALLOY_CALLER());
+}
+
+ALLOY_EXPORT void* valloc(std::size_t size) noexcept {
+  return mi::alloc_aligned(size, mi::page_size(), ALLOY_CALLER());
+}
+
+ALLOY_EXPORT void* pvalloc(std::size_t size) noexcept {
+  return mi::pvalloc(size, ALLOY_CALLER());
+}
+
+ALLOY_EXPORT std::size_t malloc_usable_size(void* p) noexcept {
+  if (p == nullptr || !engine::owns(p)) return 0;
+  return engine::usable_size(p);
+}
+
+ALLOY_EXPORT void free_sized(void* p, std::size_t size) noexcept {
+  mi::free_sized(p, size, ALLOY_CALLER());
+}
+
+ALLOY_EXPORT void free_aligned_sized(void* p, std::size_t alignment,
+                                     std::size_t size) noexcept {
+  mi::free_aligned_sized(p, alignment, size, ALLOY_CALLER());
+}
+
+// glibc's internal names, for the few programs that call them directly; with
+// them defined here nothing reaches glibc's allocator.
+ALLOY_EXPORT void* __libc_malloc(std::size_t size) noexcept {
+  return mi::alloc(size, ALLOY_CALLER());
+}
+ALLOY_EXPORT void __libc_free(void* p) noexcept {
+  mi::free(p, ALLOY_CALLER());
+}
+ALLOY_EXPORT void* __libc_calloc(std::size_t n, std::size_t size) noexcept {
+  return mi::calloc(n, size, ALLOY_CALLER());
+}
+ALLOY_EXPORT void* __libc_realloc(void* p, std::size_t size) noexcept {
+  return mi::realloc(p, size, ALLOY_CALLER());
+}
+ALLOY_EXPORT void* __libc_memalign(std::size_t alignment,
+                                   std::size_t size) noexcept {
+  return mi::memalign(alignment, size, ALLOY_CALLER());
+}
+ALLOY_EXPORT void* __libc_valloc(std::size_t size) noexcept {
+  return mi::alloc_aligned(size, mi::page_size(), ALLOY_CALLER());
+}
+ALLOY_EXPORT void* __libc_pvalloc(std::size_t size) noexcept {
+  return mi::pvalloc(size, ALLOY_CALLER());
+}
+
+// glibc's tuning and introspection calls describe glibc's own arenas, which
+// hold nothing here: accept and ignore them so they do no harm.
+ALLOY_EXPORT int mallopt(int, int) noexcept { return 1; }
+ALLOY_EXPORT int __libc_mallopt(int, int) noexcept { return 1; }
+ALLOY_EXPORT int malloc_trim(std::size_t) noexcept { return 0; }
+ALLOY_EXPORT void malloc_stats() noexcept {
+  alloy::malloc_adapter::write_stats(2);
+}
+ALLOY_EXPORT struct mallinfo mallinfo() noexcept {
+  struct mallinfo info;
+  std::memset(&info, 0, sizeof(info));
+  return info;
+}
+ALLOY_EXPORT struct mallinfo2 mallinfo2() noexcept {
+  struct mallinfo2 info;
+  std::memset(&info, 0, sizeof(info));
+  return info;
+}

@@ -1,0 +1,55 @@
+// The global malloc adapter: alloy's size-class engine behind malloc, free,
+// calloc, realloc, the aligned family, malloc_usable_size, free_sized and
+// every form of operator new/delete.
+//
+// Two ways in: link `//adapters/malloc:alloy_malloc` (static, alwayslink) into
+// a program, or run any program with LD_PRELOAD=.../liballoy_malloc.so
+// (`//adapters:liballoy_malloc.so`). Either way every allocation of the
+// process, including libc's and libstdc++'s own, goes to the engine. Pointers
+// the engine does not own (blocks handed out by ld.so's start-up allocator
+// before the replacement was bound) are never passed to the engine: free()
+// ignores them, realloc() copies them out.
+//
+// Environment (read once at start-up with getenv, which does not allocate):
+//   ALLOY_STATS=1          engine statistics on stderr at exit
+//   ALLOY_STATS=/path      ... appended to that file instead
+//   ALLOY_VERBOSE=1        report failed allocations, invalid arguments and
+//                          foreign frees on stderr (with the caller's address)
+//   ALLOY_EAGER_PURGE=1    give empty spans back to the OS immediately
+//
+// Cost: one call into the engine per operation, plus one ownership check on
+// free. Failure paths set errno = ENOMEM (EINVAL for bad alignments) and
+// never abort. Thread safety: fully thread-safe, fork-safe (the engine
+// registers its own pthread_atfork handlers), async-signal-unsafe like malloc.
+//
+// Example:
+//   // BUILD:  cc_binary(name = "server", srcs = [...],
+//   //                   deps = ["//adapters/malloc:alloy_malloc"])
+//   // or:     LD_PRELOAD=bazel-bin/adapters/liballoy_malloc.so ./server
+//   void* p = std::malloc(100);   // served by alloy::engine
+//   std::free(p);
+#pragma once
+
+#include <cstddef>
+
+namespace alloy::malloc_adapter {
+
+// The options the adapter runs with, from the environment variables above.
+struct Options {
+  bool stats = false;        // ALLOY_STATS set (and not "0")
+  int stats_fd = 2;          // where the exit report goes
+  bool verbose = false;      // ALLOY_VERBOSE set (and not "0")
+  bool eager_purge = false;  // ALLOY_EAGER_PURGE set (and not "0")
+};
+
+// The options in effect (read from the environment on first use).
+const Options& options() noexcept;
+
+// Writes the engine's statistics to `fd` with write(2); never allocates.
+void write_stats(int fd) noexcept;
+
+// Number of frees of pointers the engine does not own since start-up (they
+// are ignored). Exposed for tests and for the ALLOY_STATS report.
+std::size_t foreign_frees() noexcept;
+
+}  // namespace alloy::malloc_adapter

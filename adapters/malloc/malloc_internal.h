@@ -1,0 +1,198 @@
+// Shared fast paths of the malloc adapter: the C functions and the C++
+// operators both call these, so the semantics (size 0, errno, foreign
+// pointers, alignment rules) are written once. Internal to adapters/malloc.
+//
+// Cost: each inlines to one engine call plus a branch or two. Nothing here
+// calls malloc. Thread safety: as the engine (fully thread-safe).
+//
+// Example:
+//   void* malloc(size_t n) { return internal::alloc(n, ALLOY_CALLER()); }
+//   void free(void* p) { internal::free(p, ALLOY_CALLER()); }
+//   // internal::alloc sets errno = ENOMEM and returns null on failure;
+//   // internal::free ignores null and pointers the engine does not own.
+#pragma once
+
+#include <errno.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "allocators/engine/engine.h"
+
+namespace alloy::malloc_adapter::internal {
+
+// No request above this can ever be served (half the address space); the
+// adapter fails such requests itself rather than trust every engine path
+// with near-SIZE_MAX arithmetic.
+inline constexpr std::size_t kMaxRequest = SIZE_MAX / 2;
+
+// The engine's natural alignment: malloc's guarantee.
+inline constexpr std::size_t kNaturalAlignment = 16;
+
+// A fixed buffer for reports; formatting without malloc.
+struct Line {
+  char buf[256];
+  std::size_t len = 0;
+  void add(const char* s) noexcept;
+  void add_dec(std::size_t v) noexcept;
+  void add_hex(std::uintptr_t v) noexcept;
+  void write_to(int fd) const noexcept;
+};
+
+// Writes one report line to stderr when ALLOY_VERBOSE is set or `always`.
+void report(const char* what, const void* p, std::size_t size,
+            std::uintptr_t caller, bool always) noexcept;
+
+// errno = ENOMEM, report if verbose, return null.
+[[gnu::cold]] void* fail_enomem(std::size_t size,
+                                std::uintptr_t caller) noexcept;
+
+[[gnu::cold]] void note_foreign_free(void* p, std::uintptr_t caller) noexcept;
+
+// Reports (always) a sized free whose size exceeds the block's usable size.
+void check_sized_free(void* p, std::size_t size,
+                      std::uintptr_t caller) noexcept;
+
+[[gnu::cold]] void* realloc_foreign(void* p, std::size_t size,
+                                    std::uintptr_t caller) noexcept;
+
+int open_append(const char* path) noexcept;
+
+inline bool is_pow2(std::size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+inline std::size_t page_size() {
+  static const std::size_t size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+#ifndef NDEBUG
+inline constexpr bool kCheckSizedFree = true;
+#else
+inline constexpr bool kCheckSizedFree = false;
+#endif
+
+inline void* alloc(std::size_t size, std::uintptr_t caller) noexcept {
+  if (size == 0) size = 1;
+  void* p = size <= kMaxRequest ? engine::alloc(size) : nullptr;
+  if (p == nullptr) [[unlikely]]
+    return fail_enomem(size, caller);
+  return p;
+}
+
+// `alignment` must be a power of two (callers validate).
+inline void* alloc_aligned(std::size_t size, std::size_t alignment,
+                           std::uintptr_t caller) noexcept {
+  if (alignment <= kNaturalAlignment) return alloc(size, caller);
+  if (size == 0) size = 1;
+  void* p = size <= kMaxRequest && alignment <= kMaxRequest
+                ? engine::alloc_aligned(size, alignment)
+                : nullptr;
+  if (p == nullptr) [[unlikely]]
+    return fail_enomem(size, caller);
+  return p;
+}
+
+inline void free(void* p, std::uintptr_t caller) noexcept {
+  if (p == nullptr) return;
+  if (!engine::owns(p)) [[unlikely]] {
+    note_foreign_free(p, caller);
+    return;
+  }
+  engine::free(p);
+}
+
+inline void free_sized(void* p, std::size_t size,
+                       std::uintptr_t caller) noexcept {
+  if (p == nullptr) return;
+  if (!engine::owns(p)) [[unlikely]] {
+    note_foreign_free(p, caller);
+    return;
+  }
+  if (size == 0) size = 1;
+  if constexpr (kCheckSizedFree) {
+    if (size > engine::usable_size(p)) [[unlikely]] {
+      check_sized_free(p, size, caller);
+      engine::free(p);  // the block is still freed, by its own metadata
+      return;
+    }
+  }
+  engine::free_sized(p, size);
+}
+
+// Aligned blocks are freed unsized: the size class of an over-aligned block
+// is not derivable from the requested size alone.
+inline void free_aligned_sized(void* p, std::size_t alignment,
+                               std::size_t size,
+                               std::uintptr_t caller) noexcept {
+  if (alignment <= kNaturalAlignment) return free_sized(p, size, caller);
+  if (p == nullptr) return;
+  if (!engine::owns(p)) [[unlikely]] {
+    note_foreign_free(p, caller);
+    return;
+  }
+  if constexpr (kCheckSizedFree) {
+    if (size > engine::usable_size(p)) [[unlikely]]
+      check_sized_free(p, size, caller);
+  }
+  engine::free(p);
+}
+
+inline void* calloc(std::size_t n, std::size_t size,
+                    std::uintptr_t caller) noexcept {
+  std::size_t bytes;
+  if (__builtin_mul_overflow(n, size, &bytes)) [[unlikely]]
+    return fail_enomem(SIZE_MAX, caller);
+  void* p = alloc(bytes, caller);
+  if (p != nullptr) std::memset(p, 0, bytes);
+  return p;
+}
+
+// glibc semantics: realloc(NULL, n) = malloc(n); realloc(p, 0) frees p and
+// returns NULL; on failure p is untouched and errno = ENOMEM.
+inline void* realloc(void* p, std::size_t size,
+                     std::uintptr_t caller) noexcept {
+  if (p == nullptr) return alloc(size, caller);
+  if (size == 0) {
+    free(p, caller);
+    return nullptr;
+  }
+  if (size > kMaxRequest) [[unlikely]]
+    return fail_enomem(size, caller);
+  if (!engine::owns(p)) [[unlikely]]
+    return realloc_foreign(p, size, caller);
+  void* q = engine::realloc(p, size);
+  if (q == nullptr) [[unlikely]]
+    return fail_enomem(size, caller);
+  return q;
+}
+
+// glibc semantics: alignments below 16 are malloc; a non-power-of-two
+// alignment is rounded up to the next power of two; absurd ones are EINVAL.
+inline void* memalign(std::size_t alignment, std::size_t size,
+                      std::uintptr_t caller) noexcept {
+  if (alignment <= kNaturalAlignment) return alloc(size, caller);
+  if (alignment > kMaxRequest + 1) {
+    report("memalign: invalid alignment", nullptr, alignment, caller, false);
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (!is_pow2(alignment)) {
+    alignment = std::size_t{1} << (64 - __builtin_clzl(alignment));
+  }
+  return alloc_aligned(size, alignment, caller);
+}
+
+// Page-aligned, size rounded up to whole pages (0 -> one page).
+inline void* pvalloc(std::size_t size, std::uintptr_t caller) noexcept {
+  std::size_t page = page_size();
+  std::size_t rounded;
+  if (__builtin_add_overflow(size, page - 1, &rounded)) [[unlikely]]
+    return fail_enomem(size, caller);
+  rounded &= ~(page - 1);
+  if (rounded == 0) rounded = page;
+  return alloc_aligned(rounded, page, caller);
+}
+
+}  // namespace alloy::malloc_adapter::internal

@@ -1,0 +1,173 @@
+// Every replaceable form of operator new/delete on top of alloy::engine.
+//
+// new: retries through std::get_new_handler() until it succeeds; with no
+// handler installed it throws std::bad_alloc (nothrow forms return null, and
+// a handler that throws makes them return null). delete: sized forms pass the
+// size on (checked against the block in debug builds); pointers the engine
+// does not own are ignored like in free().
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+#include "adapters/malloc/malloc_internal.h"
+#include "allocators/engine/engine.h"
+
+namespace mi = alloy::malloc_adapter::internal;
+
+namespace {
+
+#define ALLOY_CALLER() \
+  (reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)))
+
+// The request failed: either the new_handler frees something and we retry, or
+// there is none and we give up. Returns false when the caller must give up.
+[[gnu::cold]] bool call_new_handler() {
+  std::new_handler handler = std::get_new_handler();
+  if (handler == nullptr) return false;
+  handler();
+  return true;
+}
+
+[[gnu::noinline, gnu::cold]] void* new_slow(std::size_t size,
+                                            std::size_t alignment,
+                                            std::uintptr_t caller) {
+  for (;;) {
+    if (!call_new_handler()) throw std::bad_alloc();
+    void* p = mi::alloc_aligned(size, alignment, caller);
+    if (p != nullptr) return p;
+  }
+}
+
+[[gnu::noinline, gnu::cold]] void* new_nothrow_slow(
+    std::size_t size, std::size_t alignment, std::uintptr_t caller) noexcept {
+  try {
+    return new_slow(size, alignment, caller);
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+inline void* new_impl(std::size_t size, std::size_t alignment,
+                      std::uintptr_t caller) {
+  void* p = mi::alloc_aligned(size, alignment, caller);
+  if (p != nullptr) [[likely]]
+    return p;
+  return new_slow(size, alignment, caller);
+}
+
+inline void* new_nothrow_impl(std::size_t size, std::size_t alignment,
+                              std::uintptr_t caller) noexcept {
+  void* p = mi::alloc_aligned(size, alignment, caller);
+  if (p != nullptr) [[likely]]
+    return p;
+  return new_nothrow_slow(size, alignment, caller);
+}
+
+// An alignment that is not a power of two is undefined behaviour for the
+// caller; we treat it as an allocation that cannot be served.
+inline std::size_t checked_alignment(std::align_val_t al) {
+  std::size_t a = static_cast<std::size_t>(al);
+  return mi::is_pow2(a) ? a : SIZE_MAX;
+}
+
+inline void* aligned_new_impl(std::size_t size, std::align_val_t al,
+                              std::uintptr_t caller) {
+  std::size_t a = checked_alignment(al);
+  if (a == SIZE_MAX) [[unlikely]] {
+    mi::report("operator new: alignment not a power of two", nullptr,
+               static_cast<std::size_t>(al), caller, false);
+    throw std::bad_alloc();
+  }
+  return new_impl(size, a, caller);
+}
+
+inline void* aligned_new_nothrow_impl(std::size_t size, std::align_val_t al,
+                                      std::uintptr_t caller) noexcept {
+  std::size_t a = checked_alignment(al);
+  if (a == SIZE_MAX) [[unlikely]] {
+    mi::report("operator new: alignment not a power of two", nullptr,
+               static_cast<std::size_t>(al), caller, false);
+    return nullptr;
+  }
+  return new_nothrow_impl(size, a, caller);
+}
+
+constexpr std::size_t kNatural = mi::kNaturalAlignment;
+
+}  // namespace
+
+#define ALLOY_EXPORT [[gnu::visibility("default")]]
+
+// ---- new ----
+ALLOY_EXPORT void* operator new(std::size_t size) {
+  return new_impl(size, kNatural, ALLOY_CALLER());
+}
+ALLOY_EXPORT void* operator new[](std::size_t size) {
+  return new_impl(size, kNatural, ALLOY_CALLER());
+}
+ALLOY_EXPORT void* operator new(std::size_t size,
+                                const std::nothrow_t&) noexcept {
+  return new_nothrow_impl(size, kNatural, ALLOY_CALLER());
+}
+ALLOY_EXPORT void* operator new[](std::size_t size,
+                                  const std::nothrow_t&) noexcept {
+  return new_nothrow_impl(size, kNatural, ALLOY_CALLER());
+}
+ALLOY_EXPORT void* operator new(std::size_t size, std::align_val_t al) {
+  return aligned_new_impl(size, al, ALLOY_CALLER());
+}
+ALLOY_EXPORT void* operator new[](std::size_t size, std::align_val_t al) {
+  return aligned_new_impl(size, al, ALLOY_CALLER());
+}
+ALLOY_EXPORT void* operator new(std::size_t size, std::align_val_t al,
+                                const std::nothrow_t&) noexcept {
+  return aligned_new_nothrow_impl(size, al, ALLOY_CALLER());
+}
+ALLOY_EXPORT void* operator new[](std::size_t size, std::align_val_t al,
+                                  const std::nothrow_t&) noexcept {
+  return aligned_new_nothrow_impl(size, al, ALLOY_CALLER());
+}
+
+// ---- delete ----
+ALLOY_EXPORT void operator delete(void* p) noexcept {
+  mi::free(p, ALLOY_CALLER());
+}
+ALLOY_EXPORT void operator delete[](void* p) noexcept {
+  mi::free(p, ALLOY_CALLER());
+}
+ALLOY_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept {
+  mi::free(p, ALLOY_CALLER());
+}
+ALLOY_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  mi::free(p, ALLOY_CALLER());
+}
+ALLOY_EXPORT void operator delete(void* p, std::size_t size) noexcept {
+  mi::free_sized(p, size, ALLOY_CALLER());
+}
+ALLOY_EXPORT void operator delete[](void* p, std::size_t size) noexcept {
+  mi::free_sized(p, size, ALLOY_CALLER());
+}
+ALLOY_EXPORT void operator delete(void* p, std::align_val_t) noexcept {
+  mi::free(p, ALLOY_CALLER());
+}
+ALLOY_EXPORT void operator delete[](void* p, std::align_val_t) noexcept {
+  mi::free(p, ALLOY_CALLER());
+}
+ALLOY_EXPORT void operator delete(void* p, std::align_val_t,
+                                  const std::nothrow_t&) noexcept {
+  mi::free(p, ALLOY_CALLER());
+}
+ALLOY_EXPORT void operator delete[](void* p, std::align_val_t,
+                                    const std::nothrow_t&) noexcept {
+  mi::free(p, ALLOY_CALLER());
+}
+ALLOY_EXPORT void operator delete(void* p, std::size_t size,
+                                  std::align_val_t al) noexcept {
+  mi::free_aligned_sized(p, static_cast<std::size_t>(al), size,
+                         ALLOY_CALLER());
+}
+ALLOY_EXPORT void operator delete[](void* p, std::size_t size,
+                                    std::align_val_t al) noexcept {
+  mi::free_aligned_sized(p, static_cast<std::size_t>(al), size,
+                         ALLOY_CALLER());
+}
