@@ -130,14 +130,21 @@ void on_crash(int sig) {
     write_str(g_run_is_resize ? ") after failing resize #" : ") after failing allocation #");
     write_num(g_run_index);
     write_str("; the failing call:\n");
+    bool leading = true;
     for (int i = 0; i < g_fail_depth; ++i) {
       char name[512];
-      write_str("    ");
-      if (absl::Symbolize(static_cast<char*>(g_fail_frames[i]) - 1, name, sizeof(name))) {
-        write_str(name);
-      } else {
-        write_str("??");
+      if (!absl::Symbolize(static_cast<char*>(g_fail_frames[i]) - 1, name, sizeof(name))) {
+        std::strcpy(name, "??");
       }
+      // Skip the allocator's own frames, as reports do.
+      if (leading && (std::strstr(name, "alloy::debug::internal::") != nullptr ||
+                      std::strstr(name, "alloy::DebugAllocator::") != nullptr ||
+                      std::strncmp(name, "alloy::Allocator::raw_", 22) == 0)) {
+        continue;
+      }
+      leading = false;
+      write_str("    ");
+      write_str(name);
       write_str("\n");
     }
   }
@@ -261,7 +268,8 @@ FailureCheckResult run_failure_check(const std::function<RunResult(Allocator)>& 
       p.kind = Kind::kUnexpectedException;
       p.detail = rec.result.message;
       result.problems.push_back(std::move(p));
-    } else if (index >= 0 && !resize && injected && rec.result.outcome == RunOutcome::kSuccess) {
+    } else if (index >= 0 && !resize && injected && !options.allow_recovery &&
+               rec.result.outcome == RunOutcome::kSuccess) {
       FailureCheckProblem p = base;
       p.kind = Kind::kSwallowedError;
       p.detail = "fn returned success although this allocation failed";

@@ -85,6 +85,10 @@ struct FailureCheckOptions {
   Allocator backing;                // child of each run's DebugAllocator; default c_allocator()
   bool fail_resizes = true;         // also fail each resize/remap in turn
   std::size_t max_runs = 100000;    // safety bound on the number of runs
+  // Success after a failed allocation is accepted (fn has a deliberate
+  // fallback, e.g. a smaller request served from memory it already holds);
+  // leaks and misuse are still checked.
+  bool allow_recovery = false;
   DebugOptions debug = testing_options();
   FailureCheckOptions();
 };
