@@ -1,0 +1,117 @@
+#define BOOST_TEST_MODULE thread_safe_allocator
+#include <boost/test/unit_test.hpp>
+
+#include "allocators/c_allocator.h"
+#include "allocators/wrappers/thread_safe_allocator.h"
+#include "tests/wrappers/wrapper_test_util.h"
+
+namespace {
+
+using alloy::Alignment;
+using alloy::Bytes;
+
+// A deliberately unsynchronised allocator: 512-byte slots on a plain free list
+// with plain counters. Racing calls would corrupt the list (and TSan would
+// report them); behind ThreadSafeAllocator the counts must come out exact.
+class UnsyncedSlots {
+ public:
+  static constexpr std::size_t kSlot = 512;
+  static constexpr std::size_t kSlots = 256;
+
+  UnsyncedSlots() {
+    for (std::size_t i = 0; i < kSlots; ++i) push(storage_ + i * kSlot);
+  }
+  alloy::Allocator allocator() { return {this, &kVTable}; }
+
+  std::size_t allocs = 0, frees = 0, resizes = 0, live = 0;
+
+ private:
+  struct Node {
+    Node* next;
+  };
+  void push(std::byte* p) {
+    auto* n = reinterpret_cast<Node*>(p);
+    n->next = head_;
+    head_ = n;
+  }
+  static void* do_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+    auto* self = static_cast<UnsyncedSlots*>(ctx);
+    if (len > kSlot || alignment.bytes() > kSlot || self->head_ == nullptr) return nullptr;
+    Node* n = self->head_;
+    self->head_ = n->next;
+    ++self->allocs;
+    ++self->live;
+    return n;
+  }
+  static bool do_resize(void* ctx, Bytes, Alignment, std::size_t new_len, std::uintptr_t) {
+    auto* self = static_cast<UnsyncedSlots*>(ctx);
+    ++self->resizes;
+    return new_len <= kSlot;
+  }
+  static void do_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
+    auto* self = static_cast<UnsyncedSlots*>(ctx);
+    self->push(memory.data());
+    ++self->frees;
+    --self->live;
+  }
+  static constexpr alloy::VTable kVTable = {do_alloc, do_resize, alloy::no_remap, do_free};
+
+  alignas(4096) std::byte storage_[kSlot * kSlots];
+  Node* head_ = nullptr;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(passes_calls_through_unchanged) {
+  UnsyncedSlots slots;
+  alloy::ThreadSafeAllocator safe(slots.allocator());
+  alloy::Allocator a = safe.allocator();
+  auto r = a.alloc<int>(10);
+  BOOST_REQUIRE(r);
+  BOOST_TEST(a.resize(*r, 100));
+  BOOST_TEST(!a.resize(*r, 200));  // 800 bytes > one slot
+  a.free(*r);
+  BOOST_TEST(slots.allocs == 1u);
+  BOOST_TEST(slots.resizes == 2u);
+  BOOST_TEST(slots.frees == 1u);
+  BOOST_TEST(!a.alloc<char>(513));  // the child's refusal comes back as is
+}
+
+BOOST_AUTO_TEST_CASE(locked_runs_under_the_mutex_with_the_child) {
+  UnsyncedSlots slots;
+  alloy::ThreadSafeAllocator safe(slots.allocator());
+  alloy::Allocator seen;
+  const std::size_t live = safe.locked([&](alloy::Allocator child) {
+    seen = child;
+    return slots.live;
+  });
+  BOOST_TEST(live == 0u);
+  BOOST_TEST((seen == slots.allocator()));
+}
+
+BOOST_AUTO_TEST_CASE(alignment_is_preserved) {
+  alloy::ThreadSafeAllocator safe(alloy::c_allocator());
+  BOOST_TEST(alloy::test::misaligned_count(safe.allocator(), 65536) == 0);
+  UnsyncedSlots slots;
+  alloy::ThreadSafeAllocator safe_slots(slots.allocator());
+  BOOST_TEST(alloy::test::misaligned_count(safe_slots.allocator(), 512) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(serialises_an_unsynchronised_child_under_four_threads) {
+  UnsyncedSlots slots;
+  alloy::ThreadSafeAllocator safe(slots.allocator());
+  auto r = alloy::test::hammer(safe.allocator(), 4, 20000);
+  BOOST_TEST(r.corrupted == 0u);
+  BOOST_TEST(r.failures == 0u);  // 4 x 16 live blocks fit in 256 slots
+  safe.locked([&](alloy::Allocator) {
+    BOOST_TEST(slots.allocs == r.allocs);
+    BOOST_TEST(slots.frees == r.allocs);
+    BOOST_TEST(slots.live == 0u);
+  });
+  // Every slot made it back to the free list.
+  alloy::Allocator a = safe.allocator();
+  std::vector<void*> all;
+  while (void* p = a.raw_alloc(1, Alignment{}, 0)) all.push_back(p);
+  BOOST_TEST(all.size() == UnsyncedSlots::kSlots);
+  for (void* p : all) a.raw_free(Bytes(static_cast<std::byte*>(p), 1), Alignment{}, 0);
+}
