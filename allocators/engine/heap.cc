@@ -1,0 +1,212 @@
+// alloy::Heap on the engine's internals (see internal.h for the design).
+#include "allocators/engine/heap.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <new>
+
+#include "allocators/engine/engine.h"
+#include "allocators/engine/internal.h"
+
+namespace alloy {
+namespace {
+
+using engine::detail::HeapCore;
+namespace d = engine::detail;
+
+constexpr std::size_t kCoreBytes = (sizeof(HeapCore) + 4095) & ~std::size_t{4095};
+
+void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept {
+  h->lock.lock();
+  void* p = d::local_alloc(&h->local, size, align);
+  h->lock.unlock();
+  return p;
+}
+
+void report_bad_free(void* p, std::size_t size, std::size_t usable, std::uintptr_t ret) {
+  char buf[200];
+  const int n = std::snprintf(buf, sizeof buf,
+                              "alloy Heap: free of %p with size %zu but the block holds %zu "
+                              "bytes (called from %p); not freed\n",
+                              p, size, usable, reinterpret_cast<void*>(ret));
+  if (n > 0) {
+    ssize_t w = write(2, buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
+    (void)w;
+  }
+}
+
+void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+  return heap_alloc_raw(static_cast<HeapCore*>(ctx), len, alignment.bytes());
+}
+bool vt_resize(void*, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
+  return engine::resize_in_place(memory.data(), new_len);
+}
+void* vt_remap(void*, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
+  // Only huge blocks move cheaply (mremap keeps their alignment offset).
+  d::Segment* seg = d::segment_of(memory.data());
+  if (d::page_of(seg, memory.data())->kind != d::kHugeBlock) return nullptr;
+  if (new_len <= memory.size()) return memory.data();
+  return engine::realloc(memory.data(), new_len);
+}
+void vt_free(void*, Bytes memory, Alignment, std::uintptr_t ret) {
+#if !defined(NDEBUG)
+  const std::size_t usable = d::usable_size_of(memory.data());
+  if (memory.size() > usable) {
+    report_bad_free(memory.data(), memory.size(), usable, ret);
+    return;
+  }
+#else
+  (void)ret;
+#endif
+  engine::free(memory.data());
+}
+constexpr VTable kHeapVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
+
+void* def_alloc(void*, std::size_t len, Alignment alignment, std::uintptr_t) {
+  return engine::alloc_aligned(len, alignment.bytes());
+}
+constexpr VTable kDefaultVTable = {def_alloc, vt_resize, vt_remap, vt_free};
+
+}  // namespace
+
+Result<Heap> Heap::create(const HeapOptions& options) noexcept {
+  d::ensure_process_init();
+  void* m = mmap(nullptr, kCoreBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return Err(AllocError::kOutOfMemory);
+  auto* core = ::new (m) HeapCore();
+  d::heap_init(core);
+  core->ceiling.store(options.ceiling, std::memory_order_relaxed);
+  core->eager.store(options.eager_purge, std::memory_order_relaxed);
+  d::register_heap(core);
+  return Heap(core);
+}
+
+Heap& Heap::operator=(Heap&& o) noexcept {
+  if (this != &o) {
+    destroy();
+    core_ = o.core_;
+    o.core_ = nullptr;
+  }
+  return *this;
+}
+
+void Heap::destroy() noexcept {
+  if (core_ == nullptr) return;
+  d::unregister_heap(core_);
+  d::heap_release_all(core_);
+  munmap(core_, kCoreBytes);
+  core_ = nullptr;
+}
+
+Allocator Heap::allocator() const noexcept { return Allocator{core_, &kHeapVTable}; }
+Allocator Heap::default_allocator() noexcept { return Allocator{nullptr, &kDefaultVTable}; }
+void Heap::collect_default() noexcept { d::heap_collect(&d::g_default_heap); }
+
+void* Heap::alloc(std::size_t size, std::size_t alignment) noexcept {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0) return nullptr;
+  return heap_alloc_raw(core_, size, alignment);
+}
+void Heap::free(void* p) noexcept { engine::free(p); }
+
+void Heap::set_ceiling(std::size_t bytes) noexcept {
+  core_->ceiling.store(bytes, std::memory_order_relaxed);
+}
+std::size_t Heap::ceiling() const noexcept { return core_->ceiling.load(std::memory_order_relaxed); }
+std::size_t Heap::committed() const noexcept {
+  return core_->committed.load(std::memory_order_relaxed);
+}
+
+void Heap::collect() noexcept { d::heap_collect(core_); }
+
+HeapStats Heap::stats() noexcept {
+  HeapStats s;
+  for (unsigned c = 1; c < HeapStats::kClasses; ++c) s.classes[c].block_size = d::class_size(c);
+  {
+    d::Guard g(core_->lock);
+    for (d::Segment* seg = core_->local.segments; seg != nullptr; seg = seg->next) {
+      ++s.segments;
+      for (std::size_t idx = 1; idx < d::kSlices;) {
+        d::Page* pg = &seg->pages[idx];
+        if (pg->slice_count == 0) break;
+        if (pg->kind == d::kSmallPage) {
+          d::page_collect(pg);
+          s.classes[pg->size_class].live_blocks += pg->used;
+          s.classes[pg->size_class].pages += 1;
+          s.live_blocks += pg->used;
+          s.live_bytes += std::size_t{pg->used} * pg->block_size;
+        } else if (pg->kind == d::kLargeBlock) {
+          d::page_collect(pg);
+          if (pg->used != 0) {
+            ++s.large_blocks;
+            s.large_bytes += pg->block_size;
+          }
+        }
+        idx += pg->slice_count;
+      }
+    }
+  }
+  s.large_blocks += 0;
+  s.live_blocks += s.large_blocks;
+  s.live_bytes += s.large_bytes;
+  s.huge_bytes = d::heap_huge_bytes(core_, &s.huge_blocks);
+  s.live_blocks += s.huge_blocks;
+  s.live_bytes += s.huge_bytes;
+  s.committed_bytes = core_->committed.load(std::memory_order_relaxed);
+  s.peak_committed_bytes = core_->peak.load(std::memory_order_relaxed);
+  s.ceiling_bytes = core_->ceiling.load(std::memory_order_relaxed);
+  return s;
+}
+
+void Heap::visit(VisitFn fn, void* ctx) noexcept {
+  {
+    d::Guard g(core_->lock);
+    std::uint64_t bits[d::kSliceSize / 8 / 64 + 1];  // one bit per 8-byte block
+    for (d::Segment* seg = core_->local.segments; seg != nullptr; seg = seg->next) {
+      for (std::size_t idx = 1; idx < d::kSlices;) {
+        d::Page* pg = &seg->pages[idx];
+        if (pg->slice_count == 0) break;
+        const std::uintptr_t start = d::page_start(seg, pg);
+        if (pg->kind == d::kSmallPage) {
+          d::page_collect(pg);
+          if (pg->used != 0) {
+            const std::size_t words = (pg->capacity + 63) / 64;
+            for (std::size_t w = 0; w < words; ++w) bits[w] = 0;
+            d::page_mark_free(pg, bits);
+            for (std::size_t i = 0; i < pg->capacity; ++i) {
+              if (!((bits[i / 64] >> (i % 64)) & 1)) {
+                fn(ctx, reinterpret_cast<void*>(start + i * pg->block_size), pg->block_size);
+              }
+            }
+          }
+        } else if (pg->kind == d::kLargeBlock) {
+          d::page_collect(pg);
+          if (pg->used != 0) fn(ctx, reinterpret_cast<void*>(start), pg->block_size);
+        }
+        idx += pg->slice_count;
+      }
+    }
+  }
+  // Huge blocks: snapshot under the lock, report outside it.
+  // Huge blocks: batches snapshotted under the lock, reported outside it.
+  for (std::size_t done = 0;;) {
+    void* blocks[64];
+    std::size_t sizes[64];
+    std::size_t n = 0;
+    {
+      d::Guard g(core_->huge_lock);
+      std::size_t i = 0;
+      for (d::Segment* seg = core_->huge; seg != nullptr && n < 64; seg = seg->next, ++i) {
+        if (i < done) continue;
+        blocks[n] = reinterpret_cast<char*>(seg) + seg->huge_offset;
+        sizes[n++] = seg->mapped - seg->huge_offset;
+      }
+    }
+    for (std::size_t i = 0; i < n; ++i) fn(ctx, blocks[i], sizes[i]);
+    done += n;
+    if (n < 64) break;
+  }
+}
+
+}  // namespace alloy

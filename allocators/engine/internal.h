@@ -1,0 +1,287 @@
+// Engine internals: the data structures behind alloy::engine and alloy::Heap.
+//
+// What it is for: shared by engine.cc and heap.cc, and by the inline fast path
+// (fast_path.h) and white-box tests. Not a public API.
+// Cost / thread safety: documented per structure below. Example: none; use
+// engine.h or heap.h.
+//
+// ---------------------------------------------------------------------------
+// Memory layout
+// ---------------------------------------------------------------------------
+//
+//   Segment (4 MiB, 4 MiB-aligned, from mmap)
+//   +---------+---------+---------+-- ... --+---------+
+//   | slice 0 | slice 1 | slice 2 |         | slice 63|   64 slices of 64 KiB
+//   | header  |  span of 1 slice  |  span of n slices  |
+//   +---------+---------+---------+-- ... --+---------+
+//
+// Slice 0 holds the Segment header and one Page descriptor per slice. A span
+// is a run of slices described by the Page of its first slice; every other
+// slice of a used span stores its distance to the first (slice_offset), so the
+// Page of any pointer is pure arithmetic:
+//     seg  = p & ~(4 MiB - 1)
+//     page = &seg->pages[(p - seg) >> 16];  page -= page->slice_offset;
+// No per-block header: a 32-byte block costs exactly 32 bytes.
+//
+// Spans are used three ways:
+//   small page : blocks of one size class (8 B .. 64 KiB, 8 classes per
+//                doubling above 128 B, so internal waste <= 1/9), carved
+//                lazily 4 KiB at a time so untouched memory is never faulted.
+//   large block: one block of whole slices (64 KiB < size <= 2 MiB).
+//   free span  : coalesced with free neighbours, kept committed for a purge
+//                delay, then madvise(DONTNEED)ed; an empty segment is unmapped.
+// Huge blocks (> 2 MiB) get their own 4 MiB-aligned mapping whose first 8 KiB
+// is a Segment header (page 0 describes the block), grown with mremap, and a
+// bounded process-wide cache keeps recently freed ones mapped so loops over
+// 5-25 MiB buffers do not fault every page in again.
+//
+// ---------------------------------------------------------------------------
+// Ownership and threads
+// ---------------------------------------------------------------------------
+//
+// A Local is a single-owner heap: page queues per size class, the free spans
+// of its segments, its segment list. Every segment belongs to exactly one
+// Local for its whole life (seg->local never changes); only the *thread* that
+// owns the Local changes, recorded in seg->owner_tid.
+//   - The process default heap gives each thread its own Local (initial-exec
+//     TLS pointer). Same-thread alloc and free touch only that Local's plain
+//     fields: no lock, no atomic read-modify-write.
+//   - A free from another thread (owner_tid != caller) pushes the block onto
+//     page->thread_free with one CAS. The owner moves those blocks back when
+//     its page runs dry. Pages the owner parked as full are announced once on
+//     local->pending (flag bits in thread_free) so the owner revisits only them.
+//   - At thread exit (pthread key destructor, low key index so glibc never
+//     allocates) the Local is collected, its segments get owner_tid 0 and the
+//     Local goes to the heap's idle pool; the next new thread adopts it whole,
+//     and collect() reclaims idle Locals. Nothing leaks.
+//   - A user heap (alloy::Heap) has one Local guarded by a spin lock and
+//     owner_tid 0, so every free is the lock-free cross-thread push and only
+//     allocation takes the lock.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace alloy::engine::detail {
+
+// ---- Geometry. ----
+inline constexpr std::size_t kSliceShift = 16;
+inline constexpr std::size_t kSliceSize = std::size_t{1} << kSliceShift;  // 64 KiB
+inline constexpr std::size_t kSegmentShift = 22;
+inline constexpr std::size_t kSegmentSize = std::size_t{1} << kSegmentShift;  // 4 MiB
+inline constexpr std::uintptr_t kSegmentMask = kSegmentSize - 1;
+inline constexpr std::size_t kSlices = kSegmentSize / kSliceSize;  // 64
+inline constexpr std::size_t kSmallMax = 64 * 1024;     // largest size-class block
+inline constexpr std::size_t kLargeMax = 2 * 1024 * 1024;  // largest in-segment block
+inline constexpr std::size_t kLargeAlignMax = 1024 * 1024;  // in-segment alignment cap
+inline constexpr std::size_t kHugeAlignMax = 2 * 1024 * 1024;
+inline constexpr std::size_t kHugeHeader = 8192;  // huge block offset in its mapping
+inline constexpr std::size_t kDirectMax = 1024;   // sizes served by Local::direct
+inline constexpr std::size_t kDirectSlots = kDirectMax / 8 + 1;
+
+// ---- Size classes: 8..128 step 8, then 8 classes per doubling to 64 KiB. ----
+inline constexpr unsigned kClasses = 89;  // 1..88 used, 0 = none
+
+constexpr unsigned class_of(std::size_t size) {  // size >= 1, <= kSmallMax
+  if (size <= 128) return static_cast<unsigned>((size + 7) >> 3);
+  const std::size_t w = size - 1;
+  const unsigned k = 63u - static_cast<unsigned>(__builtin_clzll(w));
+  return 16 + (k - 7) * 8 + static_cast<unsigned>((w >> (k - 3)) & 7) + 1;
+}
+constexpr std::size_t class_size(unsigned c) {
+  if (c <= 16) return std::size_t{c} * 8;
+  const unsigned j = c - 17;
+  return (std::size_t{8} + j % 8 + 1) << (7 + j / 8 - 3);
+}
+static_assert(class_size(kClasses - 1) == kSmallMax);
+static_assert(class_of(kSmallMax) == kClasses - 1);
+static_assert(class_of(129) == 17 && class_size(17) == 144);
+
+// Slices per small page of class c: >= 8 blocks, 64 KiB .. 512 KiB.
+constexpr std::size_t class_slices(unsigned c) {
+  const std::size_t want = class_size(c) * 8;
+  return want <= kSliceSize ? 1 : (want + kSliceSize - 1) / kSliceSize;
+}
+
+struct Block {
+  Block* next;
+};
+
+inline constexpr std::uintptr_t kTfFull = 1;
+inline constexpr std::uintptr_t kTfAnnounced = 2;
+inline constexpr std::uintptr_t kTfFlags = 3;
+
+enum PageKind : std::uint8_t {
+  kFreeSpan = 0,
+  kSmallPage = 1,
+  kLargeBlock = 2,
+  kHugeBlock = 3,
+  kMetaSlice = 4,
+};
+
+struct Local;
+struct HeapCore;
+struct Segment;
+
+// One span's descriptor (the Page of its first slice).
+// Owner-only fields are plain; fields other threads touch are atomic.
+struct Page {
+  // -- hot: alloc/free fast path (owner only) --
+  Block* free = nullptr;        // blocks ready to allocate
+  Block* local_free = nullptr;  // blocks freed by the owner since last refill
+  std::uint32_t used = 0;       // blocks handed out and not yet returned
+  std::uint32_t block_size = 0;
+  // -- shared with freeing threads --
+  // Cross-thread frees: a block list head with two flag bits in the low
+  // bits. kTfFull: the owner parked the page as full (or it is a large block),
+  // so the first free announces the page on local->pending; kTfAnnounced:
+  // that announcement is in flight, so the owner must not retire the page.
+  // Both decisions are made in the same CAS as the push, so a freeing thread
+  // never touches the page after its CAS unless it owns the announcement.
+  std::atomic<std::uintptr_t> thread_free{0};
+  // -- owner only --
+  std::uint8_t kind = kFreeSpan;
+  std::uint8_t size_class = 0;
+  std::uint16_t capacity = 0;  // blocks carved so far
+  std::uint16_t reserved = 0;  // blocks that fit
+  std::uint32_t slice_count = 0;
+  std::uint32_t slice_offset = 0;  // in descriptors, to the span's first
+  Page* next = nullptr;  // page queue, full list or free-span bin
+  Page* prev = nullptr;
+  Page* pending_next = nullptr;  // on local->pending
+  std::uint64_t freed_at = 0;    // free span: ms timestamp for delayed purge
+};
+
+struct Segment {
+  std::atomic<std::uintptr_t> owner_tid{0};  // thread that owns `local`, or 0
+  Local* local = nullptr;
+  std::size_t mapped = 0;        // bytes of the mapping (kSegmentSize unless huge)
+  std::size_t huge_offset = 0;   // huge: block offset in the mapping
+  Segment* next = nullptr;       // local's segments / heap's huge list
+  Segment* prev = nullptr;
+  std::uint64_t committed_mask = 0;  // slices that may hold RSS
+  std::uint32_t used_slices = 0;     // slices in used spans (excl. slice 0)
+  std::uint32_t is_huge = 0;
+  std::uint64_t huge_freed_at = 0;
+  Page pages[kSlices];
+};
+static_assert(sizeof(Segment) <= kHugeHeader);
+
+struct PageQueue {
+  Page* first = nullptr;
+  Page* last = nullptr;
+};
+
+struct SpinLock {
+  std::atomic<int> word{0};
+  void lock() noexcept;
+  bool try_lock() noexcept { return word.exchange(1, std::memory_order_acquire) == 0; }
+  void unlock() noexcept { word.store(0, std::memory_order_release); }
+};
+
+struct Guard {
+  SpinLock& l;
+  explicit Guard(SpinLock& lock) noexcept : l(lock) { l.lock(); }
+  ~Guard() { l.unlock(); }
+  Guard(const Guard&) = delete;
+  Guard& operator=(const Guard&) = delete;
+};
+
+extern Page g_empty_page;
+
+// A single-owner heap (see the file comment).
+struct Local {
+  Page* direct[kDirectSlots];  // first page of the class for sizes <= 1 KiB
+  PageQueue queues[kClasses];  // pages with (probably) free blocks
+  PageQueue full;              // pages found full; revisited via `pending`
+  Page* spans[kSlices + 1];    // free spans by slice count
+  std::atomic<Page*> pending{nullptr};
+  Segment* segments = nullptr;
+  HeapCore* heap = nullptr;
+  std::uintptr_t tid = 0;
+  Local* pool_next = nullptr;  // idle pool
+  Local* all_next = nullptr;   // every Local of the process
+  std::uint64_t last_purge = 0;
+  std::uint32_t segment_count = 0;
+
+  constexpr Local() : direct{}, queues{}, spans{} {
+    for (auto& d : direct) d = &g_empty_page;
+  }
+};
+
+// A heap: the process default (many Locals, one per thread) or a user heap
+// (one Local behind `lock`).
+struct HeapCore {
+  SpinLock lock;       // user heap: the Local; default heap: the idle pool
+  SpinLock huge_lock;  // huge list
+  std::atomic<std::size_t> committed{0};
+  std::atomic<std::size_t> peak{0};
+  std::atomic<std::size_t> ceiling{~std::size_t{0}};
+  std::atomic<bool> eager{false};
+  bool is_default = false;
+  Local* idle = nullptr;     // default heap: Locals of exited threads
+  Segment* huge = nullptr;   // huge blocks of this heap
+  HeapCore* next_heap = nullptr;
+  HeapCore* prev_heap = nullptr;
+  Local local;  // user heap's only Local
+};
+
+// Per-thread Local of the default heap; &g_empty_local until first use.
+extern Local g_empty_local;
+extern __thread Local* t_local __attribute__((tls_model("initial-exec")));
+
+inline std::uintptr_t thread_id() noexcept {
+  std::uintptr_t tp;
+#if defined(__x86_64__)
+  __asm__("mov %%fs:0, %0" : "=r"(tp));
+#elif defined(__aarch64__)
+  __asm__("mrs %0, tpidr_el0" : "=r"(tp));
+#else
+  tp = reinterpret_cast<std::uintptr_t>(&t_local);
+#endif
+  return tp;
+}
+
+inline Segment* segment_of(const void* p) noexcept {
+  return reinterpret_cast<Segment*>(reinterpret_cast<std::uintptr_t>(p) & ~kSegmentMask);
+}
+inline Page* page_of(Segment* seg, const void* p) noexcept {
+  Page* page = &seg->pages[(reinterpret_cast<std::uintptr_t>(p) -
+                            reinterpret_cast<std::uintptr_t>(seg)) >> kSliceShift];
+  return page - page->slice_offset;
+}
+inline std::uintptr_t page_start(Segment* seg, Page* page) noexcept {
+  return reinterpret_cast<std::uintptr_t>(seg) +
+         (static_cast<std::uintptr_t>(page - seg->pages) << kSliceShift);
+}
+
+// Slow paths (engine.cc).
+void* alloc_generic(Local* l, std::size_t size, std::size_t align) noexcept;
+void free_local_slow(Page* page) noexcept;
+void free_cross(Segment* seg, Page* page, void* p) noexcept;
+void* local_alloc(Local* l, std::size_t size, std::size_t align) noexcept;
+bool heap_init(HeapCore* h) noexcept;
+void heap_collect(HeapCore* h) noexcept;
+void heap_release_all(HeapCore* h) noexcept;
+void* huge_alloc(HeapCore* h, Local* l, std::size_t size, std::size_t align) noexcept;
+std::size_t usable_size_of(const void* p) noexcept;
+void ensure_process_init() noexcept;
+void register_heap(HeapCore* h) noexcept;
+void unregister_heap(HeapCore* h) noexcept;
+void local_collect(Local* l, bool force) noexcept;
+std::size_t heap_huge_bytes(HeapCore* h, std::size_t* count) noexcept;
+// Marks page's free blocks in `bits` (one bit per block index).
+void page_mark_free(Page* page, std::uint64_t* bits) noexcept;
+void page_collect(Page* page) noexcept;
+extern HeapCore g_default_heap;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ALLOY_ENGINE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ALLOY_ENGINE_ASAN 1
+#endif
+#endif
+
+}  // namespace alloy::engine::detail
