@@ -1,0 +1,63 @@
+#include "allocators/wrappers/fallback_allocator.h"
+
+namespace alloy {
+
+void* FallbackAllocator::do_alloc(void* ctx, std::size_t len, Alignment alignment,
+                                  std::uintptr_t ret_addr) {
+  auto* self = static_cast<FallbackAllocator*>(ctx);
+  if (void* p = self->primary_.raw_alloc(len, alignment, ret_addr)) return p;
+  return self->fallback_.raw_alloc(len, alignment, ret_addr);
+}
+
+bool FallbackAllocator::do_resize(void* ctx, Bytes memory, Alignment alignment,
+                                  std::size_t new_len, std::uintptr_t ret_addr) {
+  auto* self = static_cast<FallbackAllocator*>(ctx);
+  return self->route(memory.data()).raw_resize(memory, alignment, new_len, ret_addr);
+}
+
+void* FallbackAllocator::do_remap(void* ctx, Bytes memory, Alignment alignment,
+                                  std::size_t new_len, std::uintptr_t ret_addr) {
+  auto* self = static_cast<FallbackAllocator*>(ctx);
+  return self->route(memory.data()).raw_remap(memory, alignment, new_len, ret_addr);
+}
+
+void FallbackAllocator::do_free(void* ctx, Bytes memory, Alignment alignment,
+                                std::uintptr_t ret_addr) {
+  auto* self = static_cast<FallbackAllocator*>(ctx);
+  self->route(memory.data()).raw_free(memory, alignment, ret_addr);
+}
+
+namespace detail {
+
+void* InlineBump::do_alloc(void* ctx, std::size_t len, Alignment alignment,
+                           std::uintptr_t) {
+  auto* self = static_cast<InlineBump*>(ctx);
+  const auto cur = reinterpret_cast<std::uintptr_t>(self->cur_);
+  const auto end = reinterpret_cast<std::uintptr_t>(self->end_);
+  const std::uintptr_t start = alignment.forward(cur);
+  if (start < cur || start > end || len > end - start) return nullptr;
+  self->cur_ += (start - cur) + len;
+  return self->cur_ - len;
+}
+
+bool InlineBump::do_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                           std::uintptr_t) {
+  auto* self = static_cast<InlineBump*>(ctx);
+  if (!self->is_last(memory)) return new_len <= memory.size();
+  if (new_len > static_cast<std::size_t>(self->end_ - memory.data())) return false;
+  self->cur_ = memory.data() + new_len;
+  return true;
+}
+
+void* InlineBump::do_remap(void* ctx, Bytes memory, Alignment alignment,
+                           std::size_t new_len, std::uintptr_t ret_addr) {
+  return do_resize(ctx, memory, alignment, new_len, ret_addr) ? memory.data() : nullptr;
+}
+
+void InlineBump::do_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
+  auto* self = static_cast<InlineBump*>(ctx);
+  if (self->is_last(memory)) self->cur_ = memory.data();
+}
+
+}  // namespace detail
+}  // namespace alloy

@@ -1,0 +1,171 @@
+// alloy::FallbackAllocator — try a primary allocator, else a fallback; route
+// everything else by who owns the block. alloy::StackFallback<N> is the ready
+// form with an inline N-byte buffer as the primary (Zig's
+// StackFallbackAllocator, generalised to any pair).
+//
+// Ownership is answered by an `Owner` supplied with the primary: a function
+// pointer and a context, `owns(ctx, ptr)`, true when `ptr` came from the
+// primary. `Owner::of(obj)` builds one from any object with `bool
+// owns(const void*) const` (a bump, an arena); `Owner::range(begin, end)` from
+// an address range. alloc tries the primary and, if it returns null, the
+// fallback. resize, remap and free go to whichever owns the block; nothing
+// migrates inside resize/remap: a primary block that cannot grow returns
+// null/false and the caller's realloc moves it (alloc, copy, free), which may
+// land it in the fallback.
+//
+// Cost: alloc is one indirect call (two when the primary is full); the other
+// calls add one ownership test (an indirect call to the Owner; two compares
+// for the address-range and StackFallback owners) before the child's call.
+// Thread safety: as the two children and the Owner together. StackFallback's
+// inline buffer is single-threaded; share it through ThreadSafeAllocator.
+//
+// Example:
+//   alloy::StackFallback<4096> sf(alloy::c_allocator());
+//   alloy::Allocator a = sf.allocator();
+//   auto small = a.alloc<char>(100);        // from the inline buffer
+//   auto large = a.alloc<char>(1 << 20);    // too big: from malloc
+//   a.free(*large); a.free(*small);         // each goes back where it came from
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "alloc_iface/allocator.h"
+
+namespace alloy {
+
+// Answers "did this pointer come from the primary?".
+struct Owner {
+  bool (*owns)(const void* ctx, const void* ptr) = nullptr;
+  const void* ctx = nullptr;
+
+  bool operator()(const void* ptr) const { return owns(ctx, ptr); }
+
+  // From any object with `bool owns(const void*) const`; `object` must
+  // outlive the Owner.
+  template <class T>
+  static Owner of(const T& object) {
+    return Owner{[](const void* ctx, const void* ptr) {
+                   return static_cast<const T*>(ctx)->owns(ptr);
+                 },
+                 &object};
+  }
+};
+
+// An address range [begin, end) as an ownership test; the range object must
+// outlive the Owner made from it.
+struct AddressRange {
+  const std::byte* begin = nullptr;
+  const std::byte* end = nullptr;
+  bool owns(const void* ptr) const {
+    const auto p = reinterpret_cast<std::uintptr_t>(ptr);
+    return p >= reinterpret_cast<std::uintptr_t>(begin) &&
+           p < reinterpret_cast<std::uintptr_t>(end);
+  }
+  Owner owner() const { return Owner::of(*this); }
+};
+
+class FallbackAllocator {
+ public:
+  FallbackAllocator(Allocator primary, Owner primary_owns, Allocator fallback)
+      : primary_(primary), owns_(primary_owns), fallback_(fallback) {}
+  FallbackAllocator(const FallbackAllocator&) = delete;
+  FallbackAllocator& operator=(const FallbackAllocator&) = delete;
+
+  // The handle; valid while this object lives.
+  Allocator allocator() { return Allocator{this, &kVTable}; }
+  Allocator primary() const { return primary_; }
+  Allocator fallback() const { return fallback_; }
+  bool primary_owns(const void* ptr) const { return owns_(ptr); }
+
+ private:
+  static void* do_alloc(void* ctx, std::size_t len, Alignment alignment,
+                        std::uintptr_t ret_addr);
+  static bool do_resize(void* ctx, Bytes memory, Alignment alignment,
+                        std::size_t new_len, std::uintptr_t ret_addr);
+  static void* do_remap(void* ctx, Bytes memory, Alignment alignment,
+                        std::size_t new_len, std::uintptr_t ret_addr);
+  static void do_free(void* ctx, Bytes memory, Alignment alignment,
+                      std::uintptr_t ret_addr);
+  static constexpr VTable kVTable = {do_alloc, do_resize, do_remap, do_free};
+
+  const Allocator& route(const void* ptr) const {
+    return owns_(ptr) ? primary_ : fallback_;
+  }
+
+  Allocator primary_;
+  Owner owns_;
+  Allocator fallback_;
+};
+
+namespace detail {
+
+// The smallest bump allocator over a caller's buffer, for StackFallback:
+// alloc bumps; resize and free act on the last block only (shrinking any
+// block in place is accepted, its bytes are not reclaimed). Not thread-safe.
+class InlineBump {
+ public:
+  InlineBump(std::byte* begin, std::size_t size)
+      : begin_(begin), cur_(begin), end_(begin + size) {}
+  InlineBump(const InlineBump&) = delete;
+  InlineBump& operator=(const InlineBump&) = delete;
+
+  Allocator allocator() { return Allocator{this, &kVTable}; }
+  bool owns(const void* ptr) const {
+    const auto p = reinterpret_cast<std::uintptr_t>(ptr);
+    return p >= reinterpret_cast<std::uintptr_t>(begin_) &&
+           p < reinterpret_cast<std::uintptr_t>(end_);
+  }
+  std::size_t used() const { return static_cast<std::size_t>(cur_ - begin_); }
+  std::size_t capacity() const { return static_cast<std::size_t>(end_ - begin_); }
+  void reset() { cur_ = begin_; }
+
+ private:
+  static void* do_alloc(void* ctx, std::size_t len, Alignment alignment,
+                        std::uintptr_t ret_addr);
+  static bool do_resize(void* ctx, Bytes memory, Alignment alignment,
+                        std::size_t new_len, std::uintptr_t ret_addr);
+  static void* do_remap(void* ctx, Bytes memory, Alignment alignment,
+                        std::size_t new_len, std::uintptr_t ret_addr);
+  static void do_free(void* ctx, Bytes memory, Alignment alignment,
+                      std::uintptr_t ret_addr);
+  static constexpr VTable kVTable = {do_alloc, do_resize, do_remap, do_free};
+
+  bool is_last(Bytes memory) const { return memory.data() + memory.size() == cur_; }
+
+  std::byte* begin_;
+  std::byte* cur_;
+  std::byte* end_;
+};
+
+}  // namespace detail
+
+// FallbackAllocator whose primary is an inline N-byte buffer (on the stack
+// when the StackFallback is a local). Cannot be copied or moved: the handle
+// points into it.
+template <std::size_t N>
+class StackFallback {
+  static_assert(N > 0, "StackFallback needs a buffer");
+
+ public:
+  explicit StackFallback(Allocator fallback)
+      : bump_(buffer_, N), fallback_(bump_.allocator(), Owner::of(bump_), fallback) {}
+  StackFallback(const StackFallback&) = delete;
+  StackFallback& operator=(const StackFallback&) = delete;
+
+  Allocator allocator() { return fallback_.allocator(); }
+
+  // Whether `ptr` lies in the inline buffer.
+  bool owns_inline(const void* ptr) const { return bump_.owns(ptr); }
+  std::size_t inline_used() const { return bump_.used(); }
+  static constexpr std::size_t inline_capacity() { return N; }
+  // Rewinds the inline buffer. Only when none of its blocks is still in use.
+  void reset_inline() { bump_.reset(); }
+
+ private:
+  alignas(std::max_align_t) std::byte buffer_[N];
+  detail::InlineBump bump_;
+  FallbackAllocator fallback_;
+};
+
+}  // namespace alloy
