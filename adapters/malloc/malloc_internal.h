@@ -20,6 +20,7 @@
 #include <cstring>
 
 #include "allocators/engine/engine.h"
+#include "allocators/engine/fast_path.h"
 
 namespace alloy::malloc_adapter::internal {
 
@@ -75,7 +76,9 @@ inline constexpr bool kCheckSizedFree = false;
 
 inline void* alloc(std::size_t size, std::uintptr_t caller) noexcept {
   if (size == 0) size = 1;
-  void* p = size <= kMaxRequest ? engine::alloc(size) : nullptr;
+  // The engine's inlined fast path: a TLS load and a list pop when the
+  // thread's page for this size class has a free block.
+  void* p = size <= kMaxRequest ? engine::inline_alloc(size) : nullptr;
   if (p == nullptr) [[unlikely]]
     return fail_enomem(size, caller);
   return p;
@@ -100,7 +103,7 @@ inline void free(void* p, std::uintptr_t caller) noexcept {
     note_foreign_free(p, caller);
     return;
   }
-  engine::free(p);
+  engine::inline_free(p);
 }
 
 inline void free_sized(void* p, std::size_t size,
@@ -118,7 +121,9 @@ inline void free_sized(void* p, std::size_t size,
       return;
     }
   }
-  engine::free_sized(p, size);
+  // Size classes come from the block's page, so the size is not needed to
+  // free it; it was only checked above.
+  engine::inline_free(p);
 }
 
 // Aligned blocks are freed unsized: the size class of an over-aligned block

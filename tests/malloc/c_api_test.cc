@@ -11,8 +11,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <vector>
 
+#include "allocators/engine/heap.h"
 #include "tests/malloc/malloc_test_util.h"
 
 #include "adapters/malloc/malloc_adapter.h"
@@ -191,7 +193,7 @@ ALLOY_MALLOC_CASE(reallocarray_checks_overflow) {
 }
 
 ALLOY_MALLOC_CASE(posix_memalign_honours_alignment_and_rejects_bad_ones) {
-  for (std::size_t a : {8, 16, 32, 64, 256, 4096, 65536, 1 << 20, 4 << 20}) {
+  for (std::size_t a : {8, 16, 32, 64, 256, 4096, 65536, 1 << 20, 2 << 20}) {
     for (std::size_t n : {1, 8, 100, 5000, 300000}) {
       void* p = nullptr;
       BOOST_TEST_REQUIRE(posix_memalign(&p, a, n) == 0);
@@ -217,6 +219,19 @@ ALLOY_MALLOC_CASE(posix_memalign_honours_alignment_and_rejects_bad_ones) {
   BOOST_TEST(posix_memalign(&z, 64, 0) == 0);  // a unique, freeable block
   BOOST_TEST(z != nullptr);
   std::free(z);
+}
+
+ALLOY_MALLOC_CASE(alignments_above_the_segment_size) {
+  for (std::size_t a : {4 << 20, 8 << 20}) {
+    void* p = nullptr;
+    BOOST_TEST(posix_memalign(&p, a, 100) == 0);
+    BOOST_TEST(aligned_to(p, a));
+    std::free(p);
+    void* q = aligned_alloc(a, 3 << 20);
+    BOOST_TEST(q != nullptr);
+    BOOST_TEST(aligned_to(q, a));
+    std::free(q);
+  }
 }
 
 ALLOY_MALLOC_CASE(aligned_alloc_and_memalign) {
@@ -321,6 +336,33 @@ ALLOY_MALLOC_CASE(foreign_pointers_are_ignored_not_crashed_on) {
   BOOST_TEST(check(grown, kPage, 6));
   std::free(grown);
   munmap(mapped, kPage);
+}
+
+ALLOY_MALLOC_CASE(free_of_blocks_from_an_alloy_heap) {
+  auto heap = alloy::Heap::create({});
+  BOOST_TEST_REQUIRE(static_cast<bool>(heap));
+  void* small = heap->alloc(100);
+  void* aligned = heap->alloc(5000, 256);
+  void* large = heap->alloc(300000);
+  void* other_thread = heap->alloc(64);
+  void* grown = heap->alloc(40);
+  for (void* p : {small, aligned, large, other_thread, grown}) {
+    BOOST_TEST_REQUIRE(p != nullptr);
+    BOOST_TEST(alloy::engine::owns(p));
+  }
+  BOOST_TEST(malloc_usable_size(small) >= 100u);
+  BOOST_TEST(aligned_to(aligned, 256));
+  std::free(small);
+  free_sized(large, 300000);
+  std::free(aligned);
+  std::thread([other_thread] { std::free(other_thread); }).join();
+  fill(grown, 40, 8);
+  void* moved = std::realloc(grown, 10000);  // may leave the heap: still valid
+  BOOST_TEST_REQUIRE(moved != nullptr);
+  BOOST_TEST(check(moved, 40, 8));
+  std::free(moved);
+  BOOST_TEST(heap->stats().live_blocks == 0u);
+  heap->destroy();
 }
 
 ALLOY_MALLOC_CASE(libc_internal_names_are_alloy) {

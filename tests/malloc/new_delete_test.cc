@@ -68,7 +68,7 @@ ALLOY_MALLOC_CASE(plain_and_array_new_are_alloy_blocks) {
 }
 
 ALLOY_MALLOC_CASE(aligned_new_honours_alignment) {
-  for (std::size_t al : {32, 64, 256, 4096, 65536, 1 << 20, 4 << 20}) {
+  for (std::size_t al : {32, 64, 256, 4096, 65536, 1 << 20, 2 << 20}) {
     for (std::size_t n : {1, 100, 10000}) {
       void* p = operator new(n, std::align_val_t(al));
       void* a = operator new[](n, std::align_val_t(al));
@@ -90,6 +90,13 @@ ALLOY_MALLOC_CASE(aligned_new_honours_alignment) {
   auto* one = new Wide;
   BOOST_TEST(aligned_to(one, 256));
   delete one;
+}
+
+ALLOY_MALLOC_CASE(aligned_new_above_the_segment_size) {
+  void* q = operator new(100, std::align_val_t(4 << 20), std::nothrow);
+  BOOST_TEST(q != nullptr);
+  BOOST_TEST(aligned_to(q, 4 << 20));
+  operator delete(q, std::align_val_t(4 << 20));
 }
 
 ALLOY_MALLOC_CASE(failed_new_throws_bad_alloc_without_handler) {
