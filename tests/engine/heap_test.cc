@@ -1,0 +1,220 @@
+// alloy::Heap: handle, ceiling, visit, stats, destroy, collect, threads.
+#define BOOST_TEST_MODULE heap
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "alloc_iface/allocator.h"
+#include "allocators/engine/engine.h"
+#include "allocators/engine/heap.h"
+
+namespace {
+alloy::Heap make(alloy::HeapOptions o = {}) {
+  auto h = alloy::Heap::create(o);
+  BOOST_REQUIRE(h.ok());
+  return std::move(*h);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(handle_alloc_realloc_free_keep_contents) {
+  alloy::Heap heap = make();
+  alloy::Allocator a = heap.allocator();
+  auto v = a.alloc<int>(10);
+  BOOST_REQUIRE(v.ok());
+  for (int i = 0; i < 10; ++i) (*v)[static_cast<std::size_t>(i)] = i;
+  std::span<int> s = *v;
+  for (std::size_t n : {100u, 50000u, 1000000u, 3000000u, 20u}) {
+    auto r = a.realloc(s, n);
+    BOOST_REQUIRE(r.ok());
+    for (int i = 0; i < 10; ++i) BOOST_CHECK_EQUAL((*r)[static_cast<std::size_t>(i)], i);
+    s = *r;
+  }
+  a.free(s);
+  auto d = a.dupe_z("hello");
+  BOOST_REQUIRE(d.ok());
+  BOOST_CHECK_EQUAL(std::string(d->data()), "hello");
+  a.free(*d);
+}
+
+BOOST_AUTO_TEST_CASE(handle_alignments_up_to_1mib) {
+  alloy::Heap heap = make();
+  alloy::Allocator a = heap.allocator();
+  for (std::size_t align = 1; align <= (std::size_t{1} << 20); align <<= 1) {
+    auto r = a.alloc_aligned<std::byte>(align * 3 / 2 + 1, align);
+    BOOST_REQUIRE(r.ok());
+    BOOST_CHECK_EQUAL(reinterpret_cast<std::uintptr_t>(r->data()) % align, 0u);
+    std::memset(r->data(), 1, r->size());
+    a.free_aligned(*r, *alloy::Alignment::from_bytes(align));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(eight_byte_blocks_for_small_alignment) {
+  alloy::Heap heap = make();
+  void* a = heap.alloc(8, 8);
+  void* b = heap.alloc(8, 8);
+  BOOST_CHECK_EQUAL(alloy::engine::usable_size(a), 8u);
+  BOOST_CHECK_EQUAL(static_cast<char*>(b) - static_cast<char*>(a) == 8 ||
+                        static_cast<char*>(a) - static_cast<char*>(b) == 8,
+                    true);
+  alloy::Heap::free(a);
+  alloy::Heap::free(b);
+}
+
+BOOST_AUTO_TEST_CASE(ceiling_is_never_exceeded_and_heap_stays_usable) {
+  constexpr std::size_t kCap = std::size_t{3} << 20;
+  alloy::Heap heap = make({.ceiling = kCap});
+  std::vector<void*> v;
+  std::mt19937 rng(7);
+  std::size_t failures = 0;
+  for (int i = 0; i < 100000 && failures < 50; ++i) {
+    const std::size_t n = rng() % 10 == 0 ? 1 + rng() % 200000 : 1 + rng() % 2000;
+    void* p = heap.alloc(n);
+    BOOST_REQUIRE_LE(heap.committed(), kCap);
+    if (p == nullptr) {
+      ++failures;
+      continue;
+    }
+    std::memset(p, 1, n);
+    v.push_back(p);
+  }
+  BOOST_CHECK_GT(failures, 0u);
+  BOOST_CHECK_LE(heap.stats().live_bytes, kCap);
+  BOOST_CHECK_LE(heap.stats().peak_committed_bytes, kCap);
+  // Huge requests past the ceiling fail cleanly too.
+  BOOST_CHECK(heap.alloc(std::size_t{8} << 20) == nullptr);
+  // Free half: allocation works again.
+  for (std::size_t i = 0; i < v.size(); i += 2) alloy::Heap::free(v[i]);
+  heap.collect();
+  void* p = heap.alloc(1000);
+  BOOST_CHECK(p != nullptr);
+  alloy::Heap::free(p);
+  // Raising the ceiling lets a huge block through.
+  heap.set_ceiling(std::size_t{64} << 20);
+  void* h = heap.alloc(std::size_t{8} << 20);
+  BOOST_CHECK(h != nullptr);
+  alloy::Heap::free(h);
+  for (std::size_t i = 1; i < v.size(); i += 2) alloy::Heap::free(v[i]);
+}
+
+BOOST_AUTO_TEST_CASE(ceiling_exact_for_one_size) {
+  // 64 KiB of metadata + 15 slices of 64 KiB for 112-byte blocks: exactly
+  // floor(65536 / 112) blocks per slice.
+  alloy::Heap heap = make({.ceiling = std::size_t{1} << 20});
+  std::size_t n = 0;
+  while (heap.alloc(100) != nullptr) ++n;
+  BOOST_CHECK_EQUAL(n, 15u * (65536u / 112u));
+  BOOST_CHECK_EQUAL(heap.committed(), std::size_t{1} << 20);
+}
+
+BOOST_AUTO_TEST_CASE(visit_reports_exactly_the_live_blocks) {
+  alloy::Heap heap = make();
+  std::mt19937 rng(3);
+  std::vector<void*> all;
+  for (int i = 0; i < 20000; ++i) {
+    const unsigned k = rng() % 1000;
+    const std::size_t n = k < 950 ? 1 + rng() % 1000 : k < 998 ? 70000 + rng() % 900000 : (5u << 20);
+    void* p = heap.alloc(n);
+    BOOST_REQUIRE(p != nullptr);
+    all.push_back(p);
+  }
+  std::set<void*> live(all.begin(), all.end());
+  // Free a third here and a third from another thread.
+  std::vector<void*> other;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (i % 3 == 0) {
+      alloy::Heap::free(all[i]);
+      live.erase(all[i]);
+    } else if (i % 3 == 1) {
+      other.push_back(all[i]);
+      live.erase(all[i]);
+    }
+  }
+  std::thread t([&] {
+    for (void* p : other) alloy::Heap::free(p);
+  });
+  t.join();
+  std::set<void*> seen;
+  std::size_t dup = 0;
+  heap.visit([&](void* p, std::size_t size) {
+    BOOST_CHECK_GE(size, alloy::engine::usable_size(p) > 0 ? 1u : 0u);
+    if (!seen.insert(p).second) ++dup;
+  });
+  BOOST_CHECK_EQUAL(dup, 0u);
+  BOOST_CHECK(seen == live);
+  const alloy::HeapStats s = heap.stats();
+  BOOST_CHECK_EQUAL(s.live_blocks, live.size());
+  std::size_t per_class = 0;
+  for (const auto& c : s.classes) per_class += c.live_blocks;
+  BOOST_CHECK_EQUAL(per_class + s.large_blocks + s.huge_blocks, live.size());
+}
+
+BOOST_AUTO_TEST_CASE(destroy_with_millions_of_live_blocks) {
+  alloy::Heap heap = make();
+  std::size_t n = 0;
+  for (int i = 0; i < 2000000; ++i) {
+    void* p = heap.alloc(16 + static_cast<std::size_t>(i % 4) * 16);
+    BOOST_REQUIRE(p != nullptr);
+    ++n;
+  }
+  BOOST_CHECK_EQUAL(heap.stats().live_blocks, n);
+  BOOST_CHECK_GT(heap.committed(), std::size_t{60} << 20);
+  heap.destroy();  // one call; unmaps ~30 segments
+  BOOST_CHECK(!heap);
+}
+
+BOOST_AUTO_TEST_CASE(collect_returns_committed_memory) {
+  alloy::Heap heap = make();
+  std::vector<void*> v;
+  for (int i = 0; i < 100000; ++i) v.push_back(heap.alloc(200));
+  const std::size_t full = heap.committed();
+  for (void* p : v) alloy::Heap::free(p);
+  heap.collect();
+  BOOST_CHECK_LT(heap.committed(), full / 8);
+  BOOST_CHECK_EQUAL(heap.stats().live_blocks, 0u);
+}
+
+BOOST_AUTO_TEST_CASE(heap_shared_by_four_threads) {
+  alloy::Heap heap = make({.ceiling = std::size_t{256} << 20});
+  std::vector<std::thread> ts;
+  std::atomic<int> bad{0};
+  for (int id = 0; id < 4; ++id) {
+    ts.emplace_back([&, id] {
+      std::mt19937 rng(static_cast<unsigned>(id));
+      std::vector<std::pair<unsigned char*, std::size_t>> mine;
+      for (int i = 0; i < 20000; ++i) {
+        if (mine.size() < 100 || rng() % 2) {
+          const std::size_t n = 1 + rng() % 3000;
+          auto* p = static_cast<unsigned char*>(heap.alloc(n));
+          if (p == nullptr) { ++bad; continue; }
+          std::memset(p, id, n);
+          mine.push_back({p, n});
+        } else {
+          const std::size_t k = rng() % mine.size();
+          auto [p, n] = mine[k];
+          if (p[0] != id || p[n - 1] != id) ++bad;
+          alloy::Heap::free(p);
+          mine[k] = mine.back();
+          mine.pop_back();
+        }
+      }
+      for (auto [p, n] : mine) alloy::Heap::free(p);
+    });
+  }
+  for (auto& t : ts) t.join();
+  BOOST_CHECK_EQUAL(bad.load(), 0);
+  BOOST_CHECK_EQUAL(heap.stats().live_blocks, 0u);
+}
+
+BOOST_AUTO_TEST_CASE(default_allocator_handle) {
+  alloy::Allocator a = alloy::Heap::default_allocator();
+  auto r = a.alloc<double>(1000);
+  BOOST_REQUIRE(r.ok());
+  BOOST_CHECK(alloy::engine::owns(r->data()));
+  a.free(*r);
+}
