@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "alloc_iface/allocator.h"
 
@@ -42,15 +43,16 @@ namespace alloy {
 namespace detail {
 // absl::MutexLock plus, under TSan, the acquire/release edges TSan cannot see
 // inside an uninstrumented libabsl.
-class [[nodiscard]] AnnotatedLock {
+class ABSL_SCOPED_LOCKABLE [[nodiscard]] AnnotatedLock {
  public:
-  explicit AnnotatedLock(absl::Mutex& mutex) : mutex_(mutex) {
+  explicit AnnotatedLock(absl::Mutex& mutex) ABSL_EXCLUSIVE_LOCK_FUNCTION(mutex)
+      : mutex_(mutex) {
     mutex_.Lock();
 #if defined(ALLOY_WRAPPERS_TSAN)
     __tsan_acquire(&mutex_);
 #endif
   }
-  ~AnnotatedLock() {
+  ~AnnotatedLock() ABSL_UNLOCK_FUNCTION() {
 #if defined(ALLOY_WRAPPERS_TSAN)
     __tsan_release(&mutex_);
 #endif
