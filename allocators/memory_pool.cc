@@ -1,0 +1,167 @@
+#include "allocators/memory_pool.h"
+
+#include <algorithm>
+
+namespace alloy {
+namespace {
+
+void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+  auto* pool = static_cast<NodePool*>(ctx);
+  if (len > pool->node_size() || alignment > pool->node_alignment()) return nullptr;
+  return pool->acquire();
+}
+bool vt_resize(void* ctx, Bytes, Alignment, std::size_t new_len, std::uintptr_t) {
+  return new_len <= static_cast<NodePool*>(ctx)->node_size();
+}
+void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
+  return new_len <= static_cast<NodePool*>(ctx)->node_size() ? memory.data() : nullptr;
+}
+void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
+  static_cast<NodePool*>(ctx)->release(memory.data());
+}
+
+constexpr VTable kNodePoolVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
+
+}  // namespace
+
+NodePool::NodePool(Allocator child, std::size_t node_size, Alignment node_alignment,
+                   Options options)
+    : child_(child),
+      node_alignment_(node_alignment.max(Alignment::of<FreeNode>())),
+      next_slab_nodes_(std::max<std::size_t>(options.first_slab_nodes, 1)),
+      max_slab_nodes_(std::max(options.max_slab_nodes, next_slab_nodes_)),
+      fixed_capacity_(options.capacity) {
+  // Every node must hold a link and keep its successor aligned.
+  const std::size_t a = node_alignment_.bytes();
+  node_size_ = (std::max(node_size, sizeof(FreeNode)) + a - 1) / a * a;
+}
+
+NodePool::~NodePool() { (void)reset(ResetMode::free_all()); }
+
+Allocator NodePool::allocator() { return Allocator{this, &kNodePoolVTable}; }
+
+std::uintptr_t NodePool::first_node(const Slab* s) const {
+  return node_alignment_.forward(reinterpret_cast<std::uintptr_t>(s) + sizeof(Slab));
+}
+
+std::size_t NodePool::slab_size_for(std::size_t nodes) const {
+  std::size_t body = 0;
+  if (__builtin_mul_overflow(nodes, node_size_, &body)) return 0;
+  std::size_t total = 0;
+  if (__builtin_add_overflow(body, sizeof(Slab) + node_alignment_.bytes(), &total)) return 0;
+  return total;
+}
+
+void NodePool::start_carving(Slab* s) {
+  carve_slab_ = s;
+  carve_ = reinterpret_cast<std::byte*>(first_node(s));
+  carve_end_ = carve_ + s->nodes * node_size_;
+}
+
+bool NodePool::add_slab(std::size_t nodes) {
+  const std::size_t bytes = slab_size_for(nodes);
+  if (bytes == 0 || bytes > PTRDIFF_MAX) return false;
+  const Alignment slab_alignment = node_alignment_.max(Alignment::of<Slab>());
+  void* p = child_.raw_alloc(bytes, slab_alignment, ALLOY_RETURN_ADDRESS());
+  if (p == nullptr) return false;
+  auto* s = static_cast<Slab*>(p);
+  s->next = nullptr;
+  s->bytes = bytes;
+  s->nodes = nodes;
+  if (last_ != nullptr) {
+    last_->next = s;
+  } else {
+    first_ = s;
+  }
+  last_ = s;
+  capacity_nodes_ += nodes;
+  slab_bytes_ += bytes;
+  return true;
+}
+
+void* NodePool::acquire_slow() {
+  // Move on to a retained slab that has never been carved since the reset.
+  if (carve_slab_ != nullptr && carve_slab_->next != nullptr) {
+    start_carving(carve_slab_->next);
+    return acquire();
+  }
+  std::size_t nodes = next_slab_nodes_;
+  if (!growable()) {
+    if (capacity_nodes_ >= fixed_capacity_) return nullptr;  // fixed pool is full
+    nodes = fixed_capacity_ - capacity_nodes_;
+  }
+  if (!add_slab(nodes)) return nullptr;
+  if (growable()) next_slab_nodes_ = std::min(next_slab_nodes_ * 2, max_slab_nodes_);
+  start_carving(last_);
+  return acquire();
+}
+
+bool NodePool::preheat(std::size_t n) {
+  std::size_t want = 0;
+  if (__builtin_add_overflow(in_use_, n, &want)) return false;
+  if (!growable() && want > fixed_capacity_) return false;
+  if (want <= capacity_nodes_) return true;
+  std::size_t missing = want - capacity_nodes_;
+  if (!growable()) missing = fixed_capacity_ - capacity_nodes_;  // the whole pool at once
+  if (!add_slab(std::max(missing, growable() ? next_slab_nodes_ : missing))) return false;
+  if (growable()) next_slab_nodes_ = std::min(next_slab_nodes_ * 2, max_slab_nodes_);
+  if (carve_slab_ == nullptr) start_carving(first_);
+  return true;
+}
+
+bool NodePool::reset(ResetMode mode) {
+  std::size_t budget = SIZE_MAX;
+  if (mode.kind == ResetMode::Kind::kFreeAll) budget = 0;
+  if (mode.kind == ResetMode::Kind::kRetainWithLimit) budget = mode.limit;
+  // Keep slabs oldest-first while they fit in the budget, free the rest.
+  Slab* keep_last = nullptr;
+  std::size_t kept_bytes = 0;
+  std::size_t kept_nodes = 0;
+  Slab* s = first_;
+  while (s != nullptr && s->bytes <= budget - kept_bytes) {
+    kept_bytes += s->bytes;
+    kept_nodes += s->nodes;
+    keep_last = s;
+    s = s->next;
+  }
+  while (s != nullptr) {
+    Slab* next = s->next;
+    child_.raw_free(Bytes(reinterpret_cast<std::byte*>(s), s->bytes),
+                    node_alignment_.max(Alignment::of<Slab>()), ALLOY_RETURN_ADDRESS());
+    s = next;
+  }
+  if (keep_last != nullptr) {
+    keep_last->next = nullptr;
+  } else {
+    first_ = nullptr;
+  }
+  last_ = keep_last;
+  capacity_nodes_ = kept_nodes;
+  slab_bytes_ = kept_bytes;
+  free_ = nullptr;
+  in_use_ = 0;
+  if (first_ != nullptr) {
+    start_carving(first_);
+  } else {
+    carve_slab_ = nullptr;
+    carve_ = carve_end_ = nullptr;
+  }
+  return true;
+}
+
+std::size_t NodePool::slab_count() const {
+  std::size_t n = 0;
+  for (const Slab* s = first_; s != nullptr; s = s->next) ++n;
+  return n;
+}
+
+bool NodePool::owns(const void* p) const {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  for (const Slab* s = first_; s != nullptr; s = s->next) {
+    const std::uintptr_t lo = first_node(s);
+    if (a >= lo && a < lo + s->nodes * node_size_) return true;
+  }
+  return false;
+}
+
+}  // namespace alloy
