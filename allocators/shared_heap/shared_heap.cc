@@ -365,11 +365,32 @@ void recover(Header* h) {
   prune_dead_slots(h);
 }
 
+// Locks a robust mutex without ever sleeping unboundedly. A futex unlock
+// wakes one waiter; if that waiter is SIGKILLed before it takes the lock, the
+// wake-up dies with it and the other waiters would sleep forever with the
+// lock free (the kernel repairs a dead *owner*, not a dead woken waiter). So
+// contended waits time out every few milliseconds and look again.
+int robust_lock(pthread_mutex_t* m) {
+  int rc = pthread_mutex_trylock(m);
+  if (rc != EBUSY) return rc;
+  for (;;) {
+    timespec deadline;
+    ::clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_nsec += 5 * 1000 * 1000;
+    if (deadline.tv_nsec >= 1000 * 1000 * 1000) {
+      deadline.tv_nsec -= 1000 * 1000 * 1000;
+      ++deadline.tv_sec;
+    }
+    rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &deadline);
+    if (rc != ETIMEDOUT) return rc;
+  }
+}
+
 // The robust lock. Recovers the heap if the previous owner died.
 class HeapLock {
  public:
   explicit HeapLock(Header* h) : h_(h) {
-    int rc = pthread_mutex_lock(&h->mutex);
+    int rc = robust_lock(&h->mutex);
     if (rc == EOWNERDEAD) {
       recover(h);
       pthread_mutex_consistent(&h->mutex);

@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <cstring>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "allocators/shared_heap/shared_heap.h"
@@ -259,5 +261,129 @@ BOOST_AUTO_TEST_CASE(repeated_deaths_keep_the_heap_usable) {
   });
   BOOST_TEST(orphans == 12u * 5);
   for (auto b : keep) a.free(b);
+  require_verified(*heap);
+}
+
+namespace {
+
+constexpr int kSlots = 64;
+
+// Shared by the workers of the random-kill test; lives in the heap.
+struct Board {
+  std::atomic<int> go{0};
+  std::atomic<int> stop{0};
+  std::atomic<std::uint64_t> slots[kSlots] = {};
+  std::atomic<std::uint64_t> ops{0};
+};
+
+// Block contents: length and seed, then bytes derived from both.
+void fill_block(std::byte* p, std::uint32_t len, std::uint32_t seed) {
+  std::memcpy(p, &len, 4);
+  std::memcpy(p + 4, &seed, 4);
+  for (std::uint32_t j = 8; j < len; ++j) p[j] = std::byte(static_cast<unsigned char>(seed + j));
+}
+bool block_intact(const std::byte* p, std::uint32_t* len_out) {
+  std::uint32_t len, seed;
+  std::memcpy(&len, p, 4);
+  std::memcpy(&seed, p + 4, 4);
+  *len_out = len;
+  for (std::uint32_t j = 8; j < len; ++j) {
+    if (p[j] != std::byte(static_cast<unsigned char>(seed + j))) return false;
+  }
+  return true;
+}
+
+// Allocates, publishes into random slots, takes blocks out of slots, checks and
+// frees them (whoever allocated them), until told to stop.
+int worker(const std::string& name, std::uint64_t board_off, unsigned seed) {
+  auto h = SharedHeap::attach(name);
+  CHILD_CHECK(h.ok());
+  Board* board = h->get(SharedOffset<Board>{board_off});
+  CHILD_CHECK(wait_for(board->go, 1));
+  alloy::Allocator a = h->allocator();
+  std::uint32_t rng = seed * 2654435761u + 1;
+  auto next = [&] { rng ^= rng << 13; rng ^= rng >> 17; rng ^= rng << 5; return rng; };
+  while (board->stop.load() == 0) {
+    std::uint64_t old;
+    if (next() % 2 == 0) {
+      std::uint32_t len = 8 + next() % 2000;
+      auto b = a.alloc<std::byte>(len);
+      if (!b) continue;
+      fill_block(b->data(), len, next());
+      old = board->slots[next() % kSlots].exchange(h->offset_of(b->data()).offset);
+    } else {
+      old = board->slots[next() % kSlots].exchange(0);
+    }
+    if (old != 0) {
+      std::byte* p = h->get(SharedOffset<std::byte>{old});
+      std::uint32_t len = 0;
+      CHILD_CHECK(block_intact(p, &len));
+      a.free(std::span<std::byte>(p, len));
+    }
+    board->ops.fetch_add(1);
+  }
+  h->detach();
+  return 0;
+}
+
+}  // namespace
+
+// Workers in three processes share blocks; a fourth is SIGKILLed at random
+// moments, in or out of the lock. The survivors never see damage.
+BOOST_AUTO_TEST_CASE(random_sigkills_during_concurrent_work) {
+  UniqueName name("random");
+  auto heap = SharedHeap::create(name.get(), 4 << 20);
+  BOOST_REQUIRE(heap.ok());
+  auto board = heap->allocator().create<Board>();
+  BOOST_REQUIRE(board.ok());
+  const std::uint64_t board_off = heap->offset_of(*board).offset;
+  std::vector<pid_t> workers;
+  for (unsigned i = 0; i < 3; ++i) {
+    workers.push_back(spawn([&] { return worker(name.get(), board_off, i + 1); }));
+  }
+  (*board)->go = 1;
+  constexpr int kKills = 10;
+  std::uint32_t r = 12345;
+  for (int k = 0; k < kKills; ++k) {
+    pid_t victim = spawn([&] { return worker(name.get(), board_off, 100u + static_cast<unsigned>(k)); });
+    r = r * 1103515245u + 12345u;
+    ::usleep(1000 + (r >> 8) % 4000);
+    ::kill(victim, SIGKILL);
+    BOOST_REQUIRE(wait_child(victim) == kKilled);
+  }
+  (*board)->stop = 1;
+  for (pid_t pid : workers) BOOST_TEST(wait_child(pid) == 0);
+  require_verified(*heap);
+  auto s = heap->stats();
+  BOOST_TEST_MESSAGE("ops " << (*board)->ops.load() << ", recoveries " << s->recoveries
+                            << ", rolled back " << s->rolled_back_allocs
+                            << ", rolled forward " << s->rolled_forward_frees);
+  BOOST_TEST(s->recoveries <= static_cast<std::uint64_t>(kKills));
+  BOOST_TEST(s->rejected_frees == 0u);
+  // Every published block is intact; anything else live is the board or a
+  // block a victim held in its hands when it died (at most one each).
+  std::set<std::uint64_t> published;
+  alloy::Allocator a = heap->allocator();
+  for (auto& slot : (*board)->slots) {
+    std::uint64_t off = slot.load();
+    if (off == 0) continue;
+    published.insert(off);
+    std::uint32_t len = 0;
+    BOOST_TEST(block_intact(heap->get(SharedOffset<std::byte>{off}), &len));
+  }
+  std::size_t orphans = 0, seen_published = 0;
+  (void)heap->visit([&](const alloy::SharedBlockInfo& b) {
+    if (b.offset == board_off) return;
+    if (published.count(b.offset) != 0) ++seen_published;
+    else ++orphans;
+  });
+  BOOST_TEST(seen_published == published.size());
+  BOOST_TEST(orphans <= static_cast<std::size_t>(kKills));
+  for (std::uint64_t off : published) {
+    std::byte* p = heap->get(SharedOffset<std::byte>{off});
+    std::uint32_t len = 0;
+    (void)block_intact(p, &len);
+    a.free(std::span<std::byte>(p, len));
+  }
   require_verified(*heap);
 }
