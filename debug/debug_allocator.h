@@ -16,7 +16,9 @@
 // fill (free) and a pattern compare when a block leaves the quarantine;
 // absl::GetStackTrace only for sampled blocks. See bench/debug for ratios
 // against the child. Thread safety: with `thread_safe` (default) every call
-// takes one absl::Mutex; without it the allocator must stay on one thread.
+// takes one std::mutex (not absl::Mutex: Debian's build costs ~16x more per
+// uncontended lock, which alone broke the overhead budget); without it the
+// allocator must stay on one thread.
 //
 // Example:
 //   alloy::DebugAllocator debug(alloy::c_allocator());
@@ -26,15 +28,14 @@
 //   std::size_t leaks = debug.deinit();  // prints and counts leaked blocks
 #pragma once
 
-#include <absl/container/flat_hash_map.h>
-#include <absl/synchronization/mutex.h>
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -42,6 +43,7 @@
 #include <vector>
 
 #include "alloc_iface/allocator.h"
+#include "debug/address_map.h"
 #include "debug/report.h"
 
 namespace alloy {
@@ -151,22 +153,48 @@ class DebugAllocator {
  private:
   struct StackTrace;
   struct Record {
-    std::size_t size;
-    std::uintptr_t ret_addr;
-    StackTrace* trace;  // null unless sampled
-    std::uint64_t seq;
+    std::size_t size = 0;
+    std::uintptr_t ret_addr = 0;
+    StackTrace* trace = nullptr;  // null unless sampled
+    std::uint64_t seq = 0;
     Alignment alignment;
   };
+  // A freed block: in the quarantine (memory still held, pattern-filled) or
+  // in the history (memory back in the child, metadata kept for reports).
   struct Freed {
+    std::uintptr_t addr;
     Record rec;
     std::uintptr_t free_ret;
     StackTrace* free_trace;
-    std::uint64_t free_seq;
-    bool quarantined;
+    bool held = false;  // true while in the quarantine (memory still ours)
   };
-  struct FifoEntry {
-    std::uintptr_t addr;
-    std::uint64_t free_seq;
+  // FIFO of freed blocks; searched linearly, and only on the error path.
+  class Ring {
+   public:
+    std::size_t size() const { return count_; }
+    bool empty() const { return count_ == 0; }
+    Freed& at(std::size_t i) { return buf_[(head_ + i) & (buf_.size() - 1)]; }  // 0 = oldest
+    Freed& front() { return buf_[head_]; }
+    // Capacity stays a power of two.
+    Freed& push_back(const Freed& f) {
+      if (count_ == buf_.size()) [[unlikely]] grow();
+      Freed& slot = buf_[(head_ + count_) & (buf_.size() - 1)];
+      slot = f;
+      ++count_;
+      return slot;
+    }
+    void pop_front() {
+      head_ = (head_ + 1) & (buf_.size() - 1);
+      --count_;
+    }
+    // Newest entry for `addr`, or null.
+    Freed* find_newest(std::uintptr_t addr);
+
+   private:
+    void grow();
+    std::vector<Freed> buf_;
+    std::size_t head_ = 0;
+    std::size_t count_ = 0;
   };
   class Guard;
 
@@ -182,12 +210,28 @@ class DebugAllocator {
   void* do_resize(Bytes memory, Alignment alignment, std::size_t new_len, std::uintptr_t ret,
                   bool may_move);
   void do_free(Bytes memory, Alignment alignment, std::uintptr_t ret);
+  [[gnu::noinline]] void free_slow(Bytes memory, Alignment alignment, std::uintptr_t ret);
 
   // Helpers; the *_locked ones expect the mutex held (if any).
   StackTrace* new_trace_locked();
   void release_trace_locked(StackTrace* t);
-  bool should_sample_locked();
-  void write_canary(std::byte* block, std::size_t size) const;
+  bool should_sample_locked() {
+    if (options_.traces == TraceMode::kNever) return false;
+    if (options_.traces == TraceMode::kAlways) return true;
+    if (--sample_countdown_ != 0) return false;
+    sample_countdown_ = options_.sample_every;
+    return true;
+  }
+  void write_canary(std::byte* block, std::size_t size) const {
+    static constexpr std::uint64_t kWord = 0xCACACACACACACACAull;  // debug::internal::kCanaryByte
+    std::byte* p = block + size;
+    if (options_.canary_bytes == 16) {  // the default: two stores
+      std::memcpy(p, &kWord, 8);
+      std::memcpy(p + 8, &kWord, 8);
+    } else {
+      std::memset(p, 0xCA, options_.canary_bytes);
+    }
+  }
   // Returns (first bad offset, count) of changed canary bytes, or count 0.
   std::pair<std::size_t, std::size_t> check_canary(const std::byte* block,
                                                    std::size_t size) const;
@@ -198,10 +242,17 @@ class DebugAllocator {
                                        Alignment alignment, debug::Operation op);
   debug::CallSite site_of(std::uintptr_t ret, const StackTrace* t) const;
   void fill_block_report(debug::Report& r, std::uintptr_t addr, const Record& rec) const;
-  void quarantine_locked(std::uintptr_t addr, Freed f, std::vector<debug::Report>& out);
-  void evict_one_locked(std::vector<debug::Report>& out);
-  void release_to_child_locked(std::uintptr_t addr, Freed& f, std::vector<debug::Report>& out);
-  void forget_history_locked();
+  void quarantine_locked(const Freed& f, std::vector<debug::Report>& out);
+  // Gives the oldest held block back to the child, checking its pattern.
+  bool evict_one_locked(std::vector<debug::Report>& out);
+  void release_held_locked(Freed& f, std::vector<debug::Report>& out);
+  void trim_history_locked() {
+    while (released_prefix_ < freed_.size() && !freed_.at(released_prefix_).held) {
+      ++released_prefix_;
+    }
+    while (released_prefix_ > options_.freed_history) forget_oldest_locked();
+  }
+  void forget_oldest_locked();
   void emit(debug::Report r);
   void emit_all(std::vector<debug::Report>& reports);
   void log_call(std::string_view op, std::size_t len, std::size_t new_len, Alignment alignment,
@@ -209,15 +260,16 @@ class DebugAllocator {
 
   Allocator child_;
   DebugOptions options_;
-  std::unique_ptr<absl::Mutex> mu_;  // null when !thread_safe
-  absl::flat_hash_map<std::uintptr_t, Record> live_;
-  absl::flat_hash_map<std::uintptr_t, Freed> freed_;
-  std::deque<FifoEntry> quarantine_;
-  std::deque<FifoEntry> history_;
+  std::unique_ptr<std::mutex> mu_;  // null when !thread_safe
+  debug::AddressMap<Record> live_;
+  // Every remembered free, oldest first. Entries [0, released_prefix_) have
+  // gone back to the child (history, at most freed_history of them); later
+  // entries are held in the quarantine unless they were too big to hold.
+  Ring freed_;
+  std::size_t released_prefix_ = 0;
   std::vector<StackTrace*> trace_pool_;
   DebugStats stats_;
   std::uint64_t next_seq_ = 0;
-  std::uint64_t next_free_seq_ = 0;
   std::uint32_t sample_countdown_ = 1;
   std::optional<InjectedFailure> injected_;
   bool deinit_done_ = false;
