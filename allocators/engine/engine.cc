@@ -226,14 +226,14 @@ void span_remove(Local* l, Page* s) noexcept {
 void span_set_free(Segment* seg, std::size_t idx, std::size_t n, std::uint64_t t) noexcept {
   Page* first = &seg->pages[idx];
   first->kind = kFreeSpan;
-  first->slice_count = static_cast<std::uint32_t>(n);
+  first->slice_count = static_cast<std::uint8_t>(n);
   first->slice_offset = 0;
   first->freed_at = t;
   if (n > 1) {
     Page* last = &seg->pages[idx + n - 1];
     last->kind = kFreeSpan;
     last->slice_count = 0;
-    last->slice_offset = static_cast<std::uint32_t>(n - 1);
+    last->slice_offset = static_cast<std::uint16_t>((n - 1) * sizeof(Page));
   }
 }
 
@@ -265,7 +265,7 @@ void span_free(Local* l, Segment* seg, std::size_t idx, std::size_t n) noexcept 
   }
   if (idx > 1 && seg->pages[idx - 1].kind == kFreeSpan) {
     Page* pv = &seg->pages[idx - 1];
-    pv -= pv->slice_offset;
+    pv = reinterpret_cast<Page*>(reinterpret_cast<char*>(pv) - pv->slice_offset);
     span_remove(l, pv);
     const std::size_t pidx = static_cast<std::size_t>(pv - seg->pages);
     n += idx - pidx;
@@ -301,7 +301,7 @@ Page* span_find(Local* l, std::size_t n, std::size_t align_slices) noexcept {
       }
       seg->used_slices += static_cast<std::uint32_t>(n);
       Page* pg = &seg->pages[a];
-      pg->slice_count = static_cast<std::uint32_t>(n);
+      pg->slice_count = static_cast<std::uint8_t>(n);
       return pg;
     }
   }
@@ -405,9 +405,9 @@ Page* span_get(Local* l, std::size_t n, std::size_t align_slices, std::uint8_t k
         seg->committed_mask |= fresh;
         for (std::size_t i = 0; i < n; ++i) {
           seg->pages[idx + i].kind = kind;
-          seg->pages[idx + i].slice_offset = static_cast<std::uint32_t>(i);
+          seg->pages[idx + i].slice_offset = static_cast<std::uint16_t>(i * sizeof(Page));
         }
-        pg->slice_count = static_cast<std::uint32_t>(n);
+        pg->slice_count = static_cast<std::uint8_t>(n);
         ALLOY_UNPOISON(reinterpret_cast<char*>(seg) + (idx << kSliceShift), n << kSliceShift);
         return pg;
       }
@@ -423,7 +423,8 @@ void page_extend(Page* pg) noexcept {
   Segment* seg = segment_of(pg);
   const std::size_t bsize = pg->block_size;
   std::size_t count = bsize >= kOsPage ? 1 : kOsPage / bsize;
-  if (count > static_cast<std::size_t>(pg->reserved - pg->capacity)) count = pg->reserved - pg->capacity;
+  const std::size_t left = reserved(pg) - pg->capacity;
+  if (count > left) count = left;
   char* start = reinterpret_cast<char*>(page_start(seg, pg)) + pg->capacity * bsize;
   for (std::size_t i = 0; i + 1 < count; ++i) {
     reinterpret_cast<Block*>(start + i * bsize)->next = reinterpret_cast<Block*>(start + (i + 1) * bsize);
@@ -439,12 +440,12 @@ Page* page_new(Local* l, unsigned c) noexcept {
   if (pg == nullptr) return nullptr;
   pg->size_class = static_cast<std::uint8_t>(c);
   pg->block_size = static_cast<std::uint32_t>(class_size(c));
-  pg->reserved = static_cast<std::uint16_t>((n << kSliceShift) / class_size(c));
   pg->capacity = 0;
   pg->used = 0;
   pg->free = nullptr;
   pg->local_free = nullptr;
   pg->thread_free.store(0, std::memory_order_relaxed);
+  pg->pending_next = nullptr;
   page_extend(pg);
   return pg;
 }
@@ -474,6 +475,7 @@ void page_retire(Local* l, Page* pg, bool force) noexcept {
 void unfull(Local* l, Page* pg) noexcept {
   queue_remove(&l->full, pg);
   pg->thread_free.fetch_and(~kTfFull, std::memory_order_acq_rel);
+  clear_full(pg);
   queue_push_front(&l->queues[pg->size_class], pg);
   direct_update(l, pg->size_class);
 }
@@ -485,14 +487,14 @@ void drain_pending(Local* l) noexcept {
     pg->thread_free.fetch_and(~kTfAnnounced, std::memory_order_acq_rel);
     page_collect(pg);
     if (pg->kind == kLargeBlock) {
-      if (pg->used == 0 && !(pg->thread_free.load(std::memory_order_acquire) & kTfAnnounced)) {
+      if (live(pg) == 0 && !(pg->thread_free.load(std::memory_order_acquire) & kTfAnnounced)) {
         page_free_span(l, pg);
       }
     } else if (pg->kind == kSmallPage) {
-      if ((pg->thread_free.load(std::memory_order_relaxed) & kTfFull) && (pg->free || pg->used == 0)) {
+      if (is_full(pg) && (pg->free || live(pg) == 0)) {
         unfull(l, pg);
       }
-      if (pg->used == 0) page_retire(l, pg, false);
+      if (live(pg) == 0) page_retire(l, pg, false);
     }
     pg = next;
   }
@@ -504,7 +506,7 @@ void* alloc_from_class(Local* l, unsigned c) noexcept {
   Page* pg;
   while ((pg = q->first) != nullptr) {
     page_collect(pg);
-    if (pg->free == nullptr && pg->capacity < pg->reserved) page_extend(pg);
+    if (pg->free == nullptr && pg->capacity < reserved(pg)) page_extend(pg);
     if (pg->free != nullptr) break;
     // Park it as full unless a cross-thread free just arrived (same CAS).
     std::uintptr_t w = pg->thread_free.load(std::memory_order_relaxed);
@@ -517,6 +519,7 @@ void* alloc_from_class(Local* l, unsigned c) noexcept {
       }
     }
     if (!parked) continue;  // collect the new frees
+    set_full(pg);
     queue_remove(q, pg);
     queue_push_front(&l->full, pg);
   }
@@ -545,9 +548,10 @@ void* large_alloc(Local* l, std::size_t size, std::size_t align) noexcept {
   pg->size_class = 0;
   pg->block_size = static_cast<std::uint32_t>(n << kSliceShift);
   pg->used = 1;
-  pg->capacity = pg->reserved = 1;
+  pg->capacity = 1;
   pg->free = pg->local_free = nullptr;
   pg->thread_free.store(kTfFull, std::memory_order_relaxed);  // cross frees announce it
+  set_full(pg);  // and the owner's free takes the slow path
   return reinterpret_cast<void*>(page_start(segment_of(pg), pg));
 }
 
@@ -686,7 +690,9 @@ void huge_init_header(Segment* seg, Local* l, std::size_t mapped, std::size_t of
   seg->mapped = mapped;
   seg->huge_offset = off;
   seg->is_huge = 1;
-  for (std::size_t i = 0; i < kSlices; ++i) seg->pages[i].slice_offset = static_cast<std::uint32_t>(i);
+  for (std::size_t i = 0; i < kSlices; ++i) {
+    seg->pages[i].slice_offset = static_cast<std::uint16_t>(i * sizeof(Page));
+  }
   seg->pages[0].kind = kHugeBlock;
   seg->pages[0].slice_count = 1;
   seg->pages[0].used = 1;
@@ -765,7 +771,7 @@ void local_collect_impl(Local* l, bool force) noexcept {
     while (pg != nullptr) {
       Page* next = pg->next;
       page_collect(pg);
-      if (pg->used == 0) page_retire(l, pg, force);
+      if (live(pg) == 0) page_retire(l, pg, force);
       pg = next;
     }
   }
@@ -773,8 +779,8 @@ void local_collect_impl(Local* l, bool force) noexcept {
   while (pg != nullptr) {
     Page* next = pg->next;
     page_collect(pg);
-    if (pg->free != nullptr || pg->used == 0) unfull(l, pg);
-    if (pg->used == 0) page_retire(l, pg, force);
+    if (pg->free != nullptr || live(pg) == 0) unfull(l, pg);
+    if (live(pg) == 0) page_retire(l, pg, force);
     pg = next;
   }
   if (force) {
@@ -804,7 +810,7 @@ void page_collect(Page* pg) noexcept {
         tail->next = pg->local_free;
         pg->local_free = tf;
       }
-      pg->used -= count;
+      pg->used -= static_cast<std::int32_t>(count);
     }
   }
   if (pg->free == nullptr) {
@@ -928,17 +934,22 @@ void* huge_alloc(HeapCore* h, Local* l, std::size_t size, std::size_t align) noe
 void free_local_slow(Page* pg) noexcept {
   Segment* seg = segment_of(pg);
   Local* l = seg->local;
+  if (pg->used == 0 && pg->kind == kSmallPage) {
+    // Common case first: the class's only page emptied; keep it.
+    const PageQueue* q = &l->queues[pg->size_class];
+    if (q->first == pg && q->last == pg && !l->heap->eager.load(std::memory_order_relaxed)) return;
+  }
   if (pg->kind == kLargeBlock) {
     page_collect(pg);  // the block went to local_free; forget it
     pg->local_free = nullptr;
     pg->free = nullptr;
-    if (pg->used == 0 && !(pg->thread_free.load(std::memory_order_acquire) & kTfAnnounced)) {
+    if (live(pg) == 0 && !(pg->thread_free.load(std::memory_order_acquire) & kTfAnnounced)) {
       page_free_span(l, pg);
     }
     return;
   }
-  if (pg->thread_free.load(std::memory_order_relaxed) & kTfFull) unfull(l, pg);
-  if (pg->used == 0) page_retire(l, pg, false);
+  if (is_full(pg)) unfull(l, pg);
+  if (live(pg) == 0) page_retire(l, pg, false);
 }
 
 void free_cross(Segment* seg, Page* pg, void* p) noexcept {
@@ -1221,9 +1232,9 @@ void write_stats(int fd) noexcept {
       if (pg->slice_count == 0) break;
       if (pg->kind == kSmallPage) {
         ++pages;
-        live_small += std::size_t{pg->used} * pg->block_size;
+        live_small += static_cast<std::size_t>(live(pg)) * pg->block_size;
       } else if (pg->kind == kLargeBlock) {
-        large += std::size_t{pg->used} * pg->block_size;
+        large += static_cast<std::size_t>(live(pg)) * pg->block_size;
       }
       idx += pg->slice_count;
     }

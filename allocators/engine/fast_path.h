@@ -58,9 +58,7 @@ inline void inline_free(void* p) noexcept {
 #endif
     b->next = page->local_free;
     page->local_free = b;
-    if (__builtin_expect(
-            static_cast<int>(--page->used == 0) |
-                static_cast<int>(page->thread_free.load(std::memory_order_relaxed) & detail::kTfFull), 0)) {
+    if (__builtin_expect(--page->used <= 0, 0)) {  // empty, or parked as full
       detail::free_local_slow(page);
     }
     return;

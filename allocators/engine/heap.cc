@@ -25,7 +25,7 @@ void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept 
   return p;
 }
 
-void report_bad_free(void* p, std::size_t size, std::size_t usable, std::uintptr_t ret) {
+[[maybe_unused]] void report_bad_free(void* p, std::size_t size, std::size_t usable, std::uintptr_t ret) {
   char buf[200];
   const int n = std::snprintf(buf, sizeof buf,
                               "alloy Heap: free of %p with size %zu but the block holds %zu "
@@ -132,13 +132,14 @@ HeapStats Heap::stats() noexcept {
         if (pg->slice_count == 0) break;
         if (pg->kind == d::kSmallPage) {
           d::page_collect(pg);
-          s.classes[pg->size_class].live_blocks += pg->used;
+          const auto n = static_cast<std::size_t>(d::live(pg));
+          s.classes[pg->size_class].live_blocks += n;
           s.classes[pg->size_class].pages += 1;
-          s.live_blocks += pg->used;
-          s.live_bytes += std::size_t{pg->used} * pg->block_size;
+          s.live_blocks += n;
+          s.live_bytes += n * pg->block_size;
         } else if (pg->kind == d::kLargeBlock) {
           d::page_collect(pg);
-          if (pg->used != 0) {
+          if (d::live(pg) != 0) {
             ++s.large_blocks;
             s.large_bytes += pg->block_size;
           }
@@ -170,7 +171,7 @@ void Heap::visit(VisitFn fn, void* ctx) noexcept {
         const std::uintptr_t start = d::page_start(seg, pg);
         if (pg->kind == d::kSmallPage) {
           d::page_collect(pg);
-          if (pg->used != 0) {
+          if (d::live(pg) != 0) {
             const std::size_t words = (pg->capacity + 63) / 64;
             for (std::size_t w = 0; w < words; ++w) bits[w] = 0;
             d::page_mark_free(pg, bits);
@@ -182,7 +183,7 @@ void Heap::visit(VisitFn fn, void* ctx) noexcept {
           }
         } else if (pg->kind == d::kLargeBlock) {
           d::page_collect(pg);
-          if (pg->used != 0) fn(ctx, reinterpret_cast<void*>(start), pg->block_size);
+          if (d::live(pg) != 0) fn(ctx, reinterpret_cast<void*>(start), pg->block_size);
         }
         idx += pg->slice_count;
       }

@@ -17,10 +17,10 @@
 //
 // Slice 0 holds the Segment header and one Page descriptor per slice. A span
 // is a run of slices described by the Page of its first slice; every other
-// slice of a used span stores its distance to the first (slice_offset), so the
-// Page of any pointer is pure arithmetic:
+// slice of a used span stores its distance in bytes to the first
+// (slice_offset), so the Page of any pointer is pure arithmetic:
 //     seg  = p & ~(4 MiB - 1)
-//     page = &seg->pages[(p - seg) >> 16];  page -= page->slice_offset;
+//     page = &seg->pages[(p - seg) >> 16];  page -= page->slice_offset bytes;
 // No per-block header: a 32-byte block costs exactly 32 bytes.
 //
 // Spans are used three ways:
@@ -124,15 +124,19 @@ struct Local;
 struct HeapCore;
 struct Segment;
 
-// One span's descriptor (the Page of its first slice).
+// One span's descriptor (the Page of its first slice), 64 bytes so that the
+// descriptor of a slice is one shift away from its address.
 // Owner-only fields are plain; fields other threads touch are atomic.
 struct Page {
   // -- hot: alloc/free fast path (owner only) --
   Block* free = nullptr;        // blocks ready to allocate
   Block* local_free = nullptr;  // blocks freed by the owner since last refill
-  std::uint32_t used = 0;       // blocks handed out and not yet returned
+  // Blocks handed out and not yet returned, in the low 31 bits; the sign bit
+  // (kUsedFull) is the owner's copy of kTfFull, so the local free's single
+  // "decrement, then <= 0?" test catches both slow cases (page now empty,
+  // page parked as full).
+  std::int32_t used = 0;
   std::uint32_t block_size = 0;
-  // -- shared with freeing threads --
   // Cross-thread frees: a block list head with two flag bits in the low
   // bits. kTfFull: the owner parked the page as full (or it is a large block),
   // so the first free announces the page on local->pending; kTfAnnounced:
@@ -141,17 +145,31 @@ struct Page {
   // never touches the page after its CAS unless it owns the announcement.
   std::atomic<std::uintptr_t> thread_free{0};
   // -- owner only --
+  std::uint16_t capacity = 0;      // blocks carved so far (of reserved(page))
+  std::uint16_t slice_offset = 0;  // bytes back to the span's first descriptor
   std::uint8_t kind = kFreeSpan;
+  std::uint8_t spare = 0;
   std::uint8_t size_class = 0;
-  std::uint16_t capacity = 0;  // blocks carved so far
-  std::uint16_t reserved = 0;  // blocks that fit
-  std::uint32_t slice_count = 0;
-  std::uint32_t slice_offset = 0;  // in descriptors, to the span's first
+  std::uint8_t slice_count = 0;    // slices in the span (first descriptor)
+  union {
+    Page* pending_next;     // used page: link on local->pending
+    std::uint64_t freed_at; // free span: ms timestamp for delayed purge
+  };
   Page* next = nullptr;  // page queue, full list or free-span bin
   Page* prev = nullptr;
-  Page* pending_next = nullptr;  // on local->pending
-  std::uint64_t freed_at = 0;    // free span: ms timestamp for delayed purge
+
+  constexpr Page() : pending_next(nullptr) {}
 };
+static_assert(sizeof(Page) == 64);
+
+inline int live(const Page* p) { return p->used & 0x7fffffff; }
+inline bool is_full(const Page* p) { return p->used < 0; }
+inline void set_full(Page* p) { p->used = static_cast<std::int32_t>(static_cast<std::uint32_t>(p->used) | 0x80000000u); }
+inline void clear_full(Page* p) { p->used = p->used & 0x7fffffff; }
+// Blocks that fit in a small page (slow paths only: a division).
+inline std::uint32_t reserved(const Page* p) {
+  return static_cast<std::uint32_t>((std::size_t{p->slice_count} << kSliceShift) / p->block_size);
+}
 
 struct Segment {
   std::atomic<std::uintptr_t> owner_tid{0};  // thread that owns `local`, or 0
@@ -247,9 +265,11 @@ inline Segment* segment_of(const void* p) noexcept {
   return reinterpret_cast<Segment*>(reinterpret_cast<std::uintptr_t>(p) & ~kSegmentMask);
 }
 inline Page* page_of(Segment* seg, const void* p) noexcept {
-  Page* page = &seg->pages[(reinterpret_cast<std::uintptr_t>(p) -
-                            reinterpret_cast<std::uintptr_t>(seg)) >> kSliceShift];
-  return page - page->slice_offset;
+  // ((p - seg) >> kSliceShift) * sizeof(Page), as one shift and one mask.
+  const std::uintptr_t off = (reinterpret_cast<std::uintptr_t>(p) >> (kSliceShift - 6)) &
+                             ((kSlices - 1) << 6);
+  char* page = reinterpret_cast<char*>(seg->pages) + off;
+  return reinterpret_cast<Page*>(page - reinterpret_cast<Page*>(page)->slice_offset);
 }
 inline std::uintptr_t page_start(Segment* seg, Page* page) noexcept {
   return reinterpret_cast<std::uintptr_t>(seg) +

@@ -1,0 +1,117 @@
+// Instructions per malloc and per free on the fast path, counted by
+// valgrind's callgrind: 32-byte blocks allocated and freed in batches of 16.
+//
+//   bazel build --config=opt //bench/engine:fastpath_icount
+//   bazel-bin/bench/engine/fastpath_icount          # runs callgrind on itself
+//
+// Without arguments the binary re-runs itself under
+//   valgrind --tool=callgrind --collect-atstart=no --toggle-collect=<fn>
+// once per allocator and operation (so only instructions inside the batch
+// function count, including whatever it calls), reads the "totals:" line and
+// divides by the number of calls. `--inner <allocator>` is the workload.
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "bench/engine/peers.h"
+
+namespace {
+constexpr int kBatch = 16;
+constexpr int kRounds = 200000;
+void* g_ptrs[kBatch];
+}  // namespace
+
+#define ALLOY_ICOUNT_FNS(A, tag)                                                      \
+  extern "C" __attribute__((noinline)) void icount_alloc_##tag() {                   \
+    for (int i = 0; i < kBatch; ++i) g_ptrs[i] = alloy::bench::A::alloc(32);          \
+    __asm__ volatile("" ::: "memory");                                                \
+  }                                                                                   \
+  extern "C" __attribute__((noinline)) void icount_free_##tag() {                    \
+    for (int i = 0; i < kBatch; ++i) alloy::bench::A::free(g_ptrs[i], 32);            \
+    __asm__ volatile("" ::: "memory");                                                \
+  }                                                                                   \
+  void run_##tag() {                                                                  \
+    for (int r = 0; r < kRounds; ++r) {                                               \
+      icount_alloc_##tag();                                                           \
+      icount_free_##tag();                                                            \
+    }                                                                                 \
+  }
+
+ALLOY_ICOUNT_FNS(Engine, engine)
+ALLOY_ICOUNT_FNS(Mimalloc, mimalloc)
+ALLOY_ICOUNT_FNS(Tcmalloc, tcmalloc)
+ALLOY_ICOUNT_FNS(Jemalloc, jemalloc)
+ALLOY_ICOUNT_FNS(Glibc, glibc)
+
+namespace {
+
+int inner(const std::string& which) {
+  if (which == "engine") run_engine();
+  else if (which == "mimalloc") run_mimalloc();
+  else if (which == "tcmalloc") run_tcmalloc();
+  else if (which == "jemalloc") run_jemalloc();
+  else if (which == "glibc") run_glibc();
+  else return 2;
+  return 0;
+}
+
+// Instructions counted inside `fn` over the whole run, or -1.
+double count(const char* self, const std::string& which, const std::string& fn) {
+  const std::string out = "/tmp/alloy_icount." + std::to_string(getpid()) + "." + fn;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const std::string toggle = "--toggle-collect=" + fn;
+    const std::string outfile = "--callgrind-out-file=" + out;
+    const int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) dup2(devnull, 2);
+    execlp("valgrind", "valgrind", "--tool=callgrind", "--collect-atstart=no", toggle.c_str(),
+           outfile.c_str(), self, "--inner", which.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+  std::FILE* f = std::fopen(out.c_str(), "r");
+  if (f == nullptr) return -1;
+  char line[4096];
+  double total = -1;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "totals:", 7) == 0 || std::strncmp(line, "summary:", 8) == 0) {
+      total = std::strtod(line + (line[0] == 't' ? 7 : 8), nullptr);
+    }
+  }
+  std::fclose(f);
+  std::remove(out.c_str());
+  return total;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 3 && std::strcmp(argv[1], "--inner") == 0) return inner(argv[2]);
+  std::printf("instructions per operation, 32-byte blocks in batches of %d (callgrind)\n", kBatch);
+  std::printf("%-10s %8s %8s\n", "allocator", "malloc", "free");
+  const double ops = static_cast<double>(kRounds) * kBatch;
+  double engine_a = 0, engine_f = 0;
+  for (const char* which : {"engine", "mimalloc", "tcmalloc", "jemalloc", "glibc"}) {
+    const double a = count(argv[0], which, std::string("icount_alloc_") + which);
+    const double f = count(argv[0], which, std::string("icount_free_") + which);
+    if (a < 0 || f < 0) {
+      std::printf("%-10s (valgrind failed or missing)\n", which);
+      continue;
+    }
+    std::printf("%-10s %8.1f %8.1f\n", which, a / ops, f / ops);
+    if (std::strcmp(which, "engine") == 0) {
+      engine_a = a / ops;
+      engine_f = f / ops;
+    } else if (engine_a > 0) {
+      std::printf("%-10s %8.2f %8.2f   (engine / %s)\n", "", engine_a / (a / ops), engine_f / (f / ops), which);
+    }
+  }
+  return 0;
+}
