@@ -227,6 +227,14 @@ E2E_CASE(functions_missing_from_other_preloads_work) {
   BOOST_TEST(r.err == "");
 }
 
+E2E_CASE(dlopen_tls_thread_exit_fork_and_atexit_under_preload) {
+  Run r = run({runfile("tests/malloc/preload_probe"), runfile("tests/malloc/libtls_module.so")},
+              {preload(), "ALLOY_VERBOSE=1"});
+  BOOST_TEST(r.status == 0);
+  BOOST_TEST(r.out == "preload ok\n");
+  BOOST_TEST(r.err == "");  // not even a verbose report: no foreign frees
+}
+
 E2E_CASE(environment_options) {
   std::string probe = runfile("tests/malloc/verbose_probe");
   Run quiet = run({probe}, {});
