@@ -1,11 +1,16 @@
 #include "allocators/arena.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+
+#include "allocators/page_allocator.h"
 
 namespace alloy {
 namespace {
 // Doubling stops here so one burst cannot make the next chunk absurd.
 constexpr std::size_t kMaxGrowth = std::size_t{1} << 30;
+constexpr Alignment kHugePage = Alignment::from_log2(21);  // 2 MiB on x86-64
 
 constexpr VTable kArenaVTable = {Arena::vt_alloc, Arena::vt_resize, Arena::vt_remap,
                                  Arena::vt_free};
@@ -15,7 +20,8 @@ Arena::Arena(Allocator child, Options options)
     : child_(child),
       next_size_(std::max(options.first_chunk, kHeader + 64)),
       first_size_(next_size_),
-      ceiling_(options.ceiling) {}
+      ceiling_(options.ceiling),
+      huge_pages_(options.huge_pages && child == page_allocator()) {}
 
 Arena::~Arena() { free_chunks(); }
 
@@ -35,15 +41,22 @@ bool Arena::add_chunk(std::size_t min_size, std::size_t wanted_size) {
     wanted_size = std::min(wanted_size, room);
   }
   std::size_t size = wanted_size;
-  void* p = child_.raw_alloc(size, kChunkAlignment, ALLOY_RETURN_ADDRESS());
+  auto alignment_for = [this](std::size_t bytes) {
+    return huge_pages_ && bytes >= kHugePage.bytes() ? kHugePage : kChunkAlignment;
+  };
+  void* p = child_.raw_alloc(size, alignment_for(size), ALLOY_RETURN_ADDRESS());
   if (p == nullptr && wanted_size > min_size) {
     size = min_size;  // the child may still serve the bare minimum
-    p = child_.raw_alloc(size, kChunkAlignment, ALLOY_RETURN_ADDRESS());
+    p = child_.raw_alloc(size, alignment_for(size), ALLOY_RETURN_ADDRESS());
   }
   if (p == nullptr) return false;
+  if (alignment_for(size) == kHugePage) {
+    madvise(p, size, MADV_HUGEPAGE);  // a hint: fine if THP is off
+  }
   auto* c = static_cast<Chunk*>(p);
   c->prev = head_;
   c->size = size;
+  c->alignment = alignment_for(size);
   child_bytes_ += size;
   use_chunk(c);
   return true;
@@ -62,12 +75,16 @@ void* Arena::alloc_slow(std::size_t len, std::size_t align) {
   return reinterpret_cast<void*>(p);
 }
 
+void Arena::free_chunk(Chunk* c) {
+  child_.raw_free(Bytes(reinterpret_cast<std::byte*>(c), c->size), c->alignment,
+                  ALLOY_RETURN_ADDRESS());
+}
+
 void Arena::free_chunks() {
   Chunk* c = head_;
   while (c != nullptr) {
     Chunk* prev = c->prev;
-    child_.raw_free(Bytes(reinterpret_cast<std::byte*>(c), c->size), kChunkAlignment,
-                    ALLOY_RETURN_ADDRESS());
+    free_chunk(c);
     c = prev;
   }
   head_ = nullptr;
@@ -93,15 +110,14 @@ bool Arena::reset(ResetMode mode) {
   Chunk* keep = head_;
   for (Chunk* c = keep->prev; c != nullptr;) {
     Chunk* prev = c->prev;
-    child_.raw_free(Bytes(reinterpret_cast<std::byte*>(c), c->size), kChunkAlignment,
-                    ALLOY_RETURN_ADDRESS());
+    free_chunk(c);
     c = prev;
   }
   keep->prev = nullptr;
   child_bytes_ = keep->size;
   if (keep->size == target ||
       child_.raw_resize(Bytes(reinterpret_cast<std::byte*>(keep), keep->size),
-                        kChunkAlignment, target, ALLOY_RETURN_ADDRESS())) {
+                        keep->alignment, target, ALLOY_RETURN_ADDRESS())) {
     keep->size = target;
     child_bytes_ = target;
     use_chunk(keep);
