@@ -117,6 +117,10 @@ ALLOY_MALLOC_CASE(failed_new_throws_bad_alloc_without_handler) {
 
 ALLOY_MALLOC_CASE(nothrow_new_returns_null) {
   std::set_new_handler(nullptr);
+  // Alignments that are not a power of two, or absurd, cannot be served.
+  BOOST_TEST(operator new(16, std::align_val_t(opaque(48)), std::nothrow) == nullptr);
+  BOOST_TEST(operator new(16, std::align_val_t(opaque(SIZE_MAX / 2 + 1)), std::nothrow) ==
+             nullptr);
   BOOST_TEST(operator new(opaque(kHuge), std::nothrow) == nullptr);
   BOOST_TEST(operator new[](opaque(kHuge), std::nothrow) == nullptr);
   BOOST_TEST(operator new(opaque(kHuge), std::align_val_t(128), std::nothrow) ==
