@@ -21,9 +21,11 @@ import argparse
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
@@ -77,9 +79,20 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--allocators", default="glibc,jemalloc,tcmalloc,mimalloc,alloy")
-    ap.add_argument("--bin", default="bazel-bin/bench/compare/workloads")
-    ap.add_argument("--alloy", default="bazel-bin/adapters/liballoy_malloc.so")
+    # bazel-out/k8-opt is where --config=opt puts them whatever bazel-bin
+    # points at after other builds in the same workspace.
+    ap.add_argument("--bin", default="bazel-out/k8-opt/bin/bench/compare/workloads")
+    ap.add_argument("--alloy", default="bazel-out/k8-opt/bin/adapters/liballoy_malloc.so")
     args = ap.parse_args()
+
+    if not os.path.exists(args.bin):
+        sys.exit("build first: bazel build --config=opt //bench/compare:workloads "
+                 "//adapters:liballoy_malloc.so")
+    # Run private copies: a build in the workspace must not swap them mid-run.
+    scratch = tempfile.mkdtemp(prefix="alloy-compare-")
+    args.bin = shutil.copy(args.bin, scratch)
+    if os.path.exists(args.alloy):
+        args.alloy = shutil.copy(args.alloy, scratch)
 
     allocators = {}
     for name in args.allocators.split(","):
@@ -89,9 +102,6 @@ def main():
             continue
         allocators[name] = path
     workloads = args.workloads.split(",")
-    if not os.path.exists(args.bin):
-        sys.exit("build first: bazel build --config=opt //bench/compare:workloads "
-                 "//adapters:liballoy_malloc.so")
 
     times = {(w, a): [] for w in workloads for a in allocators}
     rss = {(w, a): [] for w in workloads for a in allocators}
@@ -164,6 +174,7 @@ def main():
                       statistics.median(times[(w, "glibc")])]
             print("workloads where alloy is slower than glibc: %s" %
                   (", ".join(slower) if slower else "none"))
+    shutil.rmtree(scratch, ignore_errors=True)
     return 1 if bad else 0
 
 
