@@ -370,18 +370,20 @@ void recover(Header* h) {
 // wake-up dies with it and the other waiters would sleep forever with the
 // lock free (the kernel repairs a dead *owner*, not a dead woken waiter). So
 // contended waits time out every few milliseconds and look again.
+// (timedlock, not clocklock: sanitizers intercept the former only. A jump of
+// the real-time clock merely shortens or lengthens one wait.)
 int robust_lock(pthread_mutex_t* m) {
   int rc = pthread_mutex_trylock(m);
   if (rc != EBUSY) return rc;
   for (;;) {
     timespec deadline;
-    ::clock_gettime(CLOCK_MONOTONIC, &deadline);
+    ::clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_nsec += 5 * 1000 * 1000;
     if (deadline.tv_nsec >= 1000 * 1000 * 1000) {
       deadline.tv_nsec -= 1000 * 1000 * 1000;
       ++deadline.tv_sec;
     }
-    rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &deadline);
+    rc = pthread_mutex_timedlock(m, &deadline);
     if (rc != ETIMEDOUT) return rc;
   }
 }

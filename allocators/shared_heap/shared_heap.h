@@ -18,7 +18,8 @@
 // concurrently. A process that dies while holding the lock does not wedge
 // the others: the next locker rebuilds the heap's free lists from the block
 // chain (see shared_heap.cc, "Crash consistency"). The callback passed to
-// visit() runs under the lock and must not allocate from the same heap.
+// visit() runs under the lock: allocating from the same heap inside it fails
+// (null; the lock is error-checking) instead of deadlocking.
 //
 // Example:
 //   auto heap = alloy::SharedHeap::create("/jobs", 64 << 20);     // process A

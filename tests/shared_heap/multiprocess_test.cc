@@ -12,6 +12,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "allocators/shared_heap/shared_heap.h"
@@ -297,4 +298,69 @@ BOOST_AUTO_TEST_CASE(anonymous_heap_is_shared_through_an_inherited_fd) {
   BOOST_TEST(live == 1u);
   heap->allocator().free(std::span<const char>(text, 20));
   BOOST_TEST(heap->stats()->live_blocks == 0u);
+}
+
+namespace {
+
+// Random alloc/check/free of its own blocks; false on damaged contents.
+bool churn(alloy::Allocator a, unsigned seed, int rounds) {
+  std::mt19937 rng(seed);
+  std::vector<std::span<std::byte>> mine;
+  for (int i = 0; i < rounds; ++i) {
+    if (!mine.empty() && (rng() % 2 == 0 || mine.size() > 40)) {
+      std::size_t k = rng() % mine.size();
+      if (!intact(mine[k].data())) return false;
+      a.free(mine[k]);
+      mine[k] = mine.back();
+      mine.pop_back();
+      continue;
+    }
+    std::uint32_t len = static_cast<std::uint32_t>(sizeof(Record) + rng() % 700);
+    auto b = a.alloc<std::byte>(len);
+    if (!b) continue;
+    fill(b->data(), seed, static_cast<std::uint32_t>(i), len);
+    mine.push_back(*b);
+  }
+  for (auto b : mine) {
+    if (!intact(b.data())) return false;
+    a.free(b);
+  }
+  return true;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(threads_of_several_processes_together) {
+  UniqueName name("threads");
+  auto heap = SharedHeap::create(name.get(), 4 << 20);
+  BOOST_REQUIRE(heap.ok());
+  auto run_threads = [](alloy::Allocator a, unsigned base_seed) {
+    std::atomic<int> bad{0};
+    std::vector<std::thread> threads;
+    for (unsigned t = 0; t < 3; ++t) {
+      threads.emplace_back([&, t] {
+        if (!churn(a, base_seed + t, 1500)) bad.fetch_add(1);
+      });
+    }
+    for (auto& th : threads) th.join();
+    return bad.load();
+  };
+  std::vector<pid_t> pids;
+  for (unsigned c = 0; c < 2; ++c) {
+    pids.push_back(spawn([&, c] {
+      auto h = SharedHeap::attach(name.get());
+      CHILD_CHECK(h.ok());
+      CHILD_CHECK(run_threads(h->allocator(), 100 * (c + 1)) == 0);
+      h->detach();
+      return 0;
+    }));
+  }
+  BOOST_TEST(run_threads(heap->allocator(), 1000) == 0);
+  for (pid_t pid : pids) BOOST_TEST(wait_child(pid) == 0);
+  auto v = heap->verify();
+  BOOST_REQUIRE_MESSAGE(v.ok(), v.error().what());
+  auto s = heap->stats();
+  BOOST_TEST(s->live_blocks == 0u);
+  BOOST_TEST(s->free_blocks == 1u);
+  BOOST_TEST(s->allocs == s->frees);
 }
