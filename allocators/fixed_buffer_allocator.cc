@@ -82,9 +82,11 @@ void* ThreadSafeFixedBufferAllocator::alloc(std::size_t len, Alignment alignment
   for (;;) {
     const std::size_t start = fit(buffer_, end, len, alignment);
     if (start == SIZE_MAX) return nullptr;
-    // Relaxed is enough: the bytes handed out are not published through
-    // end_index_; each thread only touches the range its CAS reserved.
-    if (end_index_.compare_exchange_weak(end, start + len, std::memory_order_relaxed)) {
+    // acq_rel: the range may have been freed (rewound) by another thread
+    // just before; acquire orders our use after its last writes, and release
+    // lets a later rewind-and-reuse by someone else see ours.
+    if (end_index_.compare_exchange_weak(end, start + len, std::memory_order_acq_rel,
+                                         std::memory_order_relaxed)) {
       return buffer_.data() + start;
     }
     retries_.fetch_add(1, std::memory_order_relaxed);
@@ -96,6 +98,7 @@ bool ThreadSafeFixedBufferAllocator::resize(Bytes memory, std::size_t new_len) {
   std::size_t expected = start + memory.size();
   if (new_len > buffer_.size() - start) return false;
   if (end_index_.compare_exchange_strong(expected, start + new_len,
+                                         std::memory_order_acq_rel,
                                          std::memory_order_relaxed)) {
     return true;
   }
@@ -106,7 +109,8 @@ void ThreadSafeFixedBufferAllocator::free(Bytes memory) {
   const std::size_t start = static_cast<std::size_t>(memory.data() - buffer_.data());
   std::size_t expected = start + memory.size();
   // Rewinds only if it is still the last allocation; otherwise a no-op.
-  end_index_.compare_exchange_strong(expected, start, std::memory_order_relaxed);
+  end_index_.compare_exchange_strong(expected, start, std::memory_order_acq_rel,
+                                     std::memory_order_relaxed);
 }
 
 bool ThreadSafeFixedBufferAllocator::owns(const void* p) const {

@@ -121,17 +121,26 @@ BOOST_AUTO_TEST_CASE(reset_retain_with_limit) {
 }
 
 BOOST_AUTO_TEST_CASE(retain_reports_failure_when_child_refuses) {
-  // The child is another arena with a ceiling: it can give the first chunks
-  // but not one consolidated chunk of their total size.
-  Arena parent(alloy::c_allocator(), {.first_chunk = 1 << 16, .ceiling = 1 << 16});
-  Arena arena(parent.allocator(), {.first_chunk = 1024});
+  t::CountingChild child(alloy::c_allocator());
+  Arena arena(child.allocator(), {.first_chunk = 1024});
   for (int i = 0; i < 100; ++i) (void)arena.alloc_inline(100, 8);
   BOOST_REQUIRE_GT(arena.chunk_count(), 1u);
-  // Older chunks are not last in the parent, so the parent cannot resize the
-  // kept chunk nor (after the rewind of only the last) serve the whole total.
-  const bool kept = arena.reset(ResetMode::retain_capacity());
-  if (!kept) BOOST_CHECK_EQUAL(arena.chunk_count(), 0u);
-  BOOST_CHECK(arena.alloc_inline(10, 8) != nullptr);  // usable either way
+  // Shrinking the kept chunk to a limit needs nothing new from the child.
+  child.refuse = true;
+  BOOST_CHECK(arena.reset(ResetMode::retain_with_limit(2048)));
+  BOOST_CHECK_EQUAL(arena.child_bytes(), 2048u);
+  child.refuse = false;
+  for (int i = 0; i < 100; ++i) (void)arena.alloc_inline(100, 8);
+  BOOST_REQUIRE_GT(arena.chunk_count(), 1u);
+  // Consolidating into one bigger chunk does: the child refuses, reset says
+  // so, and the arena is empty but usable.
+  child.refuse = true;
+  BOOST_CHECK(!arena.reset(ResetMode::retain_capacity()));
+  BOOST_CHECK_EQUAL(arena.chunk_count(), 0u);
+  BOOST_CHECK_EQUAL(child.live_bytes, 0u);
+  BOOST_CHECK(arena.alloc_inline(10, 8) == nullptr);  // child still refusing
+  child.refuse = false;
+  BOOST_CHECK(arena.alloc_inline(10, 8) != nullptr);
 }
 
 BOOST_AUTO_TEST_CASE(ceiling_is_honoured_and_arena_stays_usable) {
