@@ -503,6 +503,7 @@ void drain_pending(Local* l) noexcept {
 void* alloc_from_class(Local* l, unsigned c) noexcept {
   if (l->pending.load(std::memory_order_relaxed) != nullptr) drain_pending(l);
   PageQueue* q = &l->queues[c];
+  Page* const first_before = q->first;
   Page* pg;
   while ((pg = q->first) != nullptr) {
     page_collect(pg);
@@ -531,7 +532,7 @@ void* alloc_from_class(Local* l, unsigned c) noexcept {
     }
     queue_push_front(q, pg);
   }
-  direct_update(l, c);
+  if (q->first != first_before) direct_update(l, c);
   Block* b = pg->free;
   pg->free = b->next;
   pg->used++;
@@ -874,6 +875,18 @@ big:
 }
 
 void* alloc_generic(Local* l, std::size_t size, std::size_t align) noexcept {
+  if (size <= kDirectMax && align <= 16 && size != 0) {
+    // The page ran dry but the owner freed blocks into it: swap them in.
+    Page* pg = l->direct[(size + 15) >> 4 << 1];
+    if (pg->local_free != nullptr) {
+      Block* b = pg->local_free;
+      pg->free = b->next;
+      pg->local_free = nullptr;
+      pg->used++;
+      ALLOY_UNPOISON(b, pg->block_size);
+      return b;
+    }
+  }
   if (l == &g_empty_local) {
     l = thread_init();
     if (l == nullptr) return nullptr;
