@@ -2,12 +2,126 @@
 
 namespace alloy {
 namespace {
+
 constexpr auto kRelaxed = std::memory_order_relaxed;
+
+template <bool kShared>
+void add(std::atomic<std::size_t>& counter, std::size_t delta) {
+  if constexpr (kShared) {
+    counter.fetch_add(delta, kRelaxed);
+  } else {
+    counter.store(counter.load(kRelaxed) + delta, kRelaxed);
+  }
+}
+
+template <bool kShared>
+void sub(std::atomic<std::size_t>& counter, std::size_t delta) {
+  if constexpr (kShared) {
+    counter.fetch_sub(delta, kRelaxed);
+  } else {
+    counter.store(counter.load(kRelaxed) - delta, kRelaxed);
+  }
+}
+
+// live += bytes, then raise the peak if this is a new high.
+template <bool kShared>
+void add_live(std::atomic<std::size_t>& live, std::atomic<std::size_t>& peak,
+              std::size_t bytes) {
+  std::size_t now = 0;
+  if constexpr (kShared) {
+    now = live.fetch_add(bytes, kRelaxed) + bytes;
+  } else {
+    now = live.load(kRelaxed) + bytes;
+    live.store(now, kRelaxed);
+  }
+  std::size_t high = peak.load(kRelaxed);
+  if (now <= high) return;
+  if constexpr (kShared) {
+    while (now > high && !peak.compare_exchange_weak(high, now, kRelaxed)) {
+    }
+  } else {
+    peak.store(now, kRelaxed);
+  }
+}
+
 }  // namespace
+
+template <bool kShared>
+struct CountingAllocator::Ops {
+  static void change_live(CountingAllocator* self, std::size_t old_len,
+                          std::size_t new_len) {
+    if (new_len > old_len) {
+      add_live<kShared>(self->live_bytes_, self->peak_bytes_, new_len - old_len);
+    } else {
+      sub<kShared>(self->live_bytes_, old_len - new_len);
+    }
+  }
+
+  static void* alloc(void* ctx, std::size_t len, Alignment alignment,
+                     std::uintptr_t ret_addr) {
+    auto* self = static_cast<CountingAllocator*>(ctx);
+    add<kShared>(self->allocs_, 1);
+    void* p = self->child_.raw_alloc(len, alignment, ret_addr);
+    if (p == nullptr) {
+      add<kShared>(self->alloc_failures_, 1);
+      return nullptr;
+    }
+    add_live<kShared>(self->live_bytes_, self->peak_bytes_, len);
+    return p;
+  }
+
+  static bool resize(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
+                     std::uintptr_t ret_addr) {
+    auto* self = static_cast<CountingAllocator*>(ctx);
+    add<kShared>(self->resizes_, 1);
+    if (!self->child_.raw_resize(memory, alignment, new_len, ret_addr)) {
+      add<kShared>(self->resize_failures_, 1);
+      return false;
+    }
+    change_live(self, memory.size(), new_len);
+    return true;
+  }
+
+  static void* remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
+                     std::uintptr_t ret_addr) {
+    auto* self = static_cast<CountingAllocator*>(ctx);
+    add<kShared>(self->remaps_, 1);
+    void* p = self->child_.raw_remap(memory, alignment, new_len, ret_addr);
+    if (p == nullptr) {
+      add<kShared>(self->remap_failures_, 1);
+      return nullptr;
+    }
+    change_live(self, memory.size(), new_len);
+    return p;
+  }
+
+  static void free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret_addr) {
+    auto* self = static_cast<CountingAllocator*>(ctx);
+    add<kShared>(self->frees_, 1);
+    sub<kShared>(self->live_bytes_, memory.size());
+    self->child_.raw_free(memory, alignment, ret_addr);
+  }
+};
+
+const VTable CountingAllocator::kSharedVTable = {Ops<true>::alloc, Ops<true>::resize,
+                                                 Ops<true>::remap, Ops<true>::free};
+const VTable CountingAllocator::kSingleThreadVTable = {
+    Ops<false>::alloc, Ops<false>::resize, Ops<false>::remap, Ops<false>::free};
+
+std::size_t CountingAllocator::live_blocks() const {
+  // Frees first: a free is never counted before its alloc, so reading the
+  // frees before the allocs cannot come out negative once quiet; clamp the
+  // transient case anyway.
+  const std::size_t frees = frees_.load(kRelaxed);
+  const std::size_t failures = alloc_failures_.load(kRelaxed);
+  const std::size_t allocs = allocs_.load(kRelaxed) + live_at_reset_.load(kRelaxed);
+  const std::size_t done = frees + failures;
+  return allocs > done ? allocs - done : 0;
+}
 
 CountingStats CountingAllocator::stats() const {
   CountingStats s;
-  s.live_blocks = live_blocks_.load(kRelaxed);
+  s.live_blocks = live_blocks();
   s.live_bytes = live_bytes_.load(kRelaxed);
   s.peak_bytes = peak_bytes_.load(kRelaxed);
   s.allocs = allocs_.load(kRelaxed);
@@ -21,74 +135,13 @@ CountingStats CountingAllocator::stats() const {
 }
 
 void CountingAllocator::reset_totals() {
+  // live_blocks is derived from the totals: carry the current value over.
+  live_at_reset_.store(live_blocks(), kRelaxed);
   peak_bytes_.store(live_bytes_.load(kRelaxed), kRelaxed);
   for (auto* c : {&allocs_, &alloc_failures_, &resizes_, &resize_failures_, &remaps_,
                   &remap_failures_, &frees_}) {
     c->store(0, kRelaxed);
   }
-}
-
-void CountingAllocator::add_live(std::size_t bytes) {
-  const std::size_t now = live_bytes_.fetch_add(bytes, kRelaxed) + bytes;
-  std::size_t peak = peak_bytes_.load(kRelaxed);
-  while (now > peak && !peak_bytes_.compare_exchange_weak(peak, now, kRelaxed)) {
-  }
-}
-
-void CountingAllocator::change_live(std::size_t old_len, std::size_t new_len) {
-  if (new_len > old_len) {
-    add_live(new_len - old_len);
-  } else {
-    live_bytes_.fetch_sub(old_len - new_len, kRelaxed);
-  }
-}
-
-void* CountingAllocator::do_alloc(void* ctx, std::size_t len, Alignment alignment,
-                                  std::uintptr_t ret_addr) {
-  auto* self = static_cast<CountingAllocator*>(ctx);
-  self->allocs_.fetch_add(1, kRelaxed);
-  void* p = self->child_.raw_alloc(len, alignment, ret_addr);
-  if (p == nullptr) {
-    self->alloc_failures_.fetch_add(1, kRelaxed);
-    return nullptr;
-  }
-  self->live_blocks_.fetch_add(1, kRelaxed);
-  self->add_live(len);
-  return p;
-}
-
-bool CountingAllocator::do_resize(void* ctx, Bytes memory, Alignment alignment,
-                                  std::size_t new_len, std::uintptr_t ret_addr) {
-  auto* self = static_cast<CountingAllocator*>(ctx);
-  self->resizes_.fetch_add(1, kRelaxed);
-  if (!self->child_.raw_resize(memory, alignment, new_len, ret_addr)) {
-    self->resize_failures_.fetch_add(1, kRelaxed);
-    return false;
-  }
-  self->change_live(memory.size(), new_len);
-  return true;
-}
-
-void* CountingAllocator::do_remap(void* ctx, Bytes memory, Alignment alignment,
-                                  std::size_t new_len, std::uintptr_t ret_addr) {
-  auto* self = static_cast<CountingAllocator*>(ctx);
-  self->remaps_.fetch_add(1, kRelaxed);
-  void* p = self->child_.raw_remap(memory, alignment, new_len, ret_addr);
-  if (p == nullptr) {
-    self->remap_failures_.fetch_add(1, kRelaxed);
-    return nullptr;
-  }
-  self->change_live(memory.size(), new_len);
-  return p;
-}
-
-void CountingAllocator::do_free(void* ctx, Bytes memory, Alignment alignment,
-                                std::uintptr_t ret_addr) {
-  auto* self = static_cast<CountingAllocator*>(ctx);
-  self->frees_.fetch_add(1, kRelaxed);
-  self->live_blocks_.fetch_sub(1, kRelaxed);
-  self->live_bytes_.fetch_sub(memory.size(), kRelaxed);
-  self->child_.raw_free(memory, alignment, ret_addr);
 }
 
 }  // namespace alloy

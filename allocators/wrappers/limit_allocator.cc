@@ -11,68 +11,96 @@ std::size_t LimitAllocator::remaining() const {
   return used >= ceiling ? 0 : ceiling - used;
 }
 
-bool LimitAllocator::reserve(std::size_t bytes) {
-  std::size_t used = used_.load(kRelaxed);
-  std::size_t now = 0;
-  do {
-    const std::size_t ceiling = ceiling_.load(kRelaxed);
-    if (used > ceiling || bytes > ceiling - used) {
-      refusals_.fetch_add(1, kRelaxed);
-      return false;
+template <bool kShared>
+struct LimitAllocator::Ops {
+  // Adds `bytes` to used_ if that stays within the ceiling.
+  static bool reserve(LimitAllocator* self, std::size_t bytes) {
+    std::size_t used = self->used_.load(kRelaxed);
+    std::size_t now = 0;
+    for (;;) {
+      const std::size_t ceiling = self->ceiling_.load(kRelaxed);
+      if (used > ceiling || bytes > ceiling - used) {
+        self->refusals_.fetch_add(1, kRelaxed);  // the rare path
+        return false;
+      }
+      now = used + bytes;
+      if constexpr (kShared) {
+        if (self->used_.compare_exchange_weak(used, now, kRelaxed)) break;
+      } else {
+        self->used_.store(now, kRelaxed);
+        break;
+      }
     }
-    now = used + bytes;
-  } while (!used_.compare_exchange_weak(used, now, kRelaxed));
-  std::size_t peak = peak_.load(kRelaxed);
-  while (now > peak && !peak_.compare_exchange_weak(peak, now, kRelaxed)) {
-  }
-  return true;
-}
-
-void* LimitAllocator::do_alloc(void* ctx, std::size_t len, Alignment alignment,
-                               std::uintptr_t ret_addr) {
-  auto* self = static_cast<LimitAllocator*>(ctx);
-  if (!self->reserve(len)) return nullptr;
-  void* p = self->child_.raw_alloc(len, alignment, ret_addr);
-  if (p == nullptr) self->release(len);
-  return p;
-}
-
-bool LimitAllocator::do_resize(void* ctx, Bytes memory, Alignment alignment,
-                               std::size_t new_len, std::uintptr_t ret_addr) {
-  auto* self = static_cast<LimitAllocator*>(ctx);
-  const std::size_t old_len = memory.size();
-  if (new_len <= old_len) {
-    // Shrinking never needs room; account only once the child agreed.
-    if (!self->child_.raw_resize(memory, alignment, new_len, ret_addr)) return false;
-    self->release(old_len - new_len);
+    std::size_t peak = self->peak_.load(kRelaxed);
+    if (now <= peak) return true;
+    if constexpr (kShared) {
+      while (now > peak && !self->peak_.compare_exchange_weak(peak, now, kRelaxed)) {
+      }
+    } else {
+      self->peak_.store(now, kRelaxed);
+    }
     return true;
   }
-  if (!self->reserve(new_len - old_len)) return false;
-  if (self->child_.raw_resize(memory, alignment, new_len, ret_addr)) return true;
-  self->release(new_len - old_len);
-  return false;
-}
 
-void* LimitAllocator::do_remap(void* ctx, Bytes memory, Alignment alignment,
-                               std::size_t new_len, std::uintptr_t ret_addr) {
-  auto* self = static_cast<LimitAllocator*>(ctx);
-  const std::size_t old_len = memory.size();
-  if (new_len <= old_len) {
-    void* p = self->child_.raw_remap(memory, alignment, new_len, ret_addr);
-    if (p != nullptr) self->release(old_len - new_len);
+  static void release(LimitAllocator* self, std::size_t bytes) {
+    if constexpr (kShared) {
+      self->used_.fetch_sub(bytes, kRelaxed);
+    } else {
+      self->used_.store(self->used_.load(kRelaxed) - bytes, kRelaxed);
+    }
+  }
+
+  static void* alloc(void* ctx, std::size_t len, Alignment alignment,
+                     std::uintptr_t ret_addr) {
+    auto* self = static_cast<LimitAllocator*>(ctx);
+    if (!reserve(self, len)) return nullptr;
+    void* p = self->child_.raw_alloc(len, alignment, ret_addr);
+    if (p == nullptr) release(self, len);
     return p;
   }
-  if (!self->reserve(new_len - old_len)) return nullptr;
-  void* p = self->child_.raw_remap(memory, alignment, new_len, ret_addr);
-  if (p == nullptr) self->release(new_len - old_len);
-  return p;
-}
 
-void LimitAllocator::do_free(void* ctx, Bytes memory, Alignment alignment,
-                             std::uintptr_t ret_addr) {
-  auto* self = static_cast<LimitAllocator*>(ctx);
-  self->child_.raw_free(memory, alignment, ret_addr);
-  self->release(memory.size());
-}
+  static bool resize(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
+                     std::uintptr_t ret_addr) {
+    auto* self = static_cast<LimitAllocator*>(ctx);
+    const std::size_t old_len = memory.size();
+    if (new_len <= old_len) {
+      // Shrinking never needs room; account only once the child agreed.
+      if (!self->child_.raw_resize(memory, alignment, new_len, ret_addr)) return false;
+      release(self, old_len - new_len);
+      return true;
+    }
+    if (!reserve(self, new_len - old_len)) return false;
+    if (self->child_.raw_resize(memory, alignment, new_len, ret_addr)) return true;
+    release(self, new_len - old_len);
+    return false;
+  }
+
+  static void* remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
+                     std::uintptr_t ret_addr) {
+    auto* self = static_cast<LimitAllocator*>(ctx);
+    const std::size_t old_len = memory.size();
+    if (new_len <= old_len) {
+      void* p = self->child_.raw_remap(memory, alignment, new_len, ret_addr);
+      if (p != nullptr) release(self, old_len - new_len);
+      return p;
+    }
+    if (!reserve(self, new_len - old_len)) return nullptr;
+    void* p = self->child_.raw_remap(memory, alignment, new_len, ret_addr);
+    if (p == nullptr) release(self, new_len - old_len);
+    return p;
+  }
+
+  static void free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret_addr) {
+    auto* self = static_cast<LimitAllocator*>(ctx);
+    // Give the budget back only once the memory really is gone.
+    self->child_.raw_free(memory, alignment, ret_addr);
+    release(self, memory.size());
+  }
+};
+
+const VTable LimitAllocator::kSharedVTable = {Ops<true>::alloc, Ops<true>::resize,
+                                              Ops<true>::remap, Ops<true>::free};
+const VTable LimitAllocator::kSingleThreadVTable = {
+    Ops<false>::alloc, Ops<false>::resize, Ops<false>::remap, Ops<false>::free};
 
 }  // namespace alloy

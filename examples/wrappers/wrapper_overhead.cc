@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,18 @@ void BM_counting(benchmark::State& state) {
   alloy::CountingAllocator w(c->bump.allocator());
   pair_loop(state, w.allocator());
 }
+void BM_counting_single_thread(benchmark::State& state) {
+  auto c = std::make_unique<Child>();
+  alloy::CountingAllocator w(c->bump.allocator(),
+                             alloy::CountingAllocator::Threading::kSingleThread);
+  pair_loop(state, w.allocator());
+}
+void BM_limit_single_thread(benchmark::State& state) {
+  auto c = std::make_unique<Child>();
+  alloy::LimitAllocator w(c->bump.allocator(), 1 << 20,
+                          alloy::LimitAllocator::Threading::kSingleThread);
+  pair_loop(state, w.allocator());
+}
 void BM_limit(benchmark::State& state) {
   auto c = std::make_unique<Child>();
   alloy::LimitAllocator w(c->bump.allocator(), 1 << 20);
@@ -61,6 +74,37 @@ void BM_thread_safe(benchmark::State& state) {
   auto c = std::make_unique<Child>();
   alloy::ThreadSafeAllocator w(c->bump.allocator());
   pair_loop(state, w.allocator());
+}
+// Debian's abseil is built with deadlock detection on (a debug default); most
+// of the mutex cost above is that bookkeeping. Same wrapper with it off:
+void BM_thread_safe_no_deadlock_detection(benchmark::State& state) {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  auto c = std::make_unique<Child>();
+  alloy::ThreadSafeAllocator w(c->bump.allocator());
+  pair_loop(state, w.allocator());
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kAbort);
+}
+void BM_thread_safe_std_mutex(benchmark::State& state) {
+  auto c = std::make_unique<Child>();
+  alloy::ThreadSafeAllocator w(c->bump.allocator(), alloy::ThreadSafeAllocator::Lock::kStdMutex);
+  pair_loop(state, w.allocator());
+}
+// Reference point, not a wrapper: the bare child with a std::mutex around
+// each call.
+void BM_std_mutex_reference(benchmark::State& state) {
+  auto c = std::make_unique<Child>();
+  alloy::Allocator a = c->bump.allocator();
+  std::mutex mutex;
+  for (auto _ : state) {
+    void* p;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      p = a.raw_alloc(kLen, kAlign, 0);
+    }
+    benchmark::DoNotOptimize(p);
+    std::lock_guard<std::mutex> lock(mutex);
+    a.raw_free(alloy::Bytes(static_cast<std::byte*>(p), kLen), kAlign, 0);
+  }
 }
 void BM_segregator(benchmark::State& state) {
   auto c = std::make_unique<Child>();
@@ -87,9 +131,14 @@ void BM_counting_over_malloc(benchmark::State& state) {
 
 BENCHMARK(BM_bare_child);
 BENCHMARK(BM_counting);
+BENCHMARK(BM_counting_single_thread);
 BENCHMARK(BM_limit);
+BENCHMARK(BM_limit_single_thread);
 BENCHMARK(BM_failing);
 BENCHMARK(BM_thread_safe);
+BENCHMARK(BM_thread_safe_no_deadlock_detection);
+BENCHMARK(BM_thread_safe_std_mutex);
+BENCHMARK(BM_std_mutex_reference);
 BENCHMARK(BM_segregator);
 BENCHMARK(BM_fallback);
 BENCHMARK(BM_stack_fallback);

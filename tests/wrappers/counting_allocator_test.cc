@@ -6,6 +6,7 @@
 #include "allocators/c_allocator.h"
 #include "allocators/wrappers/counting_allocator.h"
 #include "allocators/wrappers/failing_allocator.h"
+#include "allocators/wrappers/thread_safe_allocator.h"
 #include "tests/wrappers/wrapper_test_util.h"
 
 namespace {
@@ -185,4 +186,38 @@ BOOST_AUTO_TEST_CASE(hammered_from_four_threads_counts_stay_exact) {
   BOOST_TEST(s.frees == r.allocs);
   BOOST_TEST(s.peak_bytes > 0u);
   BOOST_TEST(s.peak_bytes <= 4u * 16u * 512u);
+}
+
+BOOST_AUTO_TEST_CASE(single_thread_mode_counts_the_same) {
+  CountingAllocator counting(alloy::c_allocator(),
+                             CountingAllocator::Threading::kSingleThread);
+  alloy::Allocator a = counting.allocator();
+  BOOST_TEST((counting.threading() == CountingAllocator::Threading::kSingleThread));
+  Bytes x = raw_alloc(a, 100), y = raw_alloc(a, 50);
+  BOOST_TEST(a.raw_resize(x, Alignment{}, 60, kRet));
+  x = x.first(60);
+  a.raw_free(y, Alignment{}, kRet);
+  CountingStats s = counting.stats();
+  BOOST_TEST(s.live_blocks == 1u);
+  BOOST_TEST(s.live_bytes == 60u);
+  BOOST_TEST(s.peak_bytes == 150u);
+  BOOST_TEST(s.allocs == 2u);
+  BOOST_TEST(s.resizes == 1u);
+  BOOST_TEST(s.frees == 1u);
+  a.raw_free(x, Alignment{}, kRet);
+  BOOST_TEST(counting.live_blocks() == 0u);
+  BOOST_TEST(counting.live_bytes() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(single_thread_mode_behind_a_mutex_is_exact_under_four_threads) {
+  CountingAllocator counting(alloy::c_allocator(),
+                             CountingAllocator::Threading::kSingleThread);
+  alloy::ThreadSafeAllocator safe(counting.allocator());
+  auto r = alloy::test::hammer(safe.allocator(), 4, 20000);
+  BOOST_TEST(r.corrupted == 0u);
+  CountingStats s = counting.stats();
+  BOOST_TEST(s.allocs == r.allocs);
+  BOOST_TEST(s.frees == r.allocs);
+  BOOST_TEST(s.live_blocks == 0u);
+  BOOST_TEST(s.live_bytes == 0u);
 }

@@ -187,3 +187,26 @@ BOOST_AUTO_TEST_CASE(lowered_while_threads_run_settles_under_the_new_ceiling) {
     if (!b.empty()) raw_free(f.a, b);
   }
 }
+
+BOOST_AUTO_TEST_CASE(single_thread_mode_enforces_the_same_ceiling) {
+  CountingAllocator counting(alloy::c_allocator());
+  LimitAllocator limit(counting.allocator(), 1000, LimitAllocator::Threading::kSingleThread);
+  alloy::Allocator a = limit.allocator();
+  BOOST_TEST((limit.threading() == LimitAllocator::Threading::kSingleThread));
+  Bytes x = raw_alloc(a, 600);
+  BOOST_REQUIRE(!x.empty());
+  const CountingStats child_before = counting.stats();
+  BOOST_TEST(raw_alloc(a, 401).empty());
+  BOOST_TEST((counting.stats() == child_before));
+  BOOST_TEST(!a.raw_resize(x, Alignment{}, 1001, kRet));
+  Bytes y = raw_alloc(a, 400);
+  BOOST_REQUIRE(!y.empty());
+  BOOST_TEST(limit.used() == 1000u);
+  BOOST_TEST(limit.refusals() == 2u);
+  limit.set_ceiling(500);
+  raw_free(a, y);
+  BOOST_TEST(raw_alloc(a, 1).empty());
+  raw_free(a, x);
+  BOOST_TEST(limit.used() == 0u);
+  BOOST_TEST(limit.peak() == 1000u);
+}

@@ -97,9 +97,10 @@ BOOST_AUTO_TEST_CASE(alignment_is_preserved) {
   BOOST_TEST(alloy::test::misaligned_count(safe_slots.allocator(), 512) == 0);
 }
 
-BOOST_AUTO_TEST_CASE(serialises_an_unsynchronised_child_under_four_threads) {
+namespace {
+void hammer_unsynchronised_child(alloy::ThreadSafeAllocator::Lock lock) {
   UnsyncedSlots slots;
-  alloy::ThreadSafeAllocator safe(slots.allocator());
+  alloy::ThreadSafeAllocator safe(slots.allocator(), lock);
   auto r = alloy::test::hammer(safe.allocator(), 4, 20000);
   BOOST_TEST(r.corrupted == 0u);
   BOOST_TEST(r.failures == 0u);  // 4 x 16 live blocks fit in 256 slots
@@ -114,4 +115,23 @@ BOOST_AUTO_TEST_CASE(serialises_an_unsynchronised_child_under_four_threads) {
   while (void* p = a.raw_alloc(1, Alignment{}, 0)) all.push_back(p);
   BOOST_TEST(all.size() == UnsyncedSlots::kSlots);
   for (void* p : all) a.raw_free(Bytes(static_cast<std::byte*>(p), 1), Alignment{}, 0);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(serialises_an_unsynchronised_child_under_four_threads) {
+  hammer_unsynchronised_child(alloy::ThreadSafeAllocator::Lock::kAbslMutex);
+}
+
+BOOST_AUTO_TEST_CASE(std_mutex_variant_serialises_the_same) {
+  hammer_unsynchronised_child(alloy::ThreadSafeAllocator::Lock::kStdMutex);
+  UnsyncedSlots slots;
+  alloy::ThreadSafeAllocator safe(slots.allocator(), alloy::ThreadSafeAllocator::Lock::kStdMutex);
+  BOOST_TEST((safe.lock() == alloy::ThreadSafeAllocator::Lock::kStdMutex));
+  const std::size_t allocs = safe.locked([&](alloy::Allocator child) {
+    auto r = child.alloc<int>(4);
+    if (r) child.free(*r);
+    return slots.allocs;
+  });
+  BOOST_TEST(allocs == 1u);
+  BOOST_TEST(alloy::test::misaligned_count(safe.allocator(), 512) == 0);
 }
