@@ -186,6 +186,23 @@ void die_if(SharedHeap::DiePoint point) {
   }
 }
 
+// ---- This process's id, without a syscall per call ----
+// glibc no longer caches getpid(); a fork() child re-reads it (atfork hook).
+std::atomic<pid_t> g_pid{0};
+
+pid_t current_pid() {
+  pid_t pid = g_pid.load(std::memory_order_relaxed);
+  if (pid != 0) return pid;
+  static const bool hooked = [] {
+    ::pthread_atfork(nullptr, nullptr, [] { g_pid.store(0, std::memory_order_relaxed); });
+    return true;
+  }();
+  (void)hooked;
+  pid = ::getpid();
+  g_pid.store(pid, std::memory_order_relaxed);
+  return pid;
+}
+
 // ---- Raw access to the mapping ----
 
 std::byte* base_of(Header* h) { return reinterpret_cast<std::byte*>(h); }
@@ -459,7 +476,7 @@ void* heap_alloc(Header* h, std::size_t len, Alignment alignment) {
     ++h->c.failed_allocs;
     return nullptr;
   }
-  const u32 pid = static_cast<u32>(::getpid());
+  const u32 pid = static_cast<u32>(current_pid());
   h->intent.block = off;
   h->intent.pid = pid;
   __atomic_store_n(&h->intent.op, kOpAlloc, __ATOMIC_RELEASE);
@@ -542,7 +559,7 @@ SharedFreeStatus heap_free(Header* h, void* p, std::size_t len, Alignment alignm
     return st;
   }
   h->intent.block = off;
-  h->intent.pid = static_cast<u32>(::getpid());
+  h->intent.pid = static_cast<u32>(current_pid());
   __atomic_store_n(&h->intent.op, kOpFree, __ATOMIC_RELEASE);
   BlockHeader* b = block(h, off);
   u64 size = size_of(b);
@@ -581,6 +598,7 @@ SharedFreeStatus heap_free(Header* h, void* p, std::size_t len, Alignment alignm
 bool heap_resize(Header* h, void* p, std::size_t len, Alignment alignment,
                  std::size_t new_len) {
   u64 off = 0;
+  if (new_len > h->heap_end - h->heap_begin) return false;  // also keeps block_need exact
   if (block_of_pointer(h, p, &off) != SharedFreeStatus::kFreed) return false;
   HeapLock lock(h);
   if (!lock.ok() || check_live(h, off, len, alignment) != SharedFreeStatus::kFreed) {

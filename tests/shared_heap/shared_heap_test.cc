@@ -194,8 +194,11 @@ BOOST_AUTO_TEST_CASE(resize_in_place_and_realloc_keep_contents) {
   std::span<char> xs(x->data(), 400);
   BOOST_TEST(std::count(xs.begin(), xs.begin() + 100, 'x') == 100);
   require_verified(heap);
-  // Cannot grow past the live z.
+  // Cannot grow past the live z, nor to absurd sizes.
   BOOST_TEST(!a.resize(xs, 5000));
+  BOOST_TEST(!a.resize(xs, ~std::size_t{0} - 8));
+  BOOST_TEST(!a.realloc(xs, ~std::size_t{0} / 2).ok());
+  BOOST_TEST(std::count(xs.begin(), xs.begin() + 100, 'x') == 100);
   // Shrinks in place, giving the tail back.
   BOOST_TEST(a.resize(xs, 50));
   xs = std::span<char>(x->data(), 50);
