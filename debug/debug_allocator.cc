@@ -469,7 +469,7 @@ void DebugAllocator::do_free(Bytes memory, Alignment alignment, std::uintptr_t r
     Guard guard(mu_.get());
     Record* found = live_.find(addr);
     if (found != nullptr && found->size == memory.size() && found->alignment == alignment &&
-        check_canary(memory.data(), found->size).second == 0) [[likely]] {
+        canary_intact(memory.data(), found->size)) [[likely]] {
       const Record rec = *found;
       live_.erase_value(found);
       stats_.live_bytes -= rec.size;

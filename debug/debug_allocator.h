@@ -16,9 +16,10 @@
 // fill (free) and a pattern compare when a block leaves the quarantine;
 // absl::GetStackTrace only for sampled blocks. See bench/debug for ratios
 // against the child. Thread safety: with `thread_safe` (default) every call
-// takes one std::mutex (not absl::Mutex: Debian's build costs ~16x more per
-// uncontended lock, which alone broke the overhead budget); without it the
-// allocator must stay on one thread.
+// takes one std::mutex (not absl::Mutex: Debian's build, with its deadlock
+// detection, costs ~40 ns per uncontended lock/unlock, more than the child's
+// whole alloc+free; a hand-rolled spin lock measured slower than std::mutex);
+// without it the allocator must stay on one thread.
 //
 // Example:
 //   alloy::DebugAllocator debug(alloy::c_allocator());
@@ -231,6 +232,16 @@ class DebugAllocator {
     } else {
       std::memset(p, 0xCA, options_.canary_bytes);
     }
+  }
+  bool canary_intact(const std::byte* block, std::size_t size) const {
+    static constexpr std::uint64_t kWord = 0xCACACACACACACACAull;
+    if (options_.canary_bytes == 16) {  // the default: two loads
+      std::uint64_t a, b;
+      std::memcpy(&a, block + size, 8);
+      std::memcpy(&b, block + size + 8, 8);
+      return ((a ^ kWord) | (b ^ kWord)) == 0;
+    }
+    return check_canary(block, size).second == 0;
   }
   // Returns (first bad offset, count) of changed canary bytes, or count 0.
   std::pair<std::size_t, std::size_t> check_canary(const std::byte* block,

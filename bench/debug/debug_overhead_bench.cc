@@ -21,9 +21,11 @@
 namespace {
 
 // "_noq": quarantine off (no use-after-free detection; everything else on).
-enum Config { kChild, kRetAddr, kRetAddrNoQ, kSampled64, kSampled64NoQ, kAlways };
-const char* const kNames[] = {"child",          "ret_addr",     "ret_addr_noq",
-                              "sampled64",      "sampled64_noq", "always"};
+// "_min": single-threaded, no quarantine, no freed-block history: the cost
+// of the live-block table, canaries and return addresses alone.
+enum Config { kChild, kRetAddr, kRetAddrNoQ, kRetAddrMin, kSampled64, kSampled64NoQ, kAlways };
+const char* const kNames[] = {"child",     "ret_addr",      "ret_addr_noq", "ret_addr_min",
+                              "sampled64", "sampled64_noq", "always"};
 
 alloy::DebugOptions options_for(Config c) {
   alloy::DebugOptions o;
@@ -33,6 +35,12 @@ alloy::DebugOptions options_for(Config c) {
     case kRetAddrNoQ:
       o.traces = alloy::TraceMode::kNever;
       o.quarantine_bytes = 0;
+      break;
+    case kRetAddrMin:
+      o.traces = alloy::TraceMode::kNever;
+      o.quarantine_bytes = 0;
+      o.freed_history = 0;
+      o.thread_safe = false;
       break;
     case kSampled64:
       o.traces = alloy::TraceMode::kSampled;
@@ -122,7 +130,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
         const double t = time_of(std::string(bench) + "/" + kNames[c]);
         const double t_cpu = time_of(std::string(bench) + "/" + kNames[c] + "#cpu");
         if (t <= 0) continue;
-        const char* target = c == kRetAddr || c == kRetAddrNoQ       ? "  (target <= 3x)"
+        const char* target = c == kRetAddr || c == kRetAddrNoQ || c == kRetAddrMin
+                                 ? "  (target <= 3x)"
                              : c == kSampled64 || c == kSampled64NoQ ? "  (target <= 5x)"
                                                                      : "";
         std::printf("  %-9s %-16s %18.2fx %6.2fx%s\n", bench, kNames[c], t / child,
