@@ -60,7 +60,8 @@ def run_once(binary, workload, preload):
                             err.decode(errors="replace")))
     fields = out.decode().split()
     info = dict(f.split("=", 1) for f in fields[1:])
-    return wall, usage.ru_maxrss / 1024.0, info  # ru_maxrss is in KiB
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, usage.ru_maxrss / 1024.0, info, cpu  # ru_maxrss is in KiB
 
 
 def cpu_model():
@@ -105,6 +106,7 @@ def main():
 
     times = {(w, a): [] for w in workloads for a in allocators}
     rss = {(w, a): [] for w in workloads for a in allocators}
+    cpus = {(w, a): [] for w in workloads for a in allocators}
     after_free = {a: [] for a in allocators}
     checksums = {}
     names = list(allocators)
@@ -113,8 +115,9 @@ def main():
             # Rotate the order every repetition: nobody always runs first.
             order = names[rep % len(names):] + names[:rep % len(names)]
             for a in order:
-                wall, peak, info = run_once(args.bin, w, allocators[a])
+                wall, peak, info, cpu = run_once(args.bin, w, allocators[a])
                 times[(w, a)].append(wall)
+                cpus[(w, a)].append(cpu)
                 rss[(w, a)].append(peak)
                 if "rss_after_free_mb" in info:
                     after_free[a].append(float(info["rss_after_free_mb"]))
@@ -161,6 +164,14 @@ def main():
             print("| %s | %s |" % (w, " | ".join(cells)))
         geo = {p: math.exp(sum(math.log(r) for r in rs) / len(rs)) for p, rs in ratios.items()}
         print("| **geometric mean** | %s |" % " | ".join("**%.2f**" % geo[p] for p in peers))
+        # CPU time (user + sys of the child) is less disturbed by other load
+        # on a shared machine than wall time; shown as a cross-check.
+        cpu_geo = {}
+        for p in peers:
+            logs = [math.log(statistics.median(cpus[(w, "alloy")]) /
+                             max(statistics.median(cpus[(w, p)]), 1e-6)) for w in workloads]
+            cpu_geo[p] = math.exp(sum(logs) / len(logs))
+        print("| geometric mean, CPU time | %s |" % " | ".join("%.2f" % cpu_geo[p] for p in peers))
         if "mimalloc" in allocators:
             worse = [w for w in workloads
                      if statistics.median(rss[(w, "alloy")]) >
