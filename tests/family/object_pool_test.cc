@@ -125,3 +125,20 @@ BOOST_AUTO_TEST_CASE(child_refusal_is_an_error_and_pool_stays_usable) {
   pool.put(*c);
   BOOST_CHECK_EQUAL(pool.stats().total_created, 2u);
 }
+
+BOOST_AUTO_TEST_CASE(over_aligned_objects_keep_their_alignment) {
+  struct alignas(64) Line { char bytes[64]; };
+  struct alignas(4096) Page { char bytes[4096]; };
+  ObjectPool<Line> lines(alloy::c_allocator());
+  ObjectPool<Page> pages(alloy::c_allocator());
+  std::vector<Line*> l;
+  std::vector<Page*> p;
+  for (int i = 0; i < 8; ++i) {
+    l.push_back(*lines.get());
+    p.push_back(*pages.get());
+    BOOST_CHECK_EQUAL(reinterpret_cast<std::uintptr_t>(l.back()) % 64, 0u);
+    BOOST_CHECK_EQUAL(reinterpret_cast<std::uintptr_t>(p.back()) % 4096, 0u);
+  }
+  for (auto* x : l) lines.put(x);
+  for (auto* x : p) pages.put(x);
+}
