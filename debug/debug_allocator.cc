@@ -338,22 +338,26 @@ void DebugAllocator::quarantine_locked(const Freed& f, std::vector<Report>& out)
 
 // ---------------------------------------------------------------- calls
 
+void DebugAllocator::inject_failure_locked(bool resize, std::int64_t index, std::size_t len,
+                                           std::uintptr_t ret) {
+  if (injected_) return;
+  injected_ = InjectedFailure{resize, index, len, this_call_site(ret)};
+  if (options_.on_injected_failure) options_.on_injected_failure(*injected_);
+}
+
 void* DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret) {
   Guard guard(mu_.get());
   deinit_done_ = false;
   const auto index = static_cast<std::int64_t>(stats_.alloc_calls++);
   void* result = nullptr;
   std::size_t total = 0;
-  if (options_.fail_alloc_from >= 0 && index >= options_.fail_alloc_from) {
-    if (!injected_) {
-      injected_ = InjectedFailure{false, index, len, this_call_site(ret)};
-      if (options_.on_injected_failure) options_.on_injected_failure(*injected_);
-    }
+  if (options_.fail_alloc_from >= 0 && index >= options_.fail_alloc_from) [[unlikely]] {
+    inject_failure_locked(false, index, len, ret);
   } else if (len <= options_.memory_limit - std::min(options_.memory_limit, stats_.live_bytes) &&
-             !__builtin_add_overflow(len, options_.canary_bytes, &total)) {
+             !__builtin_add_overflow(len, options_.canary_bytes, &total)) [[likely]] {
     result = child_.raw_alloc(total, alignment, ret);
   }
-  if (result == nullptr) {
+  if (result == nullptr) [[unlikely]] {
     ++stats_.failed_allocs;
   } else {
     auto* block = static_cast<std::byte*>(result);
@@ -368,7 +372,7 @@ void* DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintpt
     stats_.peak_live_bytes = std::max(stats_.peak_live_bytes, stats_.live_bytes);
     stats_.peak_live_count = std::max(stats_.peak_live_count, stats_.live_count);
   }
-  if (options_.verbose) log_call("alloc", len, 0, alignment, nullptr, result, ret);
+  if (options_.verbose) [[unlikely]] log_call("alloc", len, 0, alignment, nullptr, result, ret);
   return result;
 }
 
@@ -423,10 +427,7 @@ void* DebugAllocator::do_resize(Bytes memory, Alignment alignment, std::size_t n
           grows && new_len - rec.size > options_.memory_limit -
                                             std::min(options_.memory_limit, stats_.live_bytes);
       if (options_.fail_resize_from >= 0 && index >= options_.fail_resize_from) {
-        if (!injected_) {
-          injected_ = InjectedFailure{true, index, new_len, this_call_site(ret)};
-          if (options_.on_injected_failure) options_.on_injected_failure(*injected_);
-        }
+        inject_failure_locked(true, index, new_len, ret);
       } else if (!over_limit &&
                  !__builtin_add_overflow(new_len, options_.canary_bytes, &total)) {
         Bytes whole(block, rec.size + options_.canary_bytes);

@@ -208,6 +208,8 @@ class DebugAllocator {
   static const VTable kVTable;
 
   void* do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret);
+  [[gnu::noinline]] void inject_failure_locked(bool resize, std::int64_t index, std::size_t len,
+                                               std::uintptr_t ret);
   void* do_resize(Bytes memory, Alignment alignment, std::size_t new_len, std::uintptr_t ret,
                   bool may_move);
   void do_free(Bytes memory, Alignment alignment, std::uintptr_t ret);
