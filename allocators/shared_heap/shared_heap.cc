@@ -108,7 +108,7 @@ struct RootSlot {
 
 struct Counters {
   u64 allocs, frees, failed_allocs, rejected_frees, recoveries;
-  u64 rolled_back_allocs, rolled_forward_frees;
+  u64 rolled_back_allocs, rolled_forward_frees, list_repairs;
   u64 bytes_in_use, payload_bytes, live_blocks, peak_bytes_in_use;
 };
 
@@ -257,22 +257,45 @@ void bin_push(Header* h, u64 off) {
   h->bin_mask[b / 64] |= u64{1} << (b % 64);
 }
 
-void bin_remove(Header* h, u64 off) {
+// Could `x` be a free block on list `bin`? Guards every step through the
+// lists, which live in free payloads a buffer overrun can reach.
+bool valid_listed(Header* h, u64 x, int bin) {
+  if (x < h->heap_begin || x >= h->heap_end || (x - h->heap_begin) % kGranule != 0) {
+    return false;
+  }
+  const BlockHeader* b = block(h, x);
+  return !is_live(b) && sane_size(h, x, size_of(b)) && bin_of(size_of(b)) == bin;
+}
+
+// Unlinks a free block; false (and nothing changed) if its neighbours on the
+// list do not point back at it: the lists were damaged, and need repair().
+[[nodiscard]] bool bin_remove(Header* h, u64 off) {
   int b = bin_of(size_of(block(h, off)));
   FreeLinks* l = links(h, off);
+  if (l->next != 0 && (!valid_listed(h, l->next, b) || links(h, l->next)->prev != off)) {
+    return false;
+  }
+  if (l->prev != 0 ? (!valid_listed(h, l->prev, b) || links(h, l->prev)->next != off)
+                   : h->bins[b] != off) {
+    return false;
+  }
   if (l->prev != 0) links(h, l->prev)->next = l->next;
   else h->bins[b] = l->next;
   if (l->next != 0) links(h, l->next)->prev = l->prev;
   if (h->bins[b] == 0) h->bin_mask[b / 64] &= ~(u64{1} << (b % 64));
+  return true;
 }
 
-// A free block of at least `need` bytes, or 0.
+constexpr u64 kDamagedList = ~u64{0};
+
+// A free block of at least `need` bytes, 0 if there is none, or kDamagedList.
 u64 find_free(Header* h, u64 need) {
   int b = bin_of(need);
   if (b < kSmallBins) {
-    if (h->bins[b] != 0) return h->bins[b];
+    if (h->bins[b] != 0) return valid_listed(h, h->bins[b], b) ? h->bins[b] : kDamagedList;
   } else {
     for (u64 off = h->bins[b]; off != 0; off = links(h, off)->next) {
+      if (!valid_listed(h, off, b)) return kDamagedList;
       if (size_of(block(h, off)) >= need) return off;
     }
   }
@@ -284,7 +307,7 @@ u64 find_free(Header* h, u64 need) {
       continue;
     }
     i += __builtin_ctzll(mask);
-    if (i < kBins) return h->bins[i];
+    if (i < kBins) return valid_listed(h, h->bins[i], i) ? h->bins[i] : kDamagedList;
   }
   return 0;
 }
@@ -382,6 +405,16 @@ void recover(Header* h) {
   prune_dead_slots(h);
 }
 
+// The free lists were found damaged mid-operation: rebuild them from the
+// chain (which also finishes any half-done merge). False if the chain itself
+// is broken; the heap is then marked corrupt.
+bool repair(Header* h) {
+  ++h->c.list_repairs;
+  if (rebuild(h)) return true;
+  __atomic_store_n(&h->state, kStateCorrupt, __ATOMIC_RELEASE);
+  return false;
+}
+
 // Locks a robust mutex without ever sleeping unboundedly. A futex unlock
 // wakes one waiter; if that waiter is SIGKILLed before it takes the lock, the
 // wake-up dies with it and the other waiters would sleep forever with the
@@ -466,6 +499,14 @@ void* heap_alloc(Header* h, std::size_t len, Alignment alignment) {
   const u64 need = block_need(len);
   const u64 search = align <= kGranule ? need : need + align + kMinBlock;
   u64 off = find_free(h, search);
+  if (off == kDamagedList || (off != 0 && !bin_remove(h, off))) {
+    // Repaired lists are whole again: look once more.
+    off = repair(h) ? find_free(h, search) : 0;
+    if (off == kDamagedList || (off != 0 && !bin_remove(h, off))) {
+      __atomic_store_n(&h->state, kStateCorrupt, __ATOMIC_RELEASE);
+      off = 0;
+    }
+  }
   u64 gap = 0, size = 0, final_size = 0;
   if (off != 0) {
     size = size_of(block(h, off));
@@ -473,6 +514,7 @@ void* heap_alloc(Header* h, std::size_t len, Alignment alignment) {
     final_size = size - gap - need >= kMinBlock ? need : size - gap;
   }
   if (off == 0 || h->c.bytes_in_use + final_size > h->cap) {
+    if (off != 0) bin_push(h, off);  // unlinked above; put it back
     ++h->c.failed_allocs;
     return nullptr;
   }
@@ -480,7 +522,6 @@ void* heap_alloc(Header* h, std::size_t len, Alignment alignment) {
   h->intent.block = off;
   h->intent.pid = pid;
   __atomic_store_n(&h->intent.op, kOpAlloc, __ATOMIC_RELEASE);
-  bin_remove(h, off);
   die_if(SharedHeap::DiePoint::kAllocAfterIntent);
   if (gap != 0) {
     // Cut the front gap off as a free block of its own.
@@ -548,6 +589,13 @@ SharedFreeStatus check_live(Header* h, u64 off, std::size_t len, Alignment align
   return SharedFreeStatus::kFreed;
 }
 
+// The block is already marked free in the chain; a rebuild lists and merges it.
+SharedFreeStatus finish_by_repair(Header* h) {
+  bool ok = repair(h);
+  __atomic_store_n(&h->intent.op, kOpNone, __ATOMIC_RELEASE);
+  return ok ? SharedFreeStatus::kFreed : SharedFreeStatus::kHeapUnusable;
+}
+
 SharedFreeStatus heap_free(Header* h, void* p, std::size_t len, Alignment alignment) {
   u64 off = 0;
   SharedFreeStatus st = block_of_pointer(h, p, &off);
@@ -573,7 +621,7 @@ SharedFreeStatus heap_free(Header* h, void* p, std::size_t len, Alignment alignm
   // Merge with the block above.
   BlockHeader* next = block(h, off + size);
   if (!is_live(next) && sane_size(h, off + size, size_of(next))) {
-    bin_remove(h, off + size);
+    if (!bin_remove(h, off + size)) return finish_by_repair(h);
     size += size_of(next);
     commit(&b->size_flags, size);
   }
@@ -583,7 +631,7 @@ SharedFreeStatus heap_free(Header* h, void* p, std::size_t len, Alignment alignm
     u64 prev = off - b->prev_size;
     BlockHeader* pb = block(h, prev);
     if (!is_live(pb) && size_of(pb) == b->prev_size) {
-      bin_remove(h, prev);
+      if (!bin_remove(h, prev)) return finish_by_repair(h);
       size += size_of(pb);
       commit(&pb->size_flags, size);
       off = prev;
@@ -617,24 +665,29 @@ bool heap_resize(Header* h, void* p, std::size_t len, Alignment alignment,
     rb->size_flags = rsize;
     commit(&b->size_flags, need | kLiveBit);
     BlockHeader* next = block(h, off + size);
-    if (!is_live(next)) {
-      bin_remove(h, off + size);
+    h->c.bytes_in_use -= size - need;
+    if (!is_live(next) && sane_size(h, off + size, size_of(next))) {
+      if (!bin_remove(h, off + size)) return repair(h);  // lists and merges R
       rsize += size_of(next);
       commit(&rb->size_flags, rsize);
     }
     block(h, r + rsize)->prev_size = rsize;
     bin_push(h, r);
-    h->c.bytes_in_use -= size - need;
     return true;
   }
   // Grow into a free block above.
   u64 n = off + size;
   BlockHeader* next = block(h, n);
-  if (is_live(next) || size + size_of(next) < need) return false;
+  if (is_live(next) || !sane_size(h, n, size_of(next)) || size + size_of(next) < need) {
+    return false;
+  }
   u64 total = size + size_of(next);
   u64 final_size = total - need >= kMinBlock ? need : total;
   if (h->c.bytes_in_use + (final_size - size) > h->cap) return false;
-  bin_remove(h, n);
+  if (!bin_remove(h, n)) {
+    (void)repair(h);
+    return false;
+  }
   commit(&b->size_flags, total | kLiveBit);  // absorb the whole neighbour
   if (final_size < total) {
     BlockHeader* rb = block(h, off + final_size);  // inside our payload now
@@ -1108,6 +1161,7 @@ SharedResult<SharedHeapStats> SharedHeap::stats() const {
   s.recoveries = h->c.recoveries;
   s.rolled_back_allocs = h->c.rolled_back_allocs;
   s.rolled_forward_frees = h->c.rolled_forward_frees;
+  s.list_repairs = h->c.list_repairs;
   s.attached_processes = live_slots(h);
   return s;
 }

@@ -161,6 +161,7 @@ struct SharedHeapStats {
   std::uint64_t recoveries = 0;       // lock owner died; heap rebuilt
   std::uint64_t rolled_back_allocs = 0;
   std::uint64_t rolled_forward_frees = 0;
+  std::uint64_t list_repairs = 0;     // damaged free lists rebuilt from the chain
   std::uint32_t attached_processes = 0;
 };
 

@@ -424,3 +424,48 @@ BOOST_AUTO_TEST_CASE(anonymous_heap_by_fd) {
   other->allocator().free(std::span<char>(text, msg->size()));
   BOOST_TEST(heap->stats()->live_blocks == 0u);
 }
+
+BOOST_AUTO_TEST_CASE(damaged_free_lists_are_repaired_from_the_chain) {
+  UniqueName name("lists");
+  SharedHeap heap = make_heap(name);
+  alloy::Allocator a = heap.allocator();
+  std::vector<std::span<std::byte>> blocks;
+  for (int i = 0; i < 8; ++i) blocks.push_back(*a.alloc<std::byte>(2000));
+  a.free(blocks[2]);
+  a.free(blocks[5]);
+  // A stray write (a use after free) over the list links in blocks[5]'s
+  // payload: the first 16 bytes of a free payload are its links.
+  std::memset(blocks[5].data(), 0x41, 16);
+  BOOST_TEST(!heap.verify().ok());
+  // Allocating walks the damaged list, notices, rebuilds it and succeeds.
+  auto x = a.alloc<std::byte>(1900);
+  auto y = a.alloc<std::byte>(1900);
+  BOOST_TEST(x.ok());
+  BOOST_TEST(y.ok());
+  require_verified(heap);
+  BOOST_TEST(heap.stats()->list_repairs >= 1u);
+  a.free(*x);
+  a.free(*y);
+  // Garbage over the links of the free block next to one being freed.
+  std::memset(blocks[2].data(), 0x7f, 16);
+  a.free(blocks[1]);  // merges with blocks[2]: repair instead of a wild write
+  require_verified(heap);
+  for (int i : {0, 3, 4, 6, 7}) a.free(blocks[static_cast<std::size_t>(i)]);
+  require_verified(heap);
+  BOOST_TEST(heap.stats()->free_blocks == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(overwritten_free_block_header_stops_the_heap_cleanly) {
+  UniqueName name("hdr");
+  SharedHeap heap = make_heap(name);
+  alloy::Allocator a = heap.allocator();
+  auto x = a.alloc<std::byte>(64);
+  BOOST_REQUIRE(x.ok());
+  // Overrun from x into the header of the big free block after it.
+  std::memset(x->data(), 0x33, 64 + 32);
+  BOOST_TEST(!a.alloc<std::byte>(100).ok());  // no wild write, no crash
+  auto s = heap.stats();
+  BOOST_TEST(!s.ok());
+  BOOST_TEST((s.error().code == SharedHeapErrc::kHeapCorrupt));
+  BOOST_TEST((SharedHeap::attach(name.get()).error().code == SharedHeapErrc::kHeapCorrupt));
+}
