@@ -1254,6 +1254,12 @@ void write_stats(int fd) noexcept {
   }
   std::size_t huge_count = 0;
   const std::size_t huge = heap_huge_bytes(&g_default_heap, &huge_count);
+  std::size_t cache_bytes = 0, cache_count = 0;
+  {
+    Guard g(g_huge_cache_lock);
+    cache_bytes = g_huge_cache_bytes;
+    cache_count = g_huge_cache_count;
+  }
   const int n = std::snprintf(
       buf, sizeof buf,
       "alloy engine stats\n"
@@ -1264,7 +1270,7 @@ void write_stats(int fd) noexcept {
       g_default_heap.committed.load(std::memory_order_relaxed),
       g_default_heap.peak.load(std::memory_order_relaxed), huge_count, huge,
       l == &g_empty_local ? 0u : l->segment_count, pages, live_small, large,
-      g_os_mapped.load(std::memory_order_relaxed), g_huge_cache_bytes, g_huge_cache_count);
+      g_os_mapped.load(std::memory_order_relaxed), cache_bytes, cache_count);
   if (n > 0) {
     ssize_t w = write(fd, buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
     (void)w;

@@ -2,8 +2,15 @@
 //
 // What it is for: shared by engine.cc and heap.cc, and by the inline fast path
 // (fast_path.h) and white-box tests. Not a public API.
-// Cost / thread safety: documented per structure below. Example: none; use
-// engine.h or heap.h.
+// Cost: every lookup below is address arithmetic (no locks, no syscalls).
+// Thread safety: documented per structure below.
+//
+// Example (how the fast path finds a block's page and owner):
+//   using namespace alloy::engine::detail;
+//   Segment* seg = segment_of(p);                   // p & ~(4 MiB - 1)
+//   Page* page = page_of(seg, p);                   // descriptor of p's span
+//   bool mine = seg->owner_tid.load(std::memory_order_relaxed) == thread_id();
+//   std::size_t block = page->block_size;           // p's size class
 //
 // ---------------------------------------------------------------------------
 // Memory layout

@@ -310,3 +310,19 @@ BOOST_AUTO_TEST_CASE(wrong_sized_free_is_reported_not_forwarded) {
   engine::free_sized(p, 32);
 }
 #endif
+
+#if defined(ALLOY_ENGINE_ASAN)
+#include <sanitizer/asan_interface.h>
+BOOST_AUTO_TEST_CASE(freed_blocks_are_poisoned_for_asan) {
+  auto* p = static_cast<char*>(engine::alloc(64));
+  p[63] = 1;
+  BOOST_CHECK(!__asan_address_is_poisoned(p + 63));
+  engine::free(p);
+  BOOST_CHECK(__asan_address_is_poisoned(p + 63));  // a use after free would be caught
+  auto* q = static_cast<char*>(engine::alloc(64));
+  BOOST_CHECK(!__asan_address_is_poisoned(q + 63));
+  std::thread t([q] { engine::free(q); });  // cross-thread free poisons too
+  t.join();
+  BOOST_CHECK(__asan_address_is_poisoned(q + 63));
+}
+#endif
