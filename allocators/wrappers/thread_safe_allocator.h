@@ -7,10 +7,10 @@
 // Lock::kStdMutex picks std::mutex instead, which is several times cheaper
 // uncontended here (Debian's abseil runs its deadlock detection on every lock).
 //
-// Cost: an uncontended lock + unlock around one indirect call to the child:
-// measured ~70-90 ns per call with Debian's absl::Mutex (~25-30 ns with
-// deadlock detection switched off), ~6-7 ns with kStdMutex; contended
-// callers wait in turn.
+// Cost: an uncontended lock + unlock around one indirect call to the child.
+// Measured on the shared 2-core dev VM (examples/wrappers:wrapper_overhead),
+// per call: ~75-110 ns with Debian's absl::Mutex, ~25-40 ns with its deadlock
+// detection switched off, ~8-15 ns with kStdMutex. Contended callers wait.
 // Thread safety: fully thread-safe, whatever the child.
 // Under ThreadSanitizer the absl lock is also announced to TSan by hand:
 // Debian's abseil is built without TSan, so its Mutex would be invisible.
