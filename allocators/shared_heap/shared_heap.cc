@@ -145,10 +145,11 @@ constexpr u32 layout_signature() {
 }
 
 u64 checksum_of(const Header* h) {
-  // FNV-1a over the immutable prefix.
+  // FNV-1a over the immutable prefix after the magic (which is stored last,
+  // with release order, to publish a fully initialised header).
   const auto* p = reinterpret_cast<const unsigned char*>(h);
   u64 x = 0xcbf29ce484222325ull;
-  for (std::size_t i = 0; i < offsetof(Header, checksum); ++i) {
+  for (std::size_t i = offsetof(Header, version); i < offsetof(Header, checksum); ++i) {
     x = (x ^ p[i]) * 0x100000001b3ull;
   }
   return x;
@@ -777,9 +778,9 @@ void init_header(Header* h, u64 mapping) {
   sentinel->size_flags = kLiveBit;
   sentinel->prev_size = first->size_flags;
   bin_push(h, h->heap_begin);
-  h->magic = kMagic;
   h->checksum = checksum_of(h);
-  __atomic_store_n(&h->state, kStateReady, __ATOMIC_RELEASE);
+  h->state = kStateReady;
+  __atomic_store_n(&h->magic, kMagic, __ATOMIC_RELEASE);  // publishes the rest
 }
 
 // Validates a mapped header against the object's real size.
@@ -999,6 +1000,12 @@ SharedResult<SharedHeap> SharedHeap::attach_mapped(int fd, const SharedAttachOpt
     return e;
   }
   u64 size = static_cast<u64>(st.st_size);
+  if (size == 0) {  // create() has made the name but not sized it yet
+    ::close(fd);
+    return make_error(SharedHeapErrc::kNotReady, 0,
+                      "%s is empty (its creator is still setting it up, or died doing so)",
+                      label);
+  }
   if (size < sizeof(Header)) {
     ::close(fd);
     return make_error(SharedHeapErrc::kTooSmall, 0,

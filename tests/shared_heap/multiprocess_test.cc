@@ -364,3 +364,31 @@ BOOST_AUTO_TEST_CASE(threads_of_several_processes_together) {
   BOOST_TEST(s->free_blocks == 1u);
   BOOST_TEST(s->allocs == s->frees);
 }
+
+// Attaching while another process is creating: only "not found" or "not
+// ready" until the heap is published, then success; never a crash or a
+// half-initialised heap.
+BOOST_AUTO_TEST_CASE(attach_races_with_create) {
+  UniqueName name("race");
+  pid_t pid = spawn([&] {
+    for (int i = 0; i < 200000; ++i) {
+      auto h = SharedHeap::attach(name.get());
+      if (h) {
+        CHILD_CHECK(h->verify().ok());
+        auto b = h->allocator().alloc<int>(4);
+        CHILD_CHECK(b.ok());
+        h->allocator().free(*b);
+        h->detach();
+        return 0;
+      }
+      auto code = h.error().code;
+      CHILD_CHECK(code == alloy::SharedHeapErrc::kNotFound ||
+                  code == alloy::SharedHeapErrc::kNotReady);
+    }
+    return 3;  // never saw it
+  });
+  ::usleep(2000);
+  auto heap = SharedHeap::create(name.get(), 8 << 20);
+  BOOST_REQUIRE(heap.ok());
+  BOOST_TEST(wait_child(pid) == 0);
+}
