@@ -2,9 +2,9 @@
 // pair per iteration ("pair") and 64 allocs then 64 frees of mixed sizes
 // ("batch"). Prints the ratio of each debug configuration to the child; the
 // targets are <= 3x with return addresses only and <= 5x with full traces
-// sampled 1 in 64. Every configuration is thread-safe (the default) with
-// 16 canary bytes and 1024 frees of history; "_noq" turns the use-after-free
-// quarantine off, the others keep the default 256 KiB one.
+// sampled 1 in 64. Unless a suffix says otherwise a configuration has the
+// defaults: thread-safe, 16 canary bytes, 256 KiB quarantine, 1024 frees of
+// history.
 //   bazel build --config=opt //bench/debug:debug_overhead_bench
 //   bazel-bin/bench/debug/debug_overhead_bench --benchmark_repetitions=5
 #include <benchmark/benchmark.h>
@@ -21,38 +21,50 @@
 namespace {
 
 // "_noq": quarantine off (no use-after-free detection; everything else on).
+// "_st": thread_safe = false (the option for single-threaded speed).
+// "_noq": quarantine off (no use-after-free detection; everything else on).
 // "_min": single-threaded, no quarantine, no freed-block history: the cost
 // of the live-block table, canaries and return addresses alone.
-enum Config { kChild, kRetAddr, kRetAddrNoQ, kRetAddrMin, kSampled64, kSampled64NoQ, kAlways };
-const char* const kNames[] = {"child",     "ret_addr",      "ret_addr_noq", "ret_addr_min",
-                              "sampled64", "sampled64_noq", "always"};
+enum Config {
+  kChild, kRetAddr, kRetAddrSt, kRetAddrStNoQ, kRetAddrMin,
+  kSampled64, kSampled64St, kSampled64StNoQ, kAlways, kNumConfigs
+};
+const char* const kNames[] = {"child",         "ret_addr",        "ret_addr_st",
+                              "ret_addr_st_noq", "ret_addr_min",  "sampled64",
+                              "sampled64_st",  "sampled64_st_noq", "always"};
 
 alloy::DebugOptions options_for(Config c) {
   alloy::DebugOptions o;
   o.sink = [](const alloy::debug::Report&) {};
   switch (c) {
-    case kRetAddr: o.traces = alloy::TraceMode::kNever; break;
-    case kRetAddrNoQ:
-      o.traces = alloy::TraceMode::kNever;
-      o.quarantine_bytes = 0;
-      break;
     case kRetAddrMin:
-      o.traces = alloy::TraceMode::kNever;
-      o.quarantine_bytes = 0;
       o.freed_history = 0;
+      [[fallthrough]];
+    case kRetAddrStNoQ:
+      o.quarantine_bytes = 0;
+      [[fallthrough]];
+    case kRetAddrSt:
       o.thread_safe = false;
+      [[fallthrough]];
+    case kRetAddr:
+      o.traces = alloy::TraceMode::kNever;
       break;
+    case kSampled64StNoQ:
+      o.quarantine_bytes = 0;
+      [[fallthrough]];
+    case kSampled64St:
+      o.thread_safe = false;
+      [[fallthrough]];
     case kSampled64:
       o.traces = alloy::TraceMode::kSampled;
       o.sample_every = 64;
       break;
-    case kSampled64NoQ:
-      o.traces = alloy::TraceMode::kSampled;
-      o.sample_every = 64;
-      o.quarantine_bytes = 0;
+    case kAlways:
+      o.traces = alloy::TraceMode::kAlways;
       break;
-    case kAlways: o.traces = alloy::TraceMode::kAlways; break;
-    case kChild: break;
+    case kChild:
+    case kNumConfigs:
+      break;
   }
   return o;
 }
@@ -96,6 +108,7 @@ void BM_batch(benchmark::State& state) {
 
 BENCHMARK(BM_pair)->DenseRange(kChild, kAlways);
 BENCHMARK(BM_batch)->DenseRange(kChild, kAlways);
+static_assert(sizeof(kNames) / sizeof(kNames[0]) == kNumConfigs);
 
 // Collects each run's time per item so main can print ratios.
 class RatioReporter : public benchmark::ConsoleReporter {
@@ -130,10 +143,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
         const double t = time_of(std::string(bench) + "/" + kNames[c]);
         const double t_cpu = time_of(std::string(bench) + "/" + kNames[c] + "#cpu");
         if (t <= 0) continue;
-        const char* target = c == kRetAddr || c == kRetAddrNoQ || c == kRetAddrMin
-                                 ? "  (target <= 3x)"
-                             : c == kSampled64 || c == kSampled64NoQ ? "  (target <= 5x)"
-                                                                     : "";
+        const char* target = c < kSampled64 ? "  (target <= 3x)"
+                             : c < kAlways  ? "  (target <= 5x)"
+                                            : "";
         std::printf("  %-9s %-16s %18.2fx %6.2fx%s\n", bench, kNames[c], t / child,
                     t_cpu / child_cpu, target);
       }
