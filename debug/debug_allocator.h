@@ -76,12 +76,16 @@ struct DebugOptions {
   std::size_t freed_history = 1024;
   // Live bytes above this make alloc/resize fail (return null/false).
   std::size_t memory_limit = std::numeric_limits<std::size_t>::max();
+  // Off: no lock at all, for single-threaded speed.
   bool thread_safe = true;
+  // std::abort() after reporting a misuse (not after leak reports).
   bool abort_on_error = false;
-  // Logs every call (op, sizes, result, caller) to `log` (stderr if empty).
+  // Logs every call (op, sizes, result, symbolized caller) to `log` (stderr
+  // if empty). `log` runs under the allocator's lock: it must not call it.
   bool verbose = false;
   std::function<void(std::string_view)> log;
-  // Where reports go; empty means stderr, as text or JSON.
+  // Where reports go; empty means stderr, as text (or one JSON object per
+  // line with json_to_stderr). The sink runs outside the allocator's lock.
   debug::ReportSink sink;
   bool json_to_stderr = false;
   // deinit() gives leaked blocks back to the child after reporting them.

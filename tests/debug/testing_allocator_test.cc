@@ -240,6 +240,29 @@ BOOST_AUTO_TEST_CASE(vec_of_ints_handles_every_failure) {
   BOOST_TEST(r.runs == 1 + r.allocations + r.resizes);
 }
 
+// Vec<Vec<int>>: non-trivial elements move on growth; inner vectors own memory.
+alloy::Result<void> vec_of_vecs(Allocator a) {
+  alloy::Vec<alloy::Vec<int>> rows(a);
+  for (int r = 0; r < 12; ++r) {
+    alloy::Vec<int> row(a);
+    for (int i = 0; i <= r; ++i) {
+      if (auto st = row.try_push(i); !st) return st;
+    }
+    if (auto st = rows.try_push(std::move(row)); !st) return st;
+  }
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    if (rows[r].size() != r + 1) return alloy::Err(alloy::AllocError::kOutOfMemory);
+  }
+  return alloy::Ok();
+}
+
+BOOST_AUTO_TEST_CASE(vec_of_vecs_handles_every_failure) {
+  auto r = alloy::check_all_allocation_failures(vec_of_vecs);
+  BOOST_TEST(r.ok(), r.report());
+  BOOST_TEST(r.allocations >= 13u);
+  BOOST_TEST(r.resizes >= 1u);
+}
+
 BOOST_AUTO_TEST_CASE(vec_of_boxes_handles_every_failure) {
   auto r = alloy::check_all_allocation_failures(vec_of_boxes);
   BOOST_TEST(r.ok(), r.report());
