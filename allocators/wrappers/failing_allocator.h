@@ -66,7 +66,7 @@ class FailingAllocator {
   bool has_induced_failure() const { return failed_ret_addr() != 0; }
   bool has_induced_resize_failure() const { return failed_resize_ret_addr() != 0; }
   // Return address passed with the first alloc (resp. resize/remap) this
-  // wrapper made fail; 0 if none.
+  // wrapper made fail; 0 if none (1 if that call passed 0 as its address).
   std::uintptr_t failed_ret_addr() const {
     return failed_ret_addr_.load(std::memory_order_relaxed);
   }
