@@ -275,7 +275,9 @@ void span_free(Local* l, Segment* seg, std::size_t idx, std::size_t n) noexcept 
   span_insert(l, &seg->pages[idx]);
   if (l->heap->eager.load(std::memory_order_relaxed)) {
     span_purge(l, seg, idx, n);
-    if (seg->used_slices == 0) segment_release(l, seg);
+    if (seg->used_slices == 0 && l->heap->visiting.load(std::memory_order_relaxed) == 0) {
+      segment_release(l, seg);
+    }
   }
 }
 
@@ -377,7 +379,8 @@ void local_purge(Local* l, std::uint64_t cutoff, bool force) noexcept {
       if (pg->kind == kFreeSpan && (force || pg->freed_at <= cutoff)) span_purge(l, seg, idx, n);
       idx += n;
     }
-    if (seg->used_slices == 0 && (force || (seg->committed_mask & ~std::uint64_t{1}) == 0)) {
+    if (seg->used_slices == 0 && (force || (seg->committed_mask & ~std::uint64_t{1}) == 0) &&
+        l->heap->visiting.load(std::memory_order_relaxed) == 0) {
       segment_release(l, seg);
     }
     seg = next;

@@ -161,35 +161,54 @@ HeapStats Heap::stats() noexcept {
 }
 
 void Heap::visit(VisitFn fn, void* ctx) noexcept {
-  {
-    d::Guard g(core_->lock);
-    std::uint64_t bits[d::kSliceSize / 8 / 64 + 1];  // one bit per 8-byte block
-    for (d::Segment* seg = core_->local.segments; seg != nullptr; seg = seg->next) {
-      for (std::size_t idx = 1; idx < d::kSlices;) {
-        d::Page* pg = &seg->pages[idx];
-        if (pg->slice_count == 0) break;
-        const std::uintptr_t start = d::page_start(seg, pg);
-        if (pg->kind == d::kSmallPage) {
-          d::page_collect(pg);
-          if (d::live(pg) != 0) {
-            const std::size_t words = (pg->capacity + 63) / 64;
-            for (std::size_t w = 0; w < words; ++w) bits[w] = 0;
-            d::page_mark_free(pg, bits);
-            for (std::size_t i = 0; i < pg->capacity; ++i) {
-              if (!((bits[i / 64] >> (i % 64)) & 1)) {
-                fn(ctx, reinterpret_cast<void*>(start + i * pg->block_size), pg->block_size);
-              }
-            }
-          }
-        } else if (pg->kind == d::kLargeBlock) {
-          d::page_collect(pg);
-          if (d::live(pg) != 0) fn(ctx, reinterpret_cast<void*>(start), pg->block_size);
-        }
-        idx += pg->slice_count;
-      }
+  // The lock is held for one page at a time (its live blocks are reported
+  // under it), so allocation from other threads waits at most one page.
+  // `visiting` keeps empty segments mapped, so the cursor (segment, slice)
+  // stays valid while the lock is dropped; segments added meanwhile go to the
+  // list head and hold only blocks allocated after the walk started.
+  core_->visiting.fetch_add(1, std::memory_order_relaxed);
+  std::uint64_t bits[d::kSliceSize / 8 / 64 + 1];  // one bit per 8-byte block
+  core_->lock.lock();
+  d::Segment* seg = core_->local.segments;
+  std::size_t resume = 1;
+  while (seg != nullptr) {
+    // The first span that starts at or after `resume` (spans may have been
+    // split or merged while the lock was down).
+    std::size_t idx = 1;
+    while (idx < d::kSlices && idx < resume) {
+      const std::size_t n = seg->pages[idx].slice_count;
+      if (n == 0) break;
+      idx += n;
     }
+    if (idx >= d::kSlices || seg->pages[idx].slice_count == 0) {
+      seg = seg->next;
+      resume = 1;
+      continue;
+    }
+    d::Page* pg = &seg->pages[idx];
+    const std::uintptr_t start = d::page_start(seg, pg);
+    if (pg->kind == d::kSmallPage) {
+      d::page_collect(pg);
+      if (d::live(pg) != 0) {
+        const std::size_t words = (pg->capacity + 63) / 64;
+        for (std::size_t w = 0; w < words; ++w) bits[w] = 0;
+        d::page_mark_free(pg, bits);
+        for (std::size_t i = 0; i < pg->capacity; ++i) {
+          if (!((bits[i / 64] >> (i % 64)) & 1)) {
+            fn(ctx, reinterpret_cast<void*>(start + i * pg->block_size), pg->block_size);
+          }
+        }
+      }
+    } else if (pg->kind == d::kLargeBlock) {
+      d::page_collect(pg);
+      if (d::live(pg) != 0) fn(ctx, reinterpret_cast<void*>(start), pg->block_size);
+    }
+    resume = idx + pg->slice_count;
+    core_->lock.unlock();  // let waiting allocations through
+    core_->lock.lock();
   }
-  // Huge blocks: snapshot under the lock, report outside it.
+  core_->lock.unlock();
+  core_->visiting.fetch_sub(1, std::memory_order_relaxed);
   // Huge blocks: batches snapshotted under the lock, reported outside it.
   for (std::size_t done = 0;;) {
     void* blocks[64];

@@ -102,9 +102,10 @@ class Heap {
   HeapStats stats() noexcept;
   void collect() noexcept;
 
-  // Calls fn(ctx, block, usable_size) for every live block, holding the
-  // heap's lock: fn may free blocks (of any heap) but must not allocate from
-  // this heap.
+  // Calls fn(ctx, block, usable_size) for every live block. The heap's lock
+  // is held one page at a time, so other threads' allocations wait at most one
+  // page; blocks allocated or freed concurrently may or may not be reported.
+  // fn may free blocks (of any heap) but must not allocate from this heap.
   using VisitFn = void (*)(void* ctx, void* block, std::size_t size);
   void visit(VisitFn fn, void* ctx) noexcept;
   template <class F>

@@ -244,6 +244,9 @@ struct HeapCore {
   std::atomic<std::size_t> peak{0};
   std::atomic<std::size_t> ceiling{~std::size_t{0}};
   std::atomic<bool> eager{false};
+  // Walks in progress (Heap::visit drops the lock between pages): while
+  // non-zero, empty segments are kept so the walk's cursor stays valid.
+  std::atomic<int> visiting{0};
   bool is_default = false;
   Local* idle = nullptr;     // default heap: Locals of exited threads
   Segment* huge = nullptr;   // huge blocks of this heap

@@ -3,6 +3,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -217,4 +218,32 @@ BOOST_AUTO_TEST_CASE(default_allocator_handle) {
   BOOST_REQUIRE(r.ok());
   BOOST_CHECK(alloy::engine::owns(r->data()));
   a.free(*r);
+}
+
+BOOST_AUTO_TEST_CASE(visit_while_another_thread_allocates) {
+  alloy::Heap heap = make();
+  std::vector<void*> mine;
+  for (int i = 0; i < 30000; ++i) mine.push_back(heap.alloc(16 + static_cast<std::size_t>(i % 50) * 8));
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    std::vector<void*> v;
+    while (!stop.load()) {
+      for (int i = 0; i < 500; ++i) v.push_back(heap.alloc(24 + static_cast<std::size_t>(i % 300)));
+      for (void* p : v) alloy::Heap::free(p);
+      v.clear();
+    }
+  });
+  for (int round = 0; round < 5; ++round) {
+    std::set<void*> seen;
+    std::size_t dup = 0;
+    heap.visit([&](void* p, std::size_t) {
+      if (!seen.insert(p).second) ++dup;
+    });
+    BOOST_CHECK_EQUAL(dup, 0u);
+    std::size_t missing = 0;
+    for (void* p : mine) missing += seen.count(p) == 0;
+    BOOST_CHECK_EQUAL(missing, 0u);  // blocks live throughout are always reported
+  }
+  stop = true;
+  churn.join();
 }
