@@ -1169,6 +1169,7 @@ SharedResult<SharedHeapStats> SharedHeap::stats() const {
   s.rolled_back_allocs = h->c.rolled_back_allocs;
   s.rolled_forward_frees = h->c.rolled_forward_frees;
   s.list_repairs = h->c.list_repairs;
+  prune_dead_slots(h);  // count processes, not leftovers of dead ones
   s.attached_processes = live_slots(h);
   return s;
 }

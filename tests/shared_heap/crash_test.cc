@@ -387,3 +387,29 @@ BOOST_AUTO_TEST_CASE(random_sigkills_during_concurrent_work) {
   }
   require_verified(*heap);
 }
+
+// The attachment count ignores processes that died without detaching, so a
+// destroyed heap is still unlinked when the last *live* process detaches.
+BOOST_AUTO_TEST_CASE(dead_attachers_do_not_keep_a_destroyed_heap_alive) {
+  UniqueName name("deadref");
+  auto heap = SharedHeap::create(name.get(), 1 << 20);
+  BOOST_REQUIRE(heap.ok());
+  pid_t pid = spawn([&] {
+    auto h = SharedHeap::attach(name.get());
+    CHILD_CHECK(h.ok());
+    ::raise(SIGKILL);  // dies attached, without detach()
+    return 2;
+  });
+  BOOST_REQUIRE(wait_child(pid) == kKilled);
+  // An inherited copy detached in a forked child releases nothing of ours.
+  pid_t pid2 = spawn([&] {
+    heap->detach();
+    return 0;
+  });
+  BOOST_REQUIRE(wait_child(pid2) == 0);
+  BOOST_TEST(heap->stats()->attached_processes == 1u);  // the dead one is pruned
+  BOOST_REQUIRE(SharedHeap::destroy(name.get()).ok());
+  BOOST_TEST((SharedHeap::attach(name.get()).error().code == alloy::SharedHeapErrc::kDestroyed));
+  heap->detach();
+  BOOST_TEST((SharedHeap::attach(name.get()).error().code == alloy::SharedHeapErrc::kNotFound));
+}
