@@ -445,8 +445,8 @@ void* DebugAllocator::do_resize(Bytes memory, Alignment alignment, std::size_t n
         if (grows) stats_.total_bytes += new_len - rec.size;
         rec.size = new_len;
         if (moved != block) {
-          Record moved_rec = rec;
-          moved_rec.ret_addr = ret;  // the block now comes from this call
+          // Same block at a new address: it keeps its allocation site.
+          const Record moved_rec = rec;
           live_.erase(addr);
           live_.insert(reinterpret_cast<std::uintptr_t>(moved), moved_rec);
         }
