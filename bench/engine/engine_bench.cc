@@ -119,6 +119,8 @@ void BM_large_5_25MiB(benchmark::State& state) {
 
 ALLOY_BENCH_ALL(BM_fixed32);
 ALLOY_BENCH_ALL(BM_mixed_small);
+BENCHMARK_TEMPLATE(BM_fixed32, UserHeap);
+BENCHMARK_TEMPLATE(BM_mixed_small, UserHeap);
 // Two threads: wall time is what counts.
 ALLOY_BENCH_ALL(BM_producer_consumer, ->UseRealTime());
 ALLOY_BENCH_ALL(BM_large_5_25MiB);
@@ -165,6 +167,12 @@ int main(int argc, char** argv) {
       if (m.count(peer) && m[peer] > 0) std::printf(" %10.2f", e / m[peer]); else std::printf(" %10s", "-");
     }
     std::printf("\n");
+  }
+  std::printf("\nalloy::Heap (a first-class heap, allocation under its lock) / engine default heap\n");
+  for (auto& [bench, m] : reporter.times) {
+    if (m.count("UserHeap") && m.count("Engine") && m["Engine"] > 0) {
+      std::printf("%-24s %10.2f\n", bench.c_str(), m["UserHeap"] / m["Engine"]);
+    }
   }
   benchmark::Shutdown();
   return 0;

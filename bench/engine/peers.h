@@ -23,6 +23,7 @@
 #include <cstddef>
 
 #include "allocators/engine/fast_path.h"
+#include "allocators/engine/heap.h"
 
 extern "C" {
 void* mallocx(std::size_t, int);
@@ -52,6 +53,16 @@ struct Engine {
   static constexpr const char* kName = "engine";
   static void* alloc(std::size_t n) { return alloy::engine::inline_alloc(n); }
   static void free(void* p, std::size_t) { alloy::engine::inline_free(p); }
+};
+// A first-class alloy::Heap (allocation takes the heap's lock).
+struct UserHeap {
+  static constexpr const char* kName = "alloy::Heap";
+  static alloy::Heap& heap() {
+    static alloy::Heap h = std::move(*alloy::Heap::create());
+    return h;
+  }
+  static void* alloc(std::size_t n) { return heap().alloc(n); }
+  static void free(void* p, std::size_t) { alloy::Heap::free(p); }
 };
 struct Glibc {
   static constexpr const char* kName = "glibc";
