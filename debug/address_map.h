@@ -34,7 +34,7 @@ class AddressMap {
   bool empty() const { return count_ == 0; }
 
   V* find(std::uintptr_t key) {
-    if (slots_.empty() || key == 0) return nullptr;
+    if (capacity_ == 0 || key == 0) return nullptr;
     for (std::size_t i = home(key);; i = (i + 1) & mask_) {
       Slot& s = slots_[i];
       if (s.key == key) return &s.value;
@@ -44,7 +44,7 @@ class AddressMap {
 
   // Inserts or overwrites. `key` must not be 0.
   void insert(std::uintptr_t key, const V& value) {
-    if ((count_ + 1) * 2 > slots_.size()) grow();
+    if ((count_ + 1) * 2 > capacity_) [[unlikely]] grow();
     for (std::size_t i = home(key);; i = (i + 1) & mask_) {
       Slot& s = slots_[i];
       if (s.key == key) {
@@ -114,6 +114,7 @@ class AddressMap {
   void clear() {
     slots_.clear();
     count_ = 0;
+    capacity_ = 0;
     mask_ = 0;
     shift_ = 64;
   }
@@ -132,6 +133,7 @@ class AddressMap {
     const std::size_t n = slots_.empty() ? 64 : slots_.size() * 2;
     std::vector<Slot> old = std::move(slots_);
     slots_.assign(n, Slot{});
+    capacity_ = n;
     mask_ = n - 1;
     shift_ = 64 - static_cast<unsigned>(std::countr_zero(n));
     count_ = 0;
@@ -142,6 +144,7 @@ class AddressMap {
 
   std::vector<Slot> slots_;
   std::size_t count_ = 0;
+  std::size_t capacity_ = 0;  // slots_.size(), kept to skip a division
   std::size_t mask_ = 0;
   unsigned shift_ = 64;
 };

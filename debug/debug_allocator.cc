@@ -478,12 +478,13 @@ void DebugAllocator::do_free(Bytes memory, Alignment alignment, std::uintptr_t r
       ++stats_.total_frees;
       StackTrace* free_trace = rec.trace != nullptr ? new_trace_locked() : nullptr;
       quarantine_locked(Freed{addr, rec, ret, free_trace}, reports);
-      if (options_.verbose) {
+      if (options_.verbose) [[unlikely]] {
         log_call("free", memory.size(), 0, alignment, memory.data(), nullptr, ret);
       }
+      if (reports.empty()) [[likely]] return;
       stats_.errors += reports.size();
       guard.unlock();
-      if (!reports.empty()) [[unlikely]] emit_all(reports);
+      emit_all(reports);
       return;
     }
   }
