@@ -298,7 +298,8 @@ class SharedHeap {
   SharedFreeStatus free_checked(void* p, std::size_t len, Alignment alignment);
 
   // Walks the heap and cross-checks the chain, free lists, block bitmap and
-  // counters. ok() or an error whose message says what disagrees. O(blocks).
+  // counters. ok() or an error whose message says what disagrees.
+  // O(blocks x free blocks): for tests and debugging.
   SharedResult<void> verify() const;
 
   // ---- Test hooks: make this process die (SIGKILL) at a point inside an
