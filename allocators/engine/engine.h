@@ -29,8 +29,10 @@ namespace alloy::engine {
 // (the caller sets errno).
 void* alloc(std::size_t size) noexcept;
 
-// `size` bytes aligned to `alignment` (a power of two). Up to 1 MiB the block
-// comes from ordinary pages; larger alignments go to a dedicated mapping.
+// `size` bytes aligned to `alignment` (a power of two). Up to 64 KiB the
+// block is an ordinary size-class block (no padding), up to 1 MiB whole
+// aligned slices, up to 2 MiB a dedicated mapping; larger alignments return
+// null (a block's segment header must precede it within its 4 MiB unit).
 void* alloc_aligned(std::size_t size, std::size_t alignment) noexcept;
 
 // Any block from the engine (default heap or any alloy::Heap), from any

@@ -104,6 +104,13 @@ BOOST_AUTO_TEST_CASE(alignments_up_to_2mib) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(alignment_above_2mib_is_refused_cleanly) {
+  BOOST_CHECK(engine::alloc_aligned(100, std::size_t{4} << 20) == nullptr);
+  void* p = engine::alloc_aligned(100, 64);  // still usable
+  BOOST_CHECK(p != nullptr);
+  engine::free(p);
+}
+
 BOOST_AUTO_TEST_CASE(small_alignments_do_not_waste_the_alignment) {
   // 64 blocks of 64 bytes aligned to 64: all from one page, no padding.
   std::vector<void*> v;
