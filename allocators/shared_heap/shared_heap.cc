@@ -1357,11 +1357,12 @@ SharedResult<void> SharedHeap::verify() const {
 
 void SharedHeap::set_die_point_for_test(DiePoint point) { g_die_point.store(point); }
 
-SharedResult<void> SharedHeap::lock_for_test(int millis) const {
+SharedResult<void> SharedHeap::lock_for_test(int millis, std::atomic<int>* held) const {
   if (base_ == nullptr) return detached_error();
   auto* h = reinterpret_cast<Header*>(base_);
   HeapLock lock(h);
   if (!lock.ok()) return lock.error();
+  if (held != nullptr) held->store(1);
   die_if(DiePoint::kHoldingLock);
   if (millis > 0) {
     timespec ts{millis / 1000, (millis % 1000) * 1000000L};

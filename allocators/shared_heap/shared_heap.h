@@ -33,6 +33,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -314,9 +315,10 @@ class SharedHeap {
     kHoldingLock,           // inside lock_for_test(): just holding the lock
   };
   static void set_die_point_for_test(DiePoint point);
-  // Takes the lock and dies at DiePoint::kHoldingLock if set; otherwise
+  // Takes the lock, stores 1 into *held (if given: put it in shared memory
+  // to tell another process), dies at DiePoint::kHoldingLock if set, else
   // sleeps `millis` with the lock held and releases it.
-  SharedResult<void> lock_for_test(int millis = 0) const;
+  SharedResult<void> lock_for_test(int millis = 0, std::atomic<int>* held = nullptr) const;
 
  private:
   static SharedResult<SharedHeap> create_on_fd(int fd, std::size_t capacity,

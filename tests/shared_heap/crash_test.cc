@@ -65,13 +65,11 @@ BOOST_AUTO_TEST_CASE(child_killed_from_outside_while_holding_the_lock) {
     CHILD_CHECK(b.ok());
     std::memset(b->data(), 0x5a, 100);
     CHILD_CHECK(h->set_root("child-block", h->offset_of(b->data())).ok());
-    // lock_for_test holds the lock while sleeping; raise the flag just before.
-    f->store(1);
-    (void)h->lock_for_test(20000);
+    // Holds the lock while sleeping; raises the flag once it has it.
+    (void)h->lock_for_test(20000, f);
     return 2;  // never reached: the parent kills us first
   });
-  BOOST_REQUIRE(wait_for(**flag, 1));
-  ::usleep(50 * 1000);  // let the child get into the lock
+  BOOST_REQUIRE(wait_for(**flag, 1));  // the child now holds the lock
   ::kill(pid, SIGKILL);
   BOOST_REQUIRE(wait_child(pid) == kKilled);
   // The next call recovers the lock and goes on.

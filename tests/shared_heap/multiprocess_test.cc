@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <random>
@@ -371,7 +372,8 @@ BOOST_AUTO_TEST_CASE(threads_of_several_processes_together) {
 BOOST_AUTO_TEST_CASE(attach_races_with_create) {
   UniqueName name("race");
   pid_t pid = spawn([&] {
-    for (int i = 0; i < 200000; ++i) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
       auto h = SharedHeap::attach(name.get());
       if (h) {
         CHILD_CHECK(h->verify().ok());
