@@ -10,6 +10,10 @@
 #include "allocators/engine/engine.h"
 #include "allocators/engine/internal.h"
 
+#if defined(ALLOY_ENGINE_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace alloy {
 namespace {
 
@@ -37,6 +41,33 @@ void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept 
   }
 }
 
+// Frees a block; a small block of a user heap whose lock is free right now
+// takes the owner's path under the lock (no CAS, no later collection),
+// anything else the engine's free (lock-free push for user heaps).
+void heap_free_block(void* p) noexcept {
+  if (p == nullptr) return;
+  d::Segment* seg = d::segment_of(p);
+  d::Page* pg = d::page_of(seg, p);
+  if (pg->kind == d::kSmallPage) {
+    HeapCore* h = seg->local->heap;
+    if (!h->is_default && h->lock.try_lock()) {
+#if defined(ALLOY_ENGINE_ASAN)
+      if (pg->block_size > sizeof(void*)) {
+        ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + sizeof(void*),
+                                  pg->block_size - sizeof(void*));
+      }
+#endif
+      auto* b = static_cast<d::Block*>(p);
+      b->next = pg->local_free;
+      pg->local_free = b;
+      if (--pg->used <= 0) d::free_local_slow(pg);
+      h->lock.unlock();
+      return;
+    }
+  }
+  engine::free(p);
+}
+
 void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
   return heap_alloc_raw(static_cast<HeapCore*>(ctx), len, alignment.bytes());
 }
@@ -60,7 +91,7 @@ void vt_free(void*, Bytes memory, Alignment, std::uintptr_t ret) {
 #else
   (void)ret;
 #endif
-  engine::free(memory.data());
+  heap_free_block(memory.data());
 }
 constexpr VTable kHeapVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
 
@@ -108,7 +139,7 @@ void* Heap::alloc(std::size_t size, std::size_t alignment) noexcept {
   if (alignment == 0 || (alignment & (alignment - 1)) != 0) return nullptr;
   return heap_alloc_raw(core_, size, alignment);
 }
-void Heap::free(void* p) noexcept { engine::free(p); }
+void Heap::free(void* p) noexcept { heap_free_block(p); }
 
 void Heap::set_ceiling(std::size_t bytes) noexcept {
   core_->ceiling.store(bytes, std::memory_order_relaxed);

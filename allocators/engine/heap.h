@@ -10,8 +10,10 @@
 // alloy::engine::alloc and the malloc adapter use.
 //
 // Cost per call: alloc takes the heap's spin lock around the engine's size-class
-// path (tens of ns); free is one lock-free CAS from any thread; visit/stats/
-// collect walk the heap's pages under the lock.
+// path; Heap::free (and the handle's free) frees under the lock when it is
+// free at that moment, else with one lock-free CAS; visit/stats/collect walk
+// the heap's pages under the lock. One Local per heap (not per thread) is
+// what lets visit and stats see a consistent heap from any thread.
 // Thread safety: every member may be called from any thread, and a block may
 // be freed from any thread (Heap::free or alloy::engine::free). destroy() must
 // not race with other calls on the same heap.
