@@ -32,6 +32,7 @@
 #include <utility>
 
 #include "alloc_iface/allocator.h"
+#include "allocators/bump_cursor.h"
 #include "allocators/reset_mode.h"
 
 namespace alloy {
@@ -60,11 +61,7 @@ class Arena {
   // when the child (or the ceiling) refuses a new chunk. `len` > 0.
   [[gnu::always_inline]] inline void* alloc_inline(
       std::size_t len, std::size_t align = alignof(std::max_align_t)) {
-    const std::uintptr_t p = (cur_ + (align - 1)) & ~(std::uintptr_t{align} - 1);
-    if (p <= end_ && len <= end_ - p) [[likely]] {
-      cur_ = p + len;
-      return reinterpret_cast<void*>(p);
-    }
+    if (void* p = bump_take(cur_, end_, len, align)) [[likely]] return p;
     return alloc_slow(len, align);
   }
 

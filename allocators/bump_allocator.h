@@ -24,6 +24,7 @@
 #include <cstdint>
 
 #include "alloc_iface/allocator.h"
+#include "allocators/bump_cursor.h"
 
 namespace alloy {
 
@@ -42,12 +43,7 @@ class BumpAllocator {
   // `len` (> 0) bytes aligned to `align` (a power of two), or null when full.
   [[gnu::always_inline]] inline void* alloc_inline(
       std::size_t len, std::size_t align = alignof(std::max_align_t)) {
-    const std::uintptr_t p = (cur_ + (align - 1)) & ~(std::uintptr_t{align} - 1);
-    if (p <= end_ && len <= end_ - p) [[likely]] {
-      cur_ = p + len;
-      return reinterpret_cast<void*>(p);
-    }
-    return nullptr;
+    return bump_take(cur_, end_, len, align);
   }
 
   // Grows or shrinks the most recent allocation in place; see the header note.

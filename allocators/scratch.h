@@ -27,6 +27,7 @@
 #include <cstdint>
 
 #include "alloc_iface/allocator.h"
+#include "allocators/bump_cursor.h"
 #include "allocators/page_allocator.h"
 
 namespace alloy {
@@ -51,11 +52,9 @@ class Scratch {
 
   [[gnu::always_inline]] inline void* alloc_inline(
       std::size_t len, std::size_t align = alignof(std::max_align_t)) {
-    const std::uintptr_t p = (cur_ + (align - 1)) & ~(std::uintptr_t{align} - 1);
-    if (p <= end_ && len <= end_ - p) [[likely]] {
-      cur_ = p + len;
-      unpoison(reinterpret_cast<void*>(p), len);
-      return reinterpret_cast<void*>(p);
+    if (void* p = bump_take(cur_, end_, len, align)) [[likely]] {
+      unpoison(p, len);
+      return p;
     }
     return alloc_slow(len, align);
   }

@@ -26,6 +26,7 @@
 #include <cstdint>
 
 #include "alloc_iface/allocator.h"
+#include "allocators/bump_cursor.h"
 #include "allocators/reset_mode.h"
 
 namespace alloy {
@@ -50,11 +51,7 @@ class VirtualArena {
 
   [[gnu::always_inline]] inline void* alloc_inline(
       std::size_t len, std::size_t align = alignof(std::max_align_t)) {
-    const std::uintptr_t p = (cur_ + (align - 1)) & ~(std::uintptr_t{align} - 1);
-    if (p <= committed_end_ && len <= committed_end_ - p) [[likely]] {
-      cur_ = p + len;
-      return reinterpret_cast<void*>(p);
-    }
+    if (void* p = bump_take(cur_, committed_end_, len, align)) [[likely]] return p;
     return alloc_slow(len, align);
   }
 
