@@ -79,6 +79,8 @@ void write_stats(int fd) noexcept {
   internal::Line line;
   line.add("alloy malloc: foreign frees ignored: ");
   line.add_dec(foreign_frees());
+  line.add(", blocks aligned above 2 MiB live: ");
+  line.add_dec(internal::big_aligned_live());
   line.add("\n");
   line.write_to(fd);
 }
@@ -171,9 +173,20 @@ void check_sized_free(void* p, std::size_t size,
   }
 }
 
-void* realloc_foreign(void* p, std::size_t size,
-                      std::uintptr_t caller) noexcept {
-  // We do not know how long the foreign block is. Copy `size` bytes, or as
+void free_not_engine(void* p, std::uintptr_t caller) noexcept {
+  if (!big_aligned_free(p)) note_foreign_free(p, caller);
+}
+
+void* realloc_not_engine(void* p, std::size_t size,
+                         std::uintptr_t caller) noexcept {
+  if (std::size_t usable = big_aligned_usable(p); usable != 0) {
+    void* q = alloc(size, caller);  // realloc promises malloc's alignment only
+    if (q == nullptr) return nullptr;
+    std::memcpy(q, p, usable < size ? usable : size);
+    big_aligned_free(p);
+    return q;
+  }
+  // A foreign block: we do not know how long it is. Copy `size` bytes, or as
   // many of them as are readable: process_vm_readv on our own pid stops at
   // the first unmapped page instead of faulting. Bytes past the old block's
   // end are indeterminate in realloc's result anyway.
@@ -187,7 +200,7 @@ void* realloc_foreign(void* p, std::size_t size,
   if (got < 0) {
     // Not permitted here: copy what is certainly readable, the rest of p's
     // page (p itself was readable, or the caller would have crashed first).
-    std::uintptr_t page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+    std::uintptr_t page = page_size();
     std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
     std::size_t to_end = static_cast<std::size_t>(((a / page) + 1) * page - a);
     std::memcpy(q, p, to_end < size ? to_end : size);
@@ -275,7 +288,8 @@ ALLOY_EXPORT void* pvalloc(std::size_t size) noexcept {
 }
 
 ALLOY_EXPORT std::size_t malloc_usable_size(void* p) noexcept {
-  if (p == nullptr || !engine::owns(p)) return 0;
+  if (p == nullptr) return 0;
+  if (!engine::owns(p)) return mi::big_aligned_usable(p);
   return engine::usable_size(p);
 }
 

@@ -8,7 +8,8 @@
 // process, including libc's and libstdc++'s own, goes to the engine. Pointers
 // the engine does not own (blocks handed out by ld.so's start-up allocator
 // before the replacement was bound) are never passed to the engine: free()
-// ignores them, realloc() copies them out.
+// ignores them, realloc() copies them out. Alignments above the engine's
+// 2 MiB limit get a mapping of their own (rare; one mmap each).
 //
 // Environment (read once at start-up with getenv, which does not allocate):
 //   ALLOY_STATS=1          engine statistics on stderr at exit

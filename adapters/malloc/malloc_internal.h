@@ -32,6 +32,10 @@ inline constexpr std::size_t kMaxRequest = SIZE_MAX / 2;
 // The engine's natural alignment: malloc's guarantee.
 inline constexpr std::size_t kNaturalAlignment = 16;
 
+// The largest alignment engine::alloc_aligned serves (engine.h); larger ones
+// get their own mapping from big_aligned_alloc.
+inline constexpr std::size_t kEngineMaxAlignment = std::size_t{2} << 20;
+
 // A fixed buffer for reports; formatting without malloc.
 struct Line {
   char buf[256];
@@ -52,12 +56,23 @@ void report(const char* what, const void* p, std::size_t size,
 
 [[gnu::cold]] void note_foreign_free(void* p, std::uintptr_t caller) noexcept;
 
+// free() of a pointer the engine does not own: a big-aligned block is
+// unmapped, anything else is counted and ignored.
+[[gnu::cold]] void free_not_engine(void* p, std::uintptr_t caller) noexcept;
+
+// Blocks aligned above kEngineMaxAlignment (big_aligned.cc): own mappings.
+void* big_aligned_alloc(std::size_t size, std::size_t alignment) noexcept;
+bool big_aligned_free(void* p) noexcept;                // true if p was one
+std::size_t big_aligned_usable(const void* p) noexcept;  // 0 if p is not one
+std::size_t big_aligned_live() noexcept;
+
 // Reports (always) a sized free whose size exceeds the block's usable size.
 void check_sized_free(void* p, std::size_t size,
                       std::uintptr_t caller) noexcept;
 
-[[gnu::cold]] void* realloc_foreign(void* p, std::size_t size,
-                                    std::uintptr_t caller) noexcept;
+// realloc() of a pointer the engine does not own (big-aligned or foreign).
+[[gnu::cold]] void* realloc_not_engine(void* p, std::size_t size,
+                                       std::uintptr_t caller) noexcept;
 
 int open_append(const char* path) noexcept;
 
@@ -89,9 +104,11 @@ inline void* alloc_aligned(std::size_t size, std::size_t alignment,
                            std::uintptr_t caller) noexcept {
   if (alignment <= kNaturalAlignment) return alloc(size, caller);
   if (size == 0) size = 1;
-  void* p = size <= kMaxRequest && alignment <= kMaxRequest
-                ? engine::alloc_aligned(size, alignment)
-                : nullptr;
+  void* p = nullptr;
+  if (size <= kMaxRequest && alignment <= kMaxRequest) {
+    p = alignment <= kEngineMaxAlignment ? engine::alloc_aligned(size, alignment)
+                                         : big_aligned_alloc(size, alignment);
+  }
   if (p == nullptr) [[unlikely]]
     return fail_enomem(size, caller);
   return p;
@@ -100,7 +117,7 @@ inline void* alloc_aligned(std::size_t size, std::size_t alignment,
 inline void free(void* p, std::uintptr_t caller) noexcept {
   if (p == nullptr) return;
   if (!engine::owns(p)) [[unlikely]] {
-    note_foreign_free(p, caller);
+    free_not_engine(p, caller);
     return;
   }
   engine::inline_free(p);
@@ -110,7 +127,7 @@ inline void free_sized(void* p, std::size_t size,
                        std::uintptr_t caller) noexcept {
   if (p == nullptr) return;
   if (!engine::owns(p)) [[unlikely]] {
-    note_foreign_free(p, caller);
+    free_not_engine(p, caller);
     return;
   }
   if (size == 0) size = 1;
@@ -134,7 +151,7 @@ inline void free_aligned_sized(void* p, std::size_t alignment,
   if (alignment <= kNaturalAlignment) return free_sized(p, size, caller);
   if (p == nullptr) return;
   if (!engine::owns(p)) [[unlikely]] {
-    note_foreign_free(p, caller);
+    free_not_engine(p, caller);
     return;
   }
   if constexpr (kCheckSizedFree) {
@@ -166,7 +183,7 @@ inline void* realloc(void* p, std::size_t size,
   if (size > kMaxRequest) [[unlikely]]
     return fail_enomem(size, caller);
   if (!engine::owns(p)) [[unlikely]]
-    return realloc_foreign(p, size, caller);
+    return realloc_not_engine(p, size, caller);
   void* q = engine::realloc(p, size);
   if (q == nullptr) [[unlikely]]
     return fail_enomem(size, caller);

@@ -137,3 +137,33 @@ ALLOY_MALLOC_CASE(blocks_allocated_before_fork_are_usable_in_the_child) {
   BOOST_TEST(std::strcmp(s, "before fork") == 0);
   std::free(s);
 }
+
+ALLOY_MALLOC_CASE(fork_while_a_thread_maps_blocks_aligned_above_2_mib) {
+  // Those blocks are the adapter's own (a spin-locked list), not the engine's.
+  std::atomic<bool> stop{false};
+  std::thread busy([&stop] {
+    while (!stop.load()) {
+      void* p = nullptr;
+      if (posix_memalign(&p, 4 << 20, 1000) == 0) std::free(p);
+    }
+  });
+  void* kept = nullptr;
+  BOOST_TEST_REQUIRE(posix_memalign(&kept, 8 << 20, 64) == 0);
+  int failures = 0;
+  for (int round = 0; round < 20; ++round) {
+    pid_t pid = fork();
+    BOOST_TEST_REQUIRE(pid >= 0);
+    if (pid == 0) {
+      void* p = nullptr;
+      bool ok = posix_memalign(&p, 4 << 20, 100) == 0 && aligned_to(p, 4 << 20);
+      std::free(p);
+      std::free(kept);
+      _exit(ok ? 0 : 1);
+    }
+    if (wait_with_timeout(pid, 10) != 0) ++failures;
+  }
+  stop = true;
+  busy.join();
+  std::free(kept);
+  BOOST_TEST(failures == 0);
+}
