@@ -311,7 +311,12 @@ Page* span_find(Local* l, std::size_t n, std::size_t align_slices) noexcept {
 }
 
 // ---- Segments. ----
+void local_collect_idle_one() noexcept;
+
 Segment* segment_new(Local* l) noexcept {
+  // Before taking fresh memory, reclaim what exited threads' pages got back
+  // from cross-thread frees (one idle Local per new segment, round robin).
+  if (l->heap == &g_default_heap) local_collect_idle_one();
   if (!heap_commit(l->heap, kSliceSize)) return nullptr;
   Segment* seg = nullptr;
   {
@@ -795,6 +800,26 @@ void local_collect_impl(Local* l, bool force) noexcept {
 }
 
 void local_collect(Local* l, bool force) noexcept { local_collect_impl(l, force); }
+
+namespace {
+void local_collect_idle_one() noexcept {
+  HeapCore* h = &g_default_heap;
+  if (!h->lock.try_lock()) return;
+  Local* victim = h->idle;
+  if (victim != nullptr) {
+    // Rotate it to the back so the next call collects another one.
+    if (victim->pool_next != nullptr) {
+      h->idle = victim->pool_next;
+      Local* last = h->idle;
+      while (last->pool_next != nullptr) last = last->pool_next;
+      last->pool_next = victim;
+      victim->pool_next = nullptr;
+    }
+    local_collect_impl(victim, true);
+  }
+  h->lock.unlock();
+}
+}  // namespace
 
 void page_collect(Page* pg) noexcept {
   std::uintptr_t w = pg->thread_free.load(std::memory_order_relaxed);

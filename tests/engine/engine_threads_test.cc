@@ -175,6 +175,25 @@ BOOST_AUTO_TEST_CASE(producer_consumer_memory_stays_bounded) {
   BOOST_CHECK_LT(max_committed - before, std::size_t{kItems} * 64 / 4);
 }
 
+BOOST_AUTO_TEST_CASE(memory_of_exited_threads_is_reused_without_collect) {
+  engine::free(engine::alloc(16));  // this thread has its own Local: no adoption below
+  alloy::Heap::collect_default();
+  std::vector<void*> blocks;
+  std::thread t([&] {
+    for (int i = 0; i < 40000; ++i) blocks.push_back(engine::alloc(1000));  // ~40 MiB
+  });
+  t.join();
+  for (void* p : blocks) engine::free(p);  // into the exited thread's pages
+  const std::size_t before = engine::detail::g_default_heap.committed.load();
+  std::vector<void*> mine;
+  for (int i = 0; i < 40000; ++i) mine.push_back(engine::alloc(1000));
+  const std::size_t after = engine::detail::g_default_heap.committed.load();
+  // The exited thread's empty segments went back before fresh ones were taken.
+  BOOST_TEST_MESSAGE("committed before " << before << " after " << after);
+  BOOST_CHECK_LT(after, before + (std::size_t{16} << 20));
+  for (void* p : mine) engine::free(p);
+}
+
 BOOST_AUTO_TEST_CASE(many_short_threads_do_not_leak_locals) {
   for (int i = 0; i < 64; ++i) {
     std::thread t([] {
