@@ -18,6 +18,7 @@
 
 #include "adapters/malloc/malloc_internal.h"
 #include "allocators/engine/engine.h"
+#include "allocators/engine/heap.h"
 
 extern char** environ;
 
@@ -328,10 +329,14 @@ ALLOY_EXPORT void* __libc_pvalloc(std::size_t size) noexcept {
 }
 
 // glibc's tuning and introspection calls describe glibc's own arenas, which
-// hold nothing here: accept and ignore them so they do no harm.
+// hold nothing here: accept and ignore them so they do no harm. malloc_trim
+// keeps its meaning: free memory goes back to the OS.
 ALLOY_EXPORT int mallopt(int, int) noexcept { return 1; }
 ALLOY_EXPORT int __libc_mallopt(int, int) noexcept { return 1; }
-ALLOY_EXPORT int malloc_trim(std::size_t) noexcept { return 0; }
+ALLOY_EXPORT int malloc_trim(std::size_t) noexcept {
+  alloy::Heap::collect_default();
+  return 1;
+}
 ALLOY_EXPORT void malloc_stats() noexcept {
   alloy::malloc_adapter::write_stats(2);
 }
