@@ -252,6 +252,15 @@ E2E_CASE(environment_options) {
   Run eager = run({probe}, {"ALLOY_EAGER_PURGE=1"});
   BOOST_TEST(eager.status == 0);
   BOOST_TEST(eager.out == quiet.out);
+  // 96 MiB of small blocks freed: with eager purge the pages are gone at once.
+  Run lazy_rss = run({probe, "purge"}, {});
+  Run eager_rss = run({probe, "purge"}, {"ALLOY_EAGER_PURGE=1"});
+  BOOST_TEST_REQUIRE(lazy_rss.status == 0);
+  BOOST_TEST_REQUIRE(eager_rss.status == 0);
+  BOOST_TEST_MESSAGE("RSS after freeing 96 MiB: " << lazy_rss.out << " MiB lazy, "
+                     << eager_rss.out << " MiB eager");
+  BOOST_TEST(std::stol(eager_rss.out) < 32);
+  BOOST_TEST(std::stol(eager_rss.out) <= std::stol(lazy_rss.out));
   // Stats survive a program that closes stderr before exiting (coreutils).
   Run closes = run({"/bin/echo", "hi"}, {preload(), "ALLOY_STATS=1"});
   BOOST_TEST(closes.status == 0);

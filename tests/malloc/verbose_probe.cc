@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace {
 std::size_t opaque(std::size_t n) {
@@ -20,7 +21,27 @@ void* opaque_ptr(void* p) {
 }
 }  // namespace
 
-int main() {
+// `verbose_probe purge`: fills 96 MiB with small blocks, frees them all and
+// prints the resident set size (MiB) right after (ALLOY_EAGER_PURGE test).
+int purge() {
+  constexpr int kBlocks = 96 * 1024;
+  static void* blocks[kBlocks];
+  for (auto& b : blocks) {
+    b = std::malloc(1000);
+    static_cast<char*>(b)[0] = 1;
+    static_cast<char*>(b)[999] = 1;
+  }
+  for (auto& b : blocks) std::free(b);
+  long pages = 0, resident = 0;
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr || std::fscanf(f, "%ld %ld", &pages, &resident) != 2) return 1;
+  std::fclose(f);
+  std::printf("%ld\n", resident * sysconf(_SC_PAGESIZE) / (1024 * 1024));
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "purge") == 0) return purge();
   int failures = 0;
   errno = 0;
   if (std::malloc(opaque(SIZE_MAX / 2 + 1)) != nullptr || errno != ENOMEM) ++failures;
