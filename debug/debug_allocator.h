@@ -17,13 +17,14 @@
 // Cost per call: an address-map insert or find+erase, a 16-byte canary
 // write/compare, on free a pattern fill and (when a block leaves the
 // quarantine) a pattern compare; absl::GetStackTrace only for sampled
-// blocks. Against glibc malloc+free of 64 bytes (bench/debug, CPU time) that
-// is ~3.2x for the bare table+canary, ~4.5x adding the lock and free
-// history, ~5.7x with the default 256 KiB quarantine. Thread safety: with `thread_safe` (default) every call
-// takes one std::mutex (not absl::Mutex: Debian's build, with its deadlock
-// detection, costs ~40 ns per uncontended lock/unlock, more than the child's
-// whole alloc+free; a hand-rolled spin lock measured slower than std::mutex);
-// without it the allocator must stay on one thread.
+// blocks. bench/debug measures it against glibc malloc+free of 64 bytes
+// (ratios printed by debug_overhead_bench, instruction counts by
+// count_instructions.sh). Thread safety: with `thread_safe` (default) every
+// call takes one lock: a test-and-set spin lock (one atomic exchange, a plain
+// store to release; std::mutex costs an atomic on both sides and ~2x here,
+// absl::Mutex with Debian's deadlock detection ~40 ns), skipped entirely
+// while the process has never started a thread. Without it the allocator
+// must stay on one thread.
 //
 // Example:
 //   alloy::DebugAllocator debug(alloy::c_allocator());
@@ -39,8 +40,8 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <atomic>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -160,7 +161,7 @@ class DebugAllocator {
   std::optional<InjectedFailure> injected_failure() const;
 
  private:
-  struct StackTrace;
+  struct StackTrace;  // allocation frames and, once freed, free frames
   struct Record {
     std::size_t size = 0;
     std::uintptr_t ret_addr = 0;
@@ -170,40 +171,81 @@ class DebugAllocator {
   };
   // A freed block: in the quarantine (memory still held, pattern-filled) or
   // in the history (memory back in the child, metadata kept for reports).
+  // 32 bytes, two to a cache line: the free path writes one, evicts one and
+  // (once per 64 frees) forgets a batch without reading them.
   struct Freed {
+    static constexpr std::uint64_t kSizeMask = (std::uint64_t{1} << 48) - 1;
+    static constexpr std::uint64_t kHeld = std::uint64_t{1} << 56;
+    static constexpr std::uint64_t kTraced = std::uint64_t{1} << 57;
     std::uintptr_t addr;
-    Record rec;
+    std::uintptr_t alloc_ret;
     std::uintptr_t free_ret;
-    StackTrace* free_trace;
-    bool held = false;  // true while in the quarantine (memory still ours)
+    std::uint64_t bits;  // size | alignment log2 << 48 | kHeld | kTraced
+    std::size_t size() const { return static_cast<std::size_t>(bits & kSizeMask); }
+    Alignment alignment() const {
+      return Alignment::from_log2(static_cast<std::uint8_t>((bits >> 48) & 0xff));
+    }
+    bool held() const { return (bits & kHeld) != 0; }
   };
-  // FIFO of freed blocks; searched linearly, and only on the error path.
-  class Ring {
+  static_assert(sizeof(Freed) == 32);
+  // FIFO addressed by absolute position (0 = first ever pushed), so
+  // positions stay valid while it grows; capacity stays a power of two.
+  template <class T>
+  class Fifo {
    public:
-    std::size_t size() const { return count_; }
-    bool empty() const { return count_ == 0; }
-    Freed& at(std::size_t i) { return buf_[(head_ + i) & (buf_.size() - 1)]; }  // 0 = oldest
-    Freed& front() { return buf_[head_]; }
-    // Capacity stays a power of two.
-    Freed& push_back(const Freed& f) {
-      if (count_ == buf_.size()) [[unlikely]] grow();
-      Freed& slot = buf_[(head_ + count_) & (buf_.size() - 1)];
-      slot = f;
-      ++count_;
+    std::uint64_t begin() const { return head_; }
+    std::uint64_t end() const { return tail_; }
+    bool empty() const { return head_ == tail_; }
+    T& at(std::uint64_t pos) { return buf_[pos & mask_]; }
+    const T& at(std::uint64_t pos) const { return buf_[pos & mask_]; }
+    T& front() { return at(head_); }
+    T& push_back(const T& v) {
+      if (tail_ - head_ == buf_.size()) [[unlikely]] grow();
+      T& slot = at(tail_++);
+      slot = v;
       return slot;
     }
-    void pop_front() {
-      head_ = (head_ + 1) & (buf_.size() - 1);
-      --count_;
-    }
-    // Newest entry for `addr`, or null.
-    Freed* find_newest(std::uintptr_t addr);
+    void pop_front() { ++head_; }
+    void drop_until(std::uint64_t pos) { head_ = pos; }
 
    private:
-    void grow();
-    std::vector<Freed> buf_;
-    std::size_t head_ = 0;
-    std::size_t count_ = 0;
+    void grow() {
+      std::vector<T> bigger(buf_.empty() ? 64 : buf_.size() * 2);
+      const std::uint64_t new_mask = bigger.size() - 1;
+      for (std::uint64_t i = head_; i != tail_; ++i) bigger[i & new_mask] = at(i);
+      buf_ = std::move(bigger);
+      mask_ = new_mask;
+    }
+    std::vector<T> buf_;
+    std::uint64_t mask_ = 0;
+    std::uint64_t head_ = 0;
+    std::uint64_t tail_ = 0;
+  };
+  // The trace of a freed entry, found by its position in freed_.
+  struct FreedTrace {
+    std::uint64_t pos;
+    StackTrace* trace;
+  };
+  // One lock per call when thread_safe. Skipped while the process has never
+  // started a thread (glibc's __libc_single_threaded, the flag libstdc++ and
+  // glibc's own mutex use): no other thread can exist to race with, and the
+  // flag only turns false in pthread_create, which orders it before the new
+  // thread's first call. Otherwise a test-and-set lock: one atomic exchange
+  // to take it and a plain release store to drop it (std::mutex pays an
+  // atomic on both, ~2x the cost here); it spins briefly, then yields.
+  class SpinLock {
+   public:
+    // Returns whether the lock was taken (unlock only then).
+    bool lock() {
+      if (!held_.exchange(true, std::memory_order_acquire)) [[likely]] return true;
+      lock_slow();
+      return true;
+    }
+    void unlock() { held_.store(false, std::memory_order_release); }
+
+   private:
+    void lock_slow();
+    std::atomic<bool> held_{false};
   };
   class Guard;
 
@@ -223,8 +265,9 @@ class DebugAllocator {
   void do_free(Bytes memory, Alignment alignment, std::uintptr_t ret);
   [[gnu::noinline]] void free_slow(Bytes memory, Alignment alignment, std::uintptr_t ret);
 
-  // Helpers; the *_locked ones expect the mutex held (if any).
+  // Helpers; the *_locked ones expect the lock held (if any).
   StackTrace* new_trace_locked();
+  void capture_free_trace_locked(StackTrace* t);
   void release_trace_locked(StackTrace* t);
   bool should_sample_locked() {
     if (options_.traces == TraceMode::kNever) return false;
@@ -262,21 +305,28 @@ class DebugAllocator {
   debug::Report not_live_report_locked(std::uintptr_t addr, std::size_t len,
                                        Alignment alignment, debug::Operation op);
   debug::CallSite site_of(std::uintptr_t ret, const StackTrace* t) const;
+  debug::CallSite free_site_of(std::uintptr_t ret, const StackTrace* t) const;
   void fill_block_report(debug::Report& r, std::uintptr_t addr, const Record& rec) const;
-  void quarantine_locked(const Freed& f, std::vector<debug::Report>& out);
+  void fill_freed_report(debug::Report& r, std::uint64_t pos) const;
+  const StackTrace* trace_of_freed(std::uint64_t pos) const;
+  // Ends a correct free: remembers it, fills and holds the block (or gives
+  // it back to the child at once if too big), evicts what no longer fits.
+  void quarantine_locked(std::uintptr_t addr, const Record& rec, std::uintptr_t free_ret,
+                         std::vector<debug::Report>& out);
   // Gives the oldest held block back to the child, checking its pattern.
   bool evict_one_locked(std::vector<debug::Report>& out);
-  void release_held_locked(Freed& f, std::vector<debug::Report>& out);
+  void release_held_locked(std::uint64_t pos, std::vector<debug::Report>& out);
+  [[gnu::noinline]] void report_use_after_free_locked(std::uint64_t pos,
+                                                      std::vector<debug::Report>& out);
   void trim_history_locked() {
-    while (released_prefix_ < freed_.size() && !freed_.at(released_prefix_).held) {
-      ++released_prefix_;
-    }
-    // Forgotten in batches of 64: one loop per 64 frees instead of per free.
-    if (released_prefix_ > options_.freed_history + 64) [[unlikely]] {
-      while (released_prefix_ > options_.freed_history) forget_oldest_locked();
+    while (released_ != freed_.end() && !freed_.at(released_).held()) ++released_;
+    // Forgotten in batches of 64: one step per 64 frees instead of per free.
+    if (released_ - freed_.begin() > options_.freed_history + 64) [[unlikely]] {
+      forget_history_locked();
     }
   }
-  void forget_oldest_locked();
+  void forget_history_locked();
+  SpinLock* lock_ptr() const { return options_.thread_safe ? &lock_ : nullptr; }
   void emit(debug::Report r);
   void emit_all(std::vector<debug::Report>& reports);
   void log_call(std::string_view op, std::size_t len, std::size_t new_len, Alignment alignment,
@@ -284,17 +334,23 @@ class DebugAllocator {
 
   Allocator child_;
   DebugOptions options_;
-  std::unique_ptr<std::mutex> mu_;  // null when !thread_safe
+  mutable SpinLock lock_;  // unused when !thread_safe
   debug::AddressMap<Record> live_;
-  // Every remembered free, oldest first. Entries [0, released_prefix_) have
-  // gone back to the child (history, at most freed_history of them); later
-  // entries are held in the quarantine unless they were too big to hold.
-  Ring freed_;
-  std::size_t released_prefix_ = 0;
+  // Every remembered free, oldest first. Entries [begin, released_) have
+  // gone back to the child (history, at most freed_history + 64 of them);
+  // later entries are held in the quarantine unless they were too big to
+  // hold.
+  Fifo<Freed> freed_;
+  std::uint64_t released_ = 0;
+  // The entries of freed_ that own a trace, oldest first (1 in sample_every
+  // frees), so forgetting history never reads freed_ itself.
+  Fifo<FreedTrace> freed_traces_;
   std::vector<StackTrace*> trace_pool_;
   DebugStats stats_;
   std::uint64_t next_seq_ = 0;
   std::uint32_t sample_countdown_ = 1;
+  // min(quarantine_max_block, quarantine_bytes): larger blocks are not held.
+  std::size_t hold_limit_ = 0;
   std::optional<InjectedFailure> injected_;
   bool deinit_done_ = false;
 };

@@ -16,58 +16,18 @@
 #include <vector>
 
 #include "allocators/c_allocator.h"
+#include "bench/debug/debug_configs.h"
 #include "debug/debug_allocator.h"
 
 namespace {
 
-// "_noq": quarantine off (no use-after-free detection; everything else on).
-// "_st": thread_safe = false (the option for single-threaded speed).
-// "_noq": quarantine off (no use-after-free detection; everything else on).
-// "_min": single-threaded, no quarantine, no freed-block history: the cost
-// of the live-block table, canaries and return addresses alone.
-enum Config {
-  kChild, kRetAddr, kRetAddrSt, kRetAddrStNoQ, kRetAddrMin,
-  kSampled64, kSampled64St, kSampled64StNoQ, kAlways, kNumConfigs
-};
-const char* const kNames[] = {"child",         "ret_addr",        "ret_addr_st",
-                              "ret_addr_st_noq", "ret_addr_min",  "sampled64",
-                              "sampled64_st",  "sampled64_st_noq", "always"};
-
-alloy::DebugOptions options_for(Config c) {
-  alloy::DebugOptions o;
-  o.sink = [](const alloy::debug::Report&) {};
-  switch (c) {
-    case kRetAddrMin:
-      o.freed_history = 0;
-      [[fallthrough]];
-    case kRetAddrStNoQ:
-      o.quarantine_bytes = 0;
-      [[fallthrough]];
-    case kRetAddrSt:
-      o.thread_safe = false;
-      [[fallthrough]];
-    case kRetAddr:
-      o.traces = alloy::TraceMode::kNever;
-      break;
-    case kSampled64StNoQ:
-      o.quarantine_bytes = 0;
-      [[fallthrough]];
-    case kSampled64St:
-      o.thread_safe = false;
-      [[fallthrough]];
-    case kSampled64:
-      o.traces = alloy::TraceMode::kSampled;
-      o.sample_every = 64;
-      break;
-    case kAlways:
-      o.traces = alloy::TraceMode::kAlways;
-      break;
-    case kChild:
-    case kNumConfigs:
-      break;
-  }
-  return o;
-}
+using alloy::bench::Config;
+using alloy::bench::options_for;
+using alloy::bench::kChild;
+using alloy::bench::kRetAddr;
+using alloy::bench::kSampled64;
+using alloy::bench::kAlways;
+const auto& kNames = alloy::bench::kConfigNames;
 
 // Keeps the call sites out of line, as real callers would be.
 [[gnu::noinline]] void* do_alloc(alloy::Allocator a, std::size_t n) {
@@ -108,7 +68,6 @@ void BM_batch(benchmark::State& state) {
 
 BENCHMARK(BM_pair)->DenseRange(kChild, kAlways);
 BENCHMARK(BM_batch)->DenseRange(kChild, kAlways);
-static_assert(sizeof(kNames) / sizeof(kNames[0]) == kNumConfigs);
 
 // Collects each run's time per item so main can print ratios.
 class RatioReporter : public benchmark::ConsoleReporter {
