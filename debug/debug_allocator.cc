@@ -90,6 +90,7 @@ DebugAllocator::DebugAllocator(Allocator child, DebugOptions options)
     : child_(child), options_(std::move(options)) {
   if (options_.sample_every == 0) options_.sample_every = 1;
   hold_limit_ = std::min(options_.quarantine_max_block, options_.quarantine_bytes);
+  if (options_.thread_safe) lock_if_thread_safe_ = &lock_;
 }
 
 DebugAllocator::~DebugAllocator() {
@@ -151,21 +152,37 @@ namespace {
 // 16 bytes as one SSE2/NEON register (GCC and Clang vector extension).
 using Vec16 = std::uint64_t __attribute__((vector_size(16)));
 
-// Fills n bytes with `byte` in 8-byte stores (the last one overlapping)
-// for the small blocks that dominate; memset above 256 bytes and below 8.
-// Not 16-byte vector stores: on the build machine those made the whole
-// free ~10 ns slower (glibc's free reads 8-byte words of the block back),
-// while ten 8-byte stores cost about 1 ns.
+inline Vec16 load16(const std::byte* p) {
+  Vec16 v;
+  std::memcpy(&v, p, 16);
+  return v;
+}
+inline void store16(std::byte* p, Vec16 v) { std::memcpy(p, &v, 16); }
+
+// Fills n bytes with `byte`. From 16 to 128 bytes (the blocks that
+// dominate) with a fixed set of 16-byte stores that overlap at the end
+// rather than a loop; memset otherwise. GCC must not see a fill loop: it
+// turns it into memset expanded inline as `rep stos`, which made a 64-byte
+// free ~10 ns slower on the build machine.
 inline void fill_small(std::byte* p, std::size_t n, std::byte byte) {
-  if (n >= 8 && n <= 256) [[likely]] {
-    const std::uint64_t w = 0x0101010101010101ull * static_cast<std::uint8_t>(byte);
-    for (std::size_t i = 0; i + 8 < n; i += 8) {
-      std::memcpy(p + i, &w, 8);
-      // Keeps GCC from turning the loop back into memset, which it expands
-      // inline as `rep stos`: ~30 cycles to start, for 80 bytes.
-      __asm__("" : : "r"(p) : "memory");
+  const std::uint64_t w = 0x0101010101010101ull * static_cast<std::uint8_t>(byte);
+  const Vec16 v = {w, w};
+  if (n > 64 && n <= 128) [[likely]] {
+    store16(p, v);
+    store16(p + 16, v);
+    store16(p + 32, v);
+    store16(p + 48, v);
+    store16(p + n - 64, v);
+    store16(p + n - 48, v);
+    store16(p + n - 32, v);
+    store16(p + n - 16, v);
+  } else if (n >= 16 && n <= 64) {
+    store16(p, v);
+    store16(p + n - 16, v);
+    if (n > 32) {
+      store16(p + 16, v);
+      store16(p + n - 32, v);
     }
-    std::memcpy(p + n - 8, &w, 8);
   } else {
     std::memset(p, static_cast<int>(byte), n);
   }
@@ -173,24 +190,22 @@ inline void fill_small(std::byte* p, std::size_t n, std::byte byte) {
 
 bool all_are(const std::byte* p, std::size_t n, std::byte expected);
 
-// all_are() for the quarantine's eviction check: 16-byte loads, the last one
-// overlapping, for blocks up to 256 bytes.
+// all_are() for the quarantine's eviction check, shaped like fill_small.
 inline bool all_are_small(const std::byte* p, std::size_t n, std::byte expected) {
-  if (n >= 16 && n <= 256) [[likely]] {
-    const std::uint64_t w = 0x0101010101010101ull * static_cast<std::uint8_t>(expected);
-    const Vec16 v = {w, w};
-    Vec16 diff = {0, 0};
-    for (std::size_t i = 0; i + 16 < n; i += 16) {
-      Vec16 x;
-      std::memcpy(&x, p + i, 16);
-      diff |= x ^ v;
-    }
-    Vec16 last;
-    std::memcpy(&last, p + n - 16, 16);
-    diff |= last ^ v;
-    return (diff[0] | diff[1]) == 0;
+  const std::uint64_t w = 0x0101010101010101ull * static_cast<std::uint8_t>(expected);
+  const Vec16 v = {w, w};
+  Vec16 diff;
+  if (n > 64 && n <= 128) [[likely]] {
+    diff = ((load16(p) ^ v) | (load16(p + 16) ^ v)) | ((load16(p + 32) ^ v) | (load16(p + 48) ^ v)) |
+           ((load16(p + n - 64) ^ v) | (load16(p + n - 48) ^ v)) |
+           ((load16(p + n - 32) ^ v) | (load16(p + n - 16) ^ v));
+  } else if (n >= 16 && n <= 64) {
+    diff = (load16(p) ^ v) | (load16(p + n - 16) ^ v);
+    if (n > 32) diff |= (load16(p + 16) ^ v) | (load16(p + n - 32) ^ v);
+  } else {
+    return all_are(p, n, expected);
   }
-  return all_are(p, n, expected);
+  return (diff[0] | diff[1]) == 0;
 }
 
 // All bytes equal to `expected`? 32 bytes per step in four independent
@@ -375,7 +390,7 @@ void DebugAllocator::report_use_after_free_locked(std::uint64_t pos,
   out.push_back(std::move(r));
 }
 
-void DebugAllocator::release_held_locked(std::uint64_t pos, std::vector<Report>& out) {
+inline void DebugAllocator::release_held_locked(std::uint64_t pos, std::vector<Report>& out) {
   Freed& f = freed_.at(pos);
   auto* block = reinterpret_cast<std::byte*>(f.addr);
   const std::size_t size = f.size();
@@ -388,7 +403,7 @@ void DebugAllocator::release_held_locked(std::uint64_t pos, std::vector<Report>&
   child_.raw_free(Bytes(block, size + options_.canary_bytes), f.alignment(), f.free_ret);
 }
 
-bool DebugAllocator::evict_one_locked(std::vector<Report>& out) {
+inline bool DebugAllocator::evict_one_locked(std::vector<Report>& out) {
   while (released_ != freed_.end()) {
     const std::uint64_t pos = released_++;
     if (freed_.at(pos).held()) {
@@ -471,10 +486,8 @@ void* DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintpt
                  Record{len, ret, trace, next_seq_++, alignment});
     stats_.live_bytes += len;
     stats_.total_bytes += len;
-    ++stats_.live_count;
-    ++stats_.total_allocs;
     stats_.peak_live_bytes = std::max(stats_.peak_live_bytes, stats_.live_bytes);
-    stats_.peak_live_count = std::max(stats_.peak_live_count, stats_.live_count);
+    stats_.peak_live_count = std::max(stats_.peak_live_count, live_.size());
   }
   if (options_.verbose) [[unlikely]] log_call("alloc", len, 0, alignment, nullptr, result, ret);
   return result;
@@ -568,23 +581,32 @@ void* DebugAllocator::do_resize(Bytes memory, Alignment alignment, std::size_t n
 
 void DebugAllocator::do_free(Bytes memory, Alignment alignment, std::uintptr_t ret) {
   const auto addr = reinterpret_cast<std::uintptr_t>(memory.data());
-  std::vector<Report> reports;  // empty: no allocation unless something is reported
+  const std::size_t size = memory.size();
   {
-    // Fast path: a correct free of a live block with an intact canary.
+    // Fast path: a correct free of a live, untraced block with an intact
+    // canary, small enough to hold. Everything else (errors, sampled blocks,
+    // big blocks, verbose) goes through free_slow, which looks again.
     Guard guard(lock_ptr());
     Record* found = live_.find(addr);
-    if (found != nullptr && found->size == memory.size() && found->alignment == alignment &&
-        canary_intact(memory.data(), found->size)) [[likely]] {
-      const Record rec = *found;
+    if (found != nullptr && found->size == size && found->alignment == alignment &&
+        found->trace == nullptr && size <= hold_limit_ && !options_.verbose &&
+        canary_intact(memory.data(), size)) [[likely]] {
+      const std::uintptr_t alloc_ret = found->ret_addr;
       live_.erase_value(found);
-      stats_.live_bytes -= rec.size;
-      --stats_.live_count;
+      stats_.live_bytes -= size;
       ++stats_.total_frees;
-      quarantine_locked(addr, rec, ret, reports);
-      if (options_.verbose) [[unlikely]] {
-        log_call("free", memory.size(), 0, alignment, memory.data(), nullptr, ret);
+      fill_small(memory.data(), size + options_.canary_bytes, debug::internal::kFreedByte);
+      freed_.push_back(Freed{addr, alloc_ret, ret,
+                             static_cast<std::uint64_t>(size) |
+                                 (std::uint64_t{alignment.log2()} << 48) | Freed::kHeld});
+      stats_.quarantined_bytes += size;
+      while (stats_.quarantined_bytes > options_.quarantine_bytes && evict_one_locked(pending_)) {
       }
-      if (reports.empty()) [[likely]] return;
+      trim_history_locked();
+      if (pending_.empty()) [[likely]] return;
+      // A block leaving the quarantine had been written to.
+      std::vector<Report> reports = std::move(pending_);
+      pending_.clear();
       stats_.errors += reports.size();
       guard.unlock();
       emit_all(reports);
@@ -633,7 +655,6 @@ void DebugAllocator::free_slow(Bytes memory, Alignment alignment, std::uintptr_t
         write_canary(memory.data(), rec.size);
       }
       stats_.live_bytes -= rec.size;
-      --stats_.live_count;
       ++stats_.total_frees;
       quarantine_locked(addr, rec, ret, reports);
     }
@@ -735,7 +756,6 @@ std::size_t DebugAllocator::deinit() {
                         rec.alignment, rec.ret_addr);
         release_trace_locked(rec.trace);
         stats_.live_bytes -= rec.size;
-        --stats_.live_count;
       });
       live_.clear();
     }
@@ -766,7 +786,11 @@ void DebugAllocator::visit(const std::function<void(const AllocationInfo&)>& fn)
 
 DebugStats DebugAllocator::stats() const {
   Guard guard(lock_ptr());
-  return stats_;
+  DebugStats s = stats_;
+  // Derived here rather than counted on every call.
+  s.live_count = live_.size();
+  s.total_allocs = s.alloc_calls - s.failed_allocs;
+  return s;
 }
 
 std::optional<InjectedFailure> DebugAllocator::injected_failure() const {

@@ -326,7 +326,7 @@ class DebugAllocator {
     }
   }
   void forget_history_locked();
-  SpinLock* lock_ptr() const { return options_.thread_safe ? &lock_ : nullptr; }
+  SpinLock* lock_ptr() const { return lock_if_thread_safe_; }
   void emit(debug::Report r);
   void emit_all(std::vector<debug::Report>& reports);
   void log_call(std::string_view op, std::size_t len, std::size_t new_len, Alignment alignment,
@@ -335,6 +335,7 @@ class DebugAllocator {
   Allocator child_;
   DebugOptions options_;
   mutable SpinLock lock_;  // unused when !thread_safe
+  SpinLock* lock_if_thread_safe_ = nullptr;
   debug::AddressMap<Record> live_;
   // Every remembered free, oldest first. Entries [begin, released_) have
   // gone back to the child (history, at most freed_history + 64 of them);
@@ -346,6 +347,9 @@ class DebugAllocator {
   // frees), so forgetting history never reads freed_ itself.
   Fifo<FreedTrace> freed_traces_;
   std::vector<StackTrace*> trace_pool_;
+  // Reports found under the lock by the free fast path, emitted after it.
+  std::vector<debug::Report> pending_;
+  // live_count and total_allocs are derived in stats().
   DebugStats stats_;
   std::uint64_t next_seq_ = 0;
   std::uint32_t sample_countdown_ = 1;
