@@ -188,6 +188,32 @@ BOOST_AUTO_TEST_CASE(realloc_keeps_contents_through_every_kind) {
   engine::free(p);
 }
 
+BOOST_AUTO_TEST_CASE(realloc_growth_by_small_steps_moves_rarely_and_keeps_every_byte) {
+  // Append loop: 1 byte at a time up to 48 KiB. Headroom on moving growths
+  // keeps the number of moves logarithmic (about 3 per doubling).
+  std::size_t moves = 0;
+  auto* p = static_cast<unsigned char*>(engine::alloc(1));
+  p[0] = 0;
+  for (std::size_t n = 2; n <= 48 * 1024; ++n) {
+    auto* q = static_cast<unsigned char*>(engine::realloc(p, n));
+    BOOST_REQUIRE(q != nullptr);
+    if (q != p) ++moves;
+    BOOST_REQUIRE_GE(engine::usable_size(q), n);
+    q[n - 1] = static_cast<unsigned char>(n - 1);
+    p = q;
+  }
+  bool intact = true;
+  for (std::size_t i = 0; i < 48 * 1024; ++i) intact &= p[i] == static_cast<unsigned char>(i);
+  BOOST_CHECK(intact);
+  BOOST_CHECK_LE(moves, 50u);
+  // A shrink far below the usable size gives the headroom back.
+  void* s = engine::realloc(p, 100);
+  BOOST_REQUIRE(s != nullptr);
+  BOOST_CHECK_LT(engine::usable_size(s), 200u);
+  BOOST_CHECK_EQUAL(static_cast<unsigned char*>(s)[99], 99);
+  engine::free(s);
+}
+
 BOOST_AUTO_TEST_CASE(resize_in_place_within_usable_and_huge_growth) {
   void* p = engine::alloc(100);
   BOOST_CHECK(engine::resize_in_place(p, engine::usable_size(p)));
