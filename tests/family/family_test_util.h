@@ -1,5 +1,15 @@
 // Shared checks for the allocator-family suites: alignment sweeps, random
 // fills that prove live blocks do not overlap, contents kept across realloc.
+//
+// Cost: linear in the bytes checked. Thread safety: call from the test thread
+// (Boost.Test assertions are not thread-safe).
+//
+// Example:
+//   alloy::Bytes b = *a.alloc_bytes(64, alloy::Alignment{});
+//   alloy::testing::fill(b, /*block=*/3);
+//   ... other allocations ...
+//   BOOST_TEST(alloy::testing::intact(b, 3, b.size()));   // nobody overwrote it
+//   a.free_bytes(b, alloy::Alignment{});
 #pragma once
 
 #include <boost/test/unit_test.hpp>
