@@ -399,10 +399,31 @@ void maybe_purge(Local* l) noexcept {
   local_purge(l, now - kPurgeDelayMs, false);
 }
 
+void page_retire(Local* l, Page* pg, bool force) noexcept;
+
+// Each class keeps its last page when it empties (no thrash at a page
+// boundary). Before the Local grows by a segment, give those kept empty pages
+// back as free spans: a workload whose sizes drift (append loops, phases)
+// would otherwise keep one touched page per class it ever used (realloc
+// workload: ~15 MiB). Returns true if any span was freed.
+bool retire_kept_pages(Local* l) noexcept {
+  bool any = false;
+  for (unsigned c = 1; c < kClasses; ++c) {
+    Page* pg = l->queues[c].first;
+    if (pg != nullptr && pg == l->queues[c].last && pg->used == 0 &&
+        pg->thread_free.load(std::memory_order_acquire) == 0) {
+      page_retire(l, pg, true);
+      any = true;
+    }
+  }
+  return any;
+}
+
 // A used span of n slices, committed; null past the ceiling or out of memory.
 Page* span_get(Local* l, std::size_t n, std::size_t align_slices, std::uint8_t kind) noexcept {
   for (int attempt = 0; attempt < 2; ++attempt) {
     Page* pg = span_find(l, n, align_slices);
+    if (pg == nullptr && retire_kept_pages(l)) pg = span_find(l, n, align_slices);
     if (pg == nullptr && segment_new(l) != nullptr) pg = span_find(l, n, align_slices);
     if (pg != nullptr) {
       Segment* seg = segment_of(pg);

@@ -214,6 +214,28 @@ BOOST_AUTO_TEST_CASE(realloc_growth_by_small_steps_moves_rarely_and_keeps_every_
   engine::free(s);
 }
 
+BOOST_AUTO_TEST_CASE(pages_kept_by_classes_no_longer_used_are_reused) {
+  // Sizes drift upwards through every class from 9 KiB to 64 KiB (8 blocks
+  // of each, then freed): each class keeps its emptied page, but those pages
+  // must be reused before the heap grows, so commitment stays near one page.
+  auto& committed = engine::detail::g_default_heap.committed;
+  const std::size_t before = committed.load();
+  for (int round = 0; round < 2; ++round) {
+    for (unsigned c = engine::detail::class_of(9 * 1024); c < engine::detail::kClasses; ++c) {
+      const std::size_t size = engine::detail::class_size(c);
+      void* b[8];
+      for (void*& p : b) {
+        p = engine::alloc(size);
+        BOOST_REQUIRE(p != nullptr);
+        fill(p, size, 3);
+      }
+      for (void* p : b) engine::free(p);
+    }
+  }
+  const std::size_t after = committed.load();
+  BOOST_CHECK_LT(after > before ? after - before : 0, std::size_t{6} << 20);
+}
+
 BOOST_AUTO_TEST_CASE(resize_in_place_within_usable_and_huge_growth) {
   void* p = engine::alloc(100);
   BOOST_CHECK(engine::resize_in_place(p, engine::usable_size(p)));
