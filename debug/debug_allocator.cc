@@ -482,7 +482,7 @@ void* DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintpt
     auto* block = static_cast<std::byte*>(result);
     write_canary(block, len);
     StackTrace* trace = should_sample_locked() ? new_trace_locked() : nullptr;
-    live_.insert(reinterpret_cast<std::uintptr_t>(result),
+    live_.insert_new(reinterpret_cast<std::uintptr_t>(result),
                  Record{len, ret, trace, next_seq_++, alignment});
     stats_.live_bytes += len;
     stats_.total_bytes += len;
@@ -565,7 +565,7 @@ void* DebugAllocator::do_resize(Bytes memory, Alignment alignment, std::size_t n
           // Same block at a new address: it keeps its allocation site.
           const Record moved_rec = rec;
           live_.erase(addr);
-          live_.insert(reinterpret_cast<std::uintptr_t>(moved), moved_rec);
+          live_.insert_new(reinterpret_cast<std::uintptr_t>(moved), moved_rec);
         }
       }
     }
@@ -584,23 +584,35 @@ void DebugAllocator::do_free(Bytes memory, Alignment alignment, std::uintptr_t r
   const std::size_t size = memory.size();
   {
     // Fast path: a correct free of a live, untraced block with an intact
-    // canary, small enough to hold. Everything else (errors, sampled blocks,
-    // big blocks, verbose) goes through free_slow, which looks again.
+    // canary. Everything else (errors, sampled blocks, verbose) goes through
+    // free_slow, which looks again.
     Guard guard(lock_ptr());
     Record* found = live_.find(addr);
     if (found != nullptr && found->size == size && found->alignment == alignment &&
-        found->trace == nullptr && size <= hold_limit_ && !options_.verbose &&
+        found->trace == nullptr && !options_.verbose &&
         canary_intact(memory.data(), size)) [[likely]] {
       const std::uintptr_t alloc_ret = found->ret_addr;
       live_.erase_value(found);
       stats_.live_bytes -= size;
       ++stats_.total_frees;
-      fill_small(memory.data(), size + options_.canary_bytes, debug::internal::kFreedByte);
-      freed_.push_back(Freed{addr, alloc_ret, ret,
-                             static_cast<std::uint64_t>(size) |
-                                 (std::uint64_t{alignment.log2()} << 48) | Freed::kHeld});
-      stats_.quarantined_bytes += size;
-      while (stats_.quarantined_bytes > options_.quarantine_bytes && evict_one_locked(pending_)) {
+      const std::uint64_t bits =
+          static_cast<std::uint64_t>(size) | (std::uint64_t{alignment.log2()} << 48);
+      if (size <= hold_limit_) [[likely]] {
+        fill_small(memory.data(), size + options_.canary_bytes, debug::internal::kFreedByte);
+        freed_.push_back(Freed{addr, alloc_ret, ret, bits | Freed::kHeld});
+        stats_.quarantined_bytes += size;
+        // One block in, about one out: the child takes them back one at a
+        // time, which keeps glibc in its per-thread cache (evicting in
+        // batches overflowed it and cost ~50 more instructions per free).
+        while (stats_.quarantined_bytes > options_.quarantine_bytes &&
+               evict_one_locked(pending_)) {
+        }
+      } else {
+        // Too big to hold (or no quarantine): straight back to the child,
+        // remembered in the history only.
+        child_.raw_free(Bytes(memory.data(), size + options_.canary_bytes), alignment, ret);
+        if (options_.freed_history == 0) return;
+        freed_.push_back(Freed{addr, alloc_ret, ret, bits});
       }
       trim_history_locked();
       if (pending_.empty()) [[likely]] return;

@@ -63,3 +63,34 @@ BOOST_AUTO_TEST_CASE(matches_unordered_map_under_random_churn) {
   for (const auto& [k, v] : ref) BOOST_REQUIRE(m.erase(k));
   BOOST_TEST(m.empty());
 }
+
+// The DebugAllocator pattern: a steady number of live keys while addresses
+// move on (quarantine), so erased slots pile up and get swept by rebuilds.
+BOOST_AUTO_TEST_CASE(fifo_churn_through_many_addresses_keeps_every_live_key) {
+  AddressMap<std::uint64_t> m;
+  std::vector<std::uintptr_t> live;
+  std::size_t oldest = 0;
+  for (std::uint64_t i = 0; i < 200000; ++i) {
+    const std::uintptr_t key = 0x500000000000 + 48 * i;
+    m.insert_new(key, i);
+    live.push_back(key);
+    if (live.size() - oldest > 100) {
+      std::uint64_t* v = m.find(live[oldest]);
+      BOOST_REQUIRE(v != nullptr);
+      BOOST_REQUIRE_EQUAL(*v, oldest);
+      m.erase_value(v);
+      BOOST_REQUIRE(m.find(live[oldest]) == nullptr);
+      ++oldest;
+    }
+    if (i % 9973 == 0) {
+      BOOST_REQUIRE_EQUAL(m.size(), live.size() - oldest);
+      for (std::size_t j = oldest; j < live.size(); ++j) {
+        BOOST_REQUIRE(m.find(live[j]) != nullptr);
+        BOOST_REQUIRE_EQUAL(*m.find(live[j]), j);
+      }
+    }
+  }
+  BOOST_TEST(m.size() == 100u);
+  BOOST_TEST(m.find(1) == nullptr);  // the erased-slot marker is never a key
+  BOOST_TEST(m.find(0) == nullptr);
+}

@@ -478,3 +478,36 @@ BOOST_AUTO_TEST_CASE(thread_safe_mode_survives_concurrent_use) {
   BOOST_TEST(st.errors == 0u);
   BOOST_TEST(debug.deinit() == 0u);
 }
+
+// Blocks allocated while the process may still be single-threaded (the lock
+// is skipped then) are freed by threads started afterwards, while the main
+// thread keeps allocating: every block is accounted for, nothing reported.
+BOOST_AUTO_TEST_CASE(blocks_cross_from_single_threaded_use_to_threads) {
+  alloy::DebugOptions o;
+  o.sink = [](const Report&) {};
+  o.quarantine_bytes = 4096;  // evictions happen while the threads run
+  alloy::DebugAllocator debug(alloy::c_allocator(), o);
+  auto a = debug.allocator();
+  constexpr int kPerThread = 500;
+  std::vector<std::span<int>> blocks;
+  for (int i = 0; i < 2 * kPerThread; ++i) blocks.push_back(a.alloc<int>(1 + i % 24).value());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([a, &blocks, t] {
+      for (int i = t * kPerThread; i < (t + 1) * kPerThread; ++i) a.free(blocks[i]);
+    });
+  }
+  for (int i = 0; i < 1000; ++i) {
+    auto s = a.alloc<int>(1 + i % 24);
+    BOOST_REQUIRE(s.ok());
+    a.free(*s);
+  }
+  for (auto& th : threads) th.join();
+  const auto st = debug.stats();
+  BOOST_TEST(st.total_allocs == 2u * kPerThread + 1000u);
+  BOOST_TEST(st.total_frees == 2u * kPerThread + 1000u);
+  BOOST_TEST(st.live_count == 0u);
+  BOOST_TEST(st.live_bytes == 0u);
+  BOOST_TEST(st.errors == 0u);
+  BOOST_TEST(debug.deinit() == 0u);
+}
