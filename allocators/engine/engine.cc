@@ -199,6 +199,12 @@ void queue_push_front(PageQueue* q, Page* pg) noexcept {
   if (q->first) q->first->prev = pg; else q->last = pg;
   q->first = pg;
 }
+void queue_push_back(PageQueue* q, Page* pg) noexcept {
+  pg->next = nullptr;
+  pg->prev = q->last;
+  if (q->last) q->last->next = pg; else q->first = pg;
+  q->last = pg;
+}
 void queue_remove(PageQueue* q, Page* pg) noexcept {
   if (pg->prev) pg->prev->next = pg->next; else q->first = pg->next;
   if (pg->next) pg->next->prev = pg->prev; else q->last = pg->prev;
@@ -505,8 +511,14 @@ void unfull(Local* l, Page* pg) noexcept {
   queue_remove(&l->full, pg);
   pg->thread_free.fetch_and(~kTfFull, std::memory_order_acq_rel);
   clear_full(pg);
-  queue_push_front(&l->queues[pg->size_class], pg);
-  direct_update(l, pg->size_class);
+  // To the back: the page has a single free block now; at the front, every
+  // such free would make the next allocation take it and park it again
+  // (churn workload: a park/unfull cycle per block). At the back it gathers
+  // more frees before allocation reaches it.
+  PageQueue* q = &l->queues[pg->size_class];
+  const bool was_empty = q->first == nullptr;
+  queue_push_back(q, pg);
+  if (was_empty) direct_update(l, pg->size_class);
 }
 
 void drain_pending(Local* l) noexcept {
@@ -536,8 +548,18 @@ void* alloc_from_class(Local* l, unsigned c) noexcept {
   Page* pg;
   while ((pg = q->first) != nullptr) {
     page_collect(pg);
-    if (pg->free == nullptr && pg->capacity < reserved(pg)) page_extend(pg);
     if (pg->free != nullptr) break;
+    if (pg->capacity < reserved(pg)) {
+      // Reuse freed blocks of the next page before touching fresh memory.
+      Page* nx = pg->next;
+      if (nx != nullptr && (nx->free != nullptr || nx->local_free != nullptr)) {
+        queue_remove(q, pg);
+        queue_push_back(q, pg);
+        continue;
+      }
+      page_extend(pg);
+      break;
+    }
     // Park it as full unless a cross-thread free just arrived (same CAS).
     std::uintptr_t w = pg->thread_free.load(std::memory_order_relaxed);
     bool parked = false;

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -234,6 +235,33 @@ BOOST_AUTO_TEST_CASE(pages_kept_by_classes_no_longer_used_are_reused) {
   }
   const std::size_t after = committed.load();
   BOOST_CHECK_LT(after > before ? after - before : 0, std::size_t{6} << 20);
+}
+
+BOOST_AUTO_TEST_CASE(freed_blocks_are_reused_before_fresh_memory) {
+  // Several pages of one class, every second block freed: the next
+  // allocations of that class come from the freed blocks (no fresh carving
+  // while older pages have free blocks), whichever page is at the front.
+  std::thread([] {
+    constexpr std::size_t kCount = 6000;
+    std::vector<void*> blocks(kCount);
+    for (void*& p : blocks) p = engine::alloc(48);
+    std::vector<void*> freed;
+    for (std::size_t i = 0; i < kCount; i += 2) {
+      freed.push_back(blocks[i]);
+      engine::free(blocks[i]);
+      blocks[i] = nullptr;
+    }
+    std::sort(freed.begin(), freed.end());
+    std::size_t reused = 0;
+    std::vector<void*> again(freed.size());
+    for (void*& p : again) {
+      p = engine::alloc(48);
+      reused += std::binary_search(freed.begin(), freed.end(), p) ? 1 : 0;
+    }
+    BOOST_CHECK_GE(reused, freed.size() * 9 / 10);
+    for (void* p : again) engine::free(p);
+    for (void* p : blocks) engine::free(p);
+  }).join();
 }
 
 BOOST_AUTO_TEST_CASE(resize_in_place_within_usable_and_huge_growth) {
