@@ -56,16 +56,21 @@ class AddressMap {
 
   // Inserts a key known to be absent (a block the child just returned):
   // one probe for the first free or erased slot, no search for the key.
-  void insert_new(std::uintptr_t key, const V& value) {
+  void insert_new(std::uintptr_t key, const V& value) { *claim_new(key) = value; }
+
+  // insert_new() that returns the value's slot (holding whatever it held)
+  // for the caller to fill field by field: copying a whole struct built on
+  // the stack compiled to 8-byte stores read back as 16-byte loads, a
+  // store-forwarding stall on every alloc.
+  V* claim_new(std::uintptr_t key) {
     if ((used_ + 1) * 2 > capacity_) [[unlikely]] rehash();
     for (std::size_t i = home(key);; i = (i + 1) & mask_) {
       Slot& s = slots_[i];
       if (s.key <= kTombstone) [[likely]] {
         used_ += s.key == kEmpty;
         s.key = key;
-        s.value = value;
         ++count_;
-        return;
+        return &s.value;
       }
     }
   }

@@ -482,8 +482,12 @@ void* DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintpt
     auto* block = static_cast<std::byte*>(result);
     write_canary(block, len);
     StackTrace* trace = should_sample_locked() ? new_trace_locked() : nullptr;
-    live_.insert_new(reinterpret_cast<std::uintptr_t>(result),
-                 Record{len, ret, trace, next_seq_++, alignment});
+    Record* rec = live_.claim_new(reinterpret_cast<std::uintptr_t>(result));
+    rec->size = len;
+    rec->ret_addr = ret;
+    rec->trace = trace;
+    rec->seq = next_seq_++;
+    rec->alignment = alignment;
     stats_.live_bytes += len;
     stats_.total_bytes += len;
     stats_.peak_live_bytes = std::max(stats_.peak_live_bytes, stats_.live_bytes);

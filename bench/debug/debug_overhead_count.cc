@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+#include <thread>
 
 #include "allocators/c_allocator.h"
 #include "bench/debug/debug_configs.h"
@@ -64,7 +65,7 @@ constexpr int kBatch = 64;
 int main(int argc, char** argv) {
   using namespace alloy::bench;
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s CONFIG pair|batch\n", argv[0]);
+    std::fprintf(stderr, "usage: %s CONFIG pair|batch [threaded]\n", argv[0]);
     return 2;
   }
   int config = -1;
@@ -76,6 +77,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   const bool batch = std::string_view(argv[2]) == "batch";
+  // Optional third argument "threaded": start a thread first so the lock is
+  // taken on every call (see debug_allocator.h).
+  if (argc > 3 && std::string_view(argv[3]) == "threaded") std::thread([] {}).join();
   alloy::DebugAllocator debug(alloy::c_allocator(), options_for(static_cast<Config>(config)));
   alloy::Allocator a = config == kChild ? alloy::c_allocator() : debug.allocator();
   // Warm up (the table grows, the quarantine fills, malloc's caches settle)
