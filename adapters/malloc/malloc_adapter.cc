@@ -290,7 +290,7 @@ ALLOY_EXPORT void* pvalloc(std::size_t size) noexcept {
 
 ALLOY_EXPORT std::size_t malloc_usable_size(void* p) noexcept {
   if (p == nullptr) return 0;
-  if (!engine::owns(p)) return mi::big_aligned_usable(p);
+  if (!engine::inline_owns(p)) return mi::big_aligned_usable(p);
   return engine::usable_size(p);
 }
 

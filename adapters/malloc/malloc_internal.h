@@ -116,7 +116,7 @@ inline void* alloc_aligned(std::size_t size, std::size_t alignment,
 
 inline void free(void* p, std::uintptr_t caller) noexcept {
   if (p == nullptr) return;
-  if (!engine::owns(p)) [[unlikely]] {
+  if (!engine::inline_owns(p)) [[unlikely]] {
     free_not_engine(p, caller);
     return;
   }
@@ -126,7 +126,7 @@ inline void free(void* p, std::uintptr_t caller) noexcept {
 inline void free_sized(void* p, std::size_t size,
                        std::uintptr_t caller) noexcept {
   if (p == nullptr) return;
-  if (!engine::owns(p)) [[unlikely]] {
+  if (!engine::inline_owns(p)) [[unlikely]] {
     free_not_engine(p, caller);
     return;
   }
@@ -150,7 +150,7 @@ inline void free_aligned_sized(void* p, std::size_t alignment,
                                std::uintptr_t caller) noexcept {
   if (alignment <= kNaturalAlignment) return free_sized(p, size, caller);
   if (p == nullptr) return;
-  if (!engine::owns(p)) [[unlikely]] {
+  if (!engine::inline_owns(p)) [[unlikely]] {
     free_not_engine(p, caller);
     return;
   }
@@ -182,7 +182,7 @@ inline void* realloc(void* p, std::size_t size,
   }
   if (size > kMaxRequest) [[unlikely]]
     return fail_enomem(size, caller);
-  if (!engine::owns(p)) [[unlikely]]
+  if (!engine::inline_owns(p)) [[unlikely]]
     return realloc_not_engine(p, size, caller);
   void* q = engine::realloc(p, size);
   if (q == nullptr) [[unlikely]]

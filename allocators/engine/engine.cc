@@ -29,6 +29,7 @@ constinit Page g_empty_page;
 constinit Local g_empty_local;
 __thread Local* t_local __attribute__((tls_model("initial-exec"))) = &g_empty_local;
 constinit HeapCore g_default_heap;
+constinit std::atomic<std::uint64_t*> g_owns_bits{nullptr};
 
 void SpinLock::lock() noexcept {
   for (int spins = 0;; ++spins) {
@@ -77,8 +78,6 @@ std::atomic<int> g_init{0};
 SpinLock g_init_lock;
 pthread_key_t g_key;
 bool g_key_ok = false;
-std::atomic<std::uint64_t*> g_owns_bits{nullptr};
-constexpr std::size_t kOwnsBitsBytes = (std::size_t{1} << 47) / kSegmentSize / 8;
 
 SpinLock g_heaps_lock;
 HeapCore* g_heaps = nullptr;  // user heaps
@@ -1226,13 +1225,7 @@ void free_sized(void* p, std::size_t size) noexcept {
 
 std::size_t usable_size(const void* p) noexcept { return usable_size_of(p); }
 
-bool owns(const void* p) noexcept {
-  std::uint64_t* bits = g_owns_bits.load(std::memory_order_acquire);
-  if (bits == nullptr) return false;
-  const std::uintptr_t u = reinterpret_cast<std::uintptr_t>(p) >> kSegmentShift;
-  if (u >= kOwnsBitsBytes * 8) return false;
-  return (std::atomic_ref<std::uint64_t>(bits[u / 64]).load(std::memory_order_relaxed) >> (u % 64)) & 1;
-}
+bool owns(const void* p) noexcept { return inline_owns(p); }
 
 void* realloc(void* p, std::size_t size) noexcept {
   const std::size_t usable = usable_size_of(p);

@@ -14,10 +14,13 @@
 //   #include "allocators/engine/fast_path.h"
 //   void* p = alloy::engine::inline_alloc(32);   // same contract as alloc()
 //   ...
-//   alloy::engine::inline_free(p);               // same contract as free()
+//   if (alloy::engine::inline_owns(p))           // same contract as owns()
+//     alloy::engine::inline_free(p);             // same contract as free()
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 
 #include "allocators/engine/internal.h"
 
@@ -42,6 +45,15 @@ inline void* inline_alloc(std::size_t size) noexcept {
     }
   }
   return detail::alloc_generic(l, size, 16);
+}
+
+// Same contract as owns(): one bit test, no call (the malloc adapter checks
+// every free against foreign pointers with it).
+inline bool inline_owns(const void* p) noexcept {
+  std::uint64_t* bits = detail::g_owns_bits.load(std::memory_order_acquire);
+  const std::uintptr_t u = reinterpret_cast<std::uintptr_t>(p) >> detail::kSegmentShift;
+  if (bits == nullptr || u >= detail::kOwnsBitsBytes * 8) return false;
+  return (std::atomic_ref<std::uint64_t>(bits[u / 64]).load(std::memory_order_relaxed) >> (u % 64)) & 1;
 }
 
 inline void inline_free(void* p) noexcept {

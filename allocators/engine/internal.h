@@ -310,6 +310,11 @@ void page_mark_free(Page* page, std::uint64_t* bits) noexcept;
 void page_collect(Page* page) noexcept;
 extern HeapCore g_default_heap;
 
+// One bit per 4 MiB unit of the 47-bit address space: set while the unit is
+// engine memory (segments, huge mappings). Mapped at process init.
+inline constexpr std::size_t kOwnsBitsBytes = (std::size_t{1} << 47) / kSegmentSize / 8;
+extern std::atomic<std::uint64_t*> g_owns_bits;
+
 #if defined(__SANITIZE_ADDRESS__)
 #define ALLOY_ENGINE_ASAN 1
 #elif defined(__has_feature)
