@@ -289,27 +289,32 @@ void span_free(Local* l, Segment* seg, std::size_t idx, std::size_t n) noexcept 
 // A free run of n slices starting at a multiple of align_slices; marked used
 // (caller sets kinds) but not yet committed.
 Page* span_find(Local* l, std::size_t n, std::size_t align_slices) noexcept {
-  for (std::size_t b = n; b <= kSlices; ++b) {
-    for (Page* s = l->spans[b]; s != nullptr; s = s->next) {
-      Segment* seg = segment_of(s);
-      const std::size_t idx = static_cast<std::size_t>(s - seg->pages);
-      const std::size_t cnt = s->slice_count;
-      const std::size_t a = (idx + align_slices - 1) / align_slices * align_slices;
-      if (a + n > idx + cnt) continue;
-      span_remove(l, s);
-      const std::uint64_t t = s->freed_at;
-      if (a > idx) {
-        span_set_free(seg, idx, a - idx, t);
-        span_insert(l, &seg->pages[idx]);
+  // Two passes: first only spans whose slices are all committed (touched
+  // memory, no new RSS), then any.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (std::size_t b = n; b <= kSlices; ++b) {
+      for (Page* s = l->spans[b]; s != nullptr; s = s->next) {
+        Segment* seg = segment_of(s);
+        const std::size_t idx = static_cast<std::size_t>(s - seg->pages);
+        const std::size_t cnt = s->slice_count;
+        const std::size_t a = (idx + align_slices - 1) / align_slices * align_slices;
+        if (a + n > idx + cnt) continue;
+        if (pass == 0 && (range_mask(a, n) & ~seg->committed_mask) != 0) continue;
+        span_remove(l, s);
+        const std::uint64_t t = s->freed_at;
+        if (a > idx) {
+          span_set_free(seg, idx, a - idx, t);
+          span_insert(l, &seg->pages[idx]);
+        }
+        if (a + n < idx + cnt) {
+          span_set_free(seg, a + n, idx + cnt - a - n, t);
+          span_insert(l, &seg->pages[a + n]);
+        }
+        seg->used_slices += static_cast<std::uint32_t>(n);
+        Page* pg = &seg->pages[a];
+        pg->slice_count = static_cast<std::uint8_t>(n);
+        return pg;
       }
-      if (a + n < idx + cnt) {
-        span_set_free(seg, a + n, idx + cnt - a - n, t);
-        span_insert(l, &seg->pages[a + n]);
-      }
-      seg->used_slices += static_cast<std::uint32_t>(n);
-      Page* pg = &seg->pages[a];
-      pg->slice_count = static_cast<std::uint8_t>(n);
-      return pg;
     }
   }
   return nullptr;
