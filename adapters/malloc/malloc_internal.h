@@ -166,8 +166,16 @@ inline void* calloc(std::size_t n, std::size_t size,
   std::size_t bytes;
   if (__builtin_mul_overflow(n, size, &bytes)) [[unlikely]]
     return fail_enomem(SIZE_MAX, caller);
-  void* p = alloc(bytes, caller);
-  if (p != nullptr) std::memset(p, 0, bytes);
+  if (bytes <= 1024) {  // the inlined fast path, then a short memset
+    void* p = alloc(bytes, caller);
+    if (p != nullptr) std::memset(p, 0, bytes);
+    return p;
+  }
+  // Big blocks fresh from the OS are already zero: the engine skips the
+  // memset, so calloc(100 MiB) costs no RSS until it is touched.
+  void* p = bytes <= kMaxRequest ? engine::alloc_zeroed(bytes) : nullptr;
+  if (p == nullptr) [[unlikely]]
+    return fail_enomem(bytes, caller);
   return p;
 }
 

@@ -430,7 +430,10 @@ bool retire_kept_pages(Local* l) noexcept {
 }
 
 // A used span of n slices, committed; null past the ceiling or out of memory.
-Page* span_get(Local* l, std::size_t n, std::size_t align_slices, std::uint8_t kind) noexcept {
+// *zero (if given) tells whether every slice was uncommitted, i.e. untouched
+// or purged since, so it reads as zeros.
+Page* span_get(Local* l, std::size_t n, std::size_t align_slices, std::uint8_t kind,
+               bool* zero = nullptr) noexcept {
   for (int attempt = 0; attempt < 2; ++attempt) {
     Page* pg = span_find(l, n, align_slices);
     if (pg == nullptr && retire_kept_pages(l)) pg = span_find(l, n, align_slices);
@@ -442,6 +445,7 @@ Page* span_get(Local* l, std::size_t n, std::size_t align_slices, std::uint8_t k
       if (fresh == 0 ||
           heap_commit(l->heap, static_cast<std::size_t>(__builtin_popcountll(fresh)) * kSliceSize)) {
         seg->committed_mask |= fresh;
+        if (zero != nullptr) *zero = fresh == range_mask(idx, n);
         for (std::size_t i = 0; i < n; ++i) {
           seg->pages[idx + i].kind = kind;
           seg->pages[idx + i].slice_offset = static_cast<std::uint16_t>(i * sizeof(Page));
@@ -595,11 +599,11 @@ void* alloc_from_class(Local* l, unsigned c) noexcept {
   return b;
 }
 
-void* large_alloc(Local* l, std::size_t size, std::size_t align) noexcept {
+void* large_alloc(Local* l, std::size_t size, std::size_t align, bool* zero = nullptr) noexcept {
   if (l->pending.load(std::memory_order_relaxed) != nullptr) drain_pending(l);
   const std::size_t n = (size + kSliceSize - 1) >> kSliceShift;
   const std::size_t as = align > kSliceSize ? align >> kSliceShift : 1;
-  Page* pg = span_get(l, n, as, kLargeBlock);
+  Page* pg = span_get(l, n, as, kLargeBlock, zero);
   if (pg == nullptr) return nullptr;
   pg->size_class = 0;
   pg->block_size = static_cast<std::uint32_t>(n << kSliceShift);
@@ -700,8 +704,8 @@ bool huge_cache_put(Segment* seg, std::size_t mapped) noexcept {
   return true;
 }
 
-// Best fit >= want, else the largest entry (the caller grows it).
-bool huge_cache_take(std::size_t want, HugeEntry* out) noexcept {
+// Best fit >= want, else (unless fit_only) the largest entry (the caller grows it).
+bool huge_cache_take(std::size_t want, HugeEntry* out, bool fit_only) noexcept {
   Guard g(g_huge_cache_lock);
   if (g_huge_cache_count == 0) return false;
   std::size_t best = kHugeCacheEntries, largest = 0;
@@ -710,6 +714,7 @@ bool huge_cache_take(std::size_t want, HugeEntry* out) noexcept {
     if (m >= want && (best == kHugeCacheEntries || m < g_huge_cache[best].mapped)) best = i;
     if (m > g_huge_cache[largest].mapped) largest = i;
   }
+  if (fit_only && best == kHugeCacheEntries) return false;
   const std::size_t pick = best != kHugeCacheEntries ? best : largest;
   *out = g_huge_cache[pick];
   g_huge_cache_bytes -= out->mapped;
@@ -969,16 +974,19 @@ void* alloc_generic(Local* l, std::size_t size, std::size_t align) noexcept {
   return local_alloc(l, size, align);
 }
 
-void* huge_alloc(HeapCore* h, Local* l, std::size_t size, std::size_t align) noexcept {
+void* huge_alloc(HeapCore* h, Local* l, std::size_t size, std::size_t align,
+                 std::size_t* dirty) noexcept {
+  if (dirty != nullptr) *dirty = size;
   if (align > kHugeAlignMax || size > (std::size_t{1} << 46)) return nullptr;
   const std::size_t off = align > kHugeHeader ? align : kHugeHeader;
   const std::size_t want = huge_map_size(off, size);
   Segment* seg = nullptr;
   std::size_t mapped = want;
   HugeEntry e;
-  if (off == kHugeHeader && !h->eager.load(std::memory_order_relaxed) && huge_cache_take(want, &e)) {
+  if (off == kHugeHeader && !h->eager.load(std::memory_order_relaxed) && huge_cache_take(want, &e, dirty != nullptr)) {
     seg = e.seg;
     mapped = e.mapped;
+    if (dirty != nullptr) *dirty = mapped - off < size ? mapped - off : size;  // grown tail is new
     if (mapped < want) {
       Segment* grown = huge_remap(seg, mapped, want, true);
       if (grown == nullptr) {
@@ -986,6 +994,7 @@ void* huge_alloc(HeapCore* h, Local* l, std::size_t size, std::size_t align) noe
         os_unmap(seg, mapped);
         seg = nullptr;
         mapped = want;
+        if (dirty != nullptr) *dirty = size;
       } else {
         seg = grown;
         mapped = want;
@@ -1013,6 +1022,7 @@ void* huge_alloc(HeapCore* h, Local* l, std::size_t size, std::size_t align) noe
       return nullptr;
     }
     owns_mark(seg, mapped, true);
+    if (dirty != nullptr) *dirty = 0;  // a new mapping reads as zeros
   }
   huge_init_header(seg, l, mapped, off);
   huge_link(h, seg);
@@ -1197,6 +1207,29 @@ namespace alloy::engine {
 using namespace detail;
 
 void* alloc(std::size_t size) noexcept { return inline_alloc(size); }
+
+void* alloc_zeroed(std::size_t size) noexcept {
+  if (size <= kSmallMax) {
+    void* p = inline_alloc(size);
+    if (p != nullptr) std::memset(p, 0, size);
+    return p;
+  }
+  Local* l = t_local;
+  if (l == &g_empty_local) {
+    l = thread_init();
+    if (l == nullptr) return nullptr;
+  }
+  if (size <= kLargeMax) {
+    bool zero = false;
+    void* p = large_alloc(l, size, 16, &zero);
+    if (p != nullptr && !zero) std::memset(p, 0, size);
+    return p;
+  }
+  std::size_t dirty = size;
+  void* p = huge_alloc(l->heap, l, size, 16, &dirty);
+  if (p != nullptr && dirty != 0) std::memset(p, 0, dirty);
+  return p;
+}
 
 void* alloc_aligned(std::size_t size, std::size_t alignment) noexcept {
   if (alignment <= 16) return inline_alloc(size);

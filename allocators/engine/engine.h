@@ -29,6 +29,11 @@ namespace alloy::engine {
 // (the caller sets errno).
 void* alloc(std::size_t size) noexcept;
 
+// As alloc(), all bytes zero (calloc). Blocks above 64 KiB that come from
+// memory the OS has not handed out yet (or that was purged since) are not
+// written, so a big zeroed block costs no RSS until it is touched.
+void* alloc_zeroed(std::size_t size) noexcept;
+
 // `size` bytes aligned to `alignment` (a power of two). Up to 64 KiB the
 // block is an ordinary size-class block (no padding), up to 1 MiB whole
 // aligned slices, up to 2 MiB a dedicated mapping; larger alignments return

@@ -298,7 +298,10 @@ void* local_alloc(Local* l, std::size_t size, std::size_t align) noexcept;
 bool heap_init(HeapCore* h) noexcept;
 void heap_collect(HeapCore* h) noexcept;
 void heap_release_all(HeapCore* h) noexcept;
-void* huge_alloc(HeapCore* h, Local* l, std::size_t size, std::size_t align) noexcept;
+// *dirty (if given): how many bytes from the block's start may be non-zero
+// (0 for a new mapping, the cached part of a reused one).
+void* huge_alloc(HeapCore* h, Local* l, std::size_t size, std::size_t align,
+                 std::size_t* dirty = nullptr) noexcept;
 std::size_t usable_size_of(const void* p) noexcept;
 void ensure_process_init() noexcept;
 void register_heap(HeapCore* h) noexcept;

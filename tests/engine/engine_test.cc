@@ -264,6 +264,41 @@ BOOST_AUTO_TEST_CASE(freed_blocks_are_reused_before_fresh_memory) {
   }).join();
 }
 
+BOOST_AUTO_TEST_CASE(alloc_zeroed_is_zero_even_on_reused_memory) {
+  for (std::size_t size : {std::size_t{1}, std::size_t{100}, std::size_t{5000},
+                           std::size_t{70000}, std::size_t{1} << 20, std::size_t{3} << 20}) {
+    // Dirty a block of this size, free it, ask for zeros (likely the same memory).
+    void* d = engine::alloc(size);
+    BOOST_REQUIRE(d != nullptr);
+    std::memset(d, 0xAB, size);
+    engine::free(d);
+    auto* z = static_cast<const unsigned char*>(engine::alloc_zeroed(size));
+    BOOST_REQUIRE(z != nullptr);
+    BOOST_CHECK_EQUAL(reinterpret_cast<std::uintptr_t>(z) % 16, 0u);
+    BOOST_CHECK_GE(engine::usable_size(z), size);
+    bool zero = true;
+    for (std::size_t i = 0; i < size; ++i) zero &= z[i] == 0;
+    BOOST_CHECK_MESSAGE(zero, "alloc_zeroed(" << size << ") has non-zero bytes");
+    engine::free(const_cast<unsigned char*>(z));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(alloc_zeroed_of_fresh_memory_is_not_touched) {
+  // 96 MiB of zeros from a new mapping: nothing is written, so RSS barely moves
+  // (a cached mapping is reused only if it fits; only its old part is cleared).
+  const std::size_t size = std::size_t{96} << 20;
+  alloy::Heap::collect_default();  // no cached huge mapping to reuse
+  const std::size_t before = rss_bytes();
+  auto* z = static_cast<unsigned char*>(engine::alloc_zeroed(size));
+  BOOST_REQUIRE(z != nullptr);
+  const std::size_t after = rss_bytes();
+  BOOST_CHECK_LT(after > before ? after - before : 0, std::size_t{16} << 20);
+  BOOST_CHECK_EQUAL(z[0], 0);
+  BOOST_CHECK_EQUAL(z[size / 2], 0);
+  BOOST_CHECK_EQUAL(z[size - 1], 0);
+  engine::free(z);
+}
+
 BOOST_AUTO_TEST_CASE(resize_in_place_within_usable_and_huge_growth) {
   void* p = engine::alloc(100);
   BOOST_CHECK(engine::resize_in_place(p, engine::usable_size(p)));

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -135,6 +136,38 @@ ALLOY_MALLOC_CASE(calloc_zeroes_and_checks_overflow) {
   errno = 0;
   BOOST_TEST(std::calloc(opaque(std::size_t{1} << 40), std::size_t{1} << 20) == nullptr);
   BOOST_TEST(errno == ENOMEM);
+}
+
+ALLOY_MALLOC_CASE(calloc_of_big_blocks_is_zero_and_fresh_memory_stays_untouched) {
+  for (std::size_t n : {std::size_t{70000}, std::size_t{1} << 20, std::size_t{3} << 20}) {
+    void* d = std::malloc(n);  // dirty memory a calloc may get back
+    BOOST_TEST_REQUIRE(d != nullptr);
+    std::memset(d, 0xAB, n);
+    std::free(d);
+    auto* p = static_cast<unsigned char*>(std::calloc(n, 1));
+    BOOST_TEST_REQUIRE(p != nullptr);
+    bool zero = true;
+    for (std::size_t i = 0; i < n; ++i) zero = zero && p[i] == 0;
+    BOOST_TEST(zero);
+    std::free(p);
+  }
+  // calloc of fresh memory does not write it (glibc does not either).
+  auto rss = [] {
+    std::FILE* f = std::fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    const int got = f ? std::fscanf(f, "%lu %lu", &size, &resident) : 0;
+    if (f) std::fclose(f);
+    return got == 2 ? resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE)) : 0;
+  };
+  const std::size_t n = std::size_t{96} << 20;
+  const std::size_t before = rss();
+  auto* big = static_cast<unsigned char*>(std::calloc(opaque(n), 1));
+  BOOST_TEST_REQUIRE(big != nullptr);
+  const std::size_t after = rss();
+  BOOST_TEST(big[0] == 0);
+  BOOST_TEST(big[n - 1] == 0);
+  BOOST_TEST((after > before ? after - before : 0) < (std::size_t{16} << 20));
+  std::free(big);
 }
 
 ALLOY_MALLOC_CASE(realloc_grows_and_shrinks_keeping_contents) {
