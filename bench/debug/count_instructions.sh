@@ -4,6 +4,7 @@
 # shared machine where timings are not. Usage (after
 # `bazel build --config=opt //bench/debug:debug_overhead_count`):
 #   bench/debug/count_instructions.sh [bazel-bin/bench/debug/debug_overhead_count] [configs...]
+# THREADED=1 starts a thread first, so the lock is taken on every call.
 set -euo pipefail
 bin=${1:-bazel-bin/bench/debug/debug_overhead_count}
 shift || true
@@ -13,7 +14,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 count() {  # config mode -> instructions per alloc+free
   valgrind --tool=callgrind --callgrind-out-file="$tmp/out" --toggle-collect='*counted*' \
-    "$bin" "$1" "$2" >/dev/null 2>"$tmp/log"
+    "$bin" "$1" "$2" ${THREADED:+threaded} >/dev/null 2>"$tmp/log"
   local total
   total=$(sed -n 's/.*Collected : *\([0-9]*\).*/\1/p' "$tmp/log")
   local ops=100000
