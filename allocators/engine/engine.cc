@@ -615,6 +615,46 @@ void* large_alloc(Local* l, std::size_t size, std::size_t align, bool* zero = nu
   return reinterpret_cast<void*>(page_start(segment_of(pg), pg));
 }
 
+// Grows large block pg (2 .. 32 slices) to `size` bytes (<= kLargeMax) by
+// taking the free span right after it. Owner thread only: spans are the
+// Local's plain fields.
+bool large_grow_in_place(Segment* seg, Page* pg, std::size_t size) noexcept {
+  const std::uintptr_t owner = seg->owner_tid.load(std::memory_order_relaxed);
+  if (owner == 0 || owner != thread_id()) return false;
+  Local* l = seg->local;
+  const std::size_t idx = static_cast<std::size_t>(pg - seg->pages);
+  const std::size_t cur = pg->slice_count;
+  const std::size_t n = (size + kSliceSize - 1) >> kSliceShift;
+  if (n <= cur) return true;
+  const std::size_t j = idx + cur;  // first slice after the block
+  if (j >= kSlices) return false;
+  Page* nx = &seg->pages[j];
+  const std::size_t extra = n - cur;
+  if (nx->kind != kFreeSpan || nx->slice_count < extra) return false;
+  const std::uint64_t fresh = range_mask(j, extra) & ~seg->committed_mask;
+  if (fresh != 0 &&
+      !heap_commit(l->heap, static_cast<std::size_t>(__builtin_popcountll(fresh)) * kSliceSize)) {
+    return false;
+  }
+  const std::size_t have = nx->slice_count;
+  const std::uint64_t t = nx->freed_at;
+  span_remove(l, nx);
+  if (have > extra) {
+    span_set_free(seg, j + extra, have - extra, t);
+    span_insert(l, &seg->pages[j + extra]);
+  }
+  seg->committed_mask |= fresh;
+  seg->used_slices += static_cast<std::uint32_t>(extra);
+  for (std::size_t i = cur; i < n; ++i) {
+    seg->pages[idx + i].kind = kLargeBlock;
+    seg->pages[idx + i].slice_offset = static_cast<std::uint16_t>(i * sizeof(Page));
+  }
+  pg->slice_count = static_cast<std::uint8_t>(n);
+  pg->block_size = static_cast<std::uint32_t>(n << kSliceShift);
+  ALLOY_UNPOISON(reinterpret_cast<char*>(seg) + (j << kSliceShift), extra << kSliceShift);
+  return true;
+}
+
 // ---- Huge blocks. ----
 std::size_t huge_map_size(std::size_t off, std::size_t size) noexcept {
   return (off + size + kSegmentSize - 1) & ~kSegmentMask;
@@ -1268,18 +1308,24 @@ bool owns(const void* p) noexcept { return inline_owns(p); }
 void* realloc(void* p, std::size_t size) noexcept {
   const std::size_t usable = usable_size_of(p);
   Segment* seg = segment_of(p);
-  const bool huge = page_of(seg, p)->kind == kHugeBlock;
+  Page* pg = page_of(seg, p);
+  const bool huge = pg->kind == kHugeBlock;
   if (size <= usable && (huge || size >= usable / 2)) return p;
   if (huge && size > usable) {
     if (void* q = huge_grow(p, size, true)) return q;
   }
+  if (pg->kind == kLargeBlock && size > usable && size <= kLargeMax &&
+      large_grow_in_place(seg, pg, size)) {
+    return p;
+  }
   // A block that must move to grow is likely to grow again (append loops):
   // give it 25% headroom (about two size classes) so the next growths stay in
-  // place. Small blocks only. realloc workload: time -35%, peak RSS -7%.
+  // place; not past its kind (small/large). realloc workload: time -35%.
   std::size_t want = size;
-  if (size > usable && size <= kSmallMax) {
+  if (size > usable && size <= kLargeMax) {
+    const std::size_t cap = size <= kSmallMax ? kSmallMax : kLargeMax;
     const std::size_t roomy = usable + usable / 4;
-    if (roomy > want) want = roomy <= kSmallMax ? roomy : kSmallMax;
+    if (roomy > want) want = roomy <= cap ? roomy : cap;
   }
   void* q = inline_alloc(want);
   if (q == nullptr && want != size) q = inline_alloc(size);
@@ -1292,7 +1338,9 @@ void* realloc(void* p, std::size_t size) noexcept {
 bool resize_in_place(void* p, std::size_t size) noexcept {
   if (size <= usable_size_of(p)) return true;
   Segment* seg = segment_of(p);
-  if (page_of(seg, p)->kind != kHugeBlock) return false;
+  Page* pg = page_of(seg, p);
+  if (pg->kind == kLargeBlock) return size <= kLargeMax && large_grow_in_place(seg, pg, size);
+  if (pg->kind != kHugeBlock) return false;
   return huge_grow(p, size, false) != nullptr;
 }
 

@@ -55,12 +55,14 @@ std::size_t usable_size(const void* p) noexcept;
 bool owns(const void* p) noexcept;
 
 // p non-null, size > 0. Grows or shrinks in place when it can (usable size,
-// or mremap for huge blocks), else alloc + copy + free; a small block that
-// moves to grow gets ~25% headroom so append loops rarely move. Null on failure with
+// following free slices for large blocks, mremap for huge ones), else
+// alloc + copy + free; a small or large block that moves to grow gets ~25%
+// headroom so append loops rarely move. Null on failure with
 // p untouched. Keeps 16-byte alignment.
 void* realloc(void* p, std::size_t size) noexcept;
 
-// True if p now has at least `size` usable bytes without moving.
+// True if p now has at least `size` usable bytes without moving (usable
+// size, following free slices of a large block, mremap of a huge one).
 bool resize_in_place(void* p, std::size_t size) noexcept;
 
 // Take (prepare) and release (parent / child: reinitialise) every engine lock

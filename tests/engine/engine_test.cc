@@ -299,6 +299,35 @@ BOOST_AUTO_TEST_CASE(alloc_zeroed_of_fresh_memory_is_not_touched) {
   engine::free(z);
 }
 
+BOOST_AUTO_TEST_CASE(large_blocks_grow_in_place_into_free_slices) {
+  std::thread([] {
+    // A fresh Local: the slices after the first large block are free.
+    auto* p = static_cast<unsigned char*>(engine::alloc(100000));
+    BOOST_REQUIRE(p != nullptr);
+    fill(p, 100000, 9);
+    const bool grew = engine::resize_in_place(p, 700000);
+    if (grew) {
+      BOOST_CHECK_GE(engine::usable_size(p), 700000u);
+      BOOST_CHECK(check(p, 100000, 9));
+      std::memset(p + 100000, 0x5A, 600000);
+      // The grown block and a new large block do not overlap.
+      auto* q = static_cast<unsigned char*>(engine::alloc(300000));
+      BOOST_REQUIRE(q != nullptr);
+      BOOST_CHECK(q + 300000 <= p || q >= p + 700000);
+      engine::free(q);
+    }
+    // realloc keeps growing it (in place or moved), contents intact.
+    std::size_t n = grew ? 700000 : 100000;
+    if (!grew) fill(p, n, 9);
+    auto* r = static_cast<unsigned char*>(engine::realloc(p, 1500000));
+    BOOST_REQUIRE(r != nullptr);
+    BOOST_CHECK(check(r, 100000, 9));
+    BOOST_CHECK_GE(engine::usable_size(r), 1500000u);
+    engine::free(r);
+    BOOST_TEST_MESSAGE("large block grew in place: " << grew);
+  }).join();
+}
+
 BOOST_AUTO_TEST_CASE(resize_in_place_within_usable_and_huge_growth) {
   void* p = engine::alloc(100);
   BOOST_CHECK(engine::resize_in_place(p, engine::usable_size(p)));
