@@ -91,6 +91,9 @@ DebugAllocator::DebugAllocator(Allocator child, DebugOptions options)
   if (options_.sample_every == 0) options_.sample_every = 1;
   hold_limit_ = std::min(options_.quarantine_max_block, options_.quarantine_bytes);
   if (options_.thread_safe) lock_if_thread_safe_ = &lock_;
+  if (options_.fail_alloc_from >= 0) {
+    fail_alloc_at_ = static_cast<std::uint64_t>(options_.fail_alloc_from);
+  }
 }
 
 DebugAllocator::~DebugAllocator() {
@@ -483,11 +486,11 @@ void DebugAllocator::inject_failure_locked(bool resize, std::int64_t index, std:
 void* DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret) {
   Guard guard(lock_ptr());
   deinit_done_ = false;
-  const auto index = static_cast<std::int64_t>(stats_.alloc_calls++);
+  const std::uint64_t index = stats_.alloc_calls++;
   void* result = nullptr;
   std::size_t total = 0;
-  if (options_.fail_alloc_from >= 0 && index >= options_.fail_alloc_from) [[unlikely]] {
-    inject_failure_locked(false, index, len, ret);
+  if (index >= fail_alloc_at_) [[unlikely]] {
+    inject_failure_locked(false, static_cast<std::int64_t>(index), len, ret);
   } else if (len <= options_.memory_limit - std::min(options_.memory_limit, stats_.live_bytes) &&
              !__builtin_add_overflow(len, options_.canary_bytes, &total)) [[likely]] {
     result = child_.raw_alloc(total, alignment, ret);
@@ -624,9 +627,13 @@ void DebugAllocator::do_free(Bytes memory, Alignment alignment, std::uintptr_t r
         // One block in, about one out: the child takes them back one at a
         // time, which keeps glibc in its per-thread cache (evicting in
         // batches overflowed it and cost ~50 more instructions per free).
-        while (stats_.quarantined_bytes > options_.quarantine_bytes &&
-               evict_one_locked(pending_)) {
+        if (stats_.quarantined_bytes > options_.quarantine_bytes) {
+          while (stats_.quarantined_bytes > options_.quarantine_bytes &&
+                 evict_one_locked(pending_)) {
+          }
+          trim_history_locked();
         }
+        if (pending_.empty()) [[likely]] return;
       } else {
         // Too big to hold (or no quarantine): straight back to the child,
         // remembered in the history only.

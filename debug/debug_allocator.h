@@ -359,6 +359,8 @@ class DebugAllocator {
   std::uint32_t sample_countdown_ = 1;
   // min(quarantine_max_block, quarantine_bytes): larger blocks are not held.
   std::size_t hold_limit_ = 0;
+  // options_.fail_alloc_from as the first alloc_calls value to fail.
+  std::uint64_t fail_alloc_at_ = std::numeric_limits<std::uint64_t>::max();
   std::optional<InjectedFailure> injected_;
   bool deinit_done_ = false;
 };
