@@ -18,14 +18,14 @@
 // write/compare, on free a pattern fill and (when a block leaves the
 // quarantine) a pattern compare; absl::GetStackTrace only for sampled
 // blocks. Against glibc malloc+free of 64 bytes, defaults (bench/debug,
-// 2026-11): ~535 instructions per alloc+free pair vs 173 (3.1x, callgrind),
-// 2.7-2.9x in CPU time; sampled 1-in-64 about the same; 64 mixed-size blocks
-// at a time ~3.0-3.2x. Thread safety: with `thread_safe` (default) every call
+// 2026-11): ~530 instructions per alloc+free pair vs 173 (3.1x, callgrind),
+// 2.8-2.9x in CPU time; sampled 1-in-64 about the same; 64 mixed-size blocks
+// at a time 2.9x instructions, 3.0x time. Thread safety: with `thread_safe` (default) every call
 // takes one lock: a test-and-set spin lock (one atomic exchange, a plain
 // store to release; std::mutex costs an atomic on both sides, ~2x here;
 // absl::Mutex with Debian's deadlock detection ~40 ns), skipped entirely
 // while the process has never started a thread. Once one has, the two
-// exchanges per pair add ~6 ns (~3.6x). Without `thread_safe` the allocator
+// exchanges per pair add ~5 ns (~3.2-3.5x). Without `thread_safe` the allocator
 // must stay on one thread.
 //
 // Example:
