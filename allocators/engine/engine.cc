@@ -286,38 +286,77 @@ void span_free(Local* l, Segment* seg, std::size_t idx, std::size_t n) noexcept 
   }
 }
 
+// Marks slices [a, a+n) of free span s used, returning what is left of s to
+// the bins (caller sets kinds).
+Page* span_take(Local* l, Page* s, std::size_t a, std::size_t n) noexcept {
+  Segment* seg = segment_of(s);
+  const std::size_t idx = static_cast<std::size_t>(s - seg->pages);
+  const std::size_t cnt = s->slice_count;
+  span_remove(l, s);
+  const std::uint64_t t = s->freed_at;
+  if (a > idx) {
+    span_set_free(seg, idx, a - idx, t);
+    span_insert(l, &seg->pages[idx]);
+  }
+  if (a + n < idx + cnt) {
+    span_set_free(seg, a + n, idx + cnt - a - n, t);
+    span_insert(l, &seg->pages[a + n]);
+  }
+  seg->used_slices += static_cast<std::uint32_t>(n);
+  Page* pg = &seg->pages[a];
+  pg->slice_count = static_cast<std::uint8_t>(n);
+  return pg;
+}
+
 // A free run of n slices starting at a multiple of align_slices; marked used
-// (caller sets kinds) but not yet committed.
+// (caller sets kinds) but not yet committed. Prefers touched memory: first
+// the smallest span that starts with n committed slices, else the placement
+// (at either end of any span) that overlaps the most committed slices, so a
+// big page is laid over touched fragments instead of fresh slices (realloc
+// workload: 17.8k -> 12.0k page faults, as fewer slices are purged for it).
 Page* span_find(Local* l, std::size_t n, std::size_t align_slices) noexcept {
-  // Two passes: first only spans whose slices are all committed (touched
-  // memory, no new RSS), then any.
-  for (int pass = 0; pass < 2; ++pass) {
-    for (std::size_t b = n; b <= kSlices; ++b) {
-      for (Page* s = l->spans[b]; s != nullptr; s = s->next) {
-        Segment* seg = segment_of(s);
-        const std::size_t idx = static_cast<std::size_t>(s - seg->pages);
-        const std::size_t cnt = s->slice_count;
-        const std::size_t a = (idx + align_slices - 1) / align_slices * align_slices;
-        if (a + n > idx + cnt) continue;
-        if (pass == 0 && (range_mask(a, n) & ~seg->committed_mask) != 0) continue;
-        span_remove(l, s);
-        const std::uint64_t t = s->freed_at;
-        if (a > idx) {
-          span_set_free(seg, idx, a - idx, t);
-          span_insert(l, &seg->pages[idx]);
+  for (std::size_t b = n; b <= kSlices; ++b) {
+    for (Page* s = l->spans[b]; s != nullptr; s = s->next) {
+      Segment* seg = segment_of(s);
+      const std::size_t idx = static_cast<std::size_t>(s - seg->pages);
+      const std::size_t a = (idx + align_slices - 1) / align_slices * align_slices;
+      if (a + n > idx + b) continue;
+      if ((range_mask(a, n) & ~seg->committed_mask) != 0) continue;
+      return span_take(l, s, a, n);
+    }
+  }
+  Page* best = nullptr;
+  std::size_t best_a = 0;
+  int best_score = -1;
+  for (std::size_t b = n; b <= kSlices; ++b) {
+    for (Page* s = l->spans[b]; s != nullptr; s = s->next) {
+      Segment* seg = segment_of(s);
+      const std::size_t idx = static_cast<std::size_t>(s - seg->pages);
+      const std::uint64_t committed = seg->committed_mask & range_mask(idx, b);
+      const std::size_t a = (idx + align_slices - 1) / align_slices * align_slices;
+      if (a + n > idx + b) continue;
+      if (committed == 0) {
+        if (best_score < 0) {
+          best = s;
+          best_a = a;
+          best_score = 0;
         }
-        if (a + n < idx + cnt) {
-          span_set_free(seg, a + n, idx + cnt - a - n, t);
-          span_insert(l, &seg->pages[a + n]);
+        continue;
+      }
+      // Only at either end of the span: a page in the middle would leave
+      // two fragments.
+      const std::size_t ends[2] = {a, (idx + b - n) / align_slices * align_slices};
+      for (std::size_t e : ends) {
+        const int score = __builtin_popcountll(range_mask(e, n) & committed);
+        if (score > best_score) {
+          best = s;
+          best_a = e;
+          best_score = score;
         }
-        seg->used_slices += static_cast<std::uint32_t>(n);
-        Page* pg = &seg->pages[a];
-        pg->slice_count = static_cast<std::uint8_t>(n);
-        return pg;
       }
     }
   }
-  return nullptr;
+  return best != nullptr ? span_take(l, best, best_a, n) : nullptr;
 }
 
 // ---- Segments. ----
@@ -429,6 +468,30 @@ bool retire_kept_pages(Local* l) noexcept {
   return any;
 }
 
+// The heap is about to fault in `need` fresh slices: give back as many
+// committed free slices first (smallest spans first: the fragments a bigger
+// request could not use; then the pages classes keep), so growth that cannot
+// reuse them costs no RSS. Peak RSS then follows live pages, not the
+// fragmentation history (realloc workload: 31.8 -> 27.5 MiB peak; the cost
+// is refaulting purged slices when they are reused: churn 2.9k -> 11.7k
+// page faults, about +10% CPU there).
+void purge_for_fresh(Local* l, std::size_t need) noexcept {
+  std::size_t done = 0;
+  for (int round = 0; round < 2 && done < need; ++round) {
+    if (round == 1 && !retire_kept_pages(l)) break;
+    for (std::size_t b = 1; b <= kSlices && done < need; ++b) {
+      for (Page* s = l->spans[b]; s != nullptr && done < need; s = s->next) {
+        Segment* seg = segment_of(s);
+        const std::size_t idx = static_cast<std::size_t>(s - seg->pages);
+        const std::uint64_t bits = range_mask(idx, b) & seg->committed_mask;
+        if (bits == 0) continue;
+        done += static_cast<std::size_t>(__builtin_popcountll(bits));
+        span_purge(l, seg, idx, b);
+      }
+    }
+  }
+}
+
 // A used span of n slices, committed; null past the ceiling or out of memory.
 // *zero (if given) tells whether every slice was uncommitted, i.e. untouched
 // or purged since, so it reads as zeros.
@@ -451,6 +514,11 @@ Page* span_get(Local* l, std::size_t n, std::size_t align_slices, std::uint8_t k
           seg->pages[idx + i].slice_offset = static_cast<std::uint16_t>(i * sizeof(Page));
         }
         pg->slice_count = static_cast<std::uint8_t>(n);
+        // After the kinds are set: purging may retire pages, whose spans
+        // coalesce with free neighbours.
+        if (fresh != 0 && !l->heap->eager.load(std::memory_order_relaxed)) {
+          purge_for_fresh(l, static_cast<std::size_t>(__builtin_popcountll(fresh)));
+        }
         ALLOY_UNPOISON(reinterpret_cast<char*>(seg) + (idx << kSliceShift), n << kSliceShift);
         return pg;
       }

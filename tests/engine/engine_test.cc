@@ -237,6 +237,54 @@ BOOST_AUTO_TEST_CASE(pages_kept_by_classes_no_longer_used_are_reused) {
   BOOST_CHECK_LT(after > before ? after - before : 0, std::size_t{6} << 20);
 }
 
+BOOST_AUTO_TEST_CASE(fresh_slices_are_paid_for_by_purging_free_touched_fragments) {
+  // 32 one-slice pages of 16 KiB blocks; every other page freed leaves 16
+  // touched one-slice holes between live pages. Large blocks of 4 slices fit
+  // none of them, so they take fresh slices; the heap gives the holes back
+  // first, so its commitment does not grow by the new blocks. Live blocks
+  // keep their contents. (A new thread: its own Local.)
+  std::thread([] {
+    auto& committed = engine::detail::g_default_heap.committed;
+    constexpr std::size_t kBlock = 16 * 1024;
+    BOOST_REQUIRE_EQUAL(engine::detail::class_slices(engine::detail::class_of(kBlock)), 1u);
+    std::vector<void*> blocks(128);
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      blocks[i] = engine::alloc(kBlock);
+      BOOST_REQUIRE(blocks[i] != nullptr);
+      fill(blocks[i], kBlock, static_cast<std::uint8_t>(i));
+    }
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      if ((i / 4) % 2 == 0) {
+        engine::free(blocks[i]);
+        blocks[i] = nullptr;
+      }
+    }
+    const std::size_t before = committed.load();
+    std::vector<void*> large;
+    for (int i = 0; i < 4; ++i) {
+      void* p = engine::alloc(4 * engine::detail::kSliceSize);
+      BOOST_REQUIRE(p != nullptr);
+      fill(p, 4 * engine::detail::kSliceSize, 9);
+      large.push_back(p);
+    }
+    const std::size_t after = committed.load();
+    BOOST_TEST_MESSAGE("committed before " << before << " after " << after);
+    BOOST_CHECK_LE(after, before + engine::detail::kSliceSize);
+    bool intact = true;
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      if (blocks[i] != nullptr) intact &= check(blocks[i], kBlock, static_cast<std::uint8_t>(i));
+    }
+    BOOST_CHECK(intact);
+    for (void* p : large) {
+      BOOST_CHECK(check(p, 4 * engine::detail::kSliceSize, 9));
+      engine::free(p);
+    }
+    for (void* p : blocks) {
+      if (p != nullptr) engine::free(p);
+    }
+  }).join();
+}
+
 BOOST_AUTO_TEST_CASE(freed_blocks_are_reused_before_fresh_memory) {
   // Several pages of one class, every second block freed: the next
   // allocations of that class come from the freed blocks (no fresh carving
