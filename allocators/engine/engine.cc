@@ -313,7 +313,7 @@ Page* span_take(Local* l, Page* s, std::size_t a, std::size_t n) noexcept {
 // the smallest span that starts with n committed slices, else the placement
 // (at either end of any span) that overlaps the most committed slices, so a
 // big page is laid over touched fragments instead of fresh slices (realloc
-// workload: 17.8k -> 12.0k page faults, as fewer slices are purged for it).
+// workload: fewer fresh slices, so fewer purged for them and refaulted).
 Page* span_find(Local* l, std::size_t n, std::size_t align_slices) noexcept {
   for (std::size_t b = n; b <= kSlices; ++b) {
     for (Page* s = l->spans[b]; s != nullptr; s = s->next) {
@@ -472,9 +472,9 @@ bool retire_kept_pages(Local* l) noexcept {
 // committed free slices first (smallest spans first: the fragments a bigger
 // request could not use; then the pages classes keep), so growth that cannot
 // reuse them costs no RSS. Peak RSS then follows live pages, not the
-// fragmentation history (realloc workload: 31.8 -> 27.5 MiB peak; the cost
-// is refaulting purged slices when they are reused: churn 2.9k -> 11.7k
-// page faults, about +10% CPU there).
+// fragmentation history (realloc workload: 32.6 -> 29.7 MB peak, mimalloc
+// 30.2; the cost is refaulting purged slices when they are reused: realloc
+// 7.6k -> 10.2k page faults, churn 2.9k -> 4.9k, a few % CPU).
 void purge_for_fresh(Local* l, std::size_t need) noexcept {
   std::size_t done = 0;
   for (int round = 0; round < 2 && done < need; ++round) {

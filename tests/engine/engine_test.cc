@@ -238,23 +238,23 @@ BOOST_AUTO_TEST_CASE(pages_kept_by_classes_no_longer_used_are_reused) {
 }
 
 BOOST_AUTO_TEST_CASE(fresh_slices_are_paid_for_by_purging_free_touched_fragments) {
-  // 32 one-slice pages of 16 KiB blocks; every other page freed leaves 16
+  // 32 one-slice pages of 8 KiB blocks; every other page freed leaves 16
   // touched one-slice holes between live pages. Large blocks of 4 slices fit
   // none of them, so they take fresh slices; the heap gives the holes back
   // first, so its commitment does not grow by the new blocks. Live blocks
   // keep their contents. (A new thread: its own Local.)
   std::thread([] {
     auto& committed = engine::detail::g_default_heap.committed;
-    constexpr std::size_t kBlock = 16 * 1024;
+    constexpr std::size_t kBlock = 8 * 1024;
     BOOST_REQUIRE_EQUAL(engine::detail::class_slices(engine::detail::class_of(kBlock)), 1u);
-    std::vector<void*> blocks(128);
+    std::vector<void*> blocks(256);
     for (std::size_t i = 0; i < blocks.size(); ++i) {
       blocks[i] = engine::alloc(kBlock);
       BOOST_REQUIRE(blocks[i] != nullptr);
       fill(blocks[i], kBlock, static_cast<std::uint8_t>(i));
     }
     for (std::size_t i = 0; i < blocks.size(); ++i) {
-      if ((i / 4) % 2 == 0) {
+      if ((i / 8) % 2 == 0) {
         engine::free(blocks[i]);
         blocks[i] = nullptr;
       }
