@@ -860,6 +860,20 @@ SharedHeapError system_error(const char* what, const char* name) {
   return make_error(SharedHeapErrc::kSystem, e, "%s(%s)", what, name);
 }
 
+// Opens the shm object of an existing heap; `shm` receives its full name.
+SharedResult<int> open_existing(std::string_view name, char (&shm)[256]) {
+  SharedHeapError err;
+  if (!make_shm_name(name, shm, &err)) return err;
+  int fd = ::shm_open(shm, O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return make_error(SharedHeapErrc::kNotFound, 0, "no shared heap named %s", shm);
+    }
+    return system_error("shm_open", shm);
+  }
+  return fd;
+}
+
 }  // namespace
 
 // ---- Public ----
@@ -987,15 +1001,9 @@ SharedResult<SharedHeap> SharedHeap::create_on_fd(int fd, std::size_t capacity,
 SharedResult<SharedHeap> SharedHeap::attach(std::string_view name,
                                             const SharedAttachOptions& options) {
   char shm[256];
-  SharedHeapError err;
-  if (!make_shm_name(name, shm, &err)) return err;
-  int fd = ::shm_open(shm, O_RDWR | O_CLOEXEC, 0);
-  if (fd < 0) {
-    if (errno == ENOENT) {
-      return make_error(SharedHeapErrc::kNotFound, 0, "no shared heap named %s", shm);
-    }
-    return system_error("shm_open", shm);
-  }
+  SharedResult<int> opened = open_existing(name, shm);
+  if (!opened) return opened.error();
+  int fd = *opened;
   return attach_mapped(fd, options, shm);
 }
 
@@ -1074,15 +1082,10 @@ SharedResult<SharedHeap> SharedHeap::attach_mapped(int fd, const SharedAttachOpt
 
 SharedResult<void> SharedHeap::destroy(std::string_view name) {
   char shm[256];
+  SharedResult<int> opened = open_existing(name, shm);
+  if (!opened) return opened.error();
+  int fd = *opened;
   SharedHeapError err;
-  if (!make_shm_name(name, shm, &err)) return err;
-  int fd = ::shm_open(shm, O_RDWR | O_CLOEXEC, 0);
-  if (fd < 0) {
-    if (errno == ENOENT) {
-      return make_error(SharedHeapErrc::kNotFound, 0, "no shared heap named %s", shm);
-    }
-    return system_error("shm_open", shm);
-  }
   struct stat st;
   bool unlink_now = true;
   if (::fstat(fd, &st) == 0 && static_cast<u64>(st.st_size) >= sizeof(Header)) {
