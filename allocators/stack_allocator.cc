@@ -6,7 +6,12 @@
 namespace alloy {
 namespace {
 
-constexpr std::size_t kHeader = sizeof(std::size_t);
+// Below each block: the top of the stack and the top block's start before it.
+struct BlockHeader {
+  std::size_t previous_top;
+  std::size_t previous_block;
+};
+constexpr std::size_t kHeader = sizeof(BlockHeader);
 
 void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
   return static_cast<StackAllocator*>(ctx)->alloc(len, alignment);
@@ -50,16 +55,21 @@ void* StackAllocator::alloc(std::size_t len, Alignment alignment) {
   if (data < base + top_) return nullptr;  // wrapped
   const std::size_t start = data - base;
   if (start > buffer_.size() || len > buffer_.size() - start) return nullptr;
-  std::memcpy(buffer_.data() + start - kHeader, &top_, kHeader);
+  const BlockHeader header{top_, top_block_};
+  std::memcpy(buffer_.data() + start - kHeader, &header, kHeader);
   top_ = start + len;
+  top_block_ = start;
   return buffer_.data() + start;
 }
 
 bool StackAllocator::resize(Bytes memory, std::size_t new_len) {
-  if (memory.data() + memory.size() != buffer_.data() + top_) {
-    return new_len <= memory.size();  // older block: shrinking is a no-op
-  }
+  if (!owns(memory.data())) return false;
   const std::size_t start = static_cast<std::size_t>(memory.data() - buffer_.data());
+  if (start != top_block_) {
+    // An older block keeps its bytes until it is popped; free() finds it by
+    // its start, so the shorter length the caller now holds is fine.
+    return new_len <= memory.size();
+  }
   if (new_len > buffer_.size() - start) return false;
   top_ = start + new_len;
   return true;
@@ -72,18 +82,22 @@ bool StackAllocator::free(Bytes memory, std::uintptr_t ret_addr) {
   }
   const std::size_t start = static_cast<std::size_t>(memory.data() - buffer_.data());
   const std::size_t end = start + memory.size();
-  if (end != top_ || start < kHeader) {
-    refuse(end < top_ ? ErrorKind::kOutOfOrderFree : ErrorKind::kStaleFree, memory.data(),
+  if (start != top_block_ || end > top_) {
+    refuse(end <= top_ ? ErrorKind::kOutOfOrderFree : ErrorKind::kStaleFree, memory.data(),
            memory.size(), ret_addr);
     return false;
   }
-  std::size_t previous_top = 0;
-  std::memcpy(&previous_top, buffer_.data() + start - kHeader, kHeader);
-  if (previous_top > start - kHeader) {  // header overwritten: not a block start
+  BlockHeader header;
+  std::memcpy(&header, buffer_.data() + start - kHeader, kHeader);
+  if (header.previous_top > start - kHeader ||
+      (header.previous_block != kNoBlock && header.previous_block >= start)) {
+    // The header was overwritten (an underrun of this block): refuse rather
+    // than rewind to a garbage top.
     refuse(ErrorKind::kOutOfOrderFree, memory.data(), memory.size(), ret_addr);
     return false;
   }
-  top_ = previous_top;
+  top_ = header.previous_top;
+  top_block_ = header.previous_block;
   return true;
 }
 
@@ -93,6 +107,7 @@ bool StackAllocator::unwind(Marker marker, std::uintptr_t ret_addr) {
     return false;
   }
   top_ = marker.offset;
+  top_block_ = marker.top_block;
   return true;
 }
 

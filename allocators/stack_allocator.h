@@ -1,8 +1,10 @@
 // alloy::StackAllocator — LIFO allocation over a caller's buffer, with markers.
 //
-// Each block is preceded by an 8-byte header holding the top of the stack
-// before it, so frees in reverse order rewind exactly (alignment padding
-// included). mark() captures the top; unwind(marker) drops everything
+// Each block is preceded by a 16-byte header holding the top of the stack
+// and the start of the block below it, so frees in reverse order rewind
+// exactly (alignment padding included), and the top block is known by its
+// start — also after an older block was shrunk in place (a no-op that keeps
+// its bytes until it is popped). mark() captures the top; unwind(marker) drops everything
 // allocated since in one step. A free that is not of the top block — out of
 // order, already freed, or not from this buffer — is REFUSED: nothing
 // changes, the refusal is counted, remembered (last_error(), with the
@@ -31,6 +33,7 @@ class StackAllocator {
  public:
   struct Marker {
     std::size_t offset = 0;
+    std::size_t top_block = SIZE_MAX;  // start of the top block then
   };
 
   enum class ErrorKind : unsigned char {
@@ -59,11 +62,14 @@ class StackAllocator {
   // Returns whether it was freed.
   bool free(Bytes memory, std::uintptr_t ret_addr);
 
-  Marker mark() const { return Marker{top_}; }
+  Marker mark() const { return Marker{top_, top_block_}; }
   // Drops every block allocated after `marker`; a marker above the top is
   // refused and reported (returns false).
   bool unwind(Marker marker, std::uintptr_t ret_addr = ALLOY_RETURN_ADDRESS());
-  void reset() { top_ = 0; }
+  void reset() {
+    top_ = 0;
+    top_block_ = kNoBlock;
+  }
 
   std::size_t used() const { return top_; }
   std::size_t capacity() const { return buffer_.size(); }
@@ -77,8 +83,11 @@ class StackAllocator {
  private:
   void refuse(ErrorKind kind, const void* p, std::size_t len, std::uintptr_t ret_addr);
 
+  static constexpr std::size_t kNoBlock = SIZE_MAX;
+
   Bytes buffer_;
   std::size_t top_ = 0;
+  std::size_t top_block_ = kNoBlock;  // offset of the top block's data
   std::size_t refused_ = 0;
   Error last_error_;
   bool report_ = true;

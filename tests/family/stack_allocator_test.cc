@@ -125,3 +125,34 @@ BOOST_AUTO_TEST_CASE(out_of_space_returns_null_and_stays_usable) {
   stack.reset();
   BOOST_CHECK(a.alloc<char>(1000));
 }
+
+// Found by tests/fuzz:arena_fuzz. A shrink of an older block succeeds as a
+// no-op; once the blocks above it are popped, freeing it with the shorter
+// length it now has must rewind the stack, not be refused as out of order.
+BOOST_AUTO_TEST_CASE(older_block_shrunk_then_freed_with_its_new_length) {
+  StackAllocator stack(storage(1024));
+  stack.set_report_to_stderr(false);
+  alloy::Allocator a = stack.allocator();
+  auto lower = a.alloc<char>(100);
+  auto top = a.alloc<char>(50);
+  BOOST_REQUIRE(lower && top);
+  BOOST_CHECK(a.resize(*lower, 40));  // older block: in place, keeps its bytes
+  auto mark = stack.mark();
+  a.free(*top);
+  BOOST_CHECK(stack.free(std::as_writable_bytes(lower->first(40)), 0));
+  BOOST_CHECK_EQUAL(stack.used(), 0u);
+  BOOST_CHECK_EQUAL(stack.refused_count(), 0u);
+  // Freeing it again is stale, and unwinding to a marker above the top is refused.
+  BOOST_CHECK(!stack.free(std::as_writable_bytes(lower->first(40)), 0));
+  BOOST_CHECK(stack.last_error().kind == Kind::kStaleFree);
+  BOOST_CHECK(!stack.unwind(mark));
+  // The stack is fully usable afterwards and markers restore the top block.
+  auto again = a.alloc<char>(10);
+  BOOST_REQUIRE(again);
+  auto m2 = stack.mark();
+  auto above = a.alloc<char>(20);
+  BOOST_REQUIRE(above);
+  BOOST_CHECK(stack.unwind(m2));
+  a.free(*again);
+  BOOST_CHECK_EQUAL(stack.used(), 0u);
+}
