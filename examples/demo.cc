@@ -9,53 +9,17 @@
 #include "adapters/pmr.h"
 #include "allocators/c_allocator.h"
 #include "allocators/page_allocator.h"
+#include "allocators/wrappers/counting_allocator.h"
 #include "examples/tokenizer.h"
 
 namespace {
 
-// A pass-through that counts what reaches the allocator below it.
-struct Tally {
-  alloy::Allocator child;
-  int allocs = 0, resizes = 0, resized_in_place = 0, remaps = 0, frees = 0;
-  std::size_t bytes_requested = 0;
-
-  alloy::Allocator allocator() { return {this, &kVTable}; }
-
-  static Tally& self(void* ctx) { return *static_cast<Tally*>(ctx); }
-  static void* alloc(void* ctx, std::size_t len, alloy::Alignment a, std::uintptr_t ret) {
-    auto& t = self(ctx);
-    ++t.allocs;
-    t.bytes_requested += len;
-    return t.child.raw_alloc(len, a, ret);
-  }
-  static bool resize(void* ctx, alloy::Bytes m, alloy::Alignment a, std::size_t n,
-                     std::uintptr_t ret) {
-    auto& t = self(ctx);
-    ++t.resizes;
-    bool ok = t.child.raw_resize(m, a, n, ret);
-    t.resized_in_place += ok;
-    return ok;
-  }
-  static void* remap(void* ctx, alloy::Bytes m, alloy::Alignment a, std::size_t n,
-                     std::uintptr_t ret) {
-    auto& t = self(ctx);
-    ++t.remaps;
-    return t.child.raw_remap(m, a, n, ret);
-  }
-  static void free(void* ctx, alloy::Bytes m, alloy::Alignment a, std::uintptr_t ret) {
-    auto& t = self(ctx);
-    ++t.frees;
-    t.child.raw_free(m, a, ret);
-  }
-  static constexpr alloy::VTable kVTable = {alloc, resize, remap, free};
-};
-
 void run(const char* name, alloy::Allocator strategy, std::string_view text) {
-  Tally tally{strategy};
+  alloy::CountingAllocator counting(strategy, alloy::CountingAllocator::Threading::kSingleThread);
   std::size_t count = 0;
   std::string first, last;
   {
-    auto tokens = demo::tokenize(tally.allocator(), text);
+    auto tokens = demo::tokenize(counting.allocator(), text);
     if (!tokens) {
       std::printf("%-28s failed: %s\n", name, std::string(alloy::to_string(tokens.error())).c_str());
       return;
@@ -64,10 +28,11 @@ void run(const char* name, alloy::Allocator strategy, std::string_view text) {
     first = std::string(tokens->front());
     last = std::string(tokens->back());
   }  // the token Vec frees through its handle here
-  std::printf("%-28s %6zu tokens ('%s' .. '%s'): %d allocs, %d resizes (%d in place), "
-              "%d remaps, %d frees, %zu bytes requested\n",
-              name, count, first.c_str(), last.c_str(), tally.allocs, tally.resizes,
-              tally.resized_in_place, tally.remaps, tally.frees, tally.bytes_requested);
+  const alloy::CountingStats s = counting.stats();
+  std::printf("%-28s %6zu tokens ('%s' .. '%s'): %zu allocs, %zu resizes (%zu in place), "
+              "%zu remaps, %zu frees, peak %zu bytes\n",
+              name, count, first.c_str(), last.c_str(), s.allocs, s.resizes,
+              s.resizes - s.resize_failures, s.remaps, s.frees, s.peak_bytes);
 }
 
 }  // namespace
