@@ -11,10 +11,7 @@ void no_free(void*, Bytes, Alignment, std::uintptr_t) {}
 
 ALLOY_HELPER Result<Bytes> Allocator::alloc_bytes(std::size_t len,
                                                   Alignment alignment) const {
-  if (len == 0) return Bytes(detail::dangling<std::byte>(alignment), 0);
-  void* p = raw_alloc(len, alignment, ALLOY_RETURN_ADDRESS());
-  if (p == nullptr) return Err(AllocError::kOutOfMemory);
-  return Bytes(static_cast<std::byte*>(p), len);
+  return alloc_array<std::byte>(len, alignment, ALLOY_RETURN_ADDRESS());
 }
 
 ALLOY_HELPER bool Allocator::resize_bytes(Bytes memory, Alignment alignment,
@@ -40,12 +37,7 @@ ALLOY_HELPER void Allocator::free_bytes(Bytes memory, Alignment alignment) const
 Result<Bytes> Allocator::realloc_bytes_at(Bytes memory, Alignment alignment,
                                           std::size_t new_len,
                                           std::uintptr_t ret_addr) const {
-  if (memory.empty()) {
-    if (new_len == 0) return Bytes(detail::dangling<std::byte>(alignment), 0);
-    void* p = raw_alloc(new_len, alignment, ret_addr);
-    if (p == nullptr) return Err(AllocError::kOutOfMemory);
-    return Bytes(static_cast<std::byte*>(p), new_len);
-  }
+  if (memory.empty()) return alloc_array<std::byte>(new_len, alignment, ret_addr);
   if (new_len == 0) {
     raw_free(memory, alignment, ret_addr);
     return Bytes(detail::dangling<std::byte>(alignment), 0);
