@@ -65,6 +65,10 @@
 //     allocates) the Local is collected, its segments get owner_tid 0 and the
 //     Local goes to the heap's idle pool; the next new thread adopts it whole,
 //     and collect() reclaims idle Locals. Nothing leaks.
+//   - In a forked child, the Locals of threads that did not survive fork are
+//     orphaned: fork may have copied them mid-update, so no thread adopts
+//     them. Their blocks stay valid and freeable (owner_tid 0: cross-thread
+//     push); their free memory is not reused in the child (as in mimalloc).
 //   - A user heap (alloy::Heap) has one Local guarded by a spin lock and
 //     owner_tid 0, so every free is the lock-free cross-thread push and only
 //     allocation takes the lock.
