@@ -3,12 +3,6 @@
 #include <absl/debugging/stacktrace.h>
 #include <fmt/format.h>
 
-#include <sched.h>
-#if __has_include(<sys/single_threaded.h>)
-#include <sys/single_threaded.h>
-#define ALLOY_DEBUG_HAS_SINGLE_THREADED 1
-#endif
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -43,36 +37,16 @@ struct DebugAllocator::StackTrace {
   void* free_frames[debug::internal::kMaxFrames];
 };
 
-void DebugAllocator::SpinLock::lock_slow() {
-  for (int spins = 0;; ++spins) {
-    if (!held_.load(std::memory_order_relaxed) &&
-        !held_.exchange(true, std::memory_order_acquire)) {
-      return;
-    }
-    if (spins < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    } else {
-      sched_yield();  // the holder may be descheduled: let it run
-    }
-  }
-}
-
 class DebugAllocator::Guard {
  public:
-  // Locks `lock` unless it is null (thread_safe off) or no thread was ever
-  // started (see SpinLock).
-  explicit Guard(SpinLock* lock) : lock_(lock) {
-#if ALLOY_DEBUG_HAS_SINGLE_THREADED
-    if (__libc_single_threaded) lock_ = nullptr;
-#endif
-    if (lock_ != nullptr) lock_->lock();
+  // Takes `lock` unless it is null (thread_safe off).
+  explicit Guard(debug::BiasedLock* lock) : lock_(lock) {
+    if (lock_ != nullptr) mode_ = lock_->lock();
   }
   ~Guard() { unlock(); }
   void unlock() {
     if (lock_ != nullptr) {
-      lock_->unlock();
+      lock_->unlock(mode_);
       lock_ = nullptr;
     }
   }
@@ -80,7 +54,8 @@ class DebugAllocator::Guard {
   Guard& operator=(const Guard&) = delete;
 
  private:
-  SpinLock* lock_;
+  debug::BiasedLock* lock_;
+  debug::BiasedLock::Mode mode_ = debug::BiasedLock::Mode::kOwner;
 };
 
 const VTable DebugAllocator::kVTable = {DebugAllocator::vt_alloc, DebugAllocator::vt_resize,

@@ -20,13 +20,13 @@
 // blocks. Against glibc malloc+free of 64 bytes, defaults (bench/debug,
 // 2026-11): ~530 instructions per alloc+free pair vs 173 (3.1x, callgrind),
 // 2.8-2.9x in CPU time; sampled 1-in-64 about the same; 64 mixed-size blocks
-// at a time 2.9x instructions, 3.0x time. Thread safety: with `thread_safe` (default) every call
-// takes one lock: a test-and-set spin lock (one atomic exchange, a plain
-// store to release; std::mutex costs an atomic on both sides, ~2x here;
-// absl::Mutex with Debian's deadlock detection ~40 ns), skipped entirely
-// while the process has never started a thread. Once one has, the two
-// exchanges per pair add ~5 ns (~3.2-3.5x). Without `thread_safe` the allocator
-// must stay on one thread.
+// at a time 2.9x instructions, 3.0x time. Thread safety: with `thread_safe`
+// (default) every call takes a debug::BiasedLock: the first thread to use the
+// allocator pays no atomic read-modify-write (plain stores) until a second
+// thread calls it; from then on it is a test-and-set spin lock (~6 ns more
+// per pair here). With another thread running in the process, one thread's
+// pair costs 3.0-3.3x its child (3.2-3.5x with a plain spin lock). Without
+// `thread_safe` the allocator must stay on one thread.
 //
 // Example:
 //   alloy::DebugAllocator debug(alloy::c_allocator());
@@ -52,6 +52,7 @@
 
 #include "alloc_iface/allocator.h"
 #include "debug/address_map.h"
+#include "debug/biased_lock.h"
 #include "debug/report.h"
 
 namespace alloy {
@@ -228,29 +229,12 @@ class DebugAllocator {
     std::uint64_t pos;
     StackTrace* trace;
   };
-  // One lock per call when thread_safe. Skipped while the process has never
-  // started a thread (glibc's __libc_single_threaded, the flag libstdc++ and
-  // glibc's own mutex use): no other thread can exist to race with, and the
-  // flag only turns false in pthread_create, which orders it before the new
-  // thread's first call. (Hence the callbacks run under the lock -- log,
-  // on_injected_failure -- must not start a thread that calls this allocator
-  // and wait for it.) Otherwise a test-and-set lock: one atomic exchange
-  // to take it and a plain release store to drop it (std::mutex pays an
-  // atomic on both, ~2x the cost here); it spins briefly, then yields.
-  class SpinLock {
-   public:
-    // Returns whether the lock was taken (unlock only then).
-    bool lock() {
-      if (!held_.exchange(true, std::memory_order_acquire)) [[likely]] return true;
-      lock_slow();
-      return true;
-    }
-    void unlock() { held_.store(false, std::memory_order_release); }
-
-   private:
-    void lock_slow();
-    std::atomic<bool> held_{false};
-  };
+  // One lock per call when thread_safe: a debug::BiasedLock. The first
+  // thread to use the allocator takes it with plain stores (no atomic
+  // read-modify-write) until another thread calls; from then on it is a
+  // test-and-set spin lock for everyone. (Hence the callbacks run under the
+  // lock -- log, on_injected_failure -- must not start a thread that calls
+  // this allocator and wait for it.)
   class Guard;
 
   static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t ret);
@@ -330,7 +314,7 @@ class DebugAllocator {
     }
   }
   void forget_history_locked();
-  SpinLock* lock_ptr() const { return lock_if_thread_safe_; }
+  debug::BiasedLock* lock_ptr() const { return lock_if_thread_safe_; }
   void emit(debug::Report r);
   void emit_all(std::vector<debug::Report>& reports);
   void log_call(std::string_view op, std::size_t len, std::size_t new_len, Alignment alignment,
@@ -338,8 +322,8 @@ class DebugAllocator {
 
   Allocator child_;
   DebugOptions options_;
-  mutable SpinLock lock_;  // unused when !thread_safe
-  SpinLock* lock_if_thread_safe_ = nullptr;
+  mutable debug::BiasedLock lock_;  // unused when !thread_safe
+  debug::BiasedLock* lock_if_thread_safe_ = nullptr;
   debug::AddressMap<Record> live_;
   // Every remembered free, oldest first. Entries [begin, released_) have
   // gone back to the child (history, at most freed_history + 64 of them);
