@@ -40,13 +40,13 @@ struct DebugAllocator::StackTrace {
 class DebugAllocator::Guard {
  public:
   // Takes `lock` unless it is null (thread_safe off).
-  explicit Guard(debug::BiasedLock* lock) : lock_(lock) {
-    if (lock_ != nullptr) mode_ = lock_->lock();
+  explicit Guard(BiasedLock* lock) : lock_(lock) {
+    if (lock_ != nullptr) lock_->lock();
   }
   ~Guard() { unlock(); }
   void unlock() {
     if (lock_ != nullptr) {
-      lock_->unlock(mode_);
+      lock_->unlock();
       lock_ = nullptr;
     }
   }
@@ -54,8 +54,7 @@ class DebugAllocator::Guard {
   Guard& operator=(const Guard&) = delete;
 
  private:
-  debug::BiasedLock* lock_;
-  debug::BiasedLock::Mode mode_ = debug::BiasedLock::Mode::kOwner;
+  BiasedLock* lock_;
 };
 
 const VTable DebugAllocator::kVTable = {DebugAllocator::vt_alloc, DebugAllocator::vt_resize,

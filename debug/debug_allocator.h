@@ -21,7 +21,7 @@
 // 2026-11): ~530 instructions per alloc+free pair vs 173 (3.1x, callgrind),
 // 2.8-2.9x in CPU time; sampled 1-in-64 about the same; 64 mixed-size blocks
 // at a time 2.9x instructions, 3.0x time. Thread safety: with `thread_safe`
-// (default) every call takes a debug::BiasedLock: the first thread to use the
+// (default) every call takes a BiasedLock: the first thread to use the
 // allocator pays no atomic read-modify-write (plain stores) until a second
 // thread calls it; from then on it is a test-and-set spin lock (~6 ns more
 // per pair here). With another thread running in the process, one thread's
@@ -51,8 +51,8 @@
 #include <vector>
 
 #include "alloc_iface/allocator.h"
+#include "allocators/engine/biased_lock.h"
 #include "debug/address_map.h"
-#include "debug/biased_lock.h"
 #include "debug/report.h"
 
 namespace alloy {
@@ -229,7 +229,7 @@ class DebugAllocator {
     std::uint64_t pos;
     StackTrace* trace;
   };
-  // One lock per call when thread_safe: a debug::BiasedLock. The first
+  // One lock per call when thread_safe: a BiasedLock. The first
   // thread to use the allocator takes it with plain stores (no atomic
   // read-modify-write) until another thread calls; from then on it is a
   // test-and-set spin lock for everyone. (Hence the callbacks run under the
@@ -314,7 +314,7 @@ class DebugAllocator {
     }
   }
   void forget_history_locked();
-  debug::BiasedLock* lock_ptr() const { return lock_if_thread_safe_; }
+  BiasedLock* lock_ptr() const { return lock_if_thread_safe_; }
   void emit(debug::Report r);
   void emit_all(std::vector<debug::Report>& reports);
   void log_call(std::string_view op, std::size_t len, std::size_t new_len, Alignment alignment,
@@ -322,8 +322,8 @@ class DebugAllocator {
 
   Allocator child_;
   DebugOptions options_;
-  mutable debug::BiasedLock lock_;  // unused when !thread_safe
-  debug::BiasedLock* lock_if_thread_safe_ = nullptr;
+  mutable BiasedLock lock_;  // unused when !thread_safe
+  BiasedLock* lock_if_thread_safe_ = nullptr;
   debug::AddressMap<Record> live_;
   // Every remembered free, oldest first. Entries [begin, released_) have
   // gone back to the child (history, at most freed_history + 64 of them);

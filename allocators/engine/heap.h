@@ -9,10 +9,15 @@
 // its blocks. Heap::default_allocator() is the process default heap, the one
 // alloy::engine::alloc and the malloc adapter use.
 //
-// Cost per call: alloc takes the heap's spin lock around the engine's size-class
+// Cost per call: alloc takes the heap's lock around the engine's size-class
 // path; Heap::free (and the handle's free) frees under the lock when it is
 // free at that moment, else with one lock-free CAS; visit/stats/collect walk
-// the heap's pages under the lock. One Local per heap (not per thread) is
+// the heap's pages under the lock. The lock is a BiasedLock: while one
+// thread is the only one to have taken it, taking it costs no atomic
+// exchange (a heap used from one thread: 2.6-2.8x the default heap's
+// per-thread fast path, against 3.4-6.3x with a plain spin lock); the first
+// call from a second thread makes it a spin lock for good, with one
+// membarrier syscall. One Local per heap (not per thread) is
 // what lets visit and stats see a consistent heap from any thread.
 // Thread safety: every member may be called from any thread, and a block may
 // be freed from any thread (Heap::free or alloy::engine::free). destroy() must

@@ -69,14 +69,19 @@
 //     orphaned: fork may have copied them mid-update, so no thread adopts
 //     them. Their blocks stay valid and freeable (owner_tid 0: cross-thread
 //     push); their free memory is not reused in the child (as in mimalloc).
-//   - A user heap (alloy::Heap) has one Local guarded by a spin lock and
-//     owner_tid 0, so every free is the lock-free cross-thread push and only
-//     allocation takes the lock.
+//   - A user heap (alloy::Heap) has one Local guarded by HeapCore::lock, a
+//     BiasedLock: the thread that uses the heap first takes it with plain
+//     stores until another thread does (then it is a spin lock). Its segments
+//     have owner_tid 0: Heap::free frees under the lock when it can take it
+//     at once (try_lock), otherwise (and engine::free always) with the
+//     lock-free cross-thread push.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+
+#include "allocators/engine/biased_lock.h"
 
 namespace alloy::engine::detail {
 
@@ -220,9 +225,10 @@ struct SpinLock {
   void unlock() noexcept { word.store(0, std::memory_order_release); }
 };
 
+template <class Lock>
 struct Guard {
-  SpinLock& l;
-  explicit Guard(SpinLock& lock) noexcept : l(lock) { l.lock(); }
+  Lock& l;
+  explicit Guard(Lock& lock) noexcept : l(lock) { l.lock(); }
   ~Guard() { l.unlock(); }
   Guard(const Guard&) = delete;
   Guard& operator=(const Guard&) = delete;
@@ -253,7 +259,10 @@ struct Local {
 // A heap: the process default (many Locals, one per thread) or a user heap
 // (one Local behind `lock`).
 struct HeapCore {
-  SpinLock lock;       // user heap: the Local; default heap: the idle pool
+  // User heap: the Local; default heap: the idle pool. Biased to the first
+  // thread that takes it (biased_lock.h): a heap used from one thread pays
+  // no atomic exchange per allocation.
+  BiasedLock lock;
   SpinLock huge_lock;  // huge list
   std::atomic<std::size_t> committed{0};
   std::atomic<std::size_t> peak{0};

@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
     }
     std::printf("\n");
   }
-  std::printf("\nalloy::Heap (a first-class heap, allocation under its lock) / engine default heap\n");
+  std::printf("\nalloy::Heap (a first-class heap, allocation under its biased lock) / engine default heap\n");
   for (auto& [bench, m] : reporter.times) {
     if (m.count("UserHeap") && m.count("Engine") && m["Engine"] > 0) {
       std::printf("%-24s %10.2f\n", bench.c_str(), m["UserHeap"] / m["Engine"]);

@@ -212,6 +212,62 @@ BOOST_AUTO_TEST_CASE(heap_shared_by_four_threads) {
   BOOST_CHECK_EQUAL(heap.stats().live_blocks, 0u);
 }
 
+// The heap's lock is biased to its first user (no atomic exchange) until a
+// second thread allocates; this hammers that hand-over: the owner churns
+// while three threads arrive, and blocks cross threads through shared slots.
+BOOST_AUTO_TEST_CASE(owner_keeps_churning_while_other_threads_arrive) {
+  for (int round = 0; round < 20; ++round) {
+    alloy::Heap heap = make();
+    constexpr std::size_t kSlots = 64;
+    std::atomic<unsigned char*> slots[kSlots] = {};
+    std::atomic<int> bad{0}, arrived_done{0};
+    auto churn = [&](unsigned char id, std::mt19937& rng,
+                     std::vector<std::pair<unsigned char*, std::size_t>>& mine) {
+      if (mine.size() < 50 || rng() % 2) {
+        const std::size_t n = 1 + rng() % 600;
+        auto* p = static_cast<unsigned char*>(heap.alloc(n));
+        if (p == nullptr) { ++bad; return; }
+        std::memset(p, id, n);
+        mine.push_back({p, n});
+      } else {
+        const std::size_t k = rng() % mine.size();
+        auto [p, n] = mine[k];
+        if (p[0] != id || p[n - 1] != id) ++bad;
+        mine[k] = mine.back();
+        mine.pop_back();
+        if (rng() % 4 == 0) {
+          // Hand it to whoever takes the slot next; they free it.
+          p[0] = 0xEE;
+          unsigned char* old = slots[rng() % kSlots].exchange(p);
+          if (old != nullptr && old[0] != 0xEE) ++bad;
+          alloy::Heap::free(old);
+        } else {
+          alloy::Heap::free(p);
+        }
+      }
+    };
+    std::mt19937 owner_rng(static_cast<unsigned>(round));
+    std::vector<std::pair<unsigned char*, std::size_t>> owner_blocks;
+    for (int i = 0; i < 200; ++i) churn(1, owner_rng, owner_blocks);  // the owner
+    std::vector<std::thread> ts;
+    for (unsigned char id = 2; id < 5; ++id) {
+      ts.emplace_back([&, id] {
+        std::mt19937 rng(id * 1000u + static_cast<unsigned>(round));
+        std::vector<std::pair<unsigned char*, std::size_t>> mine;
+        for (int i = 0; i < 3000; ++i) churn(id, rng, mine);
+        for (auto [p, n] : mine) alloy::Heap::free(p);
+        ++arrived_done;
+      });
+    }
+    while (arrived_done.load() < 3) churn(1, owner_rng, owner_blocks);
+    for (auto& t : ts) t.join();
+    for (auto [p, n] : owner_blocks) alloy::Heap::free(p);
+    for (auto& slot : slots) alloy::Heap::free(slot.exchange(nullptr));
+    BOOST_REQUIRE_EQUAL(bad.load(), 0);
+    BOOST_REQUIRE_EQUAL(heap.stats().live_blocks, 0u);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(default_allocator_handle) {
   alloy::Allocator a = alloy::Heap::default_allocator();
   auto r = a.alloc<double>(1000);

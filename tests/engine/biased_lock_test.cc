@@ -1,4 +1,4 @@
-// debug::BiasedLock: mutual exclusion holds across the moment a second
+// alloy::BiasedLock: mutual exclusion holds across the moment a second
 // thread first takes a lock its owner is hammering, for the owner, for late
 // threads, and in a forked child.
 #define BOOST_TEST_MODULE biased_lock
@@ -12,9 +12,9 @@
 #include <thread>
 #include <vector>
 
-#include "debug/biased_lock.h"
+#include "allocators/engine/biased_lock.h"
 
-using alloy::debug::BiasedLock;
+using alloy::BiasedLock;
 
 namespace {
 
@@ -28,13 +28,26 @@ struct Protected {
   std::atomic<int> overlaps{0};
 
   void bump() {
-    BiasedLock::Holder hold(lock);
-    if (inside++ != 0) overlaps.fetch_add(1, std::memory_order_relaxed);
+    lock.lock();
+    enter();
     const std::uint64_t c = count;
     // A window for another holder to slip in, were exclusion broken.
     for (int i = 0; i < 64; ++i) __asm__ volatile("" ::: "memory");
     count = c + 1;
     --inside;
+    lock.unlock();
+  }
+  // The same through try_lock; returns whether it got in.
+  bool try_bump() {
+    if (!lock.try_lock()) return false;
+    enter();
+    ++count;
+    --inside;
+    lock.unlock();
+    return true;
+  }
+  void enter() {
+    if (inside++ != 0) overlaps.fetch_add(1, std::memory_order_relaxed);
   }
 };
 
@@ -105,4 +118,45 @@ BOOST_AUTO_TEST_CASE(a_forked_child_can_share_the_lock_with_a_new_thread) {
   BOOST_TEST_REQUIRE(waitpid(pid, &status, 0) == pid);
   BOOST_TEST(WIFEXITED(status));
   BOOST_TEST(WEXITSTATUS(status) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(try_lock_never_makes_the_lock_shared) {
+  Protected p;
+  BOOST_TEST(p.try_bump());  // the first taker becomes the owner
+  bool other_got_in = true;
+  std::thread([&] { other_got_in = p.try_bump(); }).join();
+  if (BiasedLock::owner_path_available()) {
+    BOOST_TEST(!other_got_in);  // unshared: only the owner gets in
+    BOOST_TEST(!p.lock.shared());
+  }
+  std::thread([&] { p.bump(); }).join();  // lock() does make it shared
+  BOOST_TEST(p.lock.shared());
+  std::thread([&] { other_got_in = p.try_bump(); }).join();
+  BOOST_TEST(other_got_in);
+  BOOST_TEST(p.try_bump());
+  BOOST_TEST(p.count == (BiasedLock::owner_path_available() ? 4u : 5u));
+}
+
+BOOST_AUTO_TEST_CASE(try_lock_and_lock_mixed_from_four_threads_never_overlap) {
+  Protected p;
+  p.bump();
+  std::atomic<std::uint64_t> done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::uint64_t mine = 0;
+      for (int i = 0; i < 5000; ++i) {
+        if ((i + t) % 3 == 0) {
+          mine += p.try_bump() ? 1 : 0;
+        } else {
+          p.bump();
+          ++mine;
+        }
+      }
+      done.fetch_add(mine);
+    });
+  }
+  for (auto& t : threads) t.join();
+  BOOST_TEST(p.overlaps.load() == 0);
+  BOOST_TEST(p.count == 1u + done.load());
 }

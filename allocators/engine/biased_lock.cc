@@ -1,12 +1,9 @@
-#include "debug/biased_lock.h"
+#include "allocators/engine/biased_lock.h"
 
 #include <linux/membarrier.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-namespace alloy::debug {
-namespace {
 
 #if defined(__SANITIZE_THREAD__)
 #define ALLOY_BIASED_LOCK_TSAN 1
@@ -16,22 +13,13 @@ namespace {
 #endif
 #endif
 
+namespace alloy {
+namespace {
+
 long membarrier(int cmd) { return syscall(SYS_membarrier, cmd, 0, 0); }
 
-// Whether this process may use MEMBARRIER_CMD_PRIVATE_EXPEDITED; registers
-// it on first call (the registration covers threads created later).
-bool expedited_membarrier_ready() {
-#if defined(ALLOY_BIASED_LOCK_TSAN)
-  return false;  // TSan cannot see the asymmetric fence: always lock
-#else
-  static const bool ready = [] {
-    const long supported = membarrier(MEMBARRIER_CMD_QUERY);
-    return supported > 0 && (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 &&
-           membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
-  }();
-  return ready;
-#endif
-}
+// 0: not yet asked, 1: available (and registered), 2: unavailable.
+std::atomic<int> g_membarrier_state{0};
 
 // A full memory barrier on every running thread of this process.
 void heavy_barrier() {
@@ -53,11 +41,28 @@ void relax(int spins) {
 
 }  // namespace
 
-BiasedLock::BiasedLock() noexcept {
-  if (!expedited_membarrier_ready()) shared_.store(true, std::memory_order_relaxed);
+bool BiasedLock::owner_path_available() noexcept {
+#if defined(ALLOY_BIASED_LOCK_TSAN)
+  return false;  // TSan cannot see the asymmetric fence
+#else
+  int state = g_membarrier_state.load(std::memory_order_acquire);
+  if (state == 0) {
+    // Racing threads may both ask; registering twice is harmless.
+    const long supported = membarrier(MEMBARRIER_CMD_QUERY);
+    const bool ok = supported > 0 && (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 &&
+                    membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+    state = ok ? 1 : 2;
+    g_membarrier_state.store(state, std::memory_order_release);
+  }
+  return state == 1;
+#endif
 }
 
 bool BiasedLock::claim() noexcept {
+  if (!owner_path_available()) {
+    shared_.store(true, std::memory_order_relaxed);  // a plain spin lock, for good
+    return false;
+  }
   std::uintptr_t expected = 0;
   return owner_.compare_exchange_strong(expected, current_thread(), std::memory_order_relaxed);
 }
@@ -79,4 +84,4 @@ void BiasedLock::lock_shared() noexcept {
   }
 }
 
-}  // namespace alloy::debug
+}  // namespace alloy
