@@ -3,6 +3,11 @@
 #include <absl/debugging/stacktrace.h>
 #include <fmt/format.h>
 
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define ALLOY_DEBUG_HAS_SINGLE_THREADED 1
+#endif
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -39,14 +44,19 @@ struct DebugAllocator::StackTrace {
 
 class DebugAllocator::Guard {
  public:
-  // Takes `lock` unless it is null (thread_safe off).
+  // Takes `lock` unless it is null (thread_safe off) or the process has
+  // never started a thread (glibc's __libc_single_threaded, which only turns
+  // false in pthread_create, before the new thread's first call).
   explicit Guard(BiasedLock* lock) : lock_(lock) {
-    if (lock_ != nullptr) lock_->lock();
+#if ALLOY_DEBUG_HAS_SINGLE_THREADED
+    if (__libc_single_threaded) lock_ = nullptr;
+#endif
+    if (lock_ != nullptr) mode_ = lock_->acquire();
   }
   ~Guard() { unlock(); }
   void unlock() {
     if (lock_ != nullptr) {
-      lock_->unlock();
+      lock_->release(mode_);
       lock_ = nullptr;
     }
   }
@@ -55,6 +65,7 @@ class DebugAllocator::Guard {
 
  private:
   BiasedLock* lock_;
+  BiasedLock::Mode mode_ = BiasedLock::Mode::kOwner;
 };
 
 const VTable DebugAllocator::kVTable = {DebugAllocator::vt_alloc, DebugAllocator::vt_resize,

@@ -20,12 +20,14 @@
 // blocks. Against glibc malloc+free of 64 bytes, defaults (bench/debug,
 // 2026-11): ~530 instructions per alloc+free pair vs 173 (3.1x, callgrind),
 // 2.8-2.9x in CPU time; sampled 1-in-64 about the same; 64 mixed-size blocks
-// at a time 2.9x instructions, 3.0x time. Thread safety: with `thread_safe`
-// (default) every call takes a BiasedLock: the first thread to use the
-// allocator pays no atomic read-modify-write (plain stores) until a second
-// thread calls it; from then on it is a test-and-set spin lock (~6 ns more
-// per pair here). With another thread running in the process, one thread's
-// pair costs 3.0-3.3x its child (3.2-3.5x with a plain spin lock). Without
+// at a time 2.9x instructions, 3.0-3.2x time. Thread safety: with
+// `thread_safe` (default) every call takes a BiasedLock, skipped entirely
+// while the process has never started a thread (glibc's
+// __libc_single_threaded). Once one has, the first thread to use the
+// allocator still pays no atomic read-modify-write (plain stores, ~30 more
+// instructions per pair: pair 3.3x, batch 2.9-3.0x its child, against
+// 3.4-3.5x and 3.0-3.2x with a plain spin lock) until a second thread calls
+// it; from then on it is a test-and-set spin lock (~6 ns more per pair). Without
 // `thread_safe` the allocator must stay on one thread.
 //
 // Example:

@@ -37,6 +37,7 @@
 //   ++counter;                           // protected
 //   lock.unlock();
 //   if (lock.try_lock()) { ++counter; lock.unlock(); }
+//   auto mode = lock.acquire(); ++counter; lock.release(mode);  // hot paths
 #pragma once
 
 #include <atomic>
@@ -50,9 +51,22 @@ class BiasedLock {
   BiasedLock(const BiasedLock&) = delete;
   BiasedLock& operator=(const BiasedLock&) = delete;
 
-  void lock() noexcept {
-    if (enter_as_owner()) [[likely]] return;
+  void lock() noexcept { (void)acquire(); }
+
+  // lock()/unlock() for hot paths: acquire() says how the lock was taken and
+  // release() takes that back, sparing unlock() its check.
+  enum class Mode : std::uint8_t { kOwner, kShared };
+  [[nodiscard]] Mode acquire() noexcept {
+    if (enter_as_owner()) [[likely]] return Mode::kOwner;
     lock_shared();
+    return Mode::kShared;
+  }
+  void release(Mode mode) noexcept {
+    if (mode == Mode::kOwner) {
+      owner_busy_.store(false, std::memory_order_release);
+    } else {
+      held_.store(false, std::memory_order_release);
+    }
   }
 
   bool try_lock() noexcept {

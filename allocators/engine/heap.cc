@@ -23,9 +23,9 @@ namespace d = engine::detail;
 constexpr std::size_t kCoreBytes = (sizeof(HeapCore) + 4095) & ~std::size_t{4095};
 
 void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept {
-  h->lock.lock();
+  const BiasedLock::Mode mode = h->lock.acquire();
   void* p = d::local_alloc(&h->local, size, align);
-  h->lock.unlock();
+  h->lock.release(mode);
   return p;
 }
 

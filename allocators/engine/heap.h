@@ -14,7 +14,7 @@
 // free at that moment, else with one lock-free CAS; visit/stats/collect walk
 // the heap's pages under the lock. The lock is a BiasedLock: while one
 // thread is the only one to have taken it, taking it costs no atomic
-// exchange (a heap used from one thread: 2.6-2.8x the default heap's
+// exchange (a heap used from one thread: 2.6-3.1x the default heap's
 // per-thread fast path, against 3.4-6.3x with a plain spin lock); the first
 // call from a second thread makes it a spin lock for good, with one
 // membarrier syscall. One Local per heap (not per thread) is
