@@ -87,6 +87,15 @@ class BiasedLock {
     }
   }
 
+  // In a forked child, by its only thread, which took this lock before
+  // fork(): frees it whatever state fork() copied. A thread that did not
+  // survive may have been queued inside it (holding the spin word while it
+  // waited for the owner to leave), so unlock() is not enough.
+  void reset_after_fork() noexcept {
+    owner_busy_.store(false, std::memory_order_relaxed);
+    held_.store(false, std::memory_order_relaxed);
+  }
+
   // Whether the lock has become (or started as) a plain spin lock.
   bool shared() const noexcept { return shared_.load(std::memory_order_relaxed); }
 

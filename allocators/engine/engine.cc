@@ -1442,7 +1442,20 @@ void fork_parent() noexcept {
 
 void fork_child() noexcept {
   if (g_init.load(std::memory_order_acquire) != 2) return;
-  fork_parent();  // only this thread exists: every lock is ours to release
+  // Only this thread exists: every lock is ours to release. The biased heap
+  // locks are reset rather than unlocked: a thread that did not survive may
+  // have been queued inside one when fork() copied it (fork_test caught a
+  // child hanging in thread_init that way).
+  g_meta_lock.unlock();
+  g_segcache_lock.unlock();
+  g_huge_cache_lock.unlock();
+  g_default_heap.huge_lock.unlock();
+  g_default_heap.lock.reset_after_fork();
+  for (HeapCore* h = g_heaps; h != nullptr; h = h->next_heap) {
+    h->huge_lock.unlock();
+    h->lock.reset_after_fork();
+  }
+  g_heaps_lock.unlock();
   // Locals of threads that do not exist in the child are orphaned, not
   // reused: their owners took no lock, so fork() may have copied one in the
   // middle of an update (a half-linked span bin, a popped block not yet

@@ -4,10 +4,12 @@
 #define BOOST_TEST_MODULE biased_lock
 #include <boost/test/unit_test.hpp>
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -15,6 +17,14 @@
 #include "allocators/engine/biased_lock.h"
 
 using alloy::BiasedLock;
+
+#if defined(__SANITIZE_THREAD__)
+#define ALLOY_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ALLOY_TEST_TSAN 1
+#endif
+#endif
 
 namespace {
 
@@ -159,4 +169,55 @@ BOOST_AUTO_TEST_CASE(try_lock_and_lock_mixed_from_four_threads_never_overlap) {
   for (auto& t : threads) t.join();
   BOOST_TEST(p.overlaps.load() == 0);
   BOOST_TEST(p.count == 1u + done.load());
+}
+
+BOOST_AUTO_TEST_CASE(a_child_forked_while_a_thread_waits_inside_the_lock_can_use_it) {
+  // The owner holds the lock; another thread is queued inside it (it holds
+  // the spin word and waits for the owner) when fork() copies it. The child
+  // resets the lock, as the engine's fork handler does, and must be able to
+  // take it from a new thread.
+  BiasedLock lock;
+  lock.lock();  // the owner
+  std::thread queued([&] {
+    lock.lock();
+    lock.unlock();
+  });
+  if (BiasedLock::owner_path_available()) {
+    while (!lock.shared()) std::this_thread::yield();  // queued and waiting
+  } else {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const pid_t pid = fork();
+  BOOST_TEST_REQUIRE(pid >= 0);
+  if (pid == 0) {
+    lock.reset_after_fork();
+    bool ok = false;
+    auto take = [&] {
+      lock.lock();
+      ok = true;
+      lock.unlock();
+    };
+#if defined(ALLOY_TEST_TSAN)
+    take();  // TSan cannot start threads after a multi-threaded fork
+#else
+    std::thread(take).join();
+#endif
+    _exit(ok ? 0 : 1);
+  }
+  lock.unlock();
+  queued.join();
+  // A child stuck in the lock is killed and reported, not waited for forever.
+  int status = 0;
+  pid_t r = 0;
+  for (int ms = 0; ms < 10000 && r == 0; ms += 5) {
+    r = waitpid(pid, &status, WNOHANG);
+    if (r == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (r == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  BOOST_TEST(r == pid, "the child hung taking the lock");
+  BOOST_TEST(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) == 0);
 }
