@@ -1426,36 +1426,40 @@ void fork_prepare() noexcept {
   g_meta_lock.lock();
 }
 
-void fork_parent() noexcept {
-  if (g_init.load(std::memory_order_acquire) != 2) return;
+namespace {
+// Releases what fork_prepare took. In the child (only this thread exists)
+// the biased heap locks are reset rather than unlocked: a thread that did
+// not survive may have been queued inside one when fork() copied it
+// (fork_test caught a child hanging in thread_init that way).
+void release_fork_locks(bool in_child) noexcept {
+  auto release = [in_child](BiasedLock& lock) {
+    if (in_child) {
+      lock.reset_after_fork();
+    } else {
+      lock.unlock();
+    }
+  };
   g_meta_lock.unlock();
   g_segcache_lock.unlock();
   g_huge_cache_lock.unlock();
   g_default_heap.huge_lock.unlock();
-  g_default_heap.lock.unlock();
+  release(g_default_heap.lock);
   for (HeapCore* h = g_heaps; h != nullptr; h = h->next_heap) {
     h->huge_lock.unlock();
-    h->lock.unlock();
+    release(h->lock);
   }
   g_heaps_lock.unlock();
+}
+}  // namespace
+
+void fork_parent() noexcept {
+  if (g_init.load(std::memory_order_acquire) != 2) return;
+  release_fork_locks(false);
 }
 
 void fork_child() noexcept {
   if (g_init.load(std::memory_order_acquire) != 2) return;
-  // Only this thread exists: every lock is ours to release. The biased heap
-  // locks are reset rather than unlocked: a thread that did not survive may
-  // have been queued inside one when fork() copied it (fork_test caught a
-  // child hanging in thread_init that way).
-  g_meta_lock.unlock();
-  g_segcache_lock.unlock();
-  g_huge_cache_lock.unlock();
-  g_default_heap.huge_lock.unlock();
-  g_default_heap.lock.reset_after_fork();
-  for (HeapCore* h = g_heaps; h != nullptr; h = h->next_heap) {
-    h->huge_lock.unlock();
-    h->lock.reset_after_fork();
-  }
-  g_heaps_lock.unlock();
+  release_fork_locks(true);
   // Locals of threads that do not exist in the child are orphaned, not
   // reused: their owners took no lock, so fork() may have copied one in the
   // middle of an update (a half-linked span bin, a popped block not yet

@@ -21,6 +21,35 @@ alloy::Heap make(alloy::HeapOptions o = {}) {
   BOOST_REQUIRE(h.ok());
   return std::move(*h);
 }
+
+using Blocks = std::vector<std::pair<unsigned char*, std::size_t>>;
+
+// One step of thread `id`'s random churn on `heap`: while it holds fewer
+// than `min_live` blocks (or on a coin flip) it allocates 1..max_size bytes
+// and fills them with `id`; otherwise it checks one of its blocks still holds
+// `id` and hands it to `release`. Counts failures and corruption in `bad`.
+template <class Release>
+void churn_step(alloy::Heap& heap, unsigned char id, std::mt19937& rng, Blocks& mine,
+                std::size_t min_live, std::size_t max_size, std::atomic<int>& bad,
+                Release release) {
+  if (mine.size() < min_live || rng() % 2) {
+    const std::size_t n = 1 + rng() % max_size;
+    auto* p = static_cast<unsigned char*>(heap.alloc(n));
+    if (p == nullptr) {
+      ++bad;
+      return;
+    }
+    std::memset(p, id, n);
+    mine.push_back({p, n});
+  } else {
+    const std::size_t k = rng() % mine.size();
+    auto [p, n] = mine[k];
+    if (p[0] != id || p[n - 1] != id) ++bad;
+    mine[k] = mine.back();
+    mine.pop_back();
+    release(p);
+  }
+}
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(handle_alloc_realloc_free_keep_contents) {
@@ -187,22 +216,10 @@ BOOST_AUTO_TEST_CASE(heap_shared_by_four_threads) {
   for (int id = 0; id < 4; ++id) {
     ts.emplace_back([&, id] {
       std::mt19937 rng(static_cast<unsigned>(id));
-      std::vector<std::pair<unsigned char*, std::size_t>> mine;
+      Blocks mine;
       for (int i = 0; i < 20000; ++i) {
-        if (mine.size() < 100 || rng() % 2) {
-          const std::size_t n = 1 + rng() % 3000;
-          auto* p = static_cast<unsigned char*>(heap.alloc(n));
-          if (p == nullptr) { ++bad; continue; }
-          std::memset(p, id, n);
-          mine.push_back({p, n});
-        } else {
-          const std::size_t k = rng() % mine.size();
-          auto [p, n] = mine[k];
-          if (p[0] != id || p[n - 1] != id) ++bad;
-          alloy::Heap::free(p);
-          mine[k] = mine.back();
-          mine.pop_back();
-        }
+        churn_step(heap, static_cast<unsigned char>(id), rng, mine, 100, 3000, bad,
+                   alloy::Heap::free);
       }
       for (auto [p, n] : mine) alloy::Heap::free(p);
     });
@@ -221,39 +238,30 @@ BOOST_AUTO_TEST_CASE(owner_keeps_churning_while_other_threads_arrive) {
     constexpr std::size_t kSlots = 64;
     std::atomic<unsigned char*> slots[kSlots] = {};
     std::atomic<int> bad{0}, arrived_done{0};
-    auto churn = [&](unsigned char id, std::mt19937& rng,
-                     std::vector<std::pair<unsigned char*, std::size_t>>& mine) {
-      if (mine.size() < 50 || rng() % 2) {
-        const std::size_t n = 1 + rng() % 600;
-        auto* p = static_cast<unsigned char*>(heap.alloc(n));
-        if (p == nullptr) { ++bad; return; }
-        std::memset(p, id, n);
-        mine.push_back({p, n});
-      } else {
-        const std::size_t k = rng() % mine.size();
-        auto [p, n] = mine[k];
-        if (p[0] != id || p[n - 1] != id) ++bad;
-        mine[k] = mine.back();
-        mine.pop_back();
-        if (rng() % 4 == 0) {
-          // Hand it to whoever takes the slot next; they free it.
-          p[0] = 0xEE;
-          unsigned char* old = slots[rng() % kSlots].exchange(p);
-          if (old != nullptr && old[0] != 0xEE) ++bad;
-          alloy::Heap::free(old);
-        } else {
-          alloy::Heap::free(p);
-        }
+    // Frees a block, or (about one time in four, by address) hands it to
+    // whoever takes its slot next, freeing what the slot held: blocks cross
+    // threads.
+    auto release = [&](unsigned char* p) {
+      if ((reinterpret_cast<std::uintptr_t>(p) >> 4) % 4 != 0) {
+        alloy::Heap::free(p);
+        return;
       }
+      p[0] = 0xEE;
+      unsigned char* old = slots[reinterpret_cast<std::uintptr_t>(p) / 16 % kSlots].exchange(p);
+      if (old != nullptr && old[0] != 0xEE) ++bad;
+      alloy::Heap::free(old);
+    };
+    auto churn = [&](unsigned char id, std::mt19937& rng, Blocks& mine) {
+      churn_step(heap, id, rng, mine, 50, 600, bad, release);
     };
     std::mt19937 owner_rng(static_cast<unsigned>(round));
-    std::vector<std::pair<unsigned char*, std::size_t>> owner_blocks;
+    Blocks owner_blocks;
     for (int i = 0; i < 200; ++i) churn(1, owner_rng, owner_blocks);  // the owner
     std::vector<std::thread> ts;
     for (unsigned char id = 2; id < 5; ++id) {
       ts.emplace_back([&, id] {
         std::mt19937 rng(id * 1000u + static_cast<unsigned>(round));
-        std::vector<std::pair<unsigned char*, std::size_t>> mine;
+        Blocks mine;
         for (int i = 0; i < 3000; ++i) churn(id, rng, mine);
         for (auto [p, n] : mine) alloy::Heap::free(p);
         ++arrived_done;
