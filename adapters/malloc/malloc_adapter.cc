@@ -210,6 +210,12 @@ void* realloc_not_engine(void* p, std::size_t size,
   return q;
 }
 
+void* alloc_slow(std::size_t size, std::uintptr_t caller) noexcept { return alloc(size, caller); }
+void free_slow(void* p, std::uintptr_t caller) noexcept { free(p, caller); }
+void free_sized_slow(void* p, std::size_t size, std::uintptr_t caller) noexcept {
+  free_sized(p, size, caller);
+}
+
 }  // namespace internal
 }  // namespace alloy::malloc_adapter
 
@@ -224,10 +230,14 @@ namespace engine = alloy::engine;
 #define ALLOY_EXPORT extern "C" [[gnu::visibility("default")]]
 
 ALLOY_EXPORT void* malloc(std::size_t size) noexcept {
-  return mi::alloc(size, ALLOY_CALLER());
+  if (void* p = engine::try_inline_alloc(size)) [[likely]] return p;
+  return mi::alloc_slow(size, ALLOY_CALLER());
 }
 
-ALLOY_EXPORT void free(void* p) noexcept { mi::free(p, ALLOY_CALLER()); }
+ALLOY_EXPORT void free(void* p) noexcept {
+  if (engine::try_inline_free(p)) [[likely]] return;
+  mi::free_slow(p, ALLOY_CALLER());
+}
 
 ALLOY_EXPORT void cfree(void* p) noexcept { mi::free(p, ALLOY_CALLER()); }
 

@@ -89,6 +89,10 @@ inline constexpr bool kCheckSizedFree = true;
 inline constexpr bool kCheckSizedFree = false;
 #endif
 
+// alloc(), out of line: the slow half of malloc, whose inlined fast half is
+// engine::try_inline_alloc (so malloc's fast path saves no registers).
+[[gnu::noinline]] void* alloc_slow(std::size_t size, std::uintptr_t caller) noexcept;
+
 inline void* alloc(std::size_t size, std::uintptr_t caller) noexcept {
   if (size == 0) size = 1;
   // The engine's inlined fast path: a TLS load and a list pop when the
@@ -114,6 +118,10 @@ inline void* alloc_aligned(std::size_t size, std::size_t alignment,
   return p;
 }
 
+// free(), out of line: the slow half of the exported free, whose inlined
+// fast half is engine::try_inline_free.
+[[gnu::noinline]] void free_slow(void* p, std::uintptr_t caller) noexcept;
+
 inline void free(void* p, std::uintptr_t caller) noexcept {
   if (p == nullptr) return;
   if (!engine::inline_owns(p)) [[unlikely]] {
@@ -122,6 +130,9 @@ inline void free(void* p, std::uintptr_t caller) noexcept {
   }
   engine::inline_free(p);
 }
+
+// free_sized(), out of line (see free_slow).
+[[gnu::noinline]] void free_sized_slow(void* p, std::size_t size, std::uintptr_t caller) noexcept;
 
 inline void free_sized(void* p, std::size_t size,
                        std::uintptr_t caller) noexcept {

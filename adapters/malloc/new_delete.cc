@@ -63,6 +63,17 @@ inline void* new_nothrow_impl(std::size_t size, std::size_t alignment,
   return new_nothrow_slow(size, alignment, caller);
 }
 
+// new_impl / new_nothrow_impl for the natural alignment, out of line: the
+// slow halves of operator new, whose inlined fast half is the engine's list
+// pop (so the fast path saves no registers).
+[[gnu::noinline]] void* new_natural_slow(std::size_t size, std::uintptr_t caller) {
+  return new_impl(size, mi::kNaturalAlignment, caller);
+}
+[[gnu::noinline]] void* new_natural_nothrow_slow(std::size_t size,
+                                                 std::uintptr_t caller) noexcept {
+  return new_nothrow_impl(size, mi::kNaturalAlignment, caller);
+}
+
 // An alignment that is not a power of two is undefined behaviour for the
 // caller; we treat it as an allocation that cannot be served.
 inline std::size_t checked_alignment(std::align_val_t al) {
@@ -92,7 +103,6 @@ inline void* aligned_new_nothrow_impl(std::size_t size, std::align_val_t al,
   return new_nothrow_impl(size, a, caller);
 }
 
-constexpr std::size_t kNatural = mi::kNaturalAlignment;
 
 }  // namespace
 
@@ -100,18 +110,22 @@ constexpr std::size_t kNatural = mi::kNaturalAlignment;
 
 // ---- new ----
 ALLOY_EXPORT void* operator new(std::size_t size) {
-  return new_impl(size, kNatural, ALLOY_CALLER());
+  if (void* p = alloy::engine::try_inline_alloc(size)) [[likely]] return p;
+  return new_natural_slow(size, ALLOY_CALLER());
 }
 ALLOY_EXPORT void* operator new[](std::size_t size) {
-  return new_impl(size, kNatural, ALLOY_CALLER());
+  if (void* p = alloy::engine::try_inline_alloc(size)) [[likely]] return p;
+  return new_natural_slow(size, ALLOY_CALLER());
 }
 ALLOY_EXPORT void* operator new(std::size_t size,
                                 const std::nothrow_t&) noexcept {
-  return new_nothrow_impl(size, kNatural, ALLOY_CALLER());
+  if (void* p = alloy::engine::try_inline_alloc(size)) [[likely]] return p;
+  return new_natural_nothrow_slow(size, ALLOY_CALLER());
 }
 ALLOY_EXPORT void* operator new[](std::size_t size,
                                   const std::nothrow_t&) noexcept {
-  return new_nothrow_impl(size, kNatural, ALLOY_CALLER());
+  if (void* p = alloy::engine::try_inline_alloc(size)) [[likely]] return p;
+  return new_natural_nothrow_slow(size, ALLOY_CALLER());
 }
 ALLOY_EXPORT void* operator new(std::size_t size, std::align_val_t al) {
   return aligned_new_impl(size, al, ALLOY_CALLER());
@@ -130,10 +144,12 @@ ALLOY_EXPORT void* operator new[](std::size_t size, std::align_val_t al,
 
 // ---- delete ----
 ALLOY_EXPORT void operator delete(void* p) noexcept {
-  mi::free(p, ALLOY_CALLER());
+  if (alloy::engine::try_inline_free(p)) [[likely]] return;
+  mi::free_slow(p, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete[](void* p) noexcept {
-  mi::free(p, ALLOY_CALLER());
+  if (alloy::engine::try_inline_free(p)) [[likely]] return;
+  mi::free_slow(p, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept {
   mi::free(p, ALLOY_CALLER());
@@ -142,10 +158,16 @@ ALLOY_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
   mi::free(p, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete(void* p, std::size_t size) noexcept {
-  mi::free_sized(p, size, ALLOY_CALLER());
+  // The size is only checked in debug builds; otherwise the block's page
+  // knows its size class and this is an unsized free.
+  if (!mi::kCheckSizedFree && alloy::engine::try_inline_free(p)) [[likely]] return;
+  mi::free_sized_slow(p, size, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete[](void* p, std::size_t size) noexcept {
-  mi::free_sized(p, size, ALLOY_CALLER());
+  // The size is only checked in debug builds; otherwise the block's page
+  // knows its size class and this is an unsized free.
+  if (!mi::kCheckSizedFree && alloy::engine::try_inline_free(p)) [[likely]] return;
+  mi::free_sized_slow(p, size, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete(void* p, std::align_val_t) noexcept {
   mi::free(p, ALLOY_CALLER());

@@ -4,7 +4,8 @@
 // What it is for: the hottest code of the engine, shared by engine.cc (the
 // out-of-line engine::alloc / engine::free) and by callers that want to skip
 // the call, such as the malloc adapter or the instruction-count benchmark.
-// Cost per call: alloc <= 1 KiB is a TLS load, a table load and a list pop;
+// Cost per call: alloc <= 1 KiB is a TLS load, a table load and a list pop
+// (try_inline_alloc is that pop alone, null where the slow path is needed);
 // free is address arithmetic, one compare of the owning thread and a list
 // push. Everything else branches to the out-of-line slow path.
 // Thread safety: any thread; the fast path only touches the caller's own
@@ -30,10 +31,14 @@
 
 namespace alloy::engine {
 
-inline void* inline_alloc(std::size_t size) noexcept {
-  detail::Local* l = detail::t_local;
+// The list pop alone: null when the request needs the slow path (size 0 or
+// above 1 KiB, or the size class's current page has no free block). For
+// callers that keep their slow path out of line, so the inlined fast path
+// saves no registers (the malloc adapter's malloc and operator new).
+inline void* try_inline_alloc(std::size_t size) noexcept {
   if (__builtin_expect(size <= detail::kDirectMax, 1)) {
-    detail::Page* page = l->direct[(size + 15) >> 4 << 1];
+    // direct[0] (size 0) is always the empty page.
+    detail::Page* page = detail::t_local->direct[(size + 15) >> 4 << 1];
     detail::Block* b = page->free;
     if (__builtin_expect(b != nullptr, 1)) {
       page->free = b->next;
@@ -44,7 +49,12 @@ inline void* inline_alloc(std::size_t size) noexcept {
       return b;
     }
   }
-  return detail::alloc_generic(l, size, 16);
+  return nullptr;
+}
+
+inline void* inline_alloc(std::size_t size) noexcept {
+  if (void* p = try_inline_alloc(size)) [[likely]] return p;
+  return detail::alloc_generic(detail::t_local, size, 16);
 }
 
 // Same contract as owns(): one bit test, no call (the malloc adapter checks
@@ -56,26 +66,47 @@ inline bool inline_owns(const void* p) noexcept {
   return (std::atomic_ref<std::uint64_t>(bits[u / 64]).load(std::memory_order_relaxed) >> (u % 64)) & 1;
 }
 
+namespace detail {
+// The owner's free: push onto the page's local list; the page's slow path
+// runs when it empties or was parked as full.
+inline void local_push(Page* page, void* p) noexcept {
+  auto* b = static_cast<Block*>(p);
+#if defined(ALLOY_ENGINE_ASAN)
+  if (page->kind == kSmallPage && page->block_size > sizeof(void*))
+    ASAN_POISON_MEMORY_REGION(reinterpret_cast<char*>(p) + sizeof(void*),
+                              page->block_size - sizeof(void*));
+#endif
+  b->next = page->local_free;
+  page->local_free = b;
+  if (__builtin_expect(--page->used <= 0, 0)) {  // empty, or parked as full
+    free_local_slow(page);
+  }
+}
+}  // namespace detail
+
 inline void inline_free(void* p) noexcept {
   if (p == nullptr) return;
   detail::Segment* seg = detail::segment_of(p);
   detail::Page* page = detail::page_of(seg, p);
   if (__builtin_expect(
           seg->owner_tid.load(std::memory_order_relaxed) == detail::thread_id(), 1)) {
-    auto* b = static_cast<detail::Block*>(p);
-#if defined(ALLOY_ENGINE_ASAN)
-    if (page->kind == detail::kSmallPage && page->block_size > sizeof(void*))
-      ASAN_POISON_MEMORY_REGION(reinterpret_cast<char*>(p) + sizeof(void*),
-                                page->block_size - sizeof(void*));
-#endif
-    b->next = page->local_free;
-    page->local_free = b;
-    if (__builtin_expect(--page->used <= 0, 0)) {  // empty, or parked as full
-      detail::free_local_slow(page);
-    }
+    detail::local_push(page, p);
     return;
   }
   detail::free_cross(seg, page, p);
+}
+
+// inline_owns and inline_free's same-thread push in one: true when p was
+// null or freed here, false (nothing done) when p is not the engine's or
+// belongs to another thread's page. For callers that keep their slow path
+// out of line (the malloc adapter's free and operator delete).
+inline bool try_inline_free(void* p) noexcept {
+  if (p == nullptr) return true;
+  if (!inline_owns(p)) return false;
+  detail::Segment* seg = detail::segment_of(p);
+  if (seg->owner_tid.load(std::memory_order_relaxed) != detail::thread_id()) return false;
+  detail::local_push(detail::page_of(seg, p), p);
+  return true;
 }
 
 }  // namespace alloy::engine
