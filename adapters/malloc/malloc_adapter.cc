@@ -212,6 +212,9 @@ void* realloc_not_engine(void* p, std::size_t size,
 
 void* alloc_slow(std::size_t size, std::uintptr_t caller) noexcept { return alloc(size, caller); }
 void free_slow(void* p, std::uintptr_t caller) noexcept { free(p, caller); }
+void* realloc_slow(void* p, std::size_t size, std::uintptr_t caller) noexcept {
+  return realloc(p, size, caller);
+}
 void free_sized_slow(void* p, std::size_t size, std::uintptr_t caller) noexcept {
   free_sized(p, size, caller);
 }
@@ -246,7 +249,12 @@ ALLOY_EXPORT void* calloc(std::size_t n, std::size_t size) noexcept {
 }
 
 ALLOY_EXPORT void* realloc(void* p, std::size_t size) noexcept {
-  return mi::realloc(p, size, ALLOY_CALLER());
+  // Growth loops mostly stay inside the block's size class: answer those
+  // without a call (null is not the engine's, so it takes the slow half).
+  if (engine::inline_owns(p)) [[likely]] {
+    if (void* q = engine::try_inline_realloc_in_place(p, size)) [[likely]] return q;
+  }
+  return mi::realloc_slow(p, size, ALLOY_CALLER());
 }
 
 ALLOY_EXPORT void* reallocarray(void* p, std::size_t n,

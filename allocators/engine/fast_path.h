@@ -109,4 +109,16 @@ inline bool try_inline_free(void* p) noexcept {
   return true;
 }
 
+// realloc's commonest case, inline: p (an engine block, checked by the
+// caller with inline_owns) is a small block whose size class still fits
+// `size` without wasting more than half of it; returns p. Null: ask
+// engine::realloc (other kinds, growth, a large shrink).
+inline void* try_inline_realloc_in_place(void* p, std::size_t size) noexcept {
+  detail::Segment* seg = detail::segment_of(p);
+  detail::Page* page = detail::page_of(seg, p);
+  const std::size_t usable = page->block_size;
+  if (page->kind == detail::kSmallPage && size <= usable && size >= usable / 2) return p;
+  return nullptr;
+}
+
 }  // namespace alloy::engine
