@@ -3,7 +3,10 @@
 #define BOOST_TEST_MODULE malloc_new_delete
 #include <boost/test/unit_test.hpp>
 
+#include <unistd.h>
+
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <new>
@@ -190,3 +193,29 @@ ALLOY_MALLOC_CASE(standard_containers_run_on_alloy) {
   BOOST_TEST(total == 238834u);  // sum of i % 97 for i < 5000
   BOOST_TEST(*v[4999] == 4999);
 }
+
+#ifndef NDEBUG
+// Sized operator delete takes the adapter's slow half in debug builds, which
+// checks the size against the block: a wrong one is reported with the
+// caller, the block is still freed, and new keeps working.
+ALLOY_MALLOC_CASE(debug_build_reports_a_wrong_sized_operator_delete) {
+  int fds[2];
+  BOOST_TEST_REQUIRE(pipe(fds) == 0);
+  const int saved = dup(2);
+  dup2(fds[1], 2);
+  void* p = operator new(32);
+  operator delete(p, opaque(std::size_t{1} << 20));  // reported, still freed
+  dup2(saved, 2);
+  close(saved);
+  close(fds[1]);
+  char buf[512] = {};
+  const ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
+  close(fds[0]);
+  BOOST_TEST(n > 0);
+  BOOST_TEST(std::strstr(buf, "sized free") != nullptr);
+  BOOST_TEST(std::strstr(buf, "caller=0x") != nullptr);
+  void* q = operator new(32);  // still usable
+  BOOST_TEST(q != nullptr);
+  operator delete(q, 32);
+}
+#endif
