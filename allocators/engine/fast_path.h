@@ -35,19 +35,27 @@ namespace alloy::engine {
 // above 1 KiB, or the size class's current page has no free block). For
 // callers that keep their slow path out of line, so the inlined fast path
 // saves no registers (the malloc adapter's malloc and operator new).
+namespace detail {
+// The pop from Local `l`'s page for direct slot `slot` (size in 8-byte
+// units, rounded up: (size + 7) / 8; malloc rounds to 16 bytes first, for
+// its alignment): null when that page has no free block. direct[0] (size 0)
+// is always the empty page.
+inline void* direct_pop(Local* l, std::size_t slot) noexcept {
+  Page* page = l->direct[slot];
+  Block* b = page->free;
+  if (__builtin_expect(b == nullptr, 0)) return nullptr;
+  page->free = b->next;
+  page->used++;
+#if defined(ALLOY_ENGINE_ASAN)
+  ASAN_UNPOISON_MEMORY_REGION(b, page->block_size);
+#endif
+  return b;
+}
+}  // namespace detail
+
 inline void* try_inline_alloc(std::size_t size) noexcept {
   if (__builtin_expect(size <= detail::kDirectMax, 1)) {
-    // direct[0] (size 0) is always the empty page.
-    detail::Page* page = detail::t_local->direct[(size + 15) >> 4 << 1];
-    detail::Block* b = page->free;
-    if (__builtin_expect(b != nullptr, 1)) {
-      page->free = b->next;
-      page->used++;
-#if defined(ALLOY_ENGINE_ASAN)
-      ASAN_UNPOISON_MEMORY_REGION(b, page->block_size);
-#endif
-      return b;
-    }
+    return detail::direct_pop(detail::t_local, (size + 15) >> 4 << 1);
   }
   return nullptr;
 }
