@@ -96,6 +96,12 @@ class BiasedLock {
     held_.store(false, std::memory_order_relaxed);
   }
 
+  // Makes the lock a plain spin lock for good; call before any thread takes
+  // it. For locks that many threads take rarely (the default heap's pool of
+  // idle thread heaps), where the owner path buys nothing and the membarrier
+  // syscall is not wanted in every process.
+  void make_plain() noexcept { shared_.store(true, std::memory_order_relaxed); }
+
   // Whether the lock has become (or started as) a plain spin lock.
   bool shared() const noexcept { return shared_.load(std::memory_order_relaxed); }
 
@@ -118,6 +124,8 @@ class BiasedLock {
   }
 
   bool enter_as_owner() noexcept {
+    // Shared for good: skip the owner path (and the first claim's syscalls).
+    if (shared_.load(std::memory_order_relaxed)) return false;
     const std::uintptr_t owner = owner_.load(std::memory_order_relaxed);
     if (owner != current_thread() && (owner != 0 || !claim())) return false;
     owner_busy_.store(true, std::memory_order_relaxed);

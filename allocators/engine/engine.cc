@@ -1024,6 +1024,9 @@ void ensure_process_init() noexcept {
   Guard g(g_init_lock);
   if (g_init.load(std::memory_order_relaxed) == 2) return;
   g_default_heap.is_default = true;
+  // Taken only at thread start and exit, by every thread: no owner to favour,
+  // and no membarrier syscalls in every program that uses the malloc adapter.
+  g_default_heap.lock.make_plain();
   void* bits = mmap(nullptr, kOwnsBitsBytes, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (bits != MAP_FAILED) g_owns_bits.store(static_cast<std::uint64_t*>(bits), std::memory_order_release);

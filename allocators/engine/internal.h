@@ -259,9 +259,10 @@ struct Local {
 // A heap: the process default (many Locals, one per thread) or a user heap
 // (one Local behind `lock`).
 struct HeapCore {
-  // User heap: the Local; default heap: the idle pool. Biased to the first
-  // thread that takes it (biased_lock.h): a heap used from one thread pays
-  // no atomic exchange per allocation.
+  // User heap: the Local, biased to the first thread that takes it
+  // (biased_lock.h), so a heap used from one thread pays no atomic exchange
+  // per allocation. Default heap: the idle pool, a plain spin lock
+  // (make_plain at process init).
   BiasedLock lock;
   SpinLock huge_lock;  // huge list
   std::atomic<std::size_t> committed{0};

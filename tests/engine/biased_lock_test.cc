@@ -221,3 +221,19 @@ BOOST_AUTO_TEST_CASE(a_child_forked_while_a_thread_waits_inside_the_lock_can_use
   BOOST_TEST(WIFEXITED(status));
   BOOST_TEST(WEXITSTATUS(status) == 0);
 }
+
+BOOST_AUTO_TEST_CASE(a_plain_lock_is_a_spin_lock_from_the_start) {
+  Protected p;
+  p.lock.make_plain();
+  BOOST_TEST(p.lock.shared());
+  BOOST_TEST(p.try_bump());
+  bool other_got_in = false;
+  std::thread([&] { other_got_in = p.try_bump(); }).join();
+  BOOST_TEST(other_got_in);  // no owner: any thread's try_lock works
+  p.lock.lock();
+  bool blocked = true;
+  std::thread([&] { blocked = !p.lock.try_lock(); }).join();
+  BOOST_TEST(blocked);  // and it still excludes
+  p.lock.unlock();
+  BOOST_TEST(p.count == 2u);
+}
