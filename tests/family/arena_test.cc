@@ -7,6 +7,7 @@
 #include "allocators/c_allocator.h"
 #include "allocators/page_allocator.h"
 #include "tests/family/family_test_util.h"
+#include "tests/support/recording_allocator.h"
 
 using alloy::Alignment;
 using alloy::Arena;
@@ -121,25 +122,25 @@ BOOST_AUTO_TEST_CASE(reset_retain_with_limit) {
 }
 
 BOOST_AUTO_TEST_CASE(retain_reports_failure_when_child_refuses) {
-  t::CountingChild child(alloy::c_allocator());
+  t::RecordingAllocator child;
   Arena arena(child.allocator(), {.first_chunk = 1024});
   for (int i = 0; i < 100; ++i) (void)arena.alloc_inline(100, 8);
   BOOST_REQUIRE_GT(arena.chunk_count(), 1u);
   // Shrinking the kept chunk to a limit needs nothing new from the child.
-  child.refuse = true;
+  child.refuse(true);
   BOOST_CHECK(arena.reset(ResetMode::retain_with_limit(2048)));
   BOOST_CHECK_EQUAL(arena.child_bytes(), 2048u);
-  child.refuse = false;
+  child.refuse(false);
   for (int i = 0; i < 100; ++i) (void)arena.alloc_inline(100, 8);
   BOOST_REQUIRE_GT(arena.chunk_count(), 1u);
   // Consolidating into one bigger chunk does: the child refuses, reset says
   // so, and the arena is empty but usable.
-  child.refuse = true;
+  child.refuse(true);
   BOOST_CHECK(!arena.reset(ResetMode::retain_capacity()));
   BOOST_CHECK_EQUAL(arena.chunk_count(), 0u);
   BOOST_CHECK_EQUAL(child.live_bytes, 0u);
   BOOST_CHECK(arena.alloc_inline(10, 8) == nullptr);  // child still refusing
-  child.refuse = false;
+  child.refuse(false);
   BOOST_CHECK(arena.alloc_inline(10, 8) != nullptr);
 }
 

@@ -80,47 +80,4 @@ inline std::vector<Bytes> check_no_overlap(Allocator a, std::size_t count,
   return blocks;
 }
 
-// A child that counts the calls reaching it and can be told to refuse
-// allocations (a test double; the real counting/failing wrappers live in
-// allocators/wrappers/).
-class CountingChild {
- public:
-  explicit CountingChild(Allocator inner) : inner_(inner) {}
-  Allocator allocator() { return Allocator{this, &kVTable}; }
-  std::size_t allocs = 0;
-  std::size_t frees = 0;
-  std::size_t live_bytes = 0;
-  bool refuse = false;
-
- private:
-  static void* do_alloc(void* ctx, std::size_t len, Alignment al, std::uintptr_t ra) {
-    auto* self = static_cast<CountingChild*>(ctx);
-    if (self->refuse) return nullptr;
-    void* p = self->inner_.raw_alloc(len, al, ra);
-    if (p != nullptr) {
-      ++self->allocs;
-      self->live_bytes += len;
-    }
-    return p;
-  }
-  static bool do_resize(void* ctx, Bytes m, Alignment al, std::size_t n, std::uintptr_t ra) {
-    auto* self = static_cast<CountingChild*>(ctx);
-    if (self->refuse && n > m.size()) return false;
-    if (!self->inner_.raw_resize(m, al, n, ra)) return false;
-    self->live_bytes = self->live_bytes - m.size() + n;
-    return true;
-  }
-  static void* do_remap(void*, Bytes, Alignment, std::size_t, std::uintptr_t) {
-    return nullptr;
-  }
-  static void do_free(void* ctx, Bytes m, Alignment al, std::uintptr_t ra) {
-    auto* self = static_cast<CountingChild*>(ctx);
-    ++self->frees;
-    self->live_bytes -= m.size();
-    self->inner_.raw_free(m, al, ra);
-  }
-  static constexpr VTable kVTable = {do_alloc, do_resize, do_remap, do_free};
-  Allocator inner_;
-};
-
 }  // namespace alloy::testing

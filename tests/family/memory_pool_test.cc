@@ -8,6 +8,7 @@
 #include "allocators/memory_pool.h"
 #include "allocators/page_allocator.h"
 #include "tests/family/family_test_util.h"
+#include "tests/support/recording_allocator.h"
 
 using alloy::Alignment;
 using alloy::MemoryPool;
@@ -104,7 +105,7 @@ BOOST_AUTO_TEST_CASE(destroy_runs_destructor_and_reuses_node) {
 }
 
 BOOST_AUTO_TEST_CASE(preheat_means_no_child_calls_later) {
-  t::CountingChild child(alloy::c_allocator());
+  t::RecordingAllocator child;
   MemoryPool<std::uint64_t> pool(child.allocator());
   BOOST_REQUIRE(pool.preheat(5000));
   const std::size_t calls = child.allocs;
@@ -116,7 +117,7 @@ BOOST_AUTO_TEST_CASE(preheat_means_no_child_calls_later) {
 }
 
 BOOST_AUTO_TEST_CASE(non_growable_pool_refuses_past_capacity) {
-  t::CountingChild child(alloy::c_allocator());
+  t::RecordingAllocator child;
   MemoryPool<double> pool(child.allocator(), {.capacity = 100});
   BOOST_CHECK(!pool.nodes().growable());
   std::vector<double*> v;
@@ -138,7 +139,7 @@ BOOST_AUTO_TEST_CASE(non_growable_pool_refuses_past_capacity) {
 }
 
 BOOST_AUTO_TEST_CASE(reset_modes) {
-  t::CountingChild child(alloy::c_allocator());
+  t::RecordingAllocator child;
   NodePool pool(child.allocator(), 32, Alignment::from_log2(3), {.first_slab_nodes = 16});
   for (int i = 0; i < 1000; ++i) BOOST_REQUIRE(pool.acquire() != nullptr);
   const std::size_t slabs = pool.slab_count();
@@ -164,13 +165,13 @@ BOOST_AUTO_TEST_CASE(reset_modes) {
 }
 
 BOOST_AUTO_TEST_CASE(child_refusal_is_null_and_pool_stays_usable) {
-  t::CountingChild child(alloy::c_allocator());
+  t::RecordingAllocator child;
   NodePool pool(child.allocator(), 16, Alignment::from_log2(3), {.first_slab_nodes = 4});
   for (int i = 0; i < 4; ++i) BOOST_REQUIRE(pool.acquire() != nullptr);
-  child.refuse = true;
+  child.refuse(true);
   BOOST_CHECK(pool.acquire() == nullptr);
   BOOST_CHECK(!pool.preheat(10));
-  child.refuse = false;
+  child.refuse(false);
   BOOST_CHECK(pool.acquire() != nullptr);
   // Oversized requests through the handle are refused.
   BOOST_CHECK(!pool.allocator().alloc<char>(17));

@@ -7,6 +7,7 @@
 #include "allocators/c_allocator.h"
 #include "allocators/object_pool.h"
 #include "tests/family/family_test_util.h"
+#include "tests/support/recording_allocator.h"
 
 using alloy::ObjectPool;
 namespace t = alloy::testing;
@@ -88,7 +89,7 @@ BOOST_AUTO_TEST_CASE(shrink_destroys_down_to_target_and_frees_memory) {
     ~Tracked() { --alive; }
     char payload[100];
   };
-  t::CountingChild child(alloy::c_allocator());
+  t::RecordingAllocator child;
   {
     ObjectPool<Tracked> pool(child.allocator());
     BOOST_REQUIRE(pool.preheat(20));
@@ -107,18 +108,18 @@ BOOST_AUTO_TEST_CASE(shrink_destroys_down_to_target_and_frees_memory) {
 }
 
 BOOST_AUTO_TEST_CASE(child_refusal_is_an_error_and_pool_stays_usable) {
-  t::CountingChild child(alloy::c_allocator());
+  t::RecordingAllocator child;
   ObjectPool<int> pool(child.allocator());
   int* one = *pool.get();
   pool.put(one);
-  child.refuse = true;
+  child.refuse(true);
   auto a = pool.get();  // served from the available list: no child call
   BOOST_REQUIRE(a);
   auto b = pool.get();  // needs a new object: refused
   BOOST_CHECK(!b);
   BOOST_CHECK(b.error() == alloy::AllocError::kOutOfMemory);
   BOOST_CHECK(!pool.preheat(3));
-  child.refuse = false;
+  child.refuse(false);
   auto c = pool.get();
   BOOST_REQUIRE(c);
   pool.put(*a);

@@ -10,7 +10,7 @@
 #include "adapters/pmr.h"
 #include "adapters/std_allocator.h"
 #include "allocators/c_allocator.h"
-#include "tests/iface/recording_allocator.h"
+#include "tests/support/recording_allocator.h"
 
 using alloy::StdAllocator;
 using alloy::testing::RecordingAllocator;

@@ -11,7 +11,7 @@
 #include "alloc_iface/allocator.h"
 #include "allocators/c_allocator.h"
 #include "allocators/page_allocator.h"
-#include "tests/iface/recording_allocator.h"
+#include "tests/support/recording_allocator.h"
 
 using alloy::AllocError;
 using alloy::Alignment;

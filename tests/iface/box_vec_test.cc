@@ -8,7 +8,7 @@
 #include "alloc_iface/box.h"
 #include "alloc_iface/vec.h"
 #include "allocators/page_allocator.h"
-#include "tests/iface/recording_allocator.h"
+#include "tests/support/recording_allocator.h"
 
 using alloy::AllocError;
 using alloy::Box;

@@ -1,6 +1,7 @@
 // A test-only allocator over c_allocator() that records every call reaching
-// the vtable and can be told to refuse allocations, so the suites can assert
-// exactly what the typed helpers forwarded.
+// the vtable, counts what succeeded, and can be told to refuse allocations
+// (and growth), so the suites can assert exactly what the typed helpers and
+// the allocators built on a child forwarded to it.
 //
 // Cost: a vector push per call. Thread safety: none (tests are single-threaded).
 //
@@ -8,8 +9,8 @@
 //   RecordingAllocator rec;
 //   auto s = rec.allocator().alloc<int>(4);
 //   BOOST_TEST(rec.calls.size() == 1u);
-//   rec.fail_allocs = true;            // every further alloc returns null
-//   rec.allocator().free(*s);
+//   rec.refuse(true);                  // allocs and growth fail from now on
+//   rec.allocator().free(*s);          // rec.allocs == 1, rec.frees == 1
 #pragma once
 
 #include <cstdint>
@@ -32,9 +33,15 @@ struct RecordingAllocator {
 
   std::vector<Call> calls;
   bool fail_allocs = false;
+  bool fail_growth = false;  // resize/remap to a larger size fails
   bool allow_resize = true;
   bool allow_remap = true;
   std::size_t live_bytes = 0;
+  std::size_t allocs = 0;  // allocs that succeeded
+  std::size_t frees = 0;
+
+  // A child that has run out: allocations and growth fail (shrinks work).
+  void refuse(bool on) { fail_allocs = fail_growth = on; }
 
   Allocator allocator() { return Allocator{this, &kVTable}; }
 
@@ -47,20 +54,24 @@ struct RecordingAllocator {
     s->calls.push_back({Op::kAlloc, len, 0, a, ret});
     if (s->fail_allocs) return nullptr;
     void* p = child().raw_alloc(len, a, ret);
-    if (p != nullptr) s->live_bytes += len;
+    if (p != nullptr) {
+      s->live_bytes += len;
+      ++s->allocs;
+    }
     return p;
   }
   static bool do_resize(void* ctx, Bytes m, Alignment a, std::size_t n, std::uintptr_t ret) {
     auto* s = self(ctx);
     s->calls.push_back({Op::kResize, m.size(), n, a, ret});
-    if (!s->allow_resize || !child().raw_resize(m, a, n, ret)) return false;
+    if (!s->allow_resize || (s->fail_growth && n > m.size())) return false;
+    if (!child().raw_resize(m, a, n, ret)) return false;
     s->live_bytes = s->live_bytes - m.size() + n;
     return true;
   }
   static void* do_remap(void* ctx, Bytes m, Alignment a, std::size_t n, std::uintptr_t ret) {
     auto* s = self(ctx);
     s->calls.push_back({Op::kRemap, m.size(), n, a, ret});
-    if (!s->allow_remap) return nullptr;
+    if (!s->allow_remap || (s->fail_growth && n > m.size())) return nullptr;
     void* p = child().raw_remap(m, a, n, ret);
     if (p != nullptr) s->live_bytes = s->live_bytes - m.size() + n;
     return p;
@@ -69,6 +80,7 @@ struct RecordingAllocator {
     auto* s = self(ctx);
     s->calls.push_back({Op::kFree, m.size(), 0, a, ret});
     s->live_bytes -= m.size();
+    ++s->frees;
     child().raw_free(m, a, ret);
   }
   static constexpr VTable kVTable = {do_alloc, do_resize, do_remap, do_free};
