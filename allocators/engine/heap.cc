@@ -11,10 +11,6 @@
 #include "allocators/engine/fast_path.h"
 #include "allocators/engine/internal.h"
 
-#if defined(ALLOY_ENGINE_ASAN)
-#include <sanitizer/asan_interface.h>
-#endif
-
 namespace alloy {
 namespace {
 
@@ -59,16 +55,7 @@ void heap_free_block(void* p) noexcept {
   if (pg->kind == d::kSmallPage) {
     HeapCore* h = seg->local->heap;
     if (!h->is_default && h->lock.try_lock()) {
-#if defined(ALLOY_ENGINE_ASAN)
-      if (pg->block_size > sizeof(void*)) {
-        ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + sizeof(void*),
-                                  pg->block_size - sizeof(void*));
-      }
-#endif
-      auto* b = static_cast<d::Block*>(p);
-      b->next = pg->local_free;
-      pg->local_free = b;
-      if (--pg->used <= 0) d::free_local_slow(pg);
+      d::local_push(pg, p);  // the owner's free, as on the default heap
       h->lock.unlock();
       return;
     }
