@@ -29,17 +29,17 @@ void heavy_barrier() {
   membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
 }
 
-void relax(int spins) {
+}  // namespace
+
+void spin_backoff(int spins) noexcept {
   if (spins < 64) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
   } else {
-    sched_yield();  // the holder may be descheduled: let it run
+    sched_yield();
   }
 }
-
-}  // namespace
 
 bool BiasedLock::owner_path_available() noexcept {
 #if defined(ALLOY_BIASED_LOCK_TSAN)
@@ -73,14 +73,14 @@ void BiasedLock::lock_shared() noexcept {
         !held_.exchange(true, std::memory_order_acquire)) {
       break;
     }
-    relax(spins);
+    spin_backoff(spins);
   }
   if (!shared_.load(std::memory_order_relaxed)) {
     // The first other thread: stop the owner's lock-free path, then wait for
     // the owner to leave the section it may be in.
     shared_.store(true, std::memory_order_relaxed);
     heavy_barrier();
-    for (int spins = 0; owner_busy_.load(std::memory_order_acquire); ++spins) relax(spins);
+    for (int spins = 0; owner_busy_.load(std::memory_order_acquire); ++spins) spin_backoff(spins);
   }
 }
 

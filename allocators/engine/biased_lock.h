@@ -45,6 +45,11 @@
 
 namespace alloy {
 
+// One step of backing off in a spin loop: a pause for the first 64 spins,
+// then sched_yield (the holder may be descheduled: let it run). Shared by
+// alloy's spin locks.
+void spin_backoff(int spins) noexcept;
+
 class BiasedLock {
  public:
   constexpr BiasedLock() noexcept = default;

@@ -2,7 +2,6 @@
 // Data structures and the ownership model are described in internal.h.
 // Malloc-path rule: nothing here calls malloc (syscalls, atomics, own memory).
 #include <pthread.h>
-#include <sched.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,13 +36,7 @@ void SpinLock::lock() noexcept {
         word.exchange(1, std::memory_order_acquire) == 0) {
       return;
     }
-    if (spins < 64) {
-#if defined(__x86_64__)
-      __builtin_ia32_pause();
-#endif
-    } else {
-      sched_yield();
-    }
+    spin_backoff(spins);
   }
 }
 
