@@ -190,11 +190,11 @@ inline void* calloc(std::size_t n, std::size_t size,
   return p;
 }
 
-// glibc semantics: realloc(NULL, n) = malloc(n); realloc(p, 0) frees p and
-// returns NULL; on failure p is untouched and errno = ENOMEM.
 // realloc(), out of line (see alloc_slow).
 [[gnu::noinline]] void* realloc_slow(void* p, std::size_t size, std::uintptr_t caller) noexcept;
 
+// glibc semantics: realloc(NULL, n) = malloc(n); realloc(p, 0) frees p and
+// returns NULL; on failure p is untouched and errno = ENOMEM.
 inline void* realloc(void* p, std::size_t size,
                      std::uintptr_t caller) noexcept {
   if (p == nullptr) return alloc(size, caller);
