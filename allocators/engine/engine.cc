@@ -1061,7 +1061,7 @@ big:
 void* alloc_generic(Local* l, std::size_t size, std::size_t align) noexcept {
   if (size <= kDirectMax && align <= 16 && size != 0) {
     // The page ran dry but the owner freed blocks into it: swap them in.
-    Page* pg = l->direct[(size + 15) >> 4 << 1];
+    Page* pg = l->direct[direct_slot(size, 16)];
     if (pg->local_free != nullptr) {
       Block* b = pg->local_free;
       pg->free = b->next;
@@ -1374,7 +1374,7 @@ void* realloc(void* p, std::size_t size) noexcept {
   Segment* seg = segment_of(p);
   Page* pg = page_of(seg, p);
   const bool huge = pg->kind == kHugeBlock;
-  if (size <= usable && (huge || size >= usable / 2)) return p;
+  if (huge ? size <= usable : keeps_in_place(size, usable)) return p;
   if (huge && size > usable) {
     if (void* q = huge_grow(p, size, true)) return q;
   }

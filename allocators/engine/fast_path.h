@@ -31,15 +31,10 @@
 
 namespace alloy::engine {
 
-// The list pop alone: null when the request needs the slow path (size 0 or
-// above 1 KiB, or the size class's current page has no free block). For
-// callers that keep their slow path out of line, so the inlined fast path
-// saves no registers (the malloc adapter's malloc and operator new).
 namespace detail {
-// The pop from Local `l`'s page for direct slot `slot` (size in 8-byte
-// units, rounded up: (size + 7) / 8; malloc rounds to 16 bytes first, for
-// its alignment): null when that page has no free block. direct[0] (size 0)
-// is always the empty page.
+// The pop from Local `l`'s page for direct slot `slot` (direct_slot): null
+// when that page has no free block. direct[0] (size 0) is always the empty
+// page.
 inline void* direct_pop(Local* l, std::size_t slot) noexcept {
   Page* page = l->direct[slot];
   Block* b = page->free;
@@ -53,9 +48,13 @@ inline void* direct_pop(Local* l, std::size_t slot) noexcept {
 }
 }  // namespace detail
 
+// The list pop alone: null when the request needs the slow path (size 0 or
+// above 1 KiB, or the size class's current page has no free block). For
+// callers that keep their slow path out of line, so the inlined fast path
+// saves no registers (the malloc adapter's malloc and operator new).
 inline void* try_inline_alloc(std::size_t size) noexcept {
   if (__builtin_expect(size <= detail::kDirectMax, 1)) {
-    return detail::direct_pop(detail::t_local, (size + 15) >> 4 << 1);
+    return detail::direct_pop(detail::t_local, detail::direct_slot(size, 16));
   }
   return nullptr;
 }
@@ -124,8 +123,7 @@ inline bool try_inline_free(void* p) noexcept {
 inline void* try_inline_realloc_in_place(void* p, std::size_t size) noexcept {
   detail::Segment* seg = detail::segment_of(p);
   detail::Page* page = detail::page_of(seg, p);
-  const std::size_t usable = page->block_size;
-  if (page->kind == detail::kSmallPage && size <= usable && size >= usable / 2) return p;
+  if (page->kind == detail::kSmallPage && detail::keeps_in_place(size, page->block_size)) return p;
   return nullptr;
 }
 

@@ -21,13 +21,10 @@ constexpr std::size_t kCoreBytes = (sizeof(HeapCore) + 4095) & ~std::size_t{4095
 
 void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept {
   const BiasedLock::Mode mode = h->lock.acquire();
-  // The default heap's inline pop first, on this heap's one Local: the
-  // table slot of the exact size class, or of the size rounded to 16 bytes
-  // when the caller asked for 16-byte alignment (as local_alloc rounds).
+  // The default heap's inline pop first, on this heap's one Local, at the
+  // class local_alloc would pick.
   void* p = nullptr;
-  if (size <= d::kDirectMax && align <= 16) {
-    p = d::direct_pop(&h->local, align <= 8 ? (size + 7) >> 3 : (size + 15) >> 4 << 1);
-  }
+  if (size <= d::kDirectMax && align <= 16) p = d::direct_pop(&h->local, d::direct_slot(size, align));
   if (p == nullptr) p = d::local_alloc(&h->local, size, align);
   h->lock.release(mode);
   return p;

@@ -311,6 +311,21 @@ inline std::uintptr_t page_start(Segment* seg, Page* page) noexcept {
          (static_cast<std::uintptr_t>(page - seg->pages) << kSliceShift);
 }
 
+// Local::direct's slot for `size` (<= kDirectMax): sizes in 8-byte units,
+// rounded up, so slot s serves the class of s * 8 bytes. With `align` 16 (what
+// malloc promises) the size is rounded to 16 bytes first, as local_alloc
+// rounds it; with `align` <= 8 the slot is the exact class.
+inline std::size_t direct_slot(std::size_t size, std::size_t align) noexcept {
+  return align <= 8 ? (size + 7) >> 3 : (size + 15) >> 4 << 1;
+}
+
+// realloc's rule for a block that need not move: the new size fits and the
+// block would not be more than half empty (a bigger shrink moves the data
+// to a smaller class). Huge blocks keep any shrink (engine.cc).
+inline bool keeps_in_place(std::size_t size, std::size_t usable) noexcept {
+  return size <= usable && size >= usable / 2;
+}
+
 // Slow paths (engine.cc).
 void* alloc_generic(Local* l, std::size_t size, std::size_t align) noexcept;
 void free_local_slow(Page* page) noexcept;
