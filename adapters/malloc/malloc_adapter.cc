@@ -5,6 +5,7 @@
 // stack buffers and written with write(2).
 #include "adapters/malloc/malloc_adapter.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -133,6 +134,27 @@ void Line::write_to(int fd) const noexcept {
   }
 }
 
+// " (module+0xoffset, symbol+0xoffset)" for a return address, so a report
+// can be read with `addr2line -e module offset` even in a stripped or
+// position-independent program. dladdr only reads ld.so's tables (it takes
+// ld.so's recursive lock and allocates nothing), so it is safe here.
+void add_caller_location(Line& line, std::uintptr_t caller) noexcept {
+  Dl_info info{};
+  if (caller == 0 || dladdr(reinterpret_cast<void*>(caller), &info) == 0) return;
+  if (info.dli_fname == nullptr || info.dli_fname[0] == '\0') return;
+  line.add(" (");
+  line.add(info.dli_fname);
+  line.add("+");
+  line.add_hex(caller - reinterpret_cast<std::uintptr_t>(info.dli_fbase));
+  if (info.dli_sname != nullptr) {
+    line.add(", ");
+    line.add(info.dli_sname);
+    line.add("+");
+    line.add_hex(caller - reinterpret_cast<std::uintptr_t>(info.dli_saddr));
+  }
+  line.add(")");
+}
+
 void report(const char* what, const void* p, std::size_t size,
             std::uintptr_t caller, bool always) noexcept {
   if (!always && !options().verbose) return;
@@ -148,6 +170,7 @@ void report(const char* what, const void* p, std::size_t size,
   line.add_dec(size);
   line.add(" caller=");
   line.add_hex(caller);
+  add_caller_location(line, caller);
   line.add("\n");
   line.write_to(2);
   errno = saved;

@@ -38,7 +38,7 @@ inline constexpr std::size_t kEngineMaxAlignment = std::size_t{2} << 20;
 
 // A fixed buffer for reports; formatting without malloc.
 struct Line {
-  char buf[256];
+  char buf[512];  // room for a module path in reports
   std::size_t len = 0;
   void add(const char* s) noexcept;
   void add_dec(std::size_t v) noexcept;

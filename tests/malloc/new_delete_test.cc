@@ -208,12 +208,14 @@ ALLOY_MALLOC_CASE(debug_build_reports_a_wrong_sized_operator_delete) {
   dup2(saved, 2);
   close(saved);
   close(fds[1]);
-  char buf[512] = {};
+  char buf[1024] = {};
   const ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
   close(fds[0]);
   BOOST_TEST(n > 0);
   BOOST_TEST(std::strstr(buf, "sized free") != nullptr);
   BOOST_TEST(std::strstr(buf, "caller=0x") != nullptr);
+  // The caller is also named as module+offset, for addr2line.
+  BOOST_TEST(std::strstr(buf, "new_delete_test+0x") != nullptr, buf);
   void* q = operator new(32);  // still usable
   BOOST_TEST(q != nullptr);
   operator delete(q, 32);
