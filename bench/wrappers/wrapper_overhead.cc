@@ -2,8 +2,8 @@
 // almost nothing (an inline bump that rewinds on LIFO free), so the wrapper's
 // own work is what shows. Prints ns per pair and the ratio to the bare child.
 //
-//   bazel build --config=opt //examples/wrappers:wrapper_overhead
-//   bazel-bin/examples/wrappers/wrapper_overhead
+//   bazel build --config=opt //bench/wrappers:wrapper_overhead
+//   bazel-out/k8-opt/bin/bench/wrappers/wrapper_overhead
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
