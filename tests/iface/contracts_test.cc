@@ -32,7 +32,7 @@ void ignore_free(void*, Bytes, Alignment, std::uintptr_t) {}
 constexpr alloy::VTable kMisaligned = {misaligned_alloc, alloy::no_resize, misaligned_remap,
                                        ignore_free};
 
-bool mentions(const std::string& err, const char* what) {
+[[maybe_unused]] bool mentions(const std::string& err, const char* what) {
   return err.find(what) != std::string::npos;
 }
 
