@@ -19,6 +19,7 @@ namespace {
 
 struct Point {
   int x, y;
+  Point(int a, int b) : x(a), y(b) {}  // clang < 16 has no T(args) for aggregates
 };
 // Constructed from parts of other elements (not a T, so no copy is made first).
 struct Sum {
