@@ -7,7 +7,8 @@
 // moves and frees. Capacity at least doubles, so push is amortised O(1).
 //
 // Values and constructor arguments may refer to the Vec's own elements
-// (v.try_push(v[0]), v.try_resize(n, v[k]), v.try_append(v.span()), ...), as
+// (v.try_push(v[0]), v.try_resize(n, v[k]), v.try_append(v.span()),
+// v.try_assign(v.span().subspan(1)), ...), as
 // with std::vector: the new elements are built while the old storage is still
 // alive, before it is moved or freed. Every member that allocates records the
 // address of the user's call (see ALLOY_HELPER in allocator.h), so a leak or
@@ -149,6 +150,47 @@ class Vec {
     return Ok();
   }
 
+  // Replaces the contents with copies of `items`, which may be part of this
+  // Vec (then nothing is allocated). On error the Vec is as it was.
+  ALLOY_HELPER Result<void> try_assign(std::span<const T> items) {
+    const std::uintptr_t ret = ALLOY_RETURN_ADDRESS();
+    const std::size_t count = items.size();
+    if (count != 0 && in_storage(items.data())) {
+      // A run of our own elements: slide it to the front, drop the rest.
+      const auto offset = static_cast<std::size_t>(items.data() - data_);
+      if (offset != 0) {
+        if constexpr (std::is_trivially_copyable_v<T>) {
+          std::memmove(static_cast<void*>(data_), data_ + offset, count * sizeof(T));
+        } else {
+          for (std::size_t i = 0; i < count; ++i) data_[i] = data_[offset + i];
+        }
+      }
+      truncate(count);
+      return Ok();
+    }
+    if (count <= capacity_) {
+      clear();
+      std::uninitialized_copy(items.begin(), items.end(), data_);
+      size_ = count;
+      return Ok();
+    }
+    // Build the new contents first, then drop the old.
+    Vec fresh(allocator_);
+    if (auto r = fresh.append_at(items, ret); !r) return r;
+    adopt(std::move(fresh), ret);
+    return Ok();
+  }
+  // Replaces the contents with n copies of `value` (which may be an element
+  // of this Vec). On error the Vec is as it was.
+  ALLOY_HELPER Result<void> try_assign(std::size_t n, const T& value) {
+    const std::uintptr_t ret = ALLOY_RETURN_ADDRESS();
+    if (in_storage(&value)) {
+      T copy(value);  // clear() or the move would destroy it
+      return assign_fill_at(n, copy, ret);
+    }
+    return assign_fill_at(n, value, ret);
+  }
+
   // Inserts at `index` (<= size()), shifting the tail right. `value` is taken
   // by value, so an element of this Vec is copied before anything moves.
   ALLOY_HELPER Result<void> try_insert(std::size_t index, T value) {
@@ -279,6 +321,32 @@ class Vec {
     return Ok();
   }
 
+  Result<void> assign_fill_at(std::size_t n, const T& value, std::uintptr_t ret) {
+    if (n <= capacity_) {
+      clear();
+      std::uninitialized_fill(data_, data_ + n, value);
+      size_ = n;
+      return Ok();
+    }
+    Vec fresh(allocator_);
+    if (auto r = fresh.with_room(
+            n, ret, true, [&](T* slot) { std::uninitialized_fill(slot, slot + n, value); });
+        !r) {
+      return r;
+    }
+    fresh.size_ = n;
+    adopt(std::move(fresh), ret);
+    return Ok();
+  }
+
+  // Frees our storage (recording ret) and takes over `fresh`'s.
+  void adopt(Vec&& fresh, std::uintptr_t ret) {
+    release_storage_at(ret);
+    data_ = std::exchange(fresh.data_, nullptr);
+    size_ = std::exchange(fresh.size_, 0);
+    capacity_ = std::exchange(fresh.capacity_, 0);
+  }
+
   // Makes room for `additional` more elements (growing at least to double),
   // then calls make(data() + size()) to construct them; the caller then
   // counts them into size_. When storage moves, make runs on the new storage
@@ -382,11 +450,12 @@ class Vec {
 #endif
   }
 
-  void release_storage() {
+  void release_storage() { release_storage_at(ALLOY_RETURN_ADDRESS()); }
+  void release_storage_at(std::uintptr_t ret) {
     clear();
     if (data_ != nullptr) {
       allocator_.raw_free(Bytes(reinterpret_cast<std::byte*>(data_), capacity_ * sizeof(T)),
-                          Alignment::of<T>(), ALLOY_RETURN_ADDRESS());
+                          Alignment::of<T>(), ret);
       data_ = nullptr;
     }
     capacity_ = 0;

@@ -93,6 +93,10 @@ SITE void site_svec_emplace(Holder& h) { escape(h.svec->try_emplace(30, 'e').ok(
 SITE void site_vec_append(Holder& h) { escape(h.vec->try_append(h.span).ok() ? &h : nullptr); }
 SITE void site_vec_resize(Holder& h) { escape(h.vec->try_resize(h.vec->capacity() + 100, 9).ok() ? &h : nullptr); }
 SITE void site_vec_insert(Holder& h) { escape(h.vec->try_insert(0, 8).ok() ? &h : nullptr); }
+SITE void site_vec_assign(Holder& h) { escape(h.vec->try_assign(h.span).ok() ? &h : nullptr); }
+SITE void site_vec_assign_n(Holder& h) {
+  escape(h.vec->try_assign(h.vec->capacity() + 10, 3).ok() ? &h : nullptr);
+}
 SITE void site_vec_shrink(Holder& h) { h.vec->shrink_to_fit(); escape(&h); }
 SITE void site_vec_clone(Holder& h) { h.clone.emplace(std::move(h.svec->try_clone().value())); escape(&h); }
 SITE void site_vec_owned(Holder& h) { h.span = h.vec->to_owned_span().value(); escape(&h); }
@@ -184,6 +188,12 @@ BOOST_AUTO_TEST_CASE(vec_members_record_the_users_call) {
   expect_calls_from(h, site_vec_resize, "try_resize", 2);
   while (h.vec->size() < h.vec->capacity()) BOOST_REQUIRE(h.vec->try_push(0).ok());
   expect_calls_from(h, site_vec_insert, "try_insert", 2);
+  h.span = h.a().alloc<int>(h.vec->capacity() + 10).value();
+  for (int& x : h.span) x = 1;
+  expect_calls_from(h, site_vec_assign, "try_assign(span)", 2);
+  free_span(h);
+  expect_calls_from(h, site_vec_assign_n, "try_assign(n, value)", 2);
+  BOOST_REQUIRE(h.vec->try_reserve(h.vec->capacity() + 1).ok());
   expect_calls_from(h, site_vec_shrink, "shrink_to_fit", 2);
   expect_calls_from(h, site_vec_clone, "try_clone");
   BOOST_REQUIRE(h.vec->try_push(1).ok());

@@ -5,7 +5,9 @@
 #define BOOST_TEST_MODULE vec_alias
 #include <boost/test/unit_test.hpp>
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 #include <string>
 #include <utility>
 
@@ -169,4 +171,48 @@ BOOST_AUTO_TEST_CASE(aliasing_without_a_move_still_works) {
   BOOST_REQUIRE(v.try_append(v.span().first(2)).ok());
   BOOST_TEST(v.size() == 12u);
   for (int x : v) BOOST_TEST(x == 5);
+}
+
+BOOST_AUTO_TEST_CASE(assign_from_own_elements_and_others) {
+  QuarantineAllocator q;
+  Vec<int> v(q.allocator());
+  for (int i = 0; i < 10; ++i) BOOST_REQUIRE(v.try_push(i).ok());
+  BOOST_REQUIRE(v.try_assign(v.span().subspan(3, 4)).ok());  // a run of our own
+  BOOST_TEST(v.size() == 4u);
+  for (int i = 0; i < 4; ++i) BOOST_TEST(v[i] == 3 + i);
+  BOOST_REQUIRE(v.try_assign(v.span()).ok());  // all of it: unchanged
+  BOOST_TEST(v.size() == 4u);
+  BOOST_TEST(v[3] == 6);
+  fill_to_capacity(v, [](int i) { return 40 + i; });
+  const std::size_t cap = v.capacity();
+  BOOST_REQUIRE(v.try_assign(cap * 3, v[1]).ok());  // grows: value copied first
+  BOOST_TEST(q.moves > 0u);
+  BOOST_TEST(v.size() == cap * 3);
+  for (int x : v) BOOST_TEST_REQUIRE(x == 4);
+  BOOST_REQUIRE(v.try_assign(2, v[5]).ok());  // shrinks: value outlives clear()
+  BOOST_TEST(v.size() == 2u);
+  BOOST_TEST(v[0] == 4);
+  std::vector<int> other(500, 9);
+  BOOST_REQUIRE(v.try_assign(std::span<const int>(other)).ok());
+  BOOST_TEST(v.size() == 500u);
+  BOOST_TEST(v[499] == 9);
+
+  Vec<std::string> s(q.allocator());
+  fill_to_capacity(s, [](int i) { return std::string(30, char('a' + i)); });
+  BOOST_REQUIRE(s.try_assign(s.capacity() * 2, s[2]).ok());
+  for (const auto& x : s) BOOST_TEST_REQUIRE(x == std::string(30, 'c'));
+  for (int i = 0; i < 3; ++i) BOOST_REQUIRE(s.try_push(std::string(30, char('x' + i))).ok());
+  BOOST_REQUIRE(s.try_assign(std::span<const std::string>(s.span().last(3))).ok());
+  BOOST_TEST(s.size() == 3u);
+  BOOST_TEST(s[0] == std::string(30, 'x'));
+  BOOST_TEST(s[2] == std::string(30, 'z'));
+}
+
+BOOST_AUTO_TEST_CASE(assign_failure_leaves_the_vec_as_it_was) {
+  QuarantineAllocator q;
+  Vec<int> v(q.allocator());
+  for (int i = 0; i < 8; ++i) BOOST_REQUIRE(v.try_push(i).ok());
+  BOOST_TEST(!v.try_assign(std::size_t{PTRDIFF_MAX}, 1).ok());  // size overflow
+  BOOST_TEST(v.size() == 8u);
+  BOOST_TEST(v[7] == 7);
 }
