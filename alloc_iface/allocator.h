@@ -99,7 +99,8 @@ using Bytes = std::span<std::byte>;
 struct VTable {
   // Returns `len` writable bytes aligned to `alignment`, or null when it
   // cannot (out of memory, or a size or alignment it does not serve).
-  //  * len is non-zero (*); zero-length requests never reach the table.
+  //  * len is non-zero (*); zero-length requests never reach the table (with
+  //    NDEBUG raw_alloc answers null for them).
   //  * len rounded up to `alignment` is at most PTRDIFF_MAX; the handle
   //    answers larger requests itself (null from raw_alloc, kSizeOverflow from
   //    the typed helpers), so no allocator has to.
@@ -155,6 +156,10 @@ extern const VTable kUnsetVTable;
 constexpr bool size_fits(std::size_t len, Alignment alignment) {
   return len <= static_cast<std::size_t>(PTRDIFF_MAX) - (alignment.bytes() - 1);
 }
+// size_fits and len != 0, in one compare (len - 1 wraps for zero).
+constexpr bool nonzero_size_fits(std::size_t len, Alignment alignment) {
+  return len - 1 < static_cast<std::size_t>(PTRDIFF_MAX) - (alignment.bytes() - 1);
+}
 
 // A non-null, suitably aligned pointer for zero-length results (Rust's
 // NonNull::dangling). Never dereferenced, never passed to the vtable.
@@ -194,10 +199,12 @@ struct Allocator {
 
   // ---- Raw calls: straight through the table (see VTable for the rules). ----
   // Sizes over the limit are answered here (null / false), never passed on.
+  // With NDEBUG a broken rule the handle can see gets one answer from every
+  // allocator: a zero length null / false, a free of an empty span nothing.
   void* raw_alloc(std::size_t len, Alignment alignment,
                   std::uintptr_t ret_addr) const {
     ALLOY_DETAIL_CONTRACT(len != 0, "VTable::alloc contract: len must be non-zero");
-    if (!detail::size_fits(len, alignment)) [[unlikely]] return nullptr;
+    if (!detail::nonzero_size_fits(len, alignment)) [[unlikely]] return nullptr;
     void* p = vtable->alloc(ctx, len, alignment, ret_addr);
     ALLOY_DETAIL_CONTRACT(alignment.check(p),
                           "VTable::alloc contract: the result must be aligned to `alignment`");
@@ -211,7 +218,9 @@ struct Allocator {
     ALLOY_DETAIL_CONTRACT(new_len != 0,
                           "VTable::resize contract: new_len must be non-zero (free the block "
                           "instead)");
-    if (!detail::size_fits(new_len, alignment)) [[unlikely]] return false;
+    if (!detail::nonzero_size_fits(new_len, alignment) || memory.empty()) [[unlikely]] {
+      return false;
+    }
     return vtable->resize(ctx, memory, alignment, new_len, ret_addr);
   }
   void* raw_remap(Bytes memory, Alignment alignment, std::size_t new_len,
@@ -222,7 +231,9 @@ struct Allocator {
     ALLOY_DETAIL_CONTRACT(new_len != 0,
                           "VTable::remap contract: new_len must be non-zero (free the block "
                           "instead)");
-    if (!detail::size_fits(new_len, alignment)) [[unlikely]] return nullptr;
+    if (!detail::nonzero_size_fits(new_len, alignment) || memory.empty()) [[unlikely]] {
+      return nullptr;
+    }
     void* p = vtable->remap(ctx, memory, alignment, new_len, ret_addr);
     ALLOY_DETAIL_CONTRACT(alignment.check(p),
                           "VTable::remap contract: the result must be aligned to `alignment`");
@@ -233,6 +244,7 @@ struct Allocator {
     ALLOY_DETAIL_CONTRACT(memory.data() != nullptr && !memory.empty(),
                           "VTable::free contract: memory must be a live block (non-null, "
                           "non-empty)");
+    if (memory.empty()) [[unlikely]] return;
     vtable->free(ctx, memory, alignment, ret_addr);
   }
 

@@ -8,9 +8,10 @@
 //
 // Values and constructor arguments may refer to the Vec's own elements
 // (v.try_push(v[0]), v.try_resize(n, v[k]), v.try_append(v.span()),
-// v.try_assign(v.span().subspan(1)), ...), as
-// with std::vector: the new elements are built while the old storage is still
-// alive, before it is moved or freed. Every member that allocates records the
+// v.try_assign(v.span().subspan(1)), ...), as with std::vector: the new
+// elements are built while the old storage is still alive, before it is moved
+// or freed (a trivially copyable element for push/emplace is built first, and
+// copies of the Vec's own elements skip remap). Every member that allocates records the
 // address of the user's call (see ALLOY_HELPER in allocator.h), so a leak or
 // a misuse is reported at the user's line, in every build mode.
 //

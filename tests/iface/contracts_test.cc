@@ -152,4 +152,18 @@ BOOST_AUTO_TEST_CASE(unset_handle_fails_quietly) {
   unset.free_bytes(Bytes(g_buffer, 8), Alignment{});  // refused: nothing happens
 }
 
+BOOST_AUTO_TEST_CASE(broken_rules_get_one_answer_from_every_allocator) {
+  // page_allocator used to answer a zero-length alloc with null, c_allocator
+  // with a block: now no table sees it.
+  for (Allocator a : {alloy::c_allocator(), alloy::page_allocator()}) {
+    BOOST_TEST(a.raw_alloc(0, Alignment{}, 0) == nullptr);
+    auto s = a.alloc_bytes(64, Alignment{}).value();
+    BOOST_TEST(!a.raw_resize(s, Alignment{}, 0, 0));
+    BOOST_TEST(a.raw_remap(s, Alignment{}, 0, 0) == nullptr);
+    BOOST_TEST(!a.raw_resize(Bytes(), Alignment{}, 8, 0));
+    a.raw_free(Bytes(), Alignment{}, 0);  // nothing
+    a.free_bytes(s, Alignment{});
+  }
+}
+
 #endif
