@@ -19,9 +19,9 @@
 // Thread safety: as the two children and the Owner together. StackFallback's
 // inline buffer is single-threaded; share it through ThreadSafeAllocator.
 //
-// Wrong frees: a block the Owner does not claim goes to the fallback, so a
-// foreign or double free gets whatever the fallback promises (c_allocator:
-// glibc's own checks; a checked alloy allocator: refused and reported).
+// Wrong frees: a block the Owner claims goes to the primary, any other to the
+// fallback, and gets whatever that child promises (c_allocator: glibc's own
+// checks; a checked alloy allocator: refused and reported).
 // StackFallback's inline buffer follows the bump rules (BumpAllocator): a
 // free reaching at or above its cursor (double free, after reset_inline())
 // is refused and reported in every build, an older block is a no-op.
