@@ -19,7 +19,8 @@
 // or double free that fits within used() lowers it by that length.
 //
 // Cost: one compare-and-swap to reserve (one more to give it back if the
-// child refuses) around one indirect call to the child; free is one atomic sub.
+// child refuses) around one indirect call to the child; free is one load (the
+// wrong-free check) and one compare-and-swap (a sub that cannot wrap).
 // Constructed with Threading::kSingleThread these become plain loads and
 // stores (about 1 ns instead of 5-10 ns), for children one thread uses.
 // Thread safety: as the child (kShared, the default). The accounting is
