@@ -1,5 +1,5 @@
 // alloy::NodePool and alloy::MemoryPool<T> — fixed-size nodes with O(1)
-// acquire/release through an intrusive free list.
+// acquire and checked release through an intrusive free list.
 //
 // NodePool (untyped) hands out nodes of one size and alignment. Nodes are
 // carved lazily from slabs taken from a child allocator; slabs double in
@@ -31,8 +31,10 @@
 // Cost: acquire is a few instructions (pop or a carve bump); release of a
 // node from the slab being carved is a range check, a modulo and a push,
 // others walk the slab list once (O(slabs), cached for the last slab hit);
-// checked builds add the mark test. A new slab is one child alloc. The destructor frees each slab once, never
-// runs destructors of live objects (destroy() them, or use plain data).
+// checked builds always take the walk and add the mark test (and a free-list
+// walk when the mark is set). A new slab is one child alloc. The destructor
+// frees each slab once, never runs destructors of live objects (destroy()
+// them, or use plain data).
 // Thread safety: none.
 //
 // Example:
