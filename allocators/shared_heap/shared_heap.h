@@ -25,10 +25,10 @@
 //
 // Example:
 //   auto heap = alloy::SharedHeap::create("/jobs", 64 << 20);     // process A
-//   auto msg = heap->allocator().dupe(std::string_view("hello"));
+//   auto msg = heap->allocator().dupe_z("hello");                 // NUL-terminated
 //   (void)heap->set_root("greeting", heap->offset_of(msg->data()));
 //   auto other = alloy::SharedHeap::attach("/jobs");               // process B
-//   char* s = other->get(*other->root<char>("greeting"));          // "hello"
+//   const char* s = other->get(*other->root<char>("greeting"));    // "hello"
 #pragma once
 
 #include <sys/types.h>
