@@ -100,6 +100,15 @@ class Heap {
   // or null. Free with Heap::free or alloy::engine::free, from any thread.
   void* alloc(std::size_t size, std::size_t alignment = 16) noexcept;
   static void free(void* p) noexcept;
+  // True if p's block now holds >= size bytes without moving (a large block
+  // takes the free slices after it, a huge one grows with mremap).
+  static bool resize(void* p, std::size_t size) noexcept;
+  // p's block resized or moved to `size` (> 0) bytes aligned to `alignment`
+  // (p's own), within the heap that owns p; null (p intact) when that heap
+  // cannot (its ceiling, out of memory), when size is 0 or p is null or
+  // refused. A huge block shrunk to 2 MiB or less moves to a small or large
+  // block, giving its mapping back.
+  static void* realloc(void* p, std::size_t size, std::size_t alignment = 16) noexcept;
 
   // Caps committed memory. Lowering it below the current commitment makes
   // new pages fail until blocks are freed (collect() gives memory back).
