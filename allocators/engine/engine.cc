@@ -6,7 +6,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstring>
 #include <new>
 
@@ -31,14 +30,17 @@ constinit HeapCore g_default_heap;
 constinit std::atomic<std::uint64_t*> g_owns_bits{nullptr};
 constinit std::atomic<std::uint64_t*> g_head_bits{nullptr};
 
-void report(const char* who, const char* op, const void* p, std::size_t size, const char* why,
-            std::uintptr_t caller) noexcept {
-  char buf[256];
+namespace {
+// A line (or a few) formatted into a stack buffer without malloc, written
+// with write(2); what does not fit is cut.
+struct Line {
+  char buf[1024];
   std::size_t n = 0;
-  auto add = [&](const char* t) {
-    while (*t != 0 && n < sizeof buf - 1) buf[n++] = *t++;
-  };
-  auto add_num = [&](std::uintptr_t v, unsigned base) {
+  Line& add(const char* t) noexcept {
+    while (*t != 0 && n < sizeof buf) buf[n++] = *t++;
+    return *this;
+  }
+  Line& num(std::uintptr_t v, unsigned base = 10) noexcept {
     char d[24];
     int k = 0;
     do {
@@ -46,28 +48,24 @@ void report(const char* who, const char* op, const void* p, std::size_t size, co
       v /= base;
     } while (v != 0);
     if (base == 16) add("0x");
-    while (k > 0 && n < sizeof buf - 1) buf[n++] = d[--k];
-  };
-  add("alloy ");
-  add(who);
-  add(": ");
-  add(op);
-  add(" ");
-  add_num(reinterpret_cast<std::uintptr_t>(p), 16);
-  if (size != 0) {
-    add(" (");
-    add_num(size, 10);
-    add(" bytes)");
+    while (k > 0 && n < sizeof buf) buf[n++] = d[--k];
+    return *this;
   }
-  add(" refused: ");
-  add(why);
-  if (caller != 0) {
-    add("; called from ");
-    add_num(caller, 16);
+  void write_to(int fd) const noexcept {
+    ssize_t w = write(fd, buf, n);
+    (void)w;
   }
-  add("\n");
-  ssize_t w = write(2, buf, n);
-  (void)w;
+};
+}  // namespace
+
+void report(const char* who, const char* op, const void* p, std::size_t size, const char* why,
+            std::uintptr_t caller) noexcept {
+  Line line;
+  line.add("alloy ").add(who).add(": ").add(op).add(" ").num(reinterpret_cast<std::uintptr_t>(p), 16);
+  if (size != 0) line.add(" (").num(size).add(" bytes)");
+  line.add(" refused: ").add(why);
+  if (caller != 0) line.add("; called from ").num(caller, 16);
+  line.add("\n").write_to(2);
 }
 
 void SpinLock::lock() noexcept {
@@ -1632,7 +1630,6 @@ void fork_child() noexcept {
 }
 
 void write_stats(int fd) noexcept {
-  char buf[1024];
   std::size_t live_small = 0, pages = 0, large = 0;
   Local* l = t_local;
   for (Segment* seg = l == &g_empty_local ? nullptr : l->segments; seg != nullptr; seg = seg->next) {
@@ -1656,21 +1653,31 @@ void write_stats(int fd) noexcept {
     cache_bytes = g_huge_cache_bytes;
     cache_count = g_huge_cache_count;
   }
-  const int n = std::snprintf(
-      buf, sizeof buf,
-      "alloy engine stats\n"
-      "  default heap committed: %zu bytes (peak %zu)\n"
-      "  huge blocks: %zu (%zu bytes)\n"
-      "  this thread: %u segments, %zu small pages, %zu bytes in small blocks, %zu in large\n"
-      "  process: %zu bytes mapped, huge cache %zu bytes in %zu entries\n",
-      g_default_heap.committed.load(std::memory_order_relaxed),
-      g_default_heap.peak.load(std::memory_order_relaxed), huge_count, huge,
-      l == &g_empty_local ? 0u : l->segment_count, pages, live_small, large,
-      g_os_mapped.load(std::memory_order_relaxed), cache_bytes, cache_count);
-  if (n > 0) {
-    ssize_t w = write(fd, buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
-    (void)w;
-  }
+  Line line;
+  line.add("alloy engine stats\n  default heap committed: ")
+      .num(g_default_heap.committed.load(std::memory_order_relaxed))
+      .add(" bytes (peak ")
+      .num(g_default_heap.peak.load(std::memory_order_relaxed))
+      .add(")\n  huge blocks: ")
+      .num(huge_count)
+      .add(" (")
+      .num(huge)
+      .add(" bytes)\n  this thread: ")
+      .num(l == &g_empty_local ? 0u : l->segment_count)
+      .add(" segments, ")
+      .num(pages)
+      .add(" small pages, ")
+      .num(live_small)
+      .add(" bytes in small blocks, ")
+      .num(large)
+      .add(" in large\n  process: ")
+      .num(g_os_mapped.load(std::memory_order_relaxed))
+      .add(" bytes mapped, huge cache ")
+      .num(cache_bytes)
+      .add(" bytes in ")
+      .num(cache_count)
+      .add(" entries\n")
+      .write_to(fd);
 }
 
 void set_eager_purge(bool on) noexcept {
