@@ -17,6 +17,11 @@ namespace {
 using engine::detail::HeapCore;
 namespace d = engine::detail;
 
+// The heap whose visit() is calling its callback on this thread, with the
+// heap's lock held: a free from the callback must neither take that lock
+// again nor release it (BiasedLock is not reentrant).
+__thread HeapCore* t_visiting __attribute__((tls_model("initial-exec"))) = nullptr;
+
 constexpr std::size_t kCoreBytes = (sizeof(HeapCore) + 4095) & ~std::size_t{4095};
 
 void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept {
@@ -112,6 +117,9 @@ void heap_free(void* p, std::uintptr_t ret) noexcept {
       why = cross_check(pg, p);
       if (why == nullptr) d::free_cross(seg, pg, p);
     }
+  } else if (h == t_visiting) {  // visit's callback: the lock is ours already
+    why = owner_check(pg, p);
+    if (why == nullptr) d::local_push(pg, p);
   } else if (d::kChecked || h->lock.try_lock()) {
     if constexpr (d::kChecked) h->lock.lock();
     why = owner_check(pg, p);
@@ -135,6 +143,7 @@ bool grow_large(HeapCore* h, d::Segment* seg, d::Page* pg, std::size_t size) noe
     const std::uintptr_t owner = seg->owner_tid.load(std::memory_order_relaxed);
     return owner != 0 && owner == d::thread_id() && d::large_grow_owned(seg, pg, size);
   }
+  if (h == t_visiting) return d::large_grow_owned(seg, pg, size);
   d::Guard g(h->lock);
   return d::large_grow_owned(seg, pg, size);
 }
@@ -323,6 +332,8 @@ void Heap::visit(VisitFn fn, void* ctx) noexcept {
     }
     d::Page* pg = &seg->pages[idx];
     const std::uintptr_t start = d::page_start(seg, pg);
+    HeapCore* const outer = t_visiting;  // a visit of another heap, from its callback
+    t_visiting = core_;
     if (pg->kind == d::kSmallPage) {
       d::page_collect(pg);
       if (d::live(pg) != 0) {
@@ -339,6 +350,7 @@ void Heap::visit(VisitFn fn, void* ctx) noexcept {
       d::page_collect(pg);
       if (d::live(pg) != 0) fn(ctx, reinterpret_cast<void*>(start), pg->block_size);
     }
+    t_visiting = outer;
     resume = idx + pg->slice_count;
     core_->lock.unlock();  // let waiting allocations through
     core_->lock.lock();
