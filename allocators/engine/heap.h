@@ -15,8 +15,7 @@
 // that moment, else with one lock-free CAS (checked builds always wait for
 // the lock and walk the page's free lists: O(free blocks of the page), up to
 // 8192 steps for 8-byte blocks); resize and realloc check p the same way;
-// visit/stats/collect walk
-// the heap's pages under the lock. The lock is a BiasedLock: while one
+// visit/stats/collect walk the heap's pages under the lock. The lock is a BiasedLock: while one
 // thread is the only one to have taken it, taking it costs no atomic
 // exchange, and alloc pops from the heap's size-class table like malloc does
 // (a heap used from one thread: 1.8-2.5x the default heap's per-thread fast
@@ -76,6 +75,8 @@
 //   if (!heap) return;
 //   alloy::Allocator a = heap->allocator();
 //   auto ids = a.alloc<int>(1000);                  // null past the 64 MiB cap
+//   void* buf = heap->alloc(4 << 20);               // a huge block, this heap's
+//   if (void* big = alloy::Heap::realloc(buf, 32 << 20)) buf = big;  // else buf kept
 //   heap->visit([](void* p, std::size_t n) { /* every live block */ });
 //   heap->destroy();                                // every block freed at once
 #pragma once
