@@ -612,8 +612,10 @@ bool page_extend(Page* pg) noexcept {
   char* start = reinterpret_cast<char*>(page_start(seg, pg)) + pg->capacity * bsize;
   for (std::size_t i = 0; i + 1 < count; ++i) {
     reinterpret_cast<Block*>(start + i * bsize)->next = reinterpret_cast<Block*>(start + (i + 1) * bsize);
+    mark_freed(start + i * bsize, bsize);
   }
   reinterpret_cast<Block*>(start + (count - 1) * bsize)->next = pg->free;
+  mark_freed(start + (count - 1) * bsize, bsize);
   pg->free = reinterpret_cast<Block*>(start);
   pg->capacity = static_cast<std::uint16_t>(pg->capacity + count);
   return true;
@@ -1280,6 +1282,7 @@ void free_cross(Segment* seg, Page* pg, void* p) noexcept {
     (void)huge_free(seg);
     return;
   }
+  mark_freed(p, pg->block_size);  // checked builds only
   if (pg->kind == kSmallPage && pg->block_size > sizeof(void*)) {
     ALLOY_POISON(static_cast<char*>(p) + sizeof(void*), pg->block_size - sizeof(void*));
   }

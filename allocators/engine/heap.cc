@@ -52,6 +52,17 @@ bool on_free_list(d::Page* pg, const void* b) noexcept {
   return false;
 }
 
+// Checked builds: whether small block p may be on a free list (d::kFreedMark);
+// false only for a block that certainly is not.
+[[maybe_unused]] bool may_be_free(d::Page* pg, const void* p) noexcept {
+  if (pg->block_size <= sizeof(void*)) return true;
+  const auto* word = static_cast<const std::uintptr_t*>(p) + 1;
+#if defined(ALLOY_ENGINE_ASAN)
+  if (__asan_address_is_poisoned(word)) return true;  // freed: local_push / free_cross poison it
+#endif
+  return *word == d::kFreedMark;
+}
+
 constexpr const char* kDoubleFree = "already free (a double free)";
 
 // Why small or large block p of pg may not be freed, or null; the caller
@@ -70,7 +81,7 @@ const char* owner_check(d::Page* pg, const void* p) noexcept {
     }
     if constexpr (d::kChecked) {
       d::page_collect(pg);  // blocks freed from other threads, onto local_free
-      if (on_free_list(pg, p)) return kDoubleFree;
+      if (may_be_free(pg, p) && on_free_list(pg, p)) return kDoubleFree;
     }
     return nullptr;
   }

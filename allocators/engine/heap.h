@@ -13,8 +13,10 @@
 // path; Heap::free (and the handle's free) checks the pointer (a few loads
 // and a division: block_check) and frees under the lock when it is free at
 // that moment, else with one lock-free CAS (checked builds always wait for
-// the lock and walk the page's free lists: O(free blocks of the page), up to
-// 8192 steps for 8-byte blocks); resize and realloc check p the same way;
+// the lock, and walk the page's free lists, O(free blocks of the page), for
+// a block that carries the engine's freed mark in its second word (always
+// for 8-byte blocks): every double free, and a live block whose data happens
+// to hold the mark); resize and realloc check p the same way;
 // visit/stats/collect walk the heap's pages under the lock. The lock is a BiasedLock: while one
 // thread is the only one to have taken it, taking it costs no atomic
 // exchange, and alloc pops from the heap's size-class table like malloc does
@@ -60,10 +62,12 @@
 // that is the last one freed on its page (found at the head of the page's
 // list for that free; when the heap's lock is busy at the second free only
 // the list of frees from other threads is looked at); checked builds always
-// take the lock and walk the page's free lists (bounded by its capacity), so
-// they catch every double free of a small block. Release builds do not catch
-// a small block freed twice with other frees of its page in between: that
-// block is then handed out twice. alloy::engine::free (malloc's fast path)
+// take the lock and walk the page's free lists (bounded by its capacity) for
+// any block marked freed (every engine free and carve marks a block's second
+// word in checked builds), so they catch every double free of a small block
+// unless a write after the first free clobbered the mark. Release builds do
+// not catch a small block freed twice with other frees of its page in
+// between: that block is then handed out twice. alloy::engine::free (malloc's fast path)
 // checks nothing; Heap::free is the checked entry. No build can tell a free of
 // a block whose memory was already handed out again (a stale pointer) from
 // a free of the new block, and a double free racing the first free from

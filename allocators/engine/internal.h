@@ -383,6 +383,21 @@ inline constexpr bool kChecked = true;
 inline constexpr bool kChecked = false;
 #endif
 
+// Checked builds: every block on a free list (carved, or freed by any path)
+// carries this in its second word, so a checked free walks the page's free
+// lists only for a block that carries it (or that ASan poisoned, or an
+// 8-byte block): a live block rarely does, a freed one always does unless a
+// write after free clobbered it.
+inline constexpr std::uintptr_t kFreedMark = 0xa110ca7edf4eeb10u;
+inline void mark_freed(void* p, std::size_t block_size) noexcept {
+  if constexpr (kChecked) {
+    if (block_size > sizeof(void*)) static_cast<std::uintptr_t*>(p)[1] = kFreedMark;
+  } else {
+    (void)p;
+    (void)block_size;
+  }
+}
+
 // One line to stderr with write(2), formatted without malloc:
 //   "alloy <who>: <op> <p> (<size> bytes) refused: <why>; called from <caller>\n"
 // (the size part only when size != 0, the caller part only when != 0).
