@@ -1,10 +1,10 @@
-#include "allocators/arena.h"
+#include "alloy/allocators/arena.h"
 
 #include <sys/mman.h>
 
 #include <algorithm>
 
-#include "allocators/page_allocator.h"
+#include "alloy/allocators/page_allocator.h"
 
 namespace alloy {
 namespace {

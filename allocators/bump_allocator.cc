@@ -1,4 +1,4 @@
-#include "allocators/bump_allocator.h"
+#include "alloy/allocators/bump_allocator.h"
 
 namespace alloy {
 namespace {

@@ -1,4 +1,4 @@
-#include "allocators/fixed_buffer_allocator.h"
+#include "alloy/allocators/fixed_buffer_allocator.h"
 
 namespace alloy {
 namespace {

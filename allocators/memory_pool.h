@@ -31,8 +31,8 @@
 #include <new>
 #include <utility>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/reset_mode.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/reset_mode.h"
 
 namespace alloy {
 

@@ -1,4 +1,4 @@
-#include "allocators/page_allocator.h"
+#include "alloy/allocators/page_allocator.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

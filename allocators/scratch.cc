@@ -1,4 +1,4 @@
-#include "allocators/scratch.h"
+#include "alloy/allocators/scratch.h"
 
 #include <algorithm>
 #include <cstring>

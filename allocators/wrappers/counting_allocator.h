@@ -29,7 +29,7 @@
 
 #include <fmt/format.h>
 
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 namespace alloy {
 

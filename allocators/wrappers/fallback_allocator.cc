@@ -1,4 +1,4 @@
-#include "allocators/wrappers/fallback_allocator.h"
+#include "alloy/allocators/wrappers/fallback_allocator.h"
 
 namespace alloy {
 

@@ -18,10 +18,10 @@
 #include <thread>
 #include <vector>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/engine/engine.h"
-#include "allocators/engine/heap.h"
-#include "allocators/engine/internal.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/engine/engine.h"
+#include "alloy/allocators/engine/heap.h"
+#include "alloy/allocators/engine/internal.h"
 
 namespace {
 

@@ -3,7 +3,7 @@
 
 #include <cstring>
 
-#include "allocators/block_allocator.h"
+#include "alloy/allocators/block_allocator.h"
 #include "tests/family/family_test_util.h"
 
 using alloy::Alignment;

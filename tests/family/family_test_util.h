@@ -19,7 +19,7 @@
 #include <random>
 #include <vector>
 
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 namespace alloy::testing {
 

@@ -3,7 +3,7 @@
 
 #include <cstring>
 
-#include "allocators/stack_allocator.h"
+#include "alloy/allocators/stack_allocator.h"
 #include "tests/family/family_test_util.h"
 
 using alloy::Alignment;

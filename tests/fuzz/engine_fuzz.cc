@@ -11,8 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "allocators/engine/engine.h"
-#include "allocators/engine/heap.h"
+#include "alloy/allocators/engine/engine.h"
+#include "alloy/allocators/engine/heap.h"
 #include "tests/fuzz/shadow.h"
 
 namespace {

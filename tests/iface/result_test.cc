@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "alloc_iface/result.h"
+#include "alloy/alloc_iface/result.h"
 
 using alloy::AllocError;
 using alloy::Err;

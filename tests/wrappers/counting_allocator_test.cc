@@ -3,10 +3,10 @@
 
 #include <fmt/format.h>
 
-#include "allocators/c_allocator.h"
-#include "allocators/wrappers/counting_allocator.h"
-#include "allocators/wrappers/failing_allocator.h"
-#include "allocators/wrappers/thread_safe_allocator.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/wrappers/counting_allocator.h"
+#include "alloy/allocators/wrappers/failing_allocator.h"
+#include "alloy/allocators/wrappers/thread_safe_allocator.h"
 #include "tests/wrappers/wrapper_test_util.h"
 
 namespace {

@@ -3,10 +3,10 @@
 
 #include <cstring>
 
-#include "allocators/c_allocator.h"
-#include "allocators/wrappers/counting_allocator.h"
-#include "allocators/wrappers/failing_allocator.h"
-#include "allocators/wrappers/limit_allocator.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/wrappers/counting_allocator.h"
+#include "alloy/allocators/wrappers/failing_allocator.h"
+#include "alloy/allocators/wrappers/limit_allocator.h"
 #include "tests/wrappers/wrapper_test_util.h"
 
 namespace {
