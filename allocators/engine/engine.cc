@@ -6,7 +6,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstring>
 #include <new>
 
@@ -29,6 +28,45 @@ constinit Local g_empty_local;
 __thread Local* t_local __attribute__((tls_model("initial-exec"))) = &g_empty_local;
 constinit HeapCore g_default_heap;
 constinit std::atomic<std::uint64_t*> g_owns_bits{nullptr};
+constinit std::atomic<std::uint64_t*> g_head_bits{nullptr};
+
+namespace {
+// A line (or a few) formatted into a stack buffer without malloc, written
+// with write(2); what does not fit is cut.
+struct Line {
+  char buf[1024];
+  std::size_t n = 0;
+  Line& add(const char* t) noexcept {
+    while (*t != 0 && n < sizeof buf) buf[n++] = *t++;
+    return *this;
+  }
+  Line& num(std::uintptr_t v, unsigned base = 10) noexcept {
+    char d[24];
+    int k = 0;
+    do {
+      d[k++] = "0123456789abcdef"[v % base];
+      v /= base;
+    } while (v != 0);
+    if (base == 16) add("0x");
+    while (k > 0 && n < sizeof buf) buf[n++] = d[--k];
+    return *this;
+  }
+  void write_to(int fd) const noexcept {
+    ssize_t w = write(fd, buf, n);
+    (void)w;
+  }
+};
+}  // namespace
+
+void report(const char* who, const char* op, const void* p, std::size_t size, const char* why,
+            std::uintptr_t caller) noexcept {
+  Line line;
+  line.add("alloy ").add(who).add(": ").add(op).add(" ").num(reinterpret_cast<std::uintptr_t>(p), 16);
+  if (size != 0) line.add(" (").num(size).add(" bytes)");
+  line.add(" refused: ").add(why);
+  if (caller != 0) line.add("; called from ").num(caller, 16);
+  line.add("\n").write_to(2);
+}
 
 void SpinLock::lock() noexcept {
   for (int spins = 0;; ++spins) {
@@ -41,7 +79,6 @@ void SpinLock::lock() noexcept {
 }
 
 void local_collect_impl(Local* l, bool force) noexcept;
-void* huge_grow(void* p, std::size_t size, bool may_move) noexcept;
 
 namespace {
 
@@ -134,10 +171,18 @@ void os_purge(void* p, std::size_t n) noexcept { madvise(p, n, MADV_DONTNEED); }
 
 std::uint64_t* owns_bits() noexcept { return g_owns_bits.load(std::memory_order_acquire); }
 
+// Marks [start, start + len) as engine memory (or not), and start's unit as
+// a segment head.
 void owns_mark(const void* start, std::size_t len, bool on) noexcept {
   std::uint64_t* bits = owns_bits();
   if (bits == nullptr) return;
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(start) >> kSegmentShift;
+  if (std::uint64_t* heads = g_head_bits.load(std::memory_order_acquire);
+      heads != nullptr && a < kOwnsBitsBytes * 8) {
+    std::atomic_ref<std::uint64_t> w(heads[a / 64]);
+    const std::uint64_t m = std::uint64_t{1} << (a % 64);
+    if (on) w.fetch_or(m, std::memory_order_relaxed); else w.fetch_and(~m, std::memory_order_relaxed);
+  }
   const std::uintptr_t b = (reinterpret_cast<std::uintptr_t>(start) + len - 1) >> kSegmentShift;
   for (std::uintptr_t u = a; u <= b; ++u) {
     if (u >= kOwnsBitsBytes * 8) return;
@@ -254,6 +299,10 @@ void segment_release(Local* l, Segment* seg) noexcept;
 
 void span_free(Local* l, Segment* seg, std::size_t idx, std::size_t n) noexcept {
   seg->used_slices -= static_cast<std::uint32_t>(n);
+  // Even when the span merges into a free neighbour before it (and its first
+  // descriptor is no longer a span's first), a pointer into it must resolve
+  // to a free span, not to the block it held (block_check: a double free).
+  seg->pages[idx].kind = kFreeSpan;
   const std::uint64_t now = now_ms();
   const std::size_t j = idx + n;
   if (j < kSlices && seg->pages[j].kind == kFreeSpan) {
@@ -359,7 +408,7 @@ Segment* segment_new(Local* l) noexcept {
   // Before taking fresh memory, reclaim what exited threads' pages got back
   // from cross-thread frees (one idle Local per new segment, round robin).
   if (l->heap == &g_default_heap) local_collect_idle_one();
-  if (!heap_commit(l->heap, kSliceSize)) return nullptr;
+  if (!heap_commit(l->heap, kMetaCharge)) return nullptr;
   Segment* seg = nullptr;
   {
     Guard g(g_segcache_lock);
@@ -368,7 +417,7 @@ Segment* segment_new(Local* l) noexcept {
   if (seg == nullptr) {
     void* m = os_map_aligned(kSegmentSize, kSegmentSize);
     if (m == nullptr) {
-      heap_uncommit(l->heap, kSliceSize);
+      heap_uncommit(l->heap, kMetaCharge);
       return nullptr;
     }
     owns_mark(m, kSegmentSize, true);
@@ -399,8 +448,7 @@ void segment_unlink(Local* l, Segment* seg) noexcept {
 void segment_release(Local* l, Segment* seg) noexcept {
   span_remove(l, &seg->pages[1]);
   segment_unlink(l, seg);
-  heap_uncommit(l->heap,
-                static_cast<std::size_t>(__builtin_popcountll(seg->committed_mask)) * kSliceSize);
+  heap_uncommit(l->heap, mask_bytes(seg->committed_mask));
   ALLOY_UNPOISON(seg, kSegmentSize);
   seg->owner_tid.store(0, std::memory_order_relaxed);
   os_purge(seg, kSegmentSize);
@@ -498,9 +546,22 @@ Page* span_get(Local* l, std::size_t n, std::size_t align_slices, std::uint8_t k
       Segment* seg = segment_of(pg);
       const std::size_t idx = static_cast<std::size_t>(pg - seg->pages);
       const std::uint64_t fresh = range_mask(idx, n) & ~seg->committed_mask;
-      if (fresh == 0 ||
-          heap_commit(l->heap, static_cast<std::size_t>(__builtin_popcountll(fresh)) * kSliceSize)) {
-        seg->committed_mask |= fresh;
+      // A small page on fresh slices that the ceiling will not let the heap
+      // charge whole is charged per OS page as its blocks are carved
+      // (page_charge), so a small ceiling still serves small blocks.
+      bool lazy = false;
+      if (fresh != 0 &&
+          !heap_commit(l->heap, static_cast<std::size_t>(__builtin_popcountll(fresh)) * kSliceSize)) {
+        lazy = kind == kSmallPage && fresh == range_mask(idx, n);
+        if (!lazy) {
+          span_free(l, seg, idx, n);
+          if (attempt == 0) local_purge(l, 0, true);  // give back free memory, retry once
+          continue;
+        }
+      }
+      {
+        if (!lazy) seg->committed_mask |= fresh;
+        pg->lazy = lazy ? 1 : 0;
         if (zero != nullptr) *zero = fresh == range_mask(idx, n);
         for (std::size_t i = 0; i < n; ++i) {
           seg->pages[idx + i].kind = kind;
@@ -509,13 +570,12 @@ Page* span_get(Local* l, std::size_t n, std::size_t align_slices, std::uint8_t k
         pg->slice_count = static_cast<std::uint8_t>(n);
         // After the kinds are set: purging may retire pages, whose spans
         // coalesce with free neighbours.
-        if (fresh != 0 && !l->heap->eager.load(std::memory_order_relaxed)) {
+        if (fresh != 0 && !lazy && !l->heap->eager.load(std::memory_order_relaxed)) {
           purge_for_fresh(l, static_cast<std::size_t>(__builtin_popcountll(fresh)));
         }
         ALLOY_UNPOISON(reinterpret_cast<char*>(seg) + (idx << kSliceShift), n << kSliceShift);
         return pg;
       }
-      span_free(l, seg, idx, n);
     }
     if (attempt == 0) local_purge(l, 0, true);  // give back free memory, retry once
   }
@@ -523,20 +583,45 @@ Page* span_get(Local* l, std::size_t n, std::size_t align_slices, std::uint8_t k
 }
 
 // ---- Pages. ----
-void page_extend(Page* pg) noexcept {
+// A lazily charged page (Page::lazy) pays for the OS pages its first
+// `capacity` blocks reach; false past the ceiling.
+bool page_charge(Page* pg, std::size_t capacity) noexcept {
+  if (pg->lazy == 0) return true;
+  const std::size_t units = (capacity * pg->block_size + kOsPage - 1) / kOsPage;
+  const std::size_t have = pg->lazy - 1u;
+  if (units <= have) return true;
+  if (!heap_commit(segment_of(pg)->local->heap, (units - have) * kOsPage)) return false;
+  pg->lazy = static_cast<std::uint8_t>(units + 1);
+  return true;
+}
+
+// Carves the next blocks of pg (about one OS page); false when a lazily
+// charged page may not grow past the ceiling.
+bool page_extend(Page* pg) noexcept {
   Segment* seg = segment_of(pg);
   const std::size_t bsize = pg->block_size;
   std::size_t count = bsize >= kOsPage ? 1 : kOsPage / bsize;
   const std::size_t left = reserved(pg) - pg->capacity;
   if (count > left) count = left;
+  if (!page_charge(pg, pg->capacity + count)) {
+    // What the pages already charged still hold, if anything.
+    const std::size_t fit = (pg->lazy - 1u) * kOsPage / bsize;
+    if (fit <= pg->capacity) return false;
+    count = fit - pg->capacity;
+  }
   char* start = reinterpret_cast<char*>(page_start(seg, pg)) + pg->capacity * bsize;
   for (std::size_t i = 0; i + 1 < count; ++i) {
     reinterpret_cast<Block*>(start + i * bsize)->next = reinterpret_cast<Block*>(start + (i + 1) * bsize);
+    mark_freed(start + i * bsize, bsize);
   }
   reinterpret_cast<Block*>(start + (count - 1) * bsize)->next = pg->free;
+  mark_freed(start + (count - 1) * bsize, bsize);
   pg->free = reinterpret_cast<Block*>(start);
   pg->capacity = static_cast<std::uint16_t>(pg->capacity + count);
+  return true;
 }
+
+void page_free_span(Local* l, Page* pg) noexcept;
 
 Page* page_new(Local* l, unsigned c) noexcept {
   const std::size_t n = class_slices(c);
@@ -550,12 +635,22 @@ Page* page_new(Local* l, unsigned c) noexcept {
   pg->local_free = nullptr;
   pg->thread_free.store(0, std::memory_order_relaxed);
   pg->pending_next = nullptr;
-  page_extend(pg);
+  if (!page_extend(pg)) {
+    page_free_span(l, pg);
+    return nullptr;
+  }
   return pg;
 }
 
 void page_free_span(Local* l, Page* pg) noexcept {
   Segment* seg = segment_of(pg);
+  if (pg->lazy != 0) {
+    // Its slices are not in committed_mask: give back what it charged.
+    const std::size_t bytes = (pg->lazy - 1u) * kOsPage;
+    if (bytes != 0) os_purge(reinterpret_cast<void*>(page_start(seg, pg)), bytes);
+    heap_uncommit(l->heap, bytes);
+    pg->lazy = 0;
+  }
   pg->free = pg->local_free = nullptr;
   pg->used = 0;
   pg->capacity = 0;
@@ -626,7 +721,7 @@ void* alloc_from_class(Local* l, unsigned c) noexcept {
         queue_push_back(q, pg);
         continue;
       }
-      page_extend(pg);
+      if (!page_extend(pg)) pg = nullptr;  // at the ceiling: a new page may still fit
       break;
     }
     // Park it as full unless a cross-thread free just arrived (same CAS).
@@ -676,12 +771,12 @@ void* large_alloc(Local* l, std::size_t size, std::size_t align, bool* zero = nu
   return reinterpret_cast<void*>(page_start(segment_of(pg), pg));
 }
 
+}  // namespace
+
 // Grows large block pg (2 .. 32 slices) to `size` bytes (<= kLargeMax) by
-// taking the free span right after it. Owner thread only: spans are the
-// Local's plain fields.
-bool large_grow_in_place(Segment* seg, Page* pg, std::size_t size) noexcept {
-  const std::uintptr_t owner = seg->owner_tid.load(std::memory_order_relaxed);
-  if (owner == 0 || owner != thread_id()) return false;
+// taking the free span right after it. The caller owns the Local: spans are
+// its plain fields.
+bool large_grow_owned(Segment* seg, Page* pg, std::size_t size) noexcept {
   Local* l = seg->local;
   const std::size_t idx = static_cast<std::size_t>(pg - seg->pages);
   const std::size_t cur = pg->slice_count;
@@ -714,6 +809,14 @@ bool large_grow_in_place(Segment* seg, Page* pg, std::size_t size) noexcept {
   pg->block_size = static_cast<std::uint32_t>(n << kSliceShift);
   ALLOY_UNPOISON(reinterpret_cast<char*>(seg) + (j << kSliceShift), extra << kSliceShift);
   return true;
+}
+
+namespace {
+// large_grow_owned from the thread that owns the block's segment.
+bool large_grow_in_place(Segment* seg, Page* pg, std::size_t size) noexcept {
+  const std::uintptr_t owner = seg->owner_tid.load(std::memory_order_relaxed);
+  if (owner == 0 || owner != thread_id()) return false;
+  return large_grow_owned(seg, pg, size);
 }
 
 // ---- Huge blocks. ----
@@ -861,21 +964,30 @@ void huge_init_header(Segment* seg, Local* l, std::size_t mapped, std::size_t of
   seg->pages[0].block_size = 0;
 }
 
-void huge_free(Segment* seg) noexcept {
+}  // namespace
+
+bool huge_free(Segment* seg) noexcept {
   HeapCore* h = seg->local->heap;
   {
     Guard g(h->huge_lock);
+    // A freed huge block's header says so until its mapping is reused (from
+    // the huge cache) or unmapped: a second free is refused, not unlinked twice.
+    if (seg->pages[0].kind != kHugeBlock) return false;
+    seg->pages[0].kind = kFreeSpan;
     huge_unlink_locked(h, seg);
   }
   const std::size_t mapped = seg->mapped;
   heap_uncommit(h, mapped);
   if (seg->huge_offset == kHugeHeader && !h->eager.load(std::memory_order_relaxed) &&
       huge_cache_put(seg, mapped)) {
-    return;
+    return true;
   }
   owns_mark(seg, mapped, false);
   os_unmap(seg, mapped);
+  return true;
 }
+
+namespace {
 
 // ---- Threads. ----
 void thread_exit_hook(void* arg) noexcept {
@@ -1022,6 +1134,9 @@ void ensure_process_init() noexcept {
   g_default_heap.lock.make_plain();
   void* bits = mmap(nullptr, kOwnsBitsBytes, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* heads = mmap(nullptr, kOwnsBitsBytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (heads != MAP_FAILED) g_head_bits.store(static_cast<std::uint64_t*>(heads), std::memory_order_release);
   if (bits != MAP_FAILED) g_owns_bits.store(static_cast<std::uint64_t*>(bits), std::memory_order_release);
   // glibc keeps the values of keys below PTHREAD_KEY_2NDLEVEL_SIZE (32) in
   // the thread descriptor; higher keys calloc a second level on first
@@ -1103,6 +1218,14 @@ void* huge_alloc(HeapCore* h, Local* l, std::size_t size, std::size_t align,
         seg = grown;
         mapped = want;
       }
+    } else if (mapped > want && !h->is_default) {
+      // A user heap is charged what its block maps: trim the cached tail so
+      // a capped heap is not refused (or charged) for a bigger old mapping.
+      if (mremap(seg, mapped, want, 0) != MAP_FAILED) {
+        g_os_mapped.fetch_sub(mapped - want, std::memory_order_relaxed);
+        owns_mark(reinterpret_cast<char*>(seg) + want, mapped - want, false);
+        mapped = want;
+      }
     }
   }
   if (!heap_commit(h, mapped)) {
@@ -1156,9 +1279,10 @@ void free_local_slow(Page* pg) noexcept {
 
 void free_cross(Segment* seg, Page* pg, void* p) noexcept {
   if (pg->kind == kHugeBlock) {
-    huge_free(seg);
+    (void)huge_free(seg);
     return;
   }
+  mark_freed(p, pg->block_size);  // checked builds only
   if (pg->kind == kSmallPage && pg->block_size > sizeof(void*)) {
     ALLOY_POISON(static_cast<char*>(p) + sizeof(void*), pg->block_size - sizeof(void*));
   }
@@ -1180,6 +1304,38 @@ void free_cross(Segment* seg, Page* pg, void* p) noexcept {
     } while (!l->pending.compare_exchange_weak(head, pg, std::memory_order_release,
                                                std::memory_order_relaxed));
   }
+}
+
+const char* block_check(const void* p, Segment** out_seg, Page** out_page) noexcept {
+  if (!inline_owns(p)) return "not engine memory";
+  Segment* seg = segment_of(p);
+  // A unit past a huge mapping's first holds block bytes, not a header.
+  if (!is_segment_head(seg)) return "not the start of a block";
+  const auto addr = reinterpret_cast<std::uintptr_t>(p);
+  Page* pg;
+  if (seg->is_huge != 0) {
+    pg = &seg->pages[0];
+    if (addr != reinterpret_cast<std::uintptr_t>(seg) + seg->huge_offset) {
+      return "not the start of a block";
+    }
+    if (pg->kind != kHugeBlock) return "not a live block (a double free?)";
+  } else {
+    if ((addr & kSegmentMask) < kSliceSize) return "segment metadata";
+    pg = page_of(seg, p);
+    const std::uintptr_t start = page_start(seg, pg);
+    if (pg->kind == kSmallPage) {
+      if ((addr - start) % pg->block_size != 0 || (addr - start) / pg->block_size >= reserved(pg)) {
+        return "not the start of a block";
+      }
+    } else if (pg->kind == kLargeBlock) {
+      if (addr != start) return "not the start of a block";
+    } else {
+      return "not a live block (a double free?)";
+    }
+  }
+  *out_seg = seg;
+  *out_page = pg;
+  return nullptr;
 }
 
 std::size_t usable_size_of(const void* p) noexcept {
@@ -1244,7 +1400,7 @@ void heap_release_all(HeapCore* h) noexcept {
   Segment* seg = l->segments;
   while (seg != nullptr) {
     Segment* next = seg->next;
-    heap_uncommit(h, static_cast<std::size_t>(__builtin_popcountll(seg->committed_mask)) * kSliceSize);
+    heap_uncommit(h, mask_bytes(seg->committed_mask));
     ALLOY_UNPOISON(seg, kSegmentSize);
     owns_mark(seg, kSegmentSize, false);
     os_unmap(seg, kSegmentSize);
@@ -1347,15 +1503,8 @@ void free_sized(void* p, std::size_t size) noexcept {
   if (p != nullptr) {
     const std::size_t usable = usable_size_of(p);
     if (size > usable) {
-      char buf[160];
-      const int n = std::snprintf(buf, sizeof buf,
-                                  "alloy engine: free_sized(%p, %zu) but the block holds %zu "
-                                  "bytes; not freed\n",
-                                  p, size, usable);
-      if (n > 0) {
-        ssize_t w = write(2, buf, static_cast<std::size_t>(n));
-        (void)w;
-      }
+      report("engine", "free_sized of", p, size, "larger than the block",
+             reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)));
       return;
     }
   }
@@ -1370,9 +1519,11 @@ std::size_t usable_size(const void* p) noexcept { return usable_size_of(p); }
 bool owns(const void* p) noexcept { return inline_owns(p); }
 
 void* realloc(void* p, std::size_t size) noexcept {
-  const std::size_t usable = usable_size_of(p);
   Segment* seg = segment_of(p);
   Page* pg = page_of(seg, p);
+  // A block of an alloy::Heap stays in its heap (its ceiling, visit, destroy).
+  if (HeapCore* h = seg->local->heap; !h->is_default) return heap_realloc(p, size, 16, 0);
+  const std::size_t usable = usable_size_of(p);
   const bool huge = pg->kind == kHugeBlock;
   if (huge ? size <= usable : keeps_in_place(size, usable)) return p;
   if (huge && size > usable) {
@@ -1482,7 +1633,6 @@ void fork_child() noexcept {
 }
 
 void write_stats(int fd) noexcept {
-  char buf[1024];
   std::size_t live_small = 0, pages = 0, large = 0;
   Local* l = t_local;
   for (Segment* seg = l == &g_empty_local ? nullptr : l->segments; seg != nullptr; seg = seg->next) {
@@ -1506,21 +1656,31 @@ void write_stats(int fd) noexcept {
     cache_bytes = g_huge_cache_bytes;
     cache_count = g_huge_cache_count;
   }
-  const int n = std::snprintf(
-      buf, sizeof buf,
-      "alloy engine stats\n"
-      "  default heap committed: %zu bytes (peak %zu)\n"
-      "  huge blocks: %zu (%zu bytes)\n"
-      "  this thread: %u segments, %zu small pages, %zu bytes in small blocks, %zu in large\n"
-      "  process: %zu bytes mapped, huge cache %zu bytes in %zu entries\n",
-      g_default_heap.committed.load(std::memory_order_relaxed),
-      g_default_heap.peak.load(std::memory_order_relaxed), huge_count, huge,
-      l == &g_empty_local ? 0u : l->segment_count, pages, live_small, large,
-      g_os_mapped.load(std::memory_order_relaxed), cache_bytes, cache_count);
-  if (n > 0) {
-    ssize_t w = write(fd, buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
-    (void)w;
-  }
+  Line line;
+  line.add("alloy engine stats\n  default heap committed: ")
+      .num(g_default_heap.committed.load(std::memory_order_relaxed))
+      .add(" bytes (peak ")
+      .num(g_default_heap.peak.load(std::memory_order_relaxed))
+      .add(")\n  huge blocks: ")
+      .num(huge_count)
+      .add(" (")
+      .num(huge)
+      .add(" bytes)\n  this thread: ")
+      .num(l == &g_empty_local ? 0u : l->segment_count)
+      .add(" segments, ")
+      .num(pages)
+      .add(" small pages, ")
+      .num(live_small)
+      .add(" bytes in small blocks, ")
+      .num(large)
+      .add(" in large\n  process: ")
+      .num(g_os_mapped.load(std::memory_order_relaxed))
+      .add(" bytes mapped, huge cache ")
+      .num(cache_bytes)
+      .add(" bytes in ")
+      .num(cache_count)
+      .add(" entries\n")
+      .write_to(fd);
 }
 
 void set_eager_purge(bool on) noexcept {

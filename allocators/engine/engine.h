@@ -4,8 +4,9 @@
 // before main, from any thread, during thread exit and in a forked child, and
 // none of them calls malloc (only syscalls, atomics and the engine's own
 // memory), so they are safe to run as the process malloc under LD_PRELOAD.
-// They all use the process default heap (alloy::Heap::process_default());
-// `free` and friends accept blocks from any alloy::Heap as well.
+// They all use the process default heap (alloy::Heap::default_allocator());
+// `free` and friends accept blocks from any alloy::Heap as well, and
+// `realloc` keeps such a block in its own heap (that heap's ceiling).
 //
 // Cost per call: alloc/free of a small block on the thread that owns its page
 // is a handful of loads and stores (no lock, no atomic read-modify-write);
@@ -58,7 +59,8 @@ bool owns(const void* p) noexcept;
 // following free slices for large blocks, mremap for huge ones), else
 // alloc + copy + free; a small or large block that moves to grow gets ~25%
 // headroom so append loops rarely move. Null on failure with
-// p untouched. Keeps 16-byte alignment.
+// p untouched. Keeps 16-byte alignment. A block of an alloy::Heap is
+// handled by Heap::realloc: it stays in that heap.
 void* realloc(void* p, std::size_t size) noexcept;
 
 // True if p now has at least `size` usable bytes without moving (usable

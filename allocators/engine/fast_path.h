@@ -78,6 +78,7 @@ namespace detail {
 // runs when it empties or was parked as full.
 inline void local_push(Page* page, void* p) noexcept {
   auto* b = static_cast<Block*>(p);
+  mark_freed(p, page->block_size);  // checked builds only
 #if defined(ALLOY_ENGINE_ASAN)
   if (page->kind == kSmallPage && page->block_size > sizeof(void*))
     ASAN_POISON_MEMORY_REGION(reinterpret_cast<char*>(p) + sizeof(void*),

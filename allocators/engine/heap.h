@@ -10,9 +10,14 @@
 // alloy::engine::alloc and the malloc adapter use.
 //
 // Cost per call: alloc takes the heap's lock around the engine's size-class
-// path; Heap::free (and the handle's free) frees under the lock when it is
-// free at that moment, else with one lock-free CAS; visit/stats/collect walk
-// the heap's pages under the lock. The lock is a BiasedLock: while one
+// path; Heap::free (and the handle's free) checks the pointer (a few loads
+// and a division: block_check) and frees under the lock when it is free at
+// that moment, else with one lock-free CAS (checked builds always wait for
+// the lock, and walk the page's free lists, O(free blocks of the page), for
+// a block that carries the engine's freed mark in its second word (always
+// for 8-byte blocks): every double free, and a live block whose data happens
+// to hold the mark); resize and realloc check p the same way;
+// visit/stats/collect walk the heap's pages under the lock. The lock is a BiasedLock: while one
 // thread is the only one to have taken it, taking it costs no atomic
 // exchange, and alloc pops from the heap's size-class table like malloc does
 // (a heap used from one thread: 1.8-2.5x the default heap's per-thread fast
@@ -24,11 +29,58 @@
 // be freed from any thread (Heap::free or alloy::engine::free). destroy() must
 // not race with other calls on the same heap.
 //
+// Ownership: every block a heap hands out belongs to it until freed, however
+// it got there: alloc, the handle's resize/remap/realloc, Heap::resize,
+// Heap::realloc or alloy::engine::realloc, at any size (small <= 64 KiB,
+// large <= 2 MiB, huge) and across kinds both ways. It counts against that
+// heap's ceiling (growth past it is refused: null / false, the old block
+// intact), stats() and visit() report it, and destroy() frees it. Frees,
+// resizes and reallocs follow the block: a block of heap B freed or grown
+// through heap A's handle, through Heap's static members or the default
+// heap's handle goes to B (B's ceiling, B's lists) and A is untouched; only
+// the handle's alloc + copy + free fallback of Allocator::realloc moves a
+// block into the handle's heap.
+//
+// Ceilings: the ceiling counts committed bytes: 8 KiB of header per 4 MiB
+// segment, the 64 KiB slices of pages and large blocks, and huge mappings
+// (4 MiB granules). Near the ceiling a new small page is charged per 4 KiB
+// OS page as its blocks are carved, so a small ceiling still serves small
+// blocks: the smallest useful ceiling is 12 KiB (the header and one page of
+// blocks of one size class); a ceiling of C serves C - 8 KiB of blocks of one
+// size class, less 4 KiB (or one block, if bigger) per further class in use.
+// Large blocks need whole 64 KiB slices and huge ones 4 MiB granules.
+//
+// Wrong frees (Heap::free, the handle's free, and resize/remap/realloc): a
+// pointer that is not the start of a live engine block (malloc'd, on the
+// stack, into a block, into segment metadata or past a huge block's first
+// 4 MiB, or a block whose page or mapping went back) is refused, never
+// crashes, and is reported in checked builds (no NDEBUG, or ASan/TSan): one
+// stderr line, written without malloc, naming the call, the pointer, why,
+// and the caller's return address. A double free never makes the heap hand
+// a block out twice when it is caught: every build catches a large or huge
+// block freed twice, a block whose page was given back, and a small block
+// that is the last one freed on its page (found at the head of the page's
+// list for that free; when the heap's lock is busy at the second free only
+// the list of frees from other threads is looked at); checked builds always
+// take the lock and walk the page's free lists (bounded by its capacity) for
+// any block marked freed (every engine free and carve marks a block's second
+// word in checked builds), so they catch every double free of a small block
+// unless a write after the first free clobbered the mark. Release builds do
+// not catch a small block freed twice with other frees of its page in
+// between: that block is then handed out twice. alloy::engine::free (malloc's fast path)
+// checks nothing; Heap::free is the checked entry. No build can tell a free of
+// a block whose memory was already handed out again (a stale pointer) from
+// a free of the new block, and a double free racing the first free from
+// another thread may go unnoticed. A handle's free with a size larger than
+// the block is refused and reported in checked builds.
+//
 // Example:
 //   auto heap = alloy::Heap::create({.ceiling = 64 << 20});   // Result<Heap>
 //   if (!heap) return;
 //   alloy::Allocator a = heap->allocator();
 //   auto ids = a.alloc<int>(1000);                  // null past the 64 MiB cap
+//   void* buf = heap->alloc(4 << 20);               // a huge block, this heap's
+//   if (void* big = alloy::Heap::realloc(buf, 32 << 20)) buf = big;  // else buf kept
 //   heap->visit([](void* p, std::size_t n) { /* every live block */ });
 //   heap->destroy();                                // every block freed at once
 #pragma once
@@ -45,8 +97,9 @@ struct HeapCore;
 }
 
 struct HeapOptions {
-  // Committed bytes the heap may hold (slices handed to pages, plus 64 KiB of
-  // metadata per 4 MiB segment, plus huge mappings).
+  // Committed bytes the heap may hold (slices handed to pages, plus 8 KiB of
+  // header per 4 MiB segment, plus huge mappings; see "Ceilings" above: 12
+  // KiB is the smallest that serves a block).
   std::size_t ceiling = SIZE_MAX;
   // Return empty pages to the OS at once instead of after the purge delay.
   bool eager_purge = false;
@@ -98,8 +151,20 @@ class Heap {
 
   // Raw access: `size` (> 0) bytes aligned to `alignment` (a power of two),
   // or null. Free with Heap::free or alloy::engine::free, from any thread.
+  // Heap::free, resize and realloc take a block of any heap (the default one
+  // too) and act on the heap that owns it; null is a no-op for free, and a
+  // refused pointer (see "Wrong frees") is left alone.
   void* alloc(std::size_t size, std::size_t alignment = 16) noexcept;
   static void free(void* p) noexcept;
+  // True if p's block now holds >= size bytes without moving (a large block
+  // takes the free slices after it, a huge one grows with mremap).
+  static bool resize(void* p, std::size_t size) noexcept;
+  // p's block resized or moved to `size` (> 0) bytes aligned to `alignment`
+  // (p's own), within the heap that owns p; null (p intact) when that heap
+  // cannot (its ceiling, out of memory), when size is 0 or p is null or
+  // refused. A huge block shrunk to 2 MiB or less moves to a small or large
+  // block, giving its mapping back.
+  static void* realloc(void* p, std::size_t size, std::size_t alignment = 16) noexcept;
 
   // Caps committed memory. Lowering it below the current commitment makes
   // new pages fail until blocks are freed (collect() gives memory back).

@@ -175,7 +175,10 @@ struct Page {
   std::uint16_t capacity = 0;      // blocks carved so far (of reserved(page))
   std::uint16_t slice_offset = 0;  // bytes back to the span's first descriptor
   std::uint8_t kind = kFreeSpan;
-  std::uint8_t spare = 0;
+  // Small page charged per OS page (near a heap's ceiling, engine.cc
+  // page_charge): 1 + the 4 KiB pages charged so far; 0 when its slices are
+  // charged whole (the usual case, recorded in committed_mask).
+  std::uint8_t lazy = 0;
   std::uint8_t size_class = 0;
   std::uint8_t slice_count = 0;    // slices in the span (first descriptor)
   union {
@@ -212,6 +215,15 @@ struct Segment {
   Page pages[kSlices];
 };
 static_assert(sizeof(Segment) <= kHugeHeader);
+
+// What a segment's metadata slice counts against its heap's ceiling: the OS
+// pages the header and descriptors touch (8 KiB), not the 64 KiB slice.
+inline constexpr std::size_t kMetaCharge = (sizeof(Segment) + 4095) & ~std::size_t{4095};
+// Bytes a committed_mask stands for (bit 0 is the metadata slice).
+inline std::size_t mask_bytes(std::uint64_t mask) noexcept {
+  return static_cast<std::size_t>(__builtin_popcountll(mask & ~std::uint64_t{1})) * kSliceSize +
+         ((mask & 1) != 0 ? kMetaCharge : 0);
+}
 
 struct PageQueue {
   Page* first = nullptr;
@@ -280,6 +292,11 @@ struct HeapCore {
   Local local;  // user heap's only Local
 };
 
+// One bit per 4 MiB unit of the 47-bit address space: set while the unit is
+// engine memory (segments, huge mappings). Mapped at process init.
+inline constexpr std::size_t kOwnsBitsBytes = (std::size_t{1} << 47) / kSegmentSize / 8;
+extern std::atomic<std::uint64_t*> g_owns_bits;
+
 // Per-thread Local of the default heap; &g_empty_local until first use.
 extern Local g_empty_local;
 extern __thread Local* t_local __attribute__((tls_model("initial-exec")));
@@ -326,6 +343,70 @@ inline bool keeps_in_place(std::size_t size, std::size_t usable) noexcept {
   return size <= usable && size >= usable / 2;
 }
 
+// Large block pg grows to `size` (<= kLargeMax) over the free span after it;
+// the caller owns pg's Local (its thread, or the user heap's lock).
+bool large_grow_owned(Segment* seg, Page* pg, std::size_t size) noexcept;
+// Grows huge block p in place (or moved when may_move) against its own
+// heap's ceiling; the block's (possibly new) address, or null.
+void* huge_grow(void* p, std::size_t size, bool may_move) noexcept;
+// Frees huge block seg unless it was already freed (false then).
+bool huge_free(Segment* seg) noexcept;
+
+// ---- Block checks (heap.cc and engine.cc; slow paths only). ----
+// One bit per 4 MiB unit, set where a segment or huge mapping starts (the
+// units owns() marks past a huge mapping's first are not heads).
+extern std::atomic<std::uint64_t*> g_head_bits;
+inline bool is_segment_head(const void* seg) noexcept {
+  std::uint64_t* bits = g_head_bits.load(std::memory_order_acquire);
+  const std::uintptr_t u = reinterpret_cast<std::uintptr_t>(seg) >> kSegmentShift;
+  if (bits == nullptr || u >= kOwnsBitsBytes * 8) return false;
+  return (std::atomic_ref<std::uint64_t>(bits[u / 64]).load(std::memory_order_relaxed) >> (u % 64)) & 1;
+}
+// Null if p looks like the start of a live block of some heap (engine
+// memory, a segment head, a used page of the right kind, on a block
+// boundary), with *seg and *page set; else what is wrong with p. Reads
+// only fields that are stable while p is live; does not look at free lists.
+const char* block_check(const void* p, Segment** seg, Page** page) noexcept;
+
+// Checked builds (no NDEBUG, or a sanitizer): wrong frees are reported on
+// stderr, and a free walks its page's free lists to catch double frees.
+#if !defined(NDEBUG) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define ALLOY_ENGINE_CHECKED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define ALLOY_ENGINE_CHECKED 1
+#endif
+#endif
+#if defined(ALLOY_ENGINE_CHECKED)
+inline constexpr bool kChecked = true;
+#else
+inline constexpr bool kChecked = false;
+#endif
+
+// Checked builds: every block on a free list (carved, or freed by any path)
+// carries this in its second word, so a checked free walks the page's free
+// lists only for a block that carries it (or that ASan poisoned, or an
+// 8-byte block): a live block rarely does, a freed one always does unless a
+// write after free clobbered it.
+inline constexpr std::uintptr_t kFreedMark = 0xa110ca7edf4eeb10u;
+inline void mark_freed(void* p, std::size_t block_size) noexcept {
+  if constexpr (kChecked) {
+    if (block_size > sizeof(void*)) static_cast<std::uintptr_t*>(p)[1] = kFreedMark;
+  } else {
+    (void)p;
+    (void)block_size;
+  }
+}
+
+// One line to stderr with write(2), formatted without malloc:
+//   "alloy <who>: <op> <p> (<size> bytes) refused: <why>; called from <caller>\n"
+// (the size part only when size != 0, the caller part only when != 0).
+void report(const char* who, const char* op, const void* p, std::size_t size, const char* why,
+            std::uintptr_t caller) noexcept;
+// Heap::realloc (heap.cc): p's block resized or moved within the heap that
+// owns it; null (p intact) past the ceiling or if p is refused.
+void* heap_realloc(void* p, std::size_t size, std::size_t align, std::uintptr_t caller) noexcept;
+
 // Slow paths (engine.cc).
 void* alloc_generic(Local* l, std::size_t size, std::size_t align) noexcept;
 void free_local_slow(Page* page) noexcept;
@@ -348,11 +429,6 @@ std::size_t heap_huge_bytes(HeapCore* h, std::size_t* count) noexcept;
 void page_mark_free(Page* page, std::uint64_t* bits) noexcept;
 void page_collect(Page* page) noexcept;
 extern HeapCore g_default_heap;
-
-// One bit per 4 MiB unit of the 47-bit address space: set while the unit is
-// engine memory (segments, huge mappings). Mapped at process init.
-inline constexpr std::size_t kOwnsBitsBytes = (std::size_t{1} << 47) / kSegmentSize / 8;
-extern std::atomic<std::uint64_t*> g_owns_bits;
 
 #if defined(__SANITIZE_ADDRESS__)
 #define ALLOY_ENGINE_ASAN 1

@@ -1,13 +1,17 @@
-// libFuzzer target: alloy::Heap driven by random alloc/resize/remap/free of
-// random sizes (1 B .. 256 KiB) and alignments (1 B .. 64 KiB), with random
-// ceilings. Checks contents, alignment, no overlap, the ceiling, and that
-// visit() reports exactly the model's live blocks. Run: tools/fuzz engine_fuzz
+// libFuzzer target: alloy::Heap driven by random alloc/resize/remap/realloc/
+// free of random sizes (1 B .. 256 KiB, now and then 2..3 MiB) and
+// alignments (1 B .. 64 KiB), with random ceilings. Checks contents,
+// alignment, no overlap, the ceiling after every growth, that visit()
+// reports exactly the model's live blocks (so a block that left the heap is
+// caught), and that wrong frees (interior pointers, double frees) are
+// refused. Run: tools/fuzz engine_fuzz
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
+#include "alloy/allocators/engine/engine.h"
 #include "alloy/allocators/engine/heap.h"
 #include "tests/fuzz/shadow.h"
 
@@ -24,7 +28,11 @@ std::size_t pick_size(FuzzedDataProvider& in) {
     case 1: case 2: return in.ConsumeIntegralInRange<std::size_t>(1, 1024);
     case 3: case 4: return in.ConsumeIntegralInRange<std::size_t>(1, 16 << 10);
     case 5: return in.ConsumeIntegralInRange<std::size_t>(16 << 10, 80 << 10);
-    case 6: return std::size_t{1} << in.ConsumeIntegralInRange<int>(0, 17);
+    case 6:
+      if (in.ConsumeIntegralInRange<int>(0, 127) == 0) {  // huge: its own mapping
+        return in.ConsumeIntegralInRange<std::size_t>(2 << 20, 3 << 20);
+      }
+      return std::size_t{1} << in.ConsumeIntegralInRange<int>(0, 17);
     default: return in.ConsumeIntegralInRange<std::size_t>(1, 256 << 10);
   }
 }
@@ -69,7 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::uint8_t seed = 1;
 
   while (in.remaining_bytes() > 0) {
-    const int op = in.ConsumeIntegralInRange<int>(0, 9);
+    const int op = in.ConsumeIntegralInRange<int>(0, 11);
     if (op <= 3 && shadow.live.size() < kMaxLive) {  // alloc
       const std::size_t len = pick_size(in);
       const auto log2 = static_cast<std::uint8_t>(
@@ -91,13 +99,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       shadow.check(b);
       a.raw_free(alloy::Bytes(b.p, b.len), alloy::Alignment::from_bytes(b.align).value(), 0);
       shadow.remove(i);
-    } else if (op <= 7) {  // resize in place / remap
+    } else if (op <= 7 || op == 10) {  // resize in place / remap / Heap::realloc
       const std::size_t i = in.ConsumeIntegralInRange<std::size_t>(0, shadow.live.size() - 1);
       Block& b = shadow.live[i];
       shadow.check(b);
       const std::size_t new_len = pick_size(in);
       const auto align = alloy::Alignment::from_bytes(b.align).value();
-      if (op == 6) {
+      const std::size_t before = heap.committed();
+      if (op == 10) {
+        void* q = alloy::Heap::realloc(b.p, new_len, b.align);
+        if (q != nullptr) {
+          auto* nb = static_cast<std::byte*>(q);
+          FUZZ_CHECK(reinterpret_cast<std::uintptr_t>(q) % b.align == 0,
+                     "realloc lost the alignment", q, new_len, b.align);
+          shadow.no_overlap(nb, new_len, i);
+          alloy::fuzz::check_prefix(nb, std::min(b.len, new_len), b.seed);
+          if (new_len > b.len) alloy::fuzz::fill(nb, b.len, new_len, b.seed);
+          b.p = nb;
+          b.len = new_len;
+        } else {
+          shadow.check(b);
+        }
+      } else if (op == 6) {
         if (a.raw_resize(alloy::Bytes(b.p, b.len), align, new_len, 0)) {
           shadow.no_overlap(b.p, new_len, i);
           alloy::fuzz::check_prefix(b.p, std::min(b.len, new_len), b.seed);
@@ -121,6 +144,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           shadow.check(b);
         }
       }
+      const std::size_t after = heap.committed();
+      FUZZ_CHECK(after <= before || after <= heap.ceiling(), "growth committed past the ceiling",
+                 b.p, after, heap.ceiling());
+    } else if (op == 11) {  // wrong frees: refused, the model's blocks untouched
+      const std::size_t i = in.ConsumeIntegralInRange<std::size_t>(0, shadow.live.size() - 1);
+      const Block& b = shadow.live[i];
+      if (b.len > 1) {  // a pointer into the block, never another block's start
+        alloy::Heap::free(b.p + in.ConsumeIntegralInRange<std::size_t>(1, b.len - 1));
+      }
+      // A double free of a block just freed (the head of its page's list).
+      void* p = heap.alloc(b.len);
+      if (p != nullptr) {
+        alloy::Heap::free(p);
+        alloy::Heap::free(p);
+      }
+      shadow.check(b);
     } else if (op == 8) {  // new ceiling, sometimes below the current commitment
       if (in.ConsumeBool()) {
         heap.set_ceiling(in.ConsumeIntegralInRange<std::size_t>(0, 32 << 20));
