@@ -8,6 +8,14 @@
 //   unsynchronized_pool_resource, or a resource of your own. A throwing
 //   resource becomes a null (out of memory) result; nothing escapes.
 //
+// A MemoryResource records, as the call site of each allocation, the caller
+// of its (out-of-line) do_allocate: std::pmr::memory_resource::allocate, or,
+// where the compiler inlines that, the code calling it (a pmr container's own
+// member, or the user's line for direct use). pmr has no way to pass the
+// user's address through. A handle over a resource refuses sizes over
+// PTRDIFF_MAX (rounded to the alignment) with kSizeOverflow before the
+// resource sees them, as every handle does.
+//
 // Cost: one virtual call plus one indirect call. resize is never in place
 // and remap always says "copy it yourself" through a resource, since pmr has
 // neither. Thread safety: as the wrapped resource or handle.

@@ -6,6 +6,12 @@
 // (std::bad_array_new_length on overflow) — the one place alloy throws, and
 // only because the container asked for it. Frees are sized, as alloy wants.
 //
+// The address recorded with each call (what DebugAllocator reports as the
+// call site) is that of the code calling allocate()/deallocate(): for a
+// container, its own member (std::vector<...>::_M_realloc_insert, ...), since
+// the STL is the caller; for direct use, the user's line. Both are kept out
+// of line so that holds in every build mode.
+//
 // Cost: one indirect call per allocate/deallocate; the object is the two-word
 // handle. Copies compare equal when they share ctx and vtable, so containers
 // can swap and move storage between them. Thread safety: as the handle's.
@@ -40,15 +46,19 @@ class StdAllocator {
   StdAllocator(const StdAllocator<U>& other) noexcept  // NOLINT: rebinding
       : handle_(other.handle()) {}
 
-  [[nodiscard]] T* allocate(std::size_t n) {
-    if (n > static_cast<std::size_t>(-1) / sizeof(T)) throw std::bad_array_new_length();
+  [[nodiscard]] ALLOY_HELPER T* allocate(std::size_t n) {
+    std::size_t bytes = 0;
+    if (detail::mul_overflows(n, sizeof(T), &bytes) ||
+        !detail::size_fits(bytes, Alignment::of<T>())) {
+      throw std::bad_array_new_length();
+    }
     if (n == 0) n = 1;  // the STL may ask for zero; the handle never sees it
     void* p = handle_.raw_alloc(n * sizeof(T), Alignment::of<T>(), ALLOY_RETURN_ADDRESS());
     if (p == nullptr) throw std::bad_alloc();
     return static_cast<T*>(p);
   }
 
-  void deallocate(T* p, std::size_t n) noexcept {
+  ALLOY_HELPER void deallocate(T* p, std::size_t n) noexcept {
     if (p == nullptr) return;
     if (n == 0) n = 1;
     handle_.raw_free(Bytes(reinterpret_cast<std::byte*>(p), n * sizeof(T)),

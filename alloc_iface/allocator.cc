@@ -1,6 +1,9 @@
 #include "alloc_iface/allocator.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 namespace alloy {
@@ -9,6 +12,59 @@ bool no_resize(void*, Bytes, Alignment, std::size_t, std::uintptr_t) { return fa
 void* no_remap(void*, Bytes, Alignment, std::size_t, std::uintptr_t) { return nullptr; }
 void no_free(void*, Bytes, Alignment, std::uintptr_t) {}
 
+namespace detail {
+
+void contract_failed(const char* rule) noexcept {
+  // write(2), not stdio: the malloc adapter and the engine use the handle, so
+  // this path must not allocate.
+  auto put = [](const char* s) {
+    std::size_t n = std::strlen(s);
+    while (n > 0) {
+      ssize_t w = ::write(2, s, n);
+      if (w <= 0) return;
+      s += w;
+      n -= static_cast<std::size_t>(w);
+    }
+  };
+  put("alloy: ");
+  put(rule);
+  put("\n");
+  std::abort();
+}
+
+namespace {
+
+// A default-constructed handle: serves nothing. Without NDEBUG each entry
+// reports the misuse and aborts; with NDEBUG it answers "no" quietly.
+#ifdef NDEBUG
+constexpr bool kReportUnset = false;
+#else
+constexpr bool kReportUnset = true;
+#endif
+
+void* unset_alloc(void*, std::size_t, Alignment, std::uintptr_t) {
+  if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (alloc)");
+  return nullptr;
+}
+bool unset_resize(void*, Bytes, Alignment, std::size_t, std::uintptr_t) {
+  if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (resize)");
+  return false;
+}
+void* unset_remap(void*, Bytes, Alignment, std::size_t, std::uintptr_t) {
+  if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (remap)");
+  return nullptr;
+}
+void unset_free(void*, Bytes, Alignment, std::uintptr_t) {
+  // It handed nothing out, so whatever this is belongs elsewhere: refused.
+  if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (free)");
+}
+
+}  // namespace
+
+const VTable kUnsetVTable = {unset_alloc, unset_resize, unset_remap, unset_free};
+
+}  // namespace detail
+
 ALLOY_HELPER Result<Bytes> Allocator::alloc_bytes(std::size_t len,
                                                   Alignment alignment) const {
   return alloc_array<std::byte>(len, alignment, ALLOY_RETURN_ADDRESS());
@@ -16,12 +72,15 @@ ALLOY_HELPER Result<Bytes> Allocator::alloc_bytes(std::size_t len,
 
 ALLOY_HELPER bool Allocator::resize_bytes(Bytes memory, Alignment alignment,
                                           std::size_t new_len) const {
+  return resize_bytes_at(memory, alignment, new_len, ALLOY_RETURN_ADDRESS());
+}
+
+bool Allocator::resize_bytes_at(Bytes memory, Alignment alignment, std::size_t new_len,
+                                std::uintptr_t ret_addr) const {
   if (memory.empty()) return new_len == 0;
-  if (new_len == 0) {
-    raw_free(memory, alignment, ALLOY_RETURN_ADDRESS());
-    return true;
-  }
-  return raw_resize(memory, alignment, new_len, ALLOY_RETURN_ADDRESS());
+  if (new_len == 0) return false;  // resize never frees: that is free()'s job
+  if (!detail::size_fits(new_len, alignment)) return false;
+  return raw_resize(memory, alignment, new_len, ret_addr);
 }
 
 ALLOY_HELPER Result<Bytes> Allocator::realloc_bytes(Bytes memory, Alignment alignment,
@@ -37,6 +96,7 @@ ALLOY_HELPER void Allocator::free_bytes(Bytes memory, Alignment alignment) const
 Result<Bytes> Allocator::realloc_bytes_at(Bytes memory, Alignment alignment,
                                           std::size_t new_len,
                                           std::uintptr_t ret_addr) const {
+  if (!detail::size_fits(new_len, alignment)) return Err(AllocError::kSizeOverflow);
   if (memory.empty()) return alloc_array<std::byte>(new_len, alignment, ret_addr);
   if (new_len == 0) {
     raw_free(memory, alignment, ret_addr);

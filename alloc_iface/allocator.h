@@ -10,19 +10,35 @@
 //                                                      "do alloc + copy + free yourself"
 //   free   (ctx, memory, alignment, ret_addr)
 //
-// `memory` is always the exact (pointer, length) the caller was given, so every
-// free is a sized free; `alignment` is the one used at allocation. Lengths
-// reaching the table are never zero: the typed helpers below answer
-// zero-length requests themselves (as Zig does). `ret_addr` is the caller's
-// return address, kept by debugging allocators to name call sites cheaply.
+// Each entry's contract is written at its `VTable` field. In short: `memory`
+// is always the exact (pointer, length) the caller was given, so every free is
+// a sized free; `alignment` is the one used at allocation; lengths reaching
+// the table are never zero (the typed helpers answer zero-length requests
+// themselves, as Zig does) and never more than PTRDIFF_MAX once rounded up to
+// the alignment (Rust's Layout rule: the handle refuses larger sizes before
+// any table sees them, so every allocator gives the same kSizeOverflow).
+// `ret_addr` is the address of the user's call, kept by debugging allocators
+// to name call sites cheaply. Builds without NDEBUG check the contracts the
+// handle can see (non-zero lengths, live blocks, aligned results) in the
+// raw_* calls and abort with a message naming the broken rule; DebugAllocator
+// checks the rest (exact pointer and length, alignment, double frees).
+//
+// A default-constructed Allocator is "unset": it points at a table that
+// serves nothing. Without NDEBUG any call through it prints "use of a
+// default-constructed alloy::Allocator" and aborts; with NDEBUG alloc answers
+// null (kOutOfMemory), resize false, remap null, and free does nothing (it
+// cannot have handed the block out). valid() says whether a handle is set.
 //
 // The typed helpers never throw and never abort on failure: fallible ones
 // return a [[nodiscard]] alloy::Result, and `n * sizeof(T)` overflow is an
-// error, not a wrap.
+// error, not a wrap. resize never frees: resizing a block to zero answers
+// false and leaves it as it was (typed and byte forms alike; give it back with
+// free, or realloc to zero, which frees and gives an empty span).
 //
 // Cost: one indirect call per operation, plus one direct call into the
-// out-of-line helper that records the caller's address. Thread safety: the
-// handle is a value; whether calls may race is the allocator's own promise.
+// out-of-line helper that records the caller's address (and, without NDEBUG,
+// a compare or two). Thread safety: the handle is a value; whether calls may
+// race is the allocator's own promise.
 //
 // Example:
 //   void tokenize(alloy::Allocator a, std::string_view text) {
@@ -50,21 +66,72 @@
 #define ALLOY_RETURN_ADDRESS() \
   (reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)))
 
-// Typed helpers are kept out of line so that ALLOY_RETURN_ADDRESS() inside them
-// names the line of user code that called them.
+// Where the address of "the user's call" comes from. Every public function
+// that allocates follows one of two patterns, in every build mode:
+//  * ALLOY_HELPER: the public entry is kept out of line and captures
+//    ALLOY_RETURN_ADDRESS() once, which then names the user's call; it passes
+//    that value down to internals (`*_at(..., ret_addr)`) that may inline.
+//  * ALLOY_INLINE_ENTRY: a hot entry (Vec::try_push) is always inlined into
+//    the user's function and calls an ALLOY_HELPER slow path only when it must
+//    allocate; that slow path's return address lies in the user's function.
+// A tail call from the user's function into an entry names its caller
+// instead, as with any return-address tool.
 #define ALLOY_HELPER [[gnu::noinline]]
+#define ALLOY_INLINE_ENTRY [[gnu::always_inline]] inline
+
+// Contract checks in the raw_* calls: on unless NDEBUG (or set it to 0/1).
+#ifndef ALLOY_CHECK_CONTRACTS
+#ifdef NDEBUG
+#define ALLOY_CHECK_CONTRACTS 0
+#else
+#define ALLOY_CHECK_CONTRACTS 1
+#endif
+#endif
 
 namespace alloy {
 
 using Bytes = std::span<std::byte>;
 
+// The four entries of an allocator. "The block" is memory handed out by this
+// table's alloc (or moved by its remap) and not yet freed. The handle's raw_*
+// calls check the marked (*) rules without NDEBUG; the others are what
+// DebugAllocator checks.
 struct VTable {
+  // Returns `len` writable bytes aligned to `alignment`, or null when it
+  // cannot (out of memory, or a size or alignment it does not serve).
+  //  * len is non-zero (*); zero-length requests never reach the table (with
+  //    NDEBUG raw_alloc answers null for them).
+  //  * len rounded up to `alignment` is at most PTRDIFF_MAX; the handle
+  //    answers larger requests itself (null from raw_alloc, kSizeOverflow from
+  //    the typed helpers), so no allocator has to.
+  //  * a non-null result is aligned to `alignment` (*).
+  //  * ret_addr is the user's call (0 if unknown); only for reports.
   void* (*alloc)(void* ctx, std::size_t len, Alignment alignment,
                  std::uintptr_t ret_addr);
+  // Grows or shrinks the block in place, without moving it.
+  //  * memory is a live block (non-null, non-empty (*)): the exact
+  //    (pointer, length) from the most recent alloc, resize or remap.
+  //  * alignment is the one passed to the alloc that made the block.
+  //  * new_len is non-zero (*) (to shrink to nothing, free) and within the
+  //    same size limit as alloc (the handle answers false above it).
+  //  * true: the block is now new_len bytes at the same address, the first
+  //    min(len, new_len) bytes kept. false: the block and its contents are
+  //    untouched and still owned by the caller.
   bool (*resize)(void* ctx, Bytes memory, Alignment alignment,
                  std::size_t new_len, std::uintptr_t ret_addr);
+  // Grows or shrinks the block, moving it if that is cheaper than a copy.
+  //  * memory, alignment, new_len: as for resize (*).
+  //  * non-null: the block is now new_len bytes there (aligned (*)), the first
+  //    min(len, new_len) bytes kept; the old (pointer, length) is dead.
+  //  * null: nothing happened. The old block and its contents are untouched
+  //    and still owned; the caller does alloc + copy + free itself.
   void* (*remap)(void* ctx, Bytes memory, Alignment alignment,
                  std::size_t new_len, std::uintptr_t ret_addr);
+  // Gives the block back.
+  //  * memory is a live block (non-null, non-empty (*)): the exact
+  //    (pointer, length) from the most recent alloc, resize or remap.
+  //  * alignment is the one passed to the alloc that made the block.
+  //  * afterwards the block is dead; freeing it again is a double free.
   void (*free)(void* ctx, Bytes memory, Alignment alignment,
                std::uintptr_t ret_addr);
 };
@@ -78,6 +145,22 @@ void no_free(void* ctx, Bytes memory, Alignment alignment,
              std::uintptr_t ret_addr);
 
 namespace detail {
+// The table of a default-constructed handle (see the header comment).
+extern const VTable kUnsetVTable;
+
+// Prints "alloy: <rule>" on stderr (with write(2): no allocation) and aborts.
+[[noreturn]] void contract_failed(const char* rule) noexcept;
+
+// The largest size any allocator is asked for: PTRDIFF_MAX, after rounding
+// `len` up to `alignment` (Rust's Layout rule).
+constexpr bool size_fits(std::size_t len, Alignment alignment) {
+  return len <= static_cast<std::size_t>(PTRDIFF_MAX) - (alignment.bytes() - 1);
+}
+// size_fits and len != 0, in one compare (len - 1 wraps for zero).
+constexpr bool nonzero_size_fits(std::size_t len, Alignment alignment) {
+  return len - 1 < static_cast<std::size_t>(PTRDIFF_MAX) - (alignment.bytes() - 1);
+}
+
 // A non-null, suitably aligned pointer for zero-length results (Rust's
 // NonNull::dangling). Never dereferenced, never passed to the vtable.
 template <class T>
@@ -95,25 +178,73 @@ constexpr bool mul_overflows(std::size_t n, std::size_t size, std::size_t* out) 
 }
 }  // namespace detail
 
+#if ALLOY_CHECK_CONTRACTS
+#define ALLOY_DETAIL_CONTRACT(cond, rule) \
+  do {                                    \
+    if (!(cond)) [[unlikely]]             \
+      ::alloy::detail::contract_failed(rule); \
+  } while (0)
+#else
+#define ALLOY_DETAIL_CONTRACT(cond, rule) \
+  do {                                    \
+  } while (0)
+#endif
+
 struct Allocator {
   void* ctx = nullptr;
-  const VTable* vtable = nullptr;
+  const VTable* vtable = &detail::kUnsetVTable;
 
-  // ---- Raw calls: straight through the table. Lengths must be non-zero. ----
+  // False for a default-constructed (unset) handle.
+  bool valid() const { return vtable != &detail::kUnsetVTable && vtable != nullptr; }
+
+  // ---- Raw calls: straight through the table (see VTable for the rules). ----
+  // Sizes over the limit are answered here (null / false), never passed on.
+  // With NDEBUG a broken rule the handle can see gets one answer from every
+  // allocator: a zero length null / false, a free of an empty span nothing.
   void* raw_alloc(std::size_t len, Alignment alignment,
                   std::uintptr_t ret_addr) const {
-    return vtable->alloc(ctx, len, alignment, ret_addr);
+    ALLOY_DETAIL_CONTRACT(len != 0, "VTable::alloc contract: len must be non-zero");
+    if (!detail::nonzero_size_fits(len, alignment)) [[unlikely]] return nullptr;
+    void* p = vtable->alloc(ctx, len, alignment, ret_addr);
+    ALLOY_DETAIL_CONTRACT(alignment.check(p),
+                          "VTable::alloc contract: the result must be aligned to `alignment`");
+    return p;
   }
   bool raw_resize(Bytes memory, Alignment alignment, std::size_t new_len,
                   std::uintptr_t ret_addr) const {
+    ALLOY_DETAIL_CONTRACT(memory.data() != nullptr && !memory.empty(),
+                          "VTable::resize contract: memory must be a live block (non-null, "
+                          "non-empty)");
+    ALLOY_DETAIL_CONTRACT(new_len != 0,
+                          "VTable::resize contract: new_len must be non-zero (free the block "
+                          "instead)");
+    if (!detail::nonzero_size_fits(new_len, alignment) || memory.empty()) [[unlikely]] {
+      return false;
+    }
     return vtable->resize(ctx, memory, alignment, new_len, ret_addr);
   }
   void* raw_remap(Bytes memory, Alignment alignment, std::size_t new_len,
                   std::uintptr_t ret_addr) const {
-    return vtable->remap(ctx, memory, alignment, new_len, ret_addr);
+    ALLOY_DETAIL_CONTRACT(memory.data() != nullptr && !memory.empty(),
+                          "VTable::remap contract: memory must be a live block (non-null, "
+                          "non-empty)");
+    ALLOY_DETAIL_CONTRACT(new_len != 0,
+                          "VTable::remap contract: new_len must be non-zero (free the block "
+                          "instead)");
+    if (!detail::nonzero_size_fits(new_len, alignment) || memory.empty()) [[unlikely]] {
+      return nullptr;
+    }
+    void* p = vtable->remap(ctx, memory, alignment, new_len, ret_addr);
+    ALLOY_DETAIL_CONTRACT(alignment.check(p),
+                          "VTable::remap contract: the result must be aligned to `alignment`");
+    return p;
   }
   void raw_free(Bytes memory, Alignment alignment,
                 std::uintptr_t ret_addr) const {
+    ALLOY_DETAIL_CONTRACT(memory.data() != nullptr && !memory.empty(),
+                          "VTable::free contract: memory must be a live block (non-null, "
+                          "non-empty)");
+    if (memory.empty()) [[unlikely]] return;
     vtable->free(ctx, memory, alignment, ret_addr);
   }
 
@@ -121,8 +252,10 @@ struct Allocator {
 
   // `len` bytes aligned to `alignment`; zero length gives an empty span.
   Result<Bytes> alloc_bytes(std::size_t len, Alignment alignment) const;
-  // Grows or shrinks `memory` in place; false leaves it untouched. Shrinking
-  // to zero frees and is always true (the span becomes empty).
+  // Grows or shrinks `memory` in place; false leaves it untouched (also for
+  // sizes over the limit). It never frees: new_len == 0 answers false for a
+  // block (free it, or realloc_bytes to 0); an empty `memory` answers
+  // new_len == 0 (an empty span stays empty).
   bool resize_bytes(Bytes memory, Alignment alignment, std::size_t new_len) const;
   // resize, then remap, then alloc + copy + free. On error `memory` is intact.
   Result<Bytes> realloc_bytes(Bytes memory, Alignment alignment,
@@ -135,29 +268,13 @@ struct Allocator {
   // (sized free: a base-class pointer to a derived object would be wrong).
   template <class T, class... Args>
   ALLOY_HELPER Result<T*> create(Args&&... args) const {
-    void* p = raw_alloc(sizeof(T), Alignment::of<T>(), ALLOY_RETURN_ADDRESS());
-    if (p == nullptr) return Err(AllocError::kOutOfMemory);
-#if defined(__cpp_exceptions)
-    try {
-      return ::new (p) T(std::forward<Args>(args)...);
-    } catch (...) {
-      raw_free(Bytes(static_cast<std::byte*>(p), sizeof(T)), Alignment::of<T>(),
-               ALLOY_RETURN_ADDRESS());
-      throw;
-    }
-#else
-    return ::new (p) T(std::forward<Args>(args)...);
-#endif
+    return create_at<T>(ALLOY_RETURN_ADDRESS(), std::forward<Args>(args)...);
   }
 
   // Runs ~T and frees. Null is a no-op.
   template <class T>
   ALLOY_HELPER void destroy(T* p) const {
-    if (p == nullptr) return;
-    p->~T();
-    raw_free(Bytes(reinterpret_cast<std::byte*>(const_cast<std::remove_cv_t<T>*>(p)),
-                   sizeof(T)),
-             Alignment::of<T>(), ALLOY_RETURN_ADDRESS());
+    destroy_at(p, ALLOY_RETURN_ADDRESS());
   }
 
   // ---- Arrays of plain data (trivially copyable and destructible). ----
@@ -205,16 +322,16 @@ struct Allocator {
                             ALLOY_RETURN_ADDRESS());
   }
 
-  // In-place resize of an array; false leaves it as it was.
+  // In-place resize of an array to n elements; false leaves it as it was
+  // (also when n * sizeof(T) overflows or is over the size limit). As
+  // resize_bytes: n == 0 answers false for a non-empty array (it never frees).
   template <class T>
   ALLOY_HELPER bool resize(std::span<T> memory, std::size_t n) const {
     static_assert(detail::kPlainData<T>, "resize is for plain data");
     std::size_t bytes = 0;
     if (detail::mul_overflows(n, sizeof(T), &bytes)) return false;
-    if (memory.empty()) return n == 0;
-    if (n == 0) return false;  // shrinking to nothing is free()'s job
-    return raw_resize(std::as_writable_bytes(memory), Alignment::of<T>(), bytes,
-                      ALLOY_RETURN_ADDRESS());
+    return resize_bytes_at(to_bytes(memory), Alignment::of<T>(), bytes,
+                           ALLOY_RETURN_ADDRESS());
   }
 
   // A copy of `src` in new memory.
@@ -245,6 +362,44 @@ struct Allocator {
              ALLOY_RETURN_ADDRESS());
   }
 
+  // ---- For wrappers that record their own caller (Vec, Box, your own
+  // containers): the helpers above with the user's return address given. ----
+
+  Result<Bytes> alloc_bytes_at(std::size_t len, Alignment alignment,
+                               std::uintptr_t ret_addr) const {
+    return alloc_array<std::byte>(len, alignment, ret_addr);
+  }
+  bool resize_bytes_at(Bytes memory, Alignment alignment, std::size_t new_len,
+                       std::uintptr_t ret_addr) const;
+  Result<Bytes> realloc_bytes_at(Bytes memory, Alignment alignment,
+                                 std::size_t new_len, std::uintptr_t ret_addr) const;
+
+  template <class T, class... Args>
+  Result<T*> create_at(std::uintptr_t ret_addr, Args&&... args) const {
+    static_assert(detail::size_fits(sizeof(T), Alignment::of<T>()));
+    void* p = raw_alloc(sizeof(T), Alignment::of<T>(), ret_addr);
+    if (p == nullptr) return Err(AllocError::kOutOfMemory);
+#if defined(__cpp_exceptions)
+    try {
+      return ::new (p) T(std::forward<Args>(args)...);
+    } catch (...) {
+      raw_free(Bytes(static_cast<std::byte*>(p), sizeof(T)), Alignment::of<T>(), ret_addr);
+      throw;
+    }
+#else
+    return ::new (p) T(std::forward<Args>(args)...);
+#endif
+  }
+
+  template <class T>
+  void destroy_at(T* p, std::uintptr_t ret_addr) const {
+    if (p == nullptr) return;
+    p->~T();
+    raw_free(Bytes(reinterpret_cast<std::byte*>(const_cast<std::remove_cv_t<T>*>(p)),
+                   sizeof(T)),
+             Alignment::of<T>(), ret_addr);
+  }
+
   friend bool operator==(const Allocator& a, const Allocator& b) {
     return a.ctx == b.ctx && a.vtable == b.vtable;
   }
@@ -260,7 +415,9 @@ struct Allocator {
   Result<std::span<T>> alloc_array(std::size_t n, Alignment alignment,
                                    std::uintptr_t ret_addr) const {
     std::size_t bytes = 0;
-    if (detail::mul_overflows(n, sizeof(T), &bytes)) return Err(AllocError::kSizeOverflow);
+    if (detail::mul_overflows(n, sizeof(T), &bytes) || !detail::size_fits(bytes, alignment)) {
+      return Err(AllocError::kSizeOverflow);
+    }
     if (bytes == 0) return std::span<T>(detail::dangling<T>(alignment), 0);
     void* p = raw_alloc(bytes, alignment, ret_addr);
     if (p == nullptr) return Err(AllocError::kOutOfMemory);
@@ -278,9 +435,6 @@ struct Allocator {
     if (r->empty()) return std::span<T>(detail::dangling<T>(alignment), 0);
     return std::span<T>(reinterpret_cast<T*>(r->data()), n);
   }
-
-  Result<Bytes> realloc_bytes_at(Bytes memory, Alignment alignment,
-                                 std::size_t new_len, std::uintptr_t ret_addr) const;
 };
 
 static_assert(sizeof(Allocator) == 2 * sizeof(void*));

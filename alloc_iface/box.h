@@ -25,9 +25,10 @@ namespace alloy {
 template <class T>
 class Box {
  public:
+  // Out of line, so the allocation is recorded at the user's call.
   template <class... Args>
-  static Result<Box> make(Allocator allocator, Args&&... args) {
-    auto r = allocator.create<T>(std::forward<Args>(args)...);
+  ALLOY_HELPER static Result<Box> make(Allocator allocator, Args&&... args) {
+    auto r = allocator.create_at<T>(ALLOY_RETURN_ADDRESS(), std::forward<Args>(args)...);
     if (!r) return Err(r.error());
     return Box(allocator, *r);
   }

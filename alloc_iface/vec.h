@@ -6,6 +6,15 @@
 // T) to remap, which may move pages without copying, and only then allocates,
 // moves and frees. Capacity at least doubles, so push is amortised O(1).
 //
+// Values and constructor arguments may refer to the Vec's own elements
+// (v.try_push(v[0]), v.try_resize(n, v[k]), v.try_append(v.span()),
+// v.try_assign(v.span().subspan(1)), ...), as with std::vector: the new
+// elements are built while the old storage is still alive, before it is moved
+// or freed (a trivially copyable element for push/emplace is built first, and
+// copies of the Vec's own elements skip remap). Every member that allocates records the
+// address of the user's call (see ALLOY_HELPER in allocator.h), so a leak or
+// a misuse is reported at the user's line, in every build mode.
+//
 // Cost: push is a compare and a store when capacity allows; growth is one
 // allocator call (plus a copy when it has to move). Thread safety: none, as
 // std::vector.
@@ -93,85 +102,101 @@ class Vec {
   std::span<const T> span() const { return {data_, size_}; }
 
   // Makes room for at least `additional` more elements.
-  Result<void> try_reserve(std::size_t additional) {
-    std::size_t needed = 0;
-    if (__builtin_add_overflow(size_, additional, &needed)) {
-      return Err(AllocError::kSizeOverflow);
-    }
-    if (needed <= capacity_) return Ok();
-    std::size_t grown = capacity_ > SIZE_MAX / 2 ? SIZE_MAX : capacity_ * 2;
-    std::size_t target = std::max({needed, grown, min_capacity()});
-    // If doubling cannot be had, the exact amount may still be.
-    if (auto r = set_capacity(target); r || target == needed) return r;
-    return set_capacity(needed);
+  ALLOY_HELPER Result<void> try_reserve(std::size_t additional) {
+    return with_room(additional, ALLOY_RETURN_ADDRESS(), true, [](T*) {});
   }
   // Reserves exactly `additional` more (no doubling).
-  Result<void> try_reserve_exact(std::size_t additional) {
+  ALLOY_HELPER Result<void> try_reserve_exact(std::size_t additional) {
     std::size_t needed = 0;
     if (__builtin_add_overflow(size_, additional, &needed)) {
       return Err(AllocError::kSizeOverflow);
     }
     if (needed <= capacity_) return Ok();
-    return set_capacity(needed);
+    return set_capacity_at(needed, ALLOY_RETURN_ADDRESS(), true, [](T*) {});
   }
 
-  Result<void> try_push(const T& value) { return try_emplace(value); }
-  Result<void> try_push(T&& value) { return try_emplace(std::move(value)); }
+  ALLOY_INLINE_ENTRY Result<void> try_push(const T& value) { return try_emplace(value); }
+  ALLOY_INLINE_ENTRY Result<void> try_push(T&& value) { return try_emplace(std::move(value)); }
 
+  // Constructs T(args...) at the end. args may refer into this Vec.
   template <class... Args>
-  Result<void> try_emplace(Args&&... args) {
-    if (size_ == capacity_) {
-      // Construct first: args may refer into this Vec's own storage.
-      if constexpr (sizeof...(Args) == 1 &&
-                    (std::is_same_v<std::remove_cvref_t<Args>, T> && ...)) {
-        T tmp(std::forward<Args>(args)...);
-        if (auto r = try_reserve(1); !r) return r;
-        ::new (data_ + size_) T(std::move(tmp));
-        ++size_;
-        return Ok();
-      } else {
-        if (auto r = try_reserve(1); !r) return r;
-      }
-    }
+  ALLOY_INLINE_ENTRY Result<void> try_emplace(Args&&... args) {
+    if (size_ == capacity_) [[unlikely]] return emplace_grow(std::forward<Args>(args)...);
     ::new (data_ + size_) T(std::forward<Args>(args)...);
     ++size_;
     return Ok();
   }
 
-  // Appends copies of `items`.
-  Result<void> try_append(std::span<const T> items) {
-    if (items.empty()) return Ok();
-    // items may alias our own storage, so remember it by index.
-    const bool aliases = data_ != nullptr && items.data() >= data_ &&
-                         items.data() < data_ + size_;
-    const std::size_t offset = aliases ? static_cast<std::size_t>(items.data() - data_) : 0;
-    if (auto r = try_reserve(items.size()); !r) return r;
-    const T* src = aliases ? data_ + offset : items.data();
-    if constexpr (std::is_trivially_copyable_v<T>) {
-      std::memmove(static_cast<void*>(data_ + size_), src, items.size() * sizeof(T));
-    } else {
-      std::uninitialized_copy(src, src + items.size(), data_ + size_);
-    }
-    size_ += items.size();
-    return Ok();
+  // Appends copies of `items` (which may be part of this Vec).
+  ALLOY_HELPER Result<void> try_append(std::span<const T> items) {
+    return append_at(items, ALLOY_RETURN_ADDRESS());
   }
 
-  // Grows with copies of `value` or shrinks (destroying the tail).
-  Result<void> try_resize(std::size_t n, const T& value = T()) {
+  // Grows with copies of `value` (which may be an element of this Vec) or
+  // shrinks (destroying the tail).
+  ALLOY_HELPER Result<void> try_resize(std::size_t n, const T& value = T()) {
     if (n <= size_) {
       truncate(n);
       return Ok();
     }
-    if (auto r = try_reserve(n - size_); !r) return r;
-    std::uninitialized_fill(data_ + size_, data_ + n, value);
+    const std::size_t count = n - size_;
+    // The old storage stays alive while the copies are made, unless a remap
+    // moves it first: no remap when value lives in it.
+    if (auto r = with_room(count, ALLOY_RETURN_ADDRESS(), !in_storage(&value),
+                           [&](T* slot) { std::uninitialized_fill(slot, slot + count, value); });
+        !r) {
+      return r;
+    }
     size_ = n;
     return Ok();
   }
 
-  // Inserts at `index` (<= size()), shifting the tail right.
-  Result<void> try_insert(std::size_t index, T value) {
+  // Replaces the contents with copies of `items`, which may be part of this
+  // Vec (then nothing is allocated). On error the Vec is as it was.
+  ALLOY_HELPER Result<void> try_assign(std::span<const T> items) {
+    const std::uintptr_t ret = ALLOY_RETURN_ADDRESS();
+    const std::size_t count = items.size();
+    if (count != 0 && in_storage(items.data())) {
+      // A run of our own elements: slide it to the front, drop the rest.
+      const auto offset = static_cast<std::size_t>(items.data() - data_);
+      if (offset != 0) {
+        if constexpr (std::is_trivially_copyable_v<T>) {
+          std::memmove(static_cast<void*>(data_), data_ + offset, count * sizeof(T));
+        } else {
+          for (std::size_t i = 0; i < count; ++i) data_[i] = data_[offset + i];
+        }
+      }
+      truncate(count);
+      return Ok();
+    }
+    if (count <= capacity_) {
+      clear();
+      std::uninitialized_copy(items.begin(), items.end(), data_);
+      size_ = count;
+      return Ok();
+    }
+    // Build the new contents first, then drop the old.
+    Vec fresh(allocator_);
+    if (auto r = fresh.append_at(items, ret); !r) return r;
+    adopt(std::move(fresh), ret);
+    return Ok();
+  }
+  // Replaces the contents with n copies of `value` (which may be an element
+  // of this Vec). On error the Vec is as it was.
+  ALLOY_HELPER Result<void> try_assign(std::size_t n, const T& value) {
+    const std::uintptr_t ret = ALLOY_RETURN_ADDRESS();
+    if (in_storage(&value)) {
+      T copy(value);  // clear() or the move would destroy it
+      return assign_fill_at(n, copy, ret);
+    }
+    return assign_fill_at(n, value, ret);
+  }
+
+  // Inserts at `index` (<= size()), shifting the tail right. `value` is taken
+  // by value, so an element of this Vec is copied before anything moves.
+  ALLOY_HELPER Result<void> try_insert(std::size_t index, T value) {
     if (index > size_) index = size_;
-    if (auto r = try_reserve(1); !r) return r;
+    if (auto r = with_room(1, ALLOY_RETURN_ADDRESS(), true, [](T*) {}); !r) return r;
     if (index == size_) {
       ::new (data_ + size_) T(std::move(value));
     } else {
@@ -209,30 +234,32 @@ class Vec {
   void clear() { truncate(0); }
 
   // Gives capacity beyond size() back to the allocator (best effort).
-  void shrink_to_fit() {
+  ALLOY_HELPER void shrink_to_fit() {
     if (capacity_ == size_) return;
     if (size_ == 0) {
       release_storage();
       return;
     }
-    (void)set_capacity(size_);
+    (void)set_capacity_at(size_, ALLOY_RETURN_ADDRESS(), true, [](T*) {});
   }
 
-  Result<Vec> try_clone() const {
+  ALLOY_HELPER Result<Vec> try_clone() const {
     Vec v(allocator_);
-    if (auto r = v.try_append(span()); !r) return Err(r.error());
+    if (auto r = v.append_at(span(), ALLOY_RETURN_ADDRESS()); !r) return Err(r.error());
     return v;
   }
 
   // Hands the elements to the caller as an exactly-sized span (freed later
   // with allocator().free(span)); the Vec is left empty. Plain data only.
-  Result<std::span<T>> to_owned_span() {
+  ALLOY_HELPER Result<std::span<T>> to_owned_span() {
     static_assert(detail::kPlainData<T>, "to_owned_span is for plain data");
     if (size_ == 0) {
       release_storage();
       return std::span<T>(detail::dangling<T>(Alignment::of<T>()), 0);
     }
-    if (auto r = set_capacity(size_); !r) return Err(r.error());
+    if (auto r = set_capacity_at(size_, ALLOY_RETURN_ADDRESS(), true, [](T*) {}); !r) {
+      return Err(r.error());
+    }
     std::span<T> out(data_, size_);
     data_ = nullptr;
     size_ = capacity_ = 0;
@@ -244,34 +271,151 @@ class Vec {
     return sizeof(T) >= 1024 ? 1 : (sizeof(T) > 8 ? 4 : 8);
   }
 
-  Result<void> set_capacity(std::size_t new_capacity) {
-    std::size_t bytes = 0;
-    if (__builtin_mul_overflow(new_capacity, sizeof(T), &bytes)) {
+  // Whether p points at one of the live elements.
+  bool in_storage(const T* p) const {
+    const auto a = reinterpret_cast<std::uintptr_t>(p);
+    return data_ != nullptr && a >= reinterpret_cast<std::uintptr_t>(data_) &&
+           a < reinterpret_cast<std::uintptr_t>(data_ + size_);
+  }
+
+  // The slow path of try_emplace (full): kept out of line, and reached only
+  // from the always-inlined entry, so its return address is the user's call.
+  template <class... Args>
+  ALLOY_HELPER Result<void> emplace_grow(Args&&... args) {
+    const std::uintptr_t ret = ALLOY_RETURN_ADDRESS();
+    if constexpr (std::is_trivially_copyable_v<T>) {
+      // Build the element first (args may refer into the storage a remap
+      // moves); a trivially copyable T is then copied in.
+      T tmp(std::forward<Args>(args)...);
+      if (auto r = with_room(1, ret, true, [&](T* slot) { ::new (slot) T(tmp); }); !r) return r;
+    } else {
+      // No remap for these: the element is built in the new storage while the
+      // old one, which args may refer into, is still alive.
+      if (auto r = with_room(1, ret, false,
+                             [&](T* slot) { ::new (slot) T(std::forward<Args>(args)...); });
+          !r) {
+        return r;
+      }
+    }
+    ++size_;
+    return Ok();
+  }
+
+  Result<void> append_at(std::span<const T> items, std::uintptr_t ret) {
+    if (items.empty()) return Ok();
+    const T* src = items.data();
+    const std::size_t count = items.size();
+    // Copies are made before the old storage is freed; no remap if they
+    // come from it.
+    if (auto r = with_room(count, ret, !in_storage(src),
+                           [&](T* slot) {
+                             if constexpr (std::is_trivially_copyable_v<T>) {
+                               std::memcpy(static_cast<void*>(slot), src, count * sizeof(T));
+                             } else {
+                               std::uninitialized_copy(src, src + count, slot);
+                             }
+                           });
+        !r) {
+      return r;
+    }
+    size_ += count;
+    return Ok();
+  }
+
+  Result<void> assign_fill_at(std::size_t n, const T& value, std::uintptr_t ret) {
+    if (n <= capacity_) {
+      clear();
+      std::uninitialized_fill(data_, data_ + n, value);
+      size_ = n;
+      return Ok();
+    }
+    Vec fresh(allocator_);
+    if (auto r = fresh.with_room(
+            n, ret, true, [&](T* slot) { std::uninitialized_fill(slot, slot + n, value); });
+        !r) {
+      return r;
+    }
+    fresh.size_ = n;
+    adopt(std::move(fresh), ret);
+    return Ok();
+  }
+
+  // Frees our storage (recording ret) and takes over `fresh`'s.
+  void adopt(Vec&& fresh, std::uintptr_t ret) {
+    release_storage_at(ret);
+    data_ = std::exchange(fresh.data_, nullptr);
+    size_ = std::exchange(fresh.size_, 0);
+    capacity_ = std::exchange(fresh.capacity_, 0);
+  }
+
+  // Makes room for `additional` more elements (growing at least to double),
+  // then calls make(data() + size()) to construct them; the caller then
+  // counts them into size_. When storage moves, make runs on the new storage
+  // while the old is still alive (and before the old elements move), unless
+  // allow_remap lets a remap move it first. On error nothing changed.
+  template <class Make>
+  Result<void> with_room(std::size_t additional, std::uintptr_t ret, bool allow_remap,
+                         Make&& make) {
+    std::size_t needed = 0;
+    if (__builtin_add_overflow(size_, additional, &needed)) {
       return Err(AllocError::kSizeOverflow);
     }
+    if (needed <= capacity_) {
+      make(data_ + size_);
+      return Ok();
+    }
+    std::size_t grown = capacity_ > SIZE_MAX / 2 ? SIZE_MAX : capacity_ * 2;
+    std::size_t target = std::max({needed, grown, min_capacity()});
+    // If doubling cannot be had, the exact amount may still be.
+    if (auto r = set_capacity_at(target, ret, allow_remap, make); r || target == needed) {
+      return r;
+    }
+    return set_capacity_at(needed, ret, allow_remap, make);
+  }
+
+  // Moves the storage to `new_capacity` (>= size_) elements and runs
+  // make(data_ + size_) as with_room describes; make runs only on success.
+  template <class Make>
+  Result<void> set_capacity_at(std::size_t new_capacity, std::uintptr_t ret,
+                               bool allow_remap, Make&& make) {
+    std::size_t bytes = 0;
     const Alignment align = Alignment::of<T>();
+    if (__builtin_mul_overflow(new_capacity, sizeof(T), &bytes) ||
+        !detail::size_fits(bytes, align)) {
+      return Err(AllocError::kSizeOverflow);
+    }
     if (data_ == nullptr) {
-      void* p = allocator_.raw_alloc(bytes, align, ALLOY_RETURN_ADDRESS());
+      void* p = allocator_.raw_alloc(bytes, align, ret);
       if (p == nullptr) return Err(AllocError::kOutOfMemory);
       data_ = static_cast<T*>(p);
       capacity_ = new_capacity;
+      construct_or_undo(make, data_, nullptr);
       return Ok();
     }
     Bytes old(reinterpret_cast<std::byte*>(data_), capacity_ * sizeof(T));
-    if (allocator_.raw_resize(old, align, bytes, ALLOY_RETURN_ADDRESS())) {
+    if (allocator_.raw_resize(old, align, bytes, ret)) {
       capacity_ = new_capacity;
+      make(data_ + size_);
       return Ok();
     }
     if constexpr (std::is_trivially_copyable_v<T>) {
-      if (void* p = allocator_.raw_remap(old, align, bytes, ALLOY_RETURN_ADDRESS())) {
-        data_ = static_cast<T*>(p);
-        capacity_ = new_capacity;
-        return Ok();
+      if (allow_remap) {
+        if (void* p = allocator_.raw_remap(old, align, bytes, ret)) {
+          data_ = static_cast<T*>(p);
+          capacity_ = new_capacity;
+          make(data_ + size_);
+          return Ok();
+        }
       }
+    } else {
+      (void)allow_remap;
     }
-    void* p = allocator_.raw_alloc(bytes, align, ALLOY_RETURN_ADDRESS());
+    void* p = allocator_.raw_alloc(bytes, align, ret);
     if (p == nullptr) return Err(AllocError::kOutOfMemory);
     T* fresh = static_cast<T*>(p);
+    Bytes fresh_bytes(static_cast<std::byte*>(p), bytes);
+    // The new elements first: their sources may be old elements.
+    construct_or_undo(make, fresh + size_, &fresh_bytes);
     if constexpr (std::is_trivially_copyable_v<T>) {
       if (size_ != 0) std::memcpy(static_cast<void*>(fresh), data_, size_ * sizeof(T));
     } else {
@@ -280,17 +424,39 @@ class Vec {
         data_[i].~T();
       }
     }
-    allocator_.raw_free(old, align, ALLOY_RETURN_ADDRESS());
+    allocator_.raw_free(old, align, ret);
     data_ = fresh;
     capacity_ = new_capacity;
     return Ok();
   }
 
-  void release_storage() {
+  // Runs make(slot); if it throws, frees `fresh` (or, for a first block, the
+  // Vec's own new storage) so the Vec is as it was, and rethrows.
+  template <class Make>
+  void construct_or_undo(Make& make, T* slot, Bytes* fresh) {
+#if defined(__cpp_exceptions)
+    try {
+      make(slot);
+    } catch (...) {
+      if (fresh != nullptr) {
+        allocator_.raw_free(*fresh, Alignment::of<T>(), 0);
+      } else {
+        release_storage();
+      }
+      throw;
+    }
+#else
+    (void)fresh;
+    make(slot);
+#endif
+  }
+
+  void release_storage() { release_storage_at(ALLOY_RETURN_ADDRESS()); }
+  void release_storage_at(std::uintptr_t ret) {
     clear();
     if (data_ != nullptr) {
       allocator_.raw_free(Bytes(reinterpret_cast<std::byte*>(data_), capacity_ * sizeof(T)),
-                          Alignment::of<T>(), ALLOY_RETURN_ADDRESS());
+                          Alignment::of<T>(), ret);
       data_ = nullptr;
     }
     capacity_ = 0;

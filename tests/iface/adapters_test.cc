@@ -119,3 +119,19 @@ BOOST_AUTO_TEST_CASE(pool_resource_round_trip) {
   for (int i = 0; i < 1000; ++i) v.push_back(i);
   BOOST_TEST(v[500] == 500);
 }
+
+// The size rule reaches through the adapters: nothing over PTRDIFF_MAX
+// (rounded to the alignment) gets to the handle's allocator.
+BOOST_AUTO_TEST_CASE(adapters_refuse_sizes_over_the_limit) {
+  RecordingAllocator rec;
+  StdAllocator<std::uint64_t> stl(rec.allocator());
+  // volatile: the compiler would refuse these sizes at compile time.
+  volatile std::size_t limit = static_cast<std::size_t>(PTRDIFF_MAX);
+  volatile std::size_t all = SIZE_MAX;
+  BOOST_CHECK_THROW((void)stl.allocate(limit / 8 + 1), std::bad_array_new_length);
+  BOOST_CHECK_THROW((void)stl.allocate(all / 4), std::bad_array_new_length);
+  alloy::MemoryResource res(rec.allocator());
+  BOOST_CHECK_THROW((void)res.allocate(all, 8), std::bad_alloc);
+  BOOST_CHECK_THROW((void)res.allocate(limit, 4096), std::bad_alloc);
+  BOOST_TEST(rec.calls.empty());
+}

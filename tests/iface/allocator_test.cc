@@ -84,7 +84,7 @@ BOOST_AUTO_TEST_CASE(huge_requests_fail_cleanly) {
   for (auto [name, a] : base_allocators()) {
     auto r = a.alloc<std::uint8_t>(std::numeric_limits<std::size_t>::max() - 4096);
     BOOST_TEST(!r.ok(), name);
-    BOOST_TEST((r.error() == AllocError::kOutOfMemory));
+    BOOST_TEST((r.error() == AllocError::kSizeOverflow));  // over PTRDIFF_MAX
     auto ok = a.alloc<std::uint8_t>(64);  // still usable afterwards
     BOOST_TEST(ok.ok());
     a.free(*ok);
@@ -118,6 +118,31 @@ BOOST_AUTO_TEST_CASE(zero_length_never_reaches_the_vtable) {
   BOOST_TEST((rec.calls[0].op == Op::kAlloc));
   BOOST_TEST((rec.calls[1].op == Op::kFree));
   BOOST_TEST(rec.calls[1].len == 10 * sizeof(int));  // sized free
+}
+
+// One rule for resize, typed and bytes alike: it never frees. Resizing a
+// block to zero answers false and leaves the block as it was; an empty span
+// "resizes" to zero trivially. free() and realloc(.., 0) give a block back.
+BOOST_AUTO_TEST_CASE(resize_to_zero_never_frees_typed_or_bytes) {
+  RecordingAllocator rec;
+  Allocator a = rec.allocator();
+  auto s = a.alloc<std::uint32_t>(8);
+  BOOST_REQUIRE(s.ok());
+  (*s)[7] = 77;
+  rec.calls.clear();
+  BOOST_TEST(!a.resize(*s, 0));
+  BOOST_TEST(!a.resize_bytes(std::as_writable_bytes(*s), Alignment::of<std::uint32_t>(), 0));
+  BOOST_TEST(rec.calls.empty());  // nothing reached the table: no free
+  BOOST_TEST(rec.live_bytes == 8 * sizeof(std::uint32_t));
+  BOOST_TEST((*s)[7] == 77u);
+  // Empty spans: zero is trivially true, anything else false.
+  BOOST_TEST(a.resize(std::span<std::uint32_t>(), 0));
+  BOOST_TEST(!a.resize(std::span<std::uint32_t>(), 4));
+  BOOST_TEST(a.resize_bytes(alloy::Bytes(), Alignment{}, 0));
+  BOOST_TEST(!a.resize_bytes(alloy::Bytes(), Alignment{}, 4));
+  BOOST_TEST(rec.calls.empty());
+  a.free(*s);
+  BOOST_TEST(rec.live_bytes == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(contents_preserved_across_realloc_on_every_path) {
