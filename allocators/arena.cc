@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "allocators/page_allocator.h"
+#include "allocators/wrong_free.h"
 
 namespace alloy {
 namespace {
@@ -171,10 +172,32 @@ void* Arena::vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
   return static_cast<Arena*>(ctx)->resize_last(memory, new_len) ? memory.data() : nullptr;
 }
 
-void Arena::vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
+void Arena::vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
   auto* self = static_cast<Arena*>(ctx);
   const auto start = reinterpret_cast<std::uintptr_t>(memory.data());
-  if (start + memory.size() == self->cur_) self->cur_ = start;
+  WrongFree wrong = WrongFree::kNone;
+  if (self->head_ != nullptr && start >= reinterpret_cast<std::uintptr_t>(self->head_) + kHeader &&
+      start < self->end_) {
+    switch (bump_free_kind(start, memory.size(), self->cur_)) {
+      case BumpFree::kRewind:
+        self->cur_ = start;
+        return;
+      case BumpFree::kOlder:
+        return;
+      case BumpFree::kStale:
+        wrong = WrongFree::kDouble;
+        break;
+    }
+  } else if (kCheckedFrees && !self->owns(memory.data())) {
+    wrong = WrongFree::kForeign;
+  } else {
+    return;  // an older chunk: released by reset() or the destructor
+  }
+  ++self->refused_;
+  report_wrong_free("alloy::Arena", to_string(wrong), memory.data(), memory.size(), ret_addr,
+                    wrong == WrongFree::kDouble
+                        ? "the block reaches at or above the cursor (freed, rewound or reset)"
+                        : nullptr);
 }
 
 }  // namespace alloy

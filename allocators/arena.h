@@ -18,6 +18,17 @@
 // and are harmless no-ops on older blocks (a shrink there reports success).
 // Thread safety: none; one arena per thread (or wrap it).
 //
+// Wrong frees: a block in the current chunk that reaches at or above the
+// cursor (freed or rewound already: a double free; freed after reset(); or
+// longer than was handed out) is REFUSED in every build; a pointer in none of
+// the arena's chunks (foreign) is refused in checked builds (no NDEBUG, or a
+// sanitizer: one walk of the chunk list per free of an older block). Refused
+// frees change nothing, are counted in refused_frees() and reported on stderr
+// with the caller's address. Not caught: a free in an older chunk (a no-op
+// either way), an interior pointer or short length that happens to end at the
+// cursor (it rewinds there), a double free after the same place was handed
+// out again (it frees the new block).
+//
 // Example:
 //   alloy::Arena arena(alloy::page_allocator());
 //   alloy::Allocator a = arena.allocator();
@@ -84,6 +95,8 @@ class Arena {
   // Whether `p` lies inside one of this arena's chunks.
   bool owns(const void* p) const;
 
+  std::size_t refused_frees() const { return refused_; }
+
   std::size_t ceiling() const { return ceiling_; }
   void set_ceiling(std::size_t bytes) { ceiling_ = bytes; }
 
@@ -120,6 +133,7 @@ class Arena {
   std::size_t first_size_;
   std::size_t ceiling_;
   bool huge_pages_;
+  std::size_t refused_ = 0;
 };
 
 }  // namespace alloy

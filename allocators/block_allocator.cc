@@ -20,7 +20,7 @@ void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uin
                                                                       : nullptr;
 }
 void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
-  (void)static_cast<BlockAllocator*>(ctx)->free_block(memory.data(), ret_addr);
+  (void)static_cast<BlockAllocator*>(ctx)->free_sized(memory.data(), memory.size(), ret_addr);
 }
 
 constexpr VTable kBlockVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
@@ -80,9 +80,11 @@ bool BlockAllocator::free_index(std::size_t index, std::uintptr_t ret_addr) {
     ++invalid_frees_;
     if (report_) {
       std::fprintf(stderr,
-                   "alloy::BlockAllocator: refused free of block %zu (%s), called from %p\n",
-                   index, index < total_ ? "not allocated: double free?" : "out of range",
-                   reinterpret_cast<void*>(ret_addr));
+                   "alloy::BlockAllocator: refused free of block %zu: %s; called from 0x%lx\n",
+                   index,
+                   index < total_ ? "double free (the block is not allocated)"
+                                  : "foreign (index out of range)",
+                   static_cast<unsigned long>(ret_addr));
     }
     return false;
   }
@@ -98,13 +100,34 @@ bool BlockAllocator::free_block(const void* p, std::uintptr_t ret_addr) {
     ++invalid_frees_;
     if (report_) {
       std::fprintf(stderr,
-                   "alloy::BlockAllocator: refused free of %p (not a block start), "
-                   "called from %p\n",
-                   p, reinterpret_cast<void*>(ret_addr));
+                   "alloy::BlockAllocator: refused free of %p: %s; called from 0x%lx\n", p,
+                   owns_range(p) ? "interior or misaligned pointer (not a block start)"
+                                 : "foreign pointer (not in this allocator's blocks)",
+                   static_cast<unsigned long>(ret_addr));
     }
     return false;
   }
   return free_index(index, ret_addr);
+}
+
+bool BlockAllocator::free_sized(const void* p, std::size_t len, std::uintptr_t ret_addr) {
+  if (len > block_size_) {
+    ++invalid_frees_;
+    if (report_) {
+      std::fprintf(stderr,
+                   "alloy::BlockAllocator: refused free of %p (%zu bytes): wrong size (blocks "
+                   "are %zu bytes); called from 0x%lx\n",
+                   p, len, block_size_, static_cast<unsigned long>(ret_addr));
+    }
+    return false;
+  }
+  return free_block(p, ret_addr);
+}
+
+bool BlockAllocator::owns_range(const void* p) const {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  const auto lo = reinterpret_cast<std::uintptr_t>(blocks_);
+  return total_ != 0 && a >= lo && a - lo < total_ * block_size_;
 }
 
 std::size_t BlockAllocator::index_of(const void* p) const {

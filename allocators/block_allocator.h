@@ -6,8 +6,13 @@
 // (skip full words, then std::countr_zero), starting from a hint that is the
 // lowest word that can hold a free bit; free sets the bit again, by index
 // or by pointer. A free of a block that is not allocated (double free,
-// foreign pointer, misaligned pointer) is refused, counted and reported to
-// stderr with the caller's return address. stats() gives counts and
+// foreign pointer, interior or misaligned pointer, an index out of range)
+// and, through the handle, a length larger than the block (wrong size) is
+// REFUSED in every build — exact, through the bitmap: the bit is not touched,
+// so no block is ever handed out twice — counted (invalid_frees()) and
+// reported to stderr with the caller's return address in hex. Not caught: a
+// double free after the block was handed out again (it frees the new owner's
+// block). stats() gives counts and
 // utilization. Blocks are aligned to the largest power of two dividing the
 // block size (at most 4 KiB); through the handle, requests up to the block
 // size with at most that alignment are served, others get null.
@@ -60,6 +65,8 @@ class BlockAllocator {
   // False (and a report) if `index` is out of range or not allocated.
   bool free_index(std::size_t index, std::uintptr_t ret_addr = ALLOY_RETURN_ADDRESS());
   bool free_block(const void* p, std::uintptr_t ret_addr = ALLOY_RETURN_ADDRESS());
+  // As free_block, refusing a `len` larger than the block (the handle's free).
+  bool free_sized(const void* p, std::size_t len, std::uintptr_t ret_addr);
 
   void* block_at(std::size_t index) const { return blocks_ + index * block_size_; }
   // kNone unless `p` is the start of one of the blocks.
@@ -78,6 +85,8 @@ class BlockAllocator {
   void reset();
 
  private:
+  bool owns_range(const void* p) const;
+
   std::uint64_t* bits_ = nullptr;
   std::size_t words_ = 0;
   std::byte* blocks_ = nullptr;

@@ -1,5 +1,7 @@
 #include "allocators/bump_allocator.h"
 
+#include "allocators/wrong_free.h"
+
 namespace alloy {
 namespace {
 
@@ -18,8 +20,8 @@ void* bump_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
                                                                     : nullptr;
 }
 
-void bump_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
-  static_cast<BumpAllocator*>(ctx)->free(memory);
+void bump_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+  static_cast<BumpAllocator*>(ctx)->free(memory, ret_addr);
 }
 
 constexpr VTable kBumpVTable = {bump_alloc, bump_resize, bump_remap, bump_free};
@@ -36,8 +38,27 @@ bool BumpAllocator::resize(Bytes memory, std::size_t new_len) {
   return true;
 }
 
-void BumpAllocator::free(Bytes memory) {
-  if (is_last(memory)) cur_ = reinterpret_cast<std::uintptr_t>(memory.data());
+void BumpAllocator::free(Bytes memory, std::uintptr_t ret_addr) {
+  const auto start = reinterpret_cast<std::uintptr_t>(memory.data());
+  WrongFree wrong = WrongFree::kForeign;
+  if (start >= base_ && start < end_) {
+    switch (bump_free_kind(start, memory.size(), cur_)) {
+      case BumpFree::kRewind:
+        cur_ = start;
+        return;
+      case BumpFree::kOlder:
+        return;
+      case BumpFree::kStale:
+        wrong = WrongFree::kDouble;
+        break;
+    }
+  }
+  ++refused_;
+  report_wrong_free("alloy::BumpAllocator", to_string(wrong), memory.data(), memory.size(),
+                    ret_addr,
+                    wrong == WrongFree::kDouble
+                        ? "the block reaches at or above the cursor (freed, rewound or reset)"
+                        : nullptr);
 }
 
 }  // namespace alloy

@@ -8,6 +8,15 @@
 // reset() forgets everything at once. When the buffer is full alloc returns
 // null and nothing changes.
 //
+// Wrong frees, caught in every build: a pointer outside the buffer
+// (foreign), and a block that reaches at or above the cursor (freed, rewound
+// or reset already: a double free; or longer than was handed out). They are
+// REFUSED (nothing moves), counted in refused_frees() and reported on stderr
+// with the caller's address. Not caught (no headers to tell): an interior
+// pointer or a short length that happens to end at the cursor rewinds to it,
+// and a double free after the same place was handed out again frees the new
+// block. Frees of older blocks are no-ops either way.
+//
 // Cost: alloc_inline is an add, a mask, two compares and a store; through the
 // handle add one indirect call. No headers: used() counts block bytes plus
 // alignment padding only. Thread safety: none (see ThreadSafeFixedBufferAllocator).
@@ -48,8 +57,10 @@ class BumpAllocator {
 
   // Grows or shrinks the most recent allocation in place; see the header note.
   bool resize(Bytes memory, std::size_t new_len);
-  // Rewinds when `memory` is the most recent allocation; otherwise a no-op.
-  void free(Bytes memory);
+  // Rewinds when `memory` is the most recent allocation; an older block is a
+  // no-op; a wrong free is refused and reported (see above).
+  void free(Bytes memory, std::uintptr_t ret_addr = 0);
+  std::size_t refused_frees() const { return refused_; }
   bool is_last(Bytes memory) const {
     return reinterpret_cast<std::uintptr_t>(memory.data()) + memory.size() == cur_;
   }
@@ -67,6 +78,7 @@ class BumpAllocator {
   std::uintptr_t base_;
   std::uintptr_t cur_;
   std::uintptr_t end_;
+  std::size_t refused_ = 0;
 };
 
 }  // namespace alloy

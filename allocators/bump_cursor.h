@@ -1,4 +1,5 @@
-// alloy::bump_take — the one pointer-bump step every linear allocator shares.
+// alloy::bump_take — the one pointer-bump step every linear allocator shares,
+// and bump_free_kind, the one rule they share for a free.
 //
 // Rounds the cursor up to `align` and takes `len` bytes if they fit before
 // `end`; otherwise leaves the cursor alone and returns null so the caller
@@ -14,6 +15,7 @@
 //   void* b = alloy::bump_take(cur, end, 100, 64);    // next 64-byte boundary
 //   if (b == nullptr) { /* does not fit: slow path */ }
 //   cur = base;                                       // reset: rewind the cursor
+//   // free(a, 24): bump_free_kind(a, 24, cur) == BumpFree::kOlder (a no-op)
 #pragma once
 
 #include <cstddef>
@@ -29,6 +31,20 @@ namespace alloy {
     return reinterpret_cast<void*>(p);
   }
   return nullptr;
+}
+
+// What a free of [start, start + len) (len > 0, start inside the region the
+// cursor runs over) means to a bump cursor at `cur`:
+enum class BumpFree : unsigned char {
+  kRewind,  // it ends at the cursor: the most recent block, rewind to start
+  kOlder,   // it lies below the cursor: an older block, freed by reset only
+  kStale,   // it reaches at or above the cursor: freed, rewound or reset
+            // already (a double free), or longer than was handed out
+};
+[[gnu::always_inline]] inline BumpFree bump_free_kind(std::uintptr_t start, std::size_t len,
+                                                     std::uintptr_t cur) {
+  if (start >= cur || len > cur - start) return BumpFree::kStale;
+  return start + len == cur ? BumpFree::kRewind : BumpFree::kOlder;
 }
 
 }  // namespace alloy

@@ -5,6 +5,13 @@
 // malloc_usable_size(), so small growth often costs nothing; `remap` is
 // realloc for naturally aligned blocks (it may move).
 //
+// Wrong frees are not checked by alloy in any build: free() gets the pointer
+// as it is, so a foreign, double or interior free is whatever the C library
+// makes of it (glibc aborts on many double frees; others corrupt its heap),
+// and a wrong size is ignored (sizes are not passed on). Put the
+// DebugAllocator (or a CountingAllocator, which refuses frees of more than
+// is live) in front to catch them.
+//
 // Cost: whatever the process's malloc costs (glibc: tens of ns); sizes passed
 // to free are ignored. Thread safety: as malloc, fully thread-safe.
 //

@@ -1,5 +1,8 @@
 #include "allocators/fixed_buffer_allocator.h"
 
+#include "allocators/bump_cursor.h"
+#include "allocators/wrong_free.h"
+
 namespace alloy {
 namespace {
 
@@ -27,8 +30,8 @@ void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uin
   return static_cast<Self*>(ctx)->resize(memory, new_len) ? memory.data() : nullptr;
 }
 template <class Self>
-void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
-  static_cast<Self*>(ctx)->free(memory);
+void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+  static_cast<Self*>(ctx)->free(memory, ret_addr);
 }
 
 template <class Self>
@@ -38,6 +41,32 @@ bool inside(Bytes buffer, const void* p) {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
   const auto base = reinterpret_cast<std::uintptr_t>(buffer.data());
   return a >= base && a < base + buffer.size();
+}
+
+// The shared free rule against end index `end`: kForeign, kDouble (at or
+// above the end), or kNone with *rewind telling whether it is the last block.
+WrongFree classify(Bytes buffer, Bytes memory, std::size_t end, bool* rewind) {
+  if (!inside(buffer, memory.data())) return WrongFree::kForeign;
+  const auto base = reinterpret_cast<std::uintptr_t>(buffer.data());
+  switch (bump_free_kind(reinterpret_cast<std::uintptr_t>(memory.data()), memory.size(),
+                         base + end)) {
+    case BumpFree::kRewind:
+      *rewind = true;
+      return WrongFree::kNone;
+    case BumpFree::kOlder:
+      *rewind = false;
+      return WrongFree::kNone;
+    case BumpFree::kStale:
+      break;
+  }
+  return WrongFree::kDouble;
+}
+
+void report(const char* who, WrongFree wrong, Bytes memory, std::uintptr_t ret_addr) {
+  report_wrong_free(who, to_string(wrong), memory.data(), memory.size(), ret_addr,
+                    wrong == WrongFree::kDouble
+                        ? "the block reaches at or above the end index (freed, rewound or reset)"
+                        : nullptr);
 }
 
 }  // namespace
@@ -63,10 +92,15 @@ bool FixedBufferAllocator::resize(Bytes memory, std::size_t new_len) {
   return true;
 }
 
-void FixedBufferAllocator::free(Bytes memory) {
-  if (is_last_allocation(memory)) {
-    end_index_ = static_cast<std::size_t>(memory.data() - buffer_.data());
+void FixedBufferAllocator::free(Bytes memory, std::uintptr_t ret_addr) {
+  bool rewind = false;
+  const WrongFree wrong = classify(buffer_, memory, end_index_, &rewind);
+  if (wrong != WrongFree::kNone) {
+    ++refused_;
+    report("alloy::FixedBufferAllocator", wrong, memory, ret_addr);
+    return;
   }
+  if (rewind) end_index_ = static_cast<std::size_t>(memory.data() - buffer_.data());
 }
 
 bool FixedBufferAllocator::owns(const void* p) const { return inside(buffer_, p); }
@@ -105,7 +139,17 @@ bool ThreadSafeFixedBufferAllocator::resize(Bytes memory, std::size_t new_len) {
   return new_len <= memory.size();  // not last (any more): shrink is a no-op
 }
 
-void ThreadSafeFixedBufferAllocator::free(Bytes memory) {
+void ThreadSafeFixedBufferAllocator::free(Bytes memory, std::uintptr_t ret_addr) {
+  bool rewind = false;
+  // A live block always lies below the end index, whatever other threads do,
+  // so one relaxed look is enough to tell a stale free.
+  const WrongFree wrong =
+      classify(buffer_, memory, end_index_.load(std::memory_order_relaxed), &rewind);
+  if (wrong != WrongFree::kNone) {
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    report("alloy::ThreadSafeFixedBufferAllocator", wrong, memory, ret_addr);
+    return;
+  }
   const std::size_t start = static_cast<std::size_t>(memory.data() - buffer_.data());
   std::size_t expected = start + memory.size();
   // Rewinds only if it is still the last allocation; otherwise a no-op.

@@ -8,6 +8,15 @@
 // and free/resize of the last allocation are single CASes that fail
 // harmlessly if another thread got there first.
 //
+// Wrong frees, caught in every build: a pointer outside the buffer
+// (foreign), and a block that reaches at or above the end index (freed, rewound
+// or reset already: a double free; or longer than was handed out). They are
+// REFUSED (nothing moves), counted in refused_frees() and reported on stderr
+// with the caller's address. Not caught (no headers to tell): an interior
+// pointer or a short length that happens to end at the end index rewinds to it,
+// and a double free after the same place was handed out again frees the new
+// block. Frees of older blocks are no-ops either way.
+//
 // Cost: plain variant as BumpAllocator; the thread-safe one adds one CAS per
 // call (retried only under contention). Thread safety: FixedBufferAllocator
 // none; ThreadSafeFixedBufferAllocator every call, except reset(), which
@@ -39,7 +48,8 @@ class FixedBufferAllocator {
 
   void* alloc(std::size_t len, Alignment alignment);
   bool resize(Bytes memory, std::size_t new_len);
-  void free(Bytes memory);
+  void free(Bytes memory, std::uintptr_t ret_addr = 0);
+  std::size_t refused_frees() const { return refused_; }
   bool is_last_allocation(Bytes memory) const {
     return memory.data() + memory.size() == buffer_.data() + end_index_;
   }
@@ -52,6 +62,7 @@ class FixedBufferAllocator {
  private:
   Bytes buffer_;
   std::size_t end_index_ = 0;
+  std::size_t refused_ = 0;
 };
 
 class ThreadSafeFixedBufferAllocator {
@@ -64,7 +75,8 @@ class ThreadSafeFixedBufferAllocator {
 
   void* alloc(std::size_t len, Alignment alignment);
   bool resize(Bytes memory, std::size_t new_len);
-  void free(Bytes memory);
+  void free(Bytes memory, std::uintptr_t ret_addr = 0);
+  std::size_t refused_frees() const { return refused_.load(std::memory_order_relaxed); }
 
   // Not thread-safe: call only when no other thread uses the allocator.
   void reset() { end_index_.store(0, std::memory_order_relaxed); }
@@ -78,6 +90,7 @@ class ThreadSafeFixedBufferAllocator {
   Bytes buffer_;
   std::atomic<std::size_t> end_index_{0};
   std::atomic<std::size_t> retries_{0};
+  std::atomic<std::size_t> refused_{0};
 };
 
 }  // namespace alloy

@@ -16,8 +16,8 @@ bool vt_resize(void* ctx, Bytes, Alignment, std::size_t new_len, std::uintptr_t)
 void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
   return new_len <= static_cast<NodePool*>(ctx)->node_size() ? memory.data() : nullptr;
 }
-void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
-  static_cast<NodePool*>(ctx)->release(memory.data());
+void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+  (void)static_cast<NodePool*>(ctx)->release_sized(memory.data(), memory.size(), ret_addr);
 }
 
 constexpr VTable kNodePoolVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
@@ -54,7 +54,8 @@ std::size_t NodePool::slab_size_for(std::size_t nodes) const {
 
 void NodePool::start_carving(Slab* s) {
   carve_slab_ = s;
-  carve_ = reinterpret_cast<std::byte*>(first_node(s));
+  carve_lo_ = first_node(s);
+  carve_ = reinterpret_cast<std::byte*>(carve_lo_);
   carve_end_ = carve_ + s->nodes * node_size_;
 }
 
@@ -140,11 +141,13 @@ bool NodePool::reset(ResetMode mode) {
   slab_bytes_ = kept_bytes;
   free_ = nullptr;
   in_use_ = 0;
+  hit_ = nullptr;
   if (first_ != nullptr) {
     start_carving(first_);
   } else {
     carve_slab_ = nullptr;
     carve_ = carve_end_ = nullptr;
+    carve_lo_ = 0;
   }
   return true;
 }
@@ -162,6 +165,60 @@ bool NodePool::owns(const void* p) const {
     if (a >= lo && a < lo + s->nodes * node_size_) return true;
   }
   return false;
+}
+
+// Nodes handed out since the last reset: every slab before carve_slab_ in
+// the list (fully carved), and carve_slab_ up to carve_. Retained slabs after
+// it have handed out nothing yet.
+WrongFree NodePool::check_free(const void* p, std::size_t len) const {
+  if (len > node_size_) return WrongFree::kWrongSize;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  std::uintptr_t lo = 0;
+  if (carve_slab_ != nullptr && a >= carve_lo_ &&
+      a < carve_lo_ + carve_slab_->nodes * node_size_) {
+    if (a >= reinterpret_cast<std::uintptr_t>(carve_)) return WrongFree::kForeign;
+    lo = carve_lo_;
+  } else if (hit_ != nullptr && a >= first_node(hit_) &&
+             a < first_node(hit_) + hit_->nodes * node_size_) {
+    lo = first_node(hit_);
+  } else {
+    for (const Slab* s = first_; s != nullptr && s != carve_slab_; s = s->next) {
+      const std::uintptr_t first = first_node(s);
+      if (a >= first && a < first + s->nodes * node_size_) {
+        lo = first;
+        hit_ = s;
+        break;
+      }
+    }
+    if (lo == 0) return WrongFree::kForeign;
+  }
+  if ((a - lo) % node_size_ != 0) return WrongFree::kInterior;
+#if ALLOY_CHECKED_FREES
+  // The mark says "probably free"; the free list says for sure (user data
+  // that happens to equal the mark costs a walk, never a refusal).
+  if (static_cast<const FreeNode*>(p)->mark == free_mark(p)) {
+    for (const FreeNode* n = free_; n != nullptr; n = n->next) {
+      if (n == p) return WrongFree::kDouble;
+    }
+  }
+#endif
+  return WrongFree::kNone;
+}
+
+bool NodePool::release_slow(void* p, std::size_t len, std::uintptr_t ret_addr) {
+  if (ret_addr == 0) ret_addr = ALLOY_RETURN_ADDRESS();
+  const WrongFree wrong = check_free(p, len);
+  if (wrong != WrongFree::kNone) {
+    log_.refuse("alloy::NodePool", wrong, p, len, ret_addr);
+    return false;
+  }
+  push(static_cast<FreeNode*>(p));
+  return true;
+}
+
+bool NodePool::release_sized(void* p, std::size_t len, std::uintptr_t ret_addr) {
+  if (p == nullptr) return true;
+  return release_slow(p, len, ret_addr);
 }
 
 }  // namespace alloy

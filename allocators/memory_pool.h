@@ -1,5 +1,5 @@
 // alloy::NodePool and alloy::MemoryPool<T> — fixed-size nodes with O(1)
-// acquire/release through an intrusive free list.
+// acquire and checked release through an intrusive free list.
 //
 // NodePool (untyped) hands out nodes of one size and alignment. Nodes are
 // carved lazily from slabs taken from a child allocator; slabs double in
@@ -13,9 +13,28 @@
 // Through the handle, alloc serves len <= node size and alignment <= node
 // alignment (others get null); free takes the node back.
 //
-// Cost: acquire/release are a few instructions (pop/push or a carve bump);
-// a new slab is one child alloc. The destructor frees each slab once, never
-// runs destructors of live objects (destroy() them, or use plain data).
+// Wrong frees (release(), MemoryPool::destroy/deallocate, the handle's free)
+// are REFUSED: the node is not put on the free list, in_use() does not move,
+// ~T is not run, and the refusal is counted (refused_count()), kept
+// (last_wrong_free()) and printed to stderr with the caller's address. Caught
+// in every build: a pointer outside the nodes this pool has handed out
+// (foreign, another pool's, or a node of a retained slab not handed out since
+// the last reset), a pointer inside a node but not at its start (interior,
+// misaligned), and through the handle a length larger than the node (wrong
+// size). Caught in checked builds only (no NDEBUG, or a sanitizer; see
+// allocators/wrong_free.h): a double free, found by a per-node free mark and
+// confirmed by walking the free list, so a node is never handed out twice.
+// Release builds do not check double frees; nobody can check a double free
+// of a node that was handed out again in between (it is a free of the new
+// owner's node). In checked builds a node is at least two words.
+//
+// Cost: acquire is a few instructions (pop or a carve bump); release of a
+// node from the slab being carved is a range check, a modulo and a push,
+// others walk the slab list once (O(slabs), cached for the last slab hit);
+// checked builds always take the walk and add the mark test (and a free-list
+// walk when the mark is set). A new slab is one child alloc. The destructor
+// frees each slab once, never runs destructors of live objects (destroy()
+// them, or use plain data).
 // Thread safety: none.
 //
 // Example:
@@ -33,6 +52,7 @@
 
 #include "alloc_iface/allocator.h"
 #include "allocators/reset_mode.h"
+#include "allocators/wrong_free.h"
 
 namespace alloy {
 
@@ -59,24 +79,34 @@ class NodePool {
     if (FreeNode* n = free_) [[likely]] {
       free_ = n->next;
       ++in_use_;
+      clear_mark(n);
       return n;
     }
     if (carve_ != carve_end_) [[likely]] {
       void* p = carve_;
       carve_ += node_size_;
       ++in_use_;
+      clear_mark(static_cast<FreeNode*>(p));
       return p;
     }
     return acquire_slow();
   }
-  // Returns a node from acquire(); null is a no-op.
-  [[gnu::always_inline]] inline void release(void* p) {
-    if (p == nullptr) return;
-    auto* n = static_cast<FreeNode*>(p);
-    n->next = free_;
-    free_ = n;
-    --in_use_;
+  // Returns a node from acquire(); null is a no-op (true). A wrong free is
+  // refused and reported (false); see the header comment. `ret_addr` names
+  // the caller in the report (0: the address release() was called from).
+  [[gnu::always_inline]] inline bool release(void* p, std::uintptr_t ret_addr = 0) {
+    if (p == nullptr) return true;
+    const auto a = reinterpret_cast<std::uintptr_t>(p);
+    if (!kCheckedFrees && a >= carve_lo_ && a < reinterpret_cast<std::uintptr_t>(carve_) &&
+        (a - carve_lo_) % node_size_ == 0) [[likely]] {
+      push(static_cast<FreeNode*>(p));
+      return true;
+    }
+    return release_slow(p, 0, ret_addr);
   }
+  // As release(), through the handle: `len` (the length the caller holds)
+  // larger than the node is a wrong size.
+  bool release_sized(void* p, std::size_t len, std::uintptr_t ret_addr);
 
   // Makes sure `n` more nodes can be acquired without calling the child.
   // False if the child or the fixed capacity cannot provide them.
@@ -96,10 +126,42 @@ class NodePool {
   bool growable() const { return fixed_capacity_ == 0; }
   bool owns(const void* p) const;
 
+  // Wrong frees refused so far, and the last one.
+  std::size_t refused_count() const { return log_.count(); }
+  WrongFreeRecord last_wrong_free() const { return log_.last(); }
+  // stderr reports are on by default; tests of the refusal path may mute them.
+  void set_report_to_stderr(bool on) { log_.set_report(on); }
+
  private:
+  template <class, std::size_t>
+  friend class MemoryPool;
+
   struct FreeNode {
     FreeNode* next;
+#if ALLOY_CHECKED_FREES
+    std::uintptr_t mark;  // free_mark(this) while on the free list
+#endif
   };
+  static std::uintptr_t free_mark(const void* n) {
+    return reinterpret_cast<std::uintptr_t>(n) ^ std::uintptr_t{0x9e3779b97f4a7c15};
+  }
+  [[gnu::always_inline]] static void clear_mark([[maybe_unused]] FreeNode* n) {
+#if ALLOY_CHECKED_FREES
+    n->mark = 0;
+#endif
+  }
+  [[gnu::always_inline]] inline void push(FreeNode* n) {
+    n->next = free_;
+#if ALLOY_CHECKED_FREES
+    n->mark = free_mark(n);
+#endif
+    free_ = n;
+    --in_use_;
+  }
+  // What is wrong with freeing `p` (`len` bytes; 0: not known), or kNone.
+  WrongFree check_free(const void* p, std::size_t len) const;
+  // check_free, then refuse and report or push. `ret_addr` 0: our caller.
+  [[gnu::noinline]] bool release_slow(void* p, std::size_t len, std::uintptr_t ret_addr);
   struct Slab {
     Slab* next;
     std::size_t bytes;  // from the child, header included
@@ -122,12 +184,15 @@ class NodePool {
   FreeNode* free_ = nullptr;
   std::byte* carve_ = nullptr;      // next never-used node in carve_slab_
   std::byte* carve_end_ = nullptr;
+  std::uintptr_t carve_lo_ = 0;     // first node of carve_slab_
   Slab* carve_slab_ = nullptr;
+  mutable const Slab* hit_ = nullptr;  // last fully carved slab a free was found in
   Slab* first_ = nullptr;
   Slab* last_ = nullptr;
   std::size_t in_use_ = 0;
   std::size_t capacity_nodes_ = 0;
   std::size_t slab_bytes_ = 0;
+  WrongFreeLog log_;
 };
 
 // Typed pool. Align raises the node alignment above alignof(T) (the
@@ -154,15 +219,22 @@ class MemoryPool {
     if (p == nullptr) return Err(AllocError::kOutOfMemory);
     return ::new (p) T(std::forward<Args>(args)...);
   }
-  // Runs ~T and returns the node. Null is a no-op.
-  void destroy(T* p) {
-    if (p == nullptr) return;
+  // Runs ~T and returns the node. Null is a no-op. A wrong free is refused
+  // before ~T runs (see NodePool) and returns false.
+  [[gnu::noinline]] bool destroy(T* p) {
+    if (p == nullptr) return true;
+    const WrongFree wrong = nodes_.check_free(p, sizeof(T));
+    if (wrong != WrongFree::kNone) {
+      nodes_.log_.refuse("alloy::MemoryPool", wrong, p, sizeof(T), ALLOY_RETURN_ADDRESS());
+      return false;
+    }
     p->~T();
-    nodes_.release(p);
+    nodes_.push(reinterpret_cast<NodePool::FreeNode*>(p));
+    return true;
   }
-  // Uninitialised node for a T (or null) and its return.
+  // Uninitialised node for a T (or null) and its return (false if refused).
   T* allocate() { return static_cast<T*>(nodes_.acquire()); }
-  void deallocate(T* p) { nodes_.release(p); }
+  bool deallocate(T* p) { return nodes_.release(p); }
 
   bool preheat(std::size_t n) { return nodes_.preheat(n); }
   bool reset(ResetMode mode = ResetMode::retain_capacity()) { return nodes_.reset(mode); }
@@ -171,6 +243,9 @@ class MemoryPool {
   const NodePool& nodes() const { return nodes_; }
   std::size_t in_use() const { return nodes_.in_use(); }
   std::size_t capacity() const { return nodes_.capacity(); }
+  std::size_t refused_count() const { return nodes_.refused_count(); }
+  WrongFreeRecord last_wrong_free() const { return nodes_.last_wrong_free(); }
+  void set_report_to_stderr(bool on) { nodes_.set_report_to_stderr(on); }
 
  private:
   NodePool nodes_;

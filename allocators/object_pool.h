@@ -8,6 +8,18 @@
 // until at most `target` remain and gives their memory back to the child.
 // stats() reports {available, in_use, total_created}.
 //
+// Wrong puts: every slot carries a state word keyed to its address and to
+// this pool. put() of an object that is already available (a double put), or
+// whose slot does not carry this pool's in-use state (an object of another
+// ObjectPool), is REFUSED in every build: the
+// reset hook does not run, nothing is listed twice, stats() do not move; the
+// refusal is counted (refused_count()), kept (last_wrong_free()) and reported
+// on stderr with the caller's address. Not caught: a pointer that is not the
+// start of an object in some pool's slot (foreign, interior) — put() reads
+// the word just below the object, so such a pointer is undefined behaviour
+// (under ASan, a report); and a double put after the object was handed out
+// again (it is a put of the new owner's object). Only pass pointers from get().
+//
 // Cost: get/put of a pooled object are a list pop/push plus the hook call;
 // building a new object is one child alloc plus the constructor hook.
 // Thread safety: none. The destructor destroys available objects; objects
@@ -29,6 +41,7 @@
 #include <new>
 
 #include "alloc_iface/allocator.h"
+#include "allocators/wrong_free.h"
 
 namespace alloy {
 
@@ -66,35 +79,48 @@ class ObjectPool {
   Result<T*> get() {
     if (Slot* s = available_) {
       available_ = s->next;
+      s->state = tag(s, kInUse);
       --stats_.available;
       ++stats_.in_use;
       return s->object();
     }
     Slot* s = build();
     if (s == nullptr) return Err(AllocError::kOutOfMemory);
+    s->state = tag(s, kInUse);
     ++stats_.in_use;
     return s->object();
   }
 
-  // Runs the reset hook and keeps `p` for the next get(). Null is a no-op.
-  void put(T* p) {
-    if (p == nullptr) return;
-    if (hooks_.reset) hooks_.reset(*p);
+  // Runs the reset hook and keeps `p` for the next get(). Null is a no-op
+  // (true); a wrong put is refused and reported (false, see above).
+  [[gnu::noinline]] bool put(T* p) {
+    if (p == nullptr) return true;
     Slot* s = Slot::of(p);
-    s->next = available_;
-    available_ = s;
+    if (s->state != tag(s, kInUse)) {
+      log_.refuse("alloy::ObjectPool", s->state == tag(s, kAvailable) ? WrongFree::kDouble
+                                                                      : WrongFree::kForeign,
+                  p, sizeof(T), ALLOY_RETURN_ADDRESS(),
+                  s->state == tag(s, kAvailable) ? "the object is already available"
+                                                 : "not an object this pool handed out");
+      return false;
+    }
+    if (hooks_.reset) hooks_.reset(*p);
+    make_available(s);
     --stats_.in_use;
-    ++stats_.available;
+    return true;
   }
+
+  std::size_t refused_count() const { return log_.count(); }
+  WrongFreeRecord last_wrong_free() const { return log_.last(); }
+  // stderr reports are on by default; tests of the refusal path may mute them.
+  void set_report_to_stderr(bool on) { log_.set_report(on); }
 
   // Builds objects until `n` are available (false if the child refuses).
   bool preheat(std::size_t n) {
     while (stats_.available < n) {
       Slot* s = build();
       if (s == nullptr) return false;
-      s->next = available_;
-      available_ = s;
-      ++stats_.available;
+      make_available(s);
     }
     return true;
   }
@@ -106,6 +132,7 @@ class ObjectPool {
     while (stats_.available > target && available_ != nullptr) {
       Slot* s = available_;
       available_ = s->next;
+      s->state = 0;  // a put() of it from now on is not mistaken for ours
       s->object()->~T();
       child_.raw_free(Bytes(reinterpret_cast<std::byte*>(s), sizeof(Slot)),
                       Alignment::of<Slot>(), ALLOY_RETURN_ADDRESS());
@@ -120,6 +147,7 @@ class ObjectPool {
  private:
   struct Slot {
     Slot* next = nullptr;
+    std::uintptr_t state = 0;  // tag(this, kInUse / kAvailable)
     alignas(T) unsigned char storage[sizeof(T)];
 
     T* object() { return std::launder(reinterpret_cast<T*>(storage)); }
@@ -128,6 +156,20 @@ class ObjectPool {
                                      offsetof(Slot, storage));
     }
   };
+
+  static constexpr std::uintptr_t kInUse = 0x6f626a2d75736564;      // "obj-used"
+  static constexpr std::uintptr_t kAvailable = 0x6f626a2d66726565;  // "obj-free"
+  // A slot's state word: keyed to the slot's address and to this pool.
+  std::uintptr_t tag(const Slot* s, std::uintptr_t state) const {
+    return state ^ reinterpret_cast<std::uintptr_t>(s) ^
+           (reinterpret_cast<std::uintptr_t>(this) << 1);
+  }
+  void make_available(Slot* s) {
+    s->state = tag(s, kAvailable);
+    s->next = available_;
+    available_ = s;
+    ++stats_.available;
+  }
 
   // A new object (constructor hook), counted as created; null if the child
   // refuses the memory.
@@ -149,6 +191,7 @@ class ObjectPool {
   Hooks hooks_;
   Slot* available_ = nullptr;
   Stats stats_;
+  WrongFreeLog log_;
 };
 
 }  // namespace alloy

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "allocators/wrong_free.h"
+
 namespace alloy {
 namespace {
 
@@ -72,8 +74,36 @@ void* page_remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_l
   return p == MAP_FAILED ? nullptr : p;
 }
 
-void page_free(void*, Bytes memory, Alignment, std::uintptr_t) {
-  munmap(memory.data(), round_to_pages(memory.size()));
+// Whether the page at `p` is mapped (mincore fails with ENOMEM if not).
+bool page_mapped(const void* p) {
+  unsigned char in_core = 0;
+  return mincore(const_cast<void*>(p), 1, &in_core) == 0;
+}
+
+void page_free(void*, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+  const std::size_t page = cached_page_size();
+  const auto addr = reinterpret_cast<std::uintptr_t>(memory.data());
+  const std::size_t size = round_to_pages(memory.size());
+  const char* detail = nullptr;
+  WrongFree wrong = WrongFree::kNone;
+  if (addr % page != 0) {
+    wrong = WrongFree::kInterior;
+    detail = "not page-aligned";
+  } else if (size == 0 || addr > UINTPTR_MAX - size) {
+    wrong = WrongFree::kWrongSize;
+  } else if (kCheckedFrees &&
+             (!page_mapped(memory.data()) ||
+              !page_mapped(reinterpret_cast<const void*>(addr + size - page)))) {
+    wrong = WrongFree::kDouble;
+    detail = "its pages are not mapped: freed already, or never ours";
+  } else if (munmap(memory.data(), size) != 0) {
+    wrong = WrongFree::kForeign;
+    detail = "munmap refused it";
+  }
+  if (wrong != WrongFree::kNone) {
+    report_wrong_free("alloy::page_allocator", to_string(wrong), memory.data(), memory.size(),
+                      ret_addr, detail);
+  }
 }
 
 constexpr VTable kPageVTable = {page_alloc, page_resize, page_remap, page_free};

@@ -6,6 +6,18 @@
 // shrinks in place with mremap (no move); `remap` lets mremap move the pages,
 // which copies nothing, so growing a large buffer is O(1) in its size.
 //
+// Wrong frees: there is no bookkeeping, only the kernel's. A pointer that is
+// not page-aligned (interior, or not a block of this allocator) is REFUSED in
+// every build, and so is a free the kernel rejects; in checked builds (no
+// NDEBUG, or a sanitizer) so is a free whose first or last page is not mapped
+// (a double free, or a foreign range) — asked of the kernel with mincore().
+// Refusals unmap nothing and are reported on stderr with the caller's
+// address. Not caught: a page-aligned range that is mapped but not ours (a
+// foreign or wrong-size free unmaps it: munmap is not sized-checked), a
+// double free after the kernel reused the range; release builds also miss
+// double frees. Use a checked child-owning allocator (arena, pool) or the
+// DebugAllocator in front when that matters.
+//
 // Cost: one or two syscalls per call, rounding every length up to a page.
 // Best as the child of an arena or pool, or for big buffers.
 // Thread safety: fully thread-safe (the kernel serialises).

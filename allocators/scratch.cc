@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "allocators/wrong_free.h"
+
 #if defined(__SANITIZE_ADDRESS__)
 #define ALLOY_SCRATCH_ASAN 1
 #elif defined(__has_feature)
@@ -42,8 +44,8 @@ bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uin
 void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
   return static_cast<Scratch*>(ctx)->resize_last(memory, new_len) ? memory.data() : nullptr;
 }
-void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
-  static_cast<Scratch*>(ctx)->free_last(memory);
+void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+  static_cast<Scratch*>(ctx)->free_last(memory, ret_addr);
 }
 
 constexpr VTable kScratchVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
@@ -192,9 +194,42 @@ bool Scratch::resize_last(Bytes memory, std::size_t new_len) {
   return true;
 }
 
-void Scratch::free_last(Bytes memory) {
+void Scratch::free_last(Bytes memory, std::uintptr_t ret_addr) {
   const auto start = reinterpret_cast<std::uintptr_t>(memory.data());
-  if (start + memory.size() == cur_) cur_ = start;
+  WrongFree wrong = WrongFree::kNone;
+  if (current_ != nullptr && start >= start_of(current_) && start < end_) {
+    switch (bump_free_kind(start, memory.size(), cur_)) {
+      case BumpFree::kRewind:
+        cur_ = start;
+        return;
+      case BumpFree::kOlder:
+        return;
+      case BumpFree::kStale:
+        wrong = WrongFree::kDouble;
+        break;
+    }
+  } else if (kCheckedFrees) {
+    // Which chunk? Earlier than the current one: a no-op. Later: dropped by
+    // a restore. None: foreign.
+    wrong = WrongFree::kForeign;
+    bool past_current = current_ == nullptr;
+    for (const Chunk* c = first_; c != nullptr; c = c->next) {
+      if (start >= start_of(c) && start < end_of(c)) {
+        wrong = past_current ? WrongFree::kDouble : WrongFree::kNone;
+        break;
+      }
+      if (c == current_) past_current = true;
+    }
+    if (wrong == WrongFree::kNone) return;
+  } else {
+    return;
+  }
+  ++refused_;
+  report_wrong_free("alloy::Scratch", to_string(wrong), memory.data(), memory.size(), ret_addr,
+                    wrong == WrongFree::kDouble
+                        ? "the block lies at or above the cursor (freed, or dropped by a "
+                          "restored checkpoint)"
+                        : nullptr);
 }
 
 }  // namespace alloy

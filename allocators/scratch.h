@@ -15,6 +15,18 @@
 // are reused, never freed, until release() or thread exit.
 // Thread safety: one Scratch per thread; local() never shares.
 //
+// Wrong frees: a block in the current chunk that reaches at or above the
+// cursor (freed already, or dropped by a restored checkpoint: a double free
+// or a free after its scope; or longer than was handed out) is REFUSED in
+// every build; in checked builds (no NDEBUG, or a sanitizer: one walk of the
+// chunk list) so is a pointer in a retained chunk past the current one
+// (dropped by a restore) or in no chunk at all (foreign). Refused frees
+// change nothing, are counted in refused_frees() and reported on stderr with
+// the caller's address. Not caught: frees in earlier chunks (no-ops either
+// way), an interior pointer or short length that happens to end at the
+// cursor (it rewinds there), a double free after the same place was handed
+// out again (it frees the new block).
+//
 // Example:
 //   std::string_view render(Allocator out, const Doc& doc) {
 //     alloy::ScratchScope scope;                       // this thread's scratch
@@ -81,7 +93,8 @@ class Scratch {
   static constexpr std::byte kPoisonByte{0xDB};
 
   bool resize_last(Bytes memory, std::size_t new_len);
-  void free_last(Bytes memory);
+  void free_last(Bytes memory, std::uintptr_t ret_addr = 0);
+  std::size_t refused_frees() const { return refused_; }
 
  private:
   struct Chunk {
@@ -108,6 +121,7 @@ class Scratch {
   std::uintptr_t cur_ = 0;
   std::uintptr_t end_ = 0;
   std::size_t next_size_;
+  std::size_t refused_ = 0;
 };
 
 // Restores its scratch to where it was at construction when it goes out of scope.

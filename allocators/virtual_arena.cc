@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "allocators/page_allocator.h"
+#include "allocators/wrong_free.h"
 
 namespace alloy {
 namespace {
@@ -20,8 +21,8 @@ void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uin
   return static_cast<VirtualArena*>(ctx)->resize_last(memory, new_len) ? memory.data()
                                                                          : nullptr;
 }
-void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
-  static_cast<VirtualArena*>(ctx)->free_last(memory);
+void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+  static_cast<VirtualArena*>(ctx)->free_last(memory, ret_addr);
 }
 
 constexpr VTable kVirtualArenaVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
@@ -81,9 +82,27 @@ bool VirtualArena::resize_last(Bytes memory, std::size_t new_len) {
   return true;
 }
 
-void VirtualArena::free_last(Bytes memory) {
+void VirtualArena::free_last(Bytes memory, std::uintptr_t ret_addr) {
   const auto start = reinterpret_cast<std::uintptr_t>(memory.data());
-  if (start + memory.size() == cur_) cur_ = start;
+  WrongFree wrong = WrongFree::kForeign;
+  if (owns(memory.data())) {
+    switch (bump_free_kind(start, memory.size(), cur_)) {
+      case BumpFree::kRewind:
+        cur_ = start;
+        return;
+      case BumpFree::kOlder:
+        return;
+      case BumpFree::kStale:
+        wrong = WrongFree::kDouble;
+        break;
+    }
+  }
+  ++refused_;
+  report_wrong_free("alloy::VirtualArena", to_string(wrong), memory.data(), memory.size(),
+                    ret_addr,
+                    wrong == WrongFree::kDouble
+                        ? "the block reaches at or above the cursor (freed, rewound or reset)"
+                        : nullptr);
 }
 
 bool VirtualArena::reset(ResetMode mode) {

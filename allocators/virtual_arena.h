@@ -10,6 +10,15 @@
 // what the ResetMode does not keep is decommitted (madvise DONTNEED, then
 // PROT_NONE), so its pages go back to the kernel.
 //
+// Wrong frees, caught in every build: a pointer outside the reservation
+// (foreign), and a block that reaches at or above the cursor (freed, rewound
+// or reset already: a double free; or longer than was handed out). They are
+// REFUSED (nothing moves), counted in refused_frees() and reported on stderr
+// with the caller's address. Not caught (no headers to tell): an interior
+// pointer or a short length that happens to end at the cursor rewinds to it,
+// and a double free after the same place was handed out again frees the new
+// block. Frees of older blocks are no-ops either way.
+//
 // Cost: alloc is a pointer bump; crossing into uncommitted space costs one
 // mprotect; reset one madvise + mprotect. If the reservation fails (e.g.
 // RLIMIT_AS), ok() is false and every alloc returns null.
@@ -58,7 +67,8 @@ class VirtualArena {
   // The last allocation grows/shrinks in place up to the reservation;
   // older blocks: grow fails, shrink is a no-op success.
   bool resize_last(Bytes memory, std::size_t new_len);
-  void free_last(Bytes memory);
+  void free_last(Bytes memory, std::uintptr_t ret_addr = 0);
+  std::size_t refused_frees() const { return refused_; }
 
   // Rewinds to empty. free_all decommits everything, retain_capacity keeps
   // the committed pages, retain_with_limit(n) keeps the first n bytes
@@ -82,6 +92,7 @@ class VirtualArena {
   std::size_t granule_;
   std::uintptr_t cur_ = 0;
   std::uintptr_t committed_end_ = 0;
+  std::size_t refused_ = 0;
 };
 
 }  // namespace alloy

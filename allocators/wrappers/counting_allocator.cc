@@ -14,13 +14,20 @@ void add(std::atomic<std::size_t>& counter, std::size_t delta) {
   }
 }
 
+// counter -= delta, stopping at zero; false if it had to stop there.
 template <bool kShared>
-void sub(std::atomic<std::size_t>& counter, std::size_t delta) {
-  if constexpr (kShared) {
-    counter.fetch_sub(delta, kRelaxed);
-  } else {
-    counter.store(counter.load(kRelaxed) - delta, kRelaxed);
+bool sub(std::atomic<std::size_t>& counter, std::size_t delta) {
+  std::size_t old = counter.load(kRelaxed);
+  for (;;) {
+    const std::size_t now = delta > old ? 0 : old - delta;
+    if constexpr (kShared) {
+      if (counter.compare_exchange_weak(old, now, kRelaxed)) break;
+    } else {
+      counter.store(now, kRelaxed);
+      break;
+    }
   }
+  return delta <= old;
 }
 
 // live += bytes, then raise the peak if this is a new high.
@@ -48,12 +55,15 @@ void add_live(std::atomic<std::size_t>& live, std::atomic<std::size_t>& peak,
 
 template <bool kShared>
 struct CountingAllocator::Ops {
-  static void change_live(CountingAllocator* self, std::size_t old_len,
-                          std::size_t new_len) {
+  static void change_live(CountingAllocator* self, Bytes memory, std::size_t new_len,
+                          std::uintptr_t ret_addr) {
+    const std::size_t old_len = memory.size();
     if (new_len > old_len) {
       add_live<kShared>(self->live_bytes_, self->peak_bytes_, new_len - old_len);
-    } else {
-      sub<kShared>(self->live_bytes_, old_len - new_len);
+    } else if (!sub<kShared>(self->live_bytes_, old_len - new_len)) {
+      self->log_.refuse("alloy::CountingAllocator", WrongFree::kCounterUnderflow,
+                        memory.data(), memory.size(), ret_addr,
+                        "shrink of a block longer than what is live; live bytes stopped at zero");
     }
   }
 
@@ -78,7 +88,7 @@ struct CountingAllocator::Ops {
       add<kShared>(self->resize_failures_, 1);
       return false;
     }
-    change_live(self, memory.size(), new_len);
+    change_live(self, memory, new_len, ret_addr);
     return true;
   }
 
@@ -91,14 +101,24 @@ struct CountingAllocator::Ops {
       add<kShared>(self->remap_failures_, 1);
       return nullptr;
     }
-    change_live(self, memory.size(), new_len);
+    change_live(self, memory, new_len, ret_addr);
     return p;
   }
 
   static void free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret_addr) {
     auto* self = static_cast<CountingAllocator*>(ctx);
+    if (memory.size() > self->live_bytes_.load(kRelaxed) || self->live_blocks() == 0) {
+      // More than is live: not a block (of that length) that came through here.
+      self->log_.refuse("alloy::CountingAllocator", WrongFree::kCounterUnderflow,
+                        memory.data(), memory.size(), ret_addr, "not passed to the child");
+      return;
+    }
     add<kShared>(self->frees_, 1);
-    sub<kShared>(self->live_bytes_, memory.size());
+    if (!sub<kShared>(self->live_bytes_, memory.size())) {
+      self->log_.refuse("alloy::CountingAllocator", WrongFree::kCounterUnderflow,
+                        memory.data(), memory.size(), ret_addr,
+                        "racing wrong frees; live bytes stopped at zero");
+    }
     self->child_.raw_free(memory, alignment, ret_addr);
   }
 };

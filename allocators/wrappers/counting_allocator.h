@@ -5,8 +5,19 @@
 // `stats()` takes a snapshot that prints with fmt ("{}"). Bytes are the
 // lengths callers asked for, not what the child rounded them up to.
 //
+// Wrong frees: the counter keeps no per-block record and passes frees on to
+// the child, which checks ownership. The wrong free it can see, in every
+// build, is one that would take live bytes or live blocks below zero (a
+// foreign block, a double free once nothing is live, a wrong size longer
+// than everything live): it is REFUSED — not passed on, nothing counted —
+// counted in refused_frees(), kept (last_wrong_free()) and reported on stderr
+// with the caller's address. No counter ever wraps (racing wrong frees stop
+// live bytes at zero). Not caught: a foreign or double free that fits within
+// what is live is counted as a free.
+//
 // Cost: two relaxed atomic adds per call (plus a compare-and-swap when a new
-// peak is reached) around one indirect call to the child. Constructed with
+// peak is reached; a free is five relaxed loads for the wrong-free check, an
+// add and a compare-and-swap) around one indirect call to the child. With
 // Threading::kSingleThread the adds become plain load + store (about 1 ns
 // instead of 5-10 ns each), for children only one thread uses.
 // Thread safety: as the child (kShared, the default). The counters are
@@ -30,6 +41,7 @@
 #include <fmt/format.h>
 
 #include "alloc_iface/allocator.h"
+#include "allocators/wrong_free.h"
 
 namespace alloy {
 
@@ -72,6 +84,11 @@ class CountingAllocator {
   std::size_t live_blocks() const;
   std::size_t live_bytes() const { return live_bytes_.load(std::memory_order_relaxed); }
   std::size_t peak_bytes() const { return peak_bytes_.load(std::memory_order_relaxed); }
+  // Wrong frees refused (more than is live), and the last one.
+  std::size_t refused_frees() const { return log_.count(); }
+  WrongFreeRecord last_wrong_free() const { return log_.last(); }
+  // stderr reports are on by default; tests of the refusal path may mute them.
+  void set_report_to_stderr(bool on) { log_.set_report(on); }
 
   // Zeroes the call totals and sets the peak to the current live bytes; live
   // counts stay (the blocks are still out there). Not while others allocate.
@@ -97,6 +114,7 @@ class CountingAllocator {
   std::atomic<std::size_t> remaps_{0};
   std::atomic<std::size_t> remap_failures_{0};
   std::atomic<std::size_t> frees_{0};
+  WrongFreeLog log_;
 };
 
 }  // namespace alloy

@@ -9,7 +9,8 @@
 // `keep_failing` every call from the index on fails (Zig's behaviour); by
 // default only that one call does. Frees always reach the child. Built for
 // `check_all_allocation_failures`: run once to count allocs, then once per
-// index with that index failing.
+// index with that index failing. Wrong frees are counted and passed to the
+// child unchanged; it checks nothing itself.
 //
 // Cost: one relaxed fetch_add and a compare on top of the child's call (two
 // more for the byte totals). Thread safety: as the child; the counters are

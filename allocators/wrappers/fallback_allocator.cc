@@ -1,5 +1,8 @@
 #include "allocators/wrappers/fallback_allocator.h"
 
+#include "allocators/bump_cursor.h"
+#include "allocators/wrong_free.h"
+
 namespace alloy {
 
 void* FallbackAllocator::do_alloc(void* ctx, std::size_t len, Alignment alignment,
@@ -54,9 +57,28 @@ void* InlineBump::do_remap(void* ctx, Bytes memory, Alignment alignment,
   return do_resize(ctx, memory, alignment, new_len, ret_addr) ? memory.data() : nullptr;
 }
 
-void InlineBump::do_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
+void InlineBump::do_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
   auto* self = static_cast<InlineBump*>(ctx);
-  if (self->is_last(memory)) self->cur_ = memory.data();
+  WrongFree wrong = WrongFree::kForeign;
+  if (self->owns(memory.data())) {
+    switch (bump_free_kind(reinterpret_cast<std::uintptr_t>(memory.data()), memory.size(),
+                           reinterpret_cast<std::uintptr_t>(self->cur_))) {
+      case BumpFree::kRewind:
+        self->cur_ = memory.data();
+        return;
+      case BumpFree::kOlder:
+        return;
+      case BumpFree::kStale:
+        wrong = WrongFree::kDouble;
+        break;
+    }
+  }
+  ++self->refused_;
+  report_wrong_free("alloy::StackFallback (inline buffer)", to_string(wrong), memory.data(),
+                    memory.size(), ret_addr,
+                    wrong == WrongFree::kDouble
+                        ? "the block reaches at or above the cursor (freed or reset)"
+                        : nullptr);
 }
 
 }  // namespace detail

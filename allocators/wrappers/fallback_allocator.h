@@ -19,6 +19,13 @@
 // Thread safety: as the two children and the Owner together. StackFallback's
 // inline buffer is single-threaded; share it through ThreadSafeAllocator.
 //
+// Wrong frees: a block the Owner claims goes to the primary, any other to the
+// fallback, and gets whatever that child promises (c_allocator: glibc's own
+// checks; a checked alloy allocator: refused and reported).
+// StackFallback's inline buffer follows the bump rules (BumpAllocator): a
+// free reaching at or above its cursor (double free, after reset_inline())
+// is refused and reported in every build, an older block is a no-op.
+//
 // Example:
 //   alloy::StackFallback<4096> sf(alloy::c_allocator());
 //   alloy::Allocator a = sf.allocator();
@@ -119,6 +126,7 @@ class InlineBump {
   std::size_t used() const { return static_cast<std::size_t>(cur_ - begin_); }
   std::size_t capacity() const { return static_cast<std::size_t>(end_ - begin_); }
   void reset() { cur_ = begin_; }
+  std::size_t refused_frees() const { return refused_; }
 
  private:
   static void* do_alloc(void* ctx, std::size_t len, Alignment alignment,
@@ -136,6 +144,7 @@ class InlineBump {
   std::byte* begin_;
   std::byte* cur_;
   std::byte* end_;
+  std::size_t refused_ = 0;
 };
 
 }  // namespace detail
@@ -161,6 +170,8 @@ class StackFallback {
   static constexpr std::size_t inline_capacity() { return N; }
   // Rewinds the inline buffer. Only when none of its blocks is still in use.
   void reset_inline() { bump_.reset(); }
+  // Wrong frees the inline buffer refused (see the header comment).
+  std::size_t inline_refused_frees() const { return bump_.refused_frees(); }
 
  private:
   alignas(std::max_align_t) std::byte buffer_[N];

@@ -42,11 +42,24 @@ struct LimitAllocator::Ops {
     return true;
   }
 
-  static void release(LimitAllocator* self, std::size_t bytes) {
-    if constexpr (kShared) {
-      self->used_.fetch_sub(bytes, kRelaxed);
-    } else {
-      self->used_.store(self->used_.load(kRelaxed) - bytes, kRelaxed);
+  // Subtracts `bytes` from used_, stopping at zero (reported) rather than
+  // wrapping: only racing wrong frees can get there.
+  static void release(LimitAllocator* self, std::size_t bytes, const void* p = nullptr,
+                      std::uintptr_t ret_addr = 0) {
+    std::size_t used = self->used_.load(kRelaxed);
+    std::size_t now = 0;
+    for (;;) {
+      now = bytes > used ? 0 : used - bytes;
+      if constexpr (kShared) {
+        if (self->used_.compare_exchange_weak(used, now, kRelaxed)) break;
+      } else {
+        self->used_.store(now, kRelaxed);
+        break;
+      }
+    }
+    if (bytes > used) {
+      self->log_.refuse("alloy::LimitAllocator", WrongFree::kCounterUnderflow, p, bytes,
+                        ret_addr, "used() stopped at zero");
     }
   }
 
@@ -92,9 +105,15 @@ struct LimitAllocator::Ops {
 
   static void free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret_addr) {
     auto* self = static_cast<LimitAllocator*>(ctx);
+    if (memory.size() > self->used_.load(kRelaxed)) {
+      // Longer than everything counted: not a block (of that length) we gave.
+      self->log_.refuse("alloy::LimitAllocator", WrongFree::kCounterUnderflow, memory.data(),
+                        memory.size(), ret_addr, "not passed to the child");
+      return;
+    }
     // Give the budget back only once the memory really is gone.
     self->child_.raw_free(memory, alignment, ret_addr);
-    release(self, memory.size());
+    release(self, memory.size(), memory.data(), ret_addr);
   }
 };
 

@@ -7,8 +7,20 @@
 // `set_ceiling` moves the ceiling at run time; lowering it below what is in
 // use keeps existing blocks and refuses new ones until enough are freed.
 //
+// Wrong frees: the limit keeps no per-block record, so it trusts the lengths
+// it is given and passes frees on to the child, which checks ownership
+// (whatever the child promises for a foreign or double free holds through
+// the limit). The one wrong free it can see, in every build, is one longer
+// than the bytes counted as in use (a foreign block, or a wrong size): it is
+// REFUSED — not passed to the child, used() unchanged — counted
+// (refused_frees()), kept (last_wrong_free()) and reported on stderr with the
+// caller's address. The counter never wraps: should racing wrong frees still
+// outrun it, it stops at zero and that is reported too. Not caught: a foreign
+// or double free that fits within used() lowers it by that length.
+//
 // Cost: one compare-and-swap to reserve (one more to give it back if the
-// child refuses) around one indirect call to the child; free is one atomic sub.
+// child refuses) around one indirect call to the child; free is one load (the
+// wrong-free check) and one compare-and-swap (a sub that cannot wrap).
 // Constructed with Threading::kSingleThread these become plain loads and
 // stores (about 1 ns instead of 5-10 ns), for children one thread uses.
 // Thread safety: as the child (kShared, the default). The accounting is
@@ -30,6 +42,7 @@
 #include <cstdint>
 
 #include "alloc_iface/allocator.h"
+#include "allocators/wrong_free.h"
 
 namespace alloy {
 
@@ -68,6 +81,11 @@ class LimitAllocator {
   std::size_t peak() const { return peak_.load(std::memory_order_relaxed); }
   // Requests refused because of the ceiling (not those the child refused).
   std::size_t refusals() const { return refusals_.load(std::memory_order_relaxed); }
+  // Wrong frees refused (longer than used()), and the last one.
+  std::size_t refused_frees() const { return log_.count(); }
+  WrongFreeRecord last_wrong_free() const { return log_.last(); }
+  // stderr reports are on by default; tests of the refusal path may mute them.
+  void set_report_to_stderr(bool on) { log_.set_report(on); }
 
  private:
   template <bool kShared>
@@ -81,6 +99,7 @@ class LimitAllocator {
   std::atomic<std::size_t> used_{0};
   std::atomic<std::size_t> peak_{0};
   std::atomic<std::size_t> refusals_{0};
+  WrongFreeLog log_;
 };
 
 }  // namespace alloy

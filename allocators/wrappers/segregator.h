@@ -7,6 +7,13 @@
 // remap stay on one side: across the threshold they return false/null, and
 // the caller's realloc moves the block (alloc on the other side, copy, free).
 //
+// Wrong frees: routing trusts the length, so a free is passed to the side
+// its length names and gets what that child promises. A wrong size that
+// crosses the threshold reaches the OTHER child (e.g. a pool's node handed to
+// munmap), which must refuse it: give each side a child that checks
+// ownership (pools, block allocator, arena) or put the DebugAllocator in
+// front; the segregator itself checks nothing, in any build.
+//
 // Cost: one compare (two for resize/remap) plus one indirect call to the
 // chosen child. Thread safety: as the two children.
 //

@@ -7,6 +7,9 @@
 // Lock::kStdMutex picks std::mutex instead, which is several times cheaper
 // uncontended here (Debian's abseil runs its deadlock detection on every lock).
 //
+// Wrong frees are passed to the child under the lock, unchanged: a foreign,
+// double or wrong-size free gets exactly what the child promises for it.
+//
 // Cost: an uncontended lock + unlock around one indirect call to the child.
 // Measured on the shared 2-core dev VM (examples/wrappers:wrapper_overhead),
 // per call: ~75-110 ns with Debian's absl::Mutex, ~25-40 ns with its deadlock

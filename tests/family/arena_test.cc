@@ -173,3 +173,18 @@ BOOST_AUTO_TEST_CASE(destruction_frees_every_chunk) {
     for (int i = 0; i < 200000; ++i) (void)arena.alloc_inline(24, 8);
   }
 }
+
+// Issue 10 (wrong frees across the family): refused, counted and reported.
+BOOST_AUTO_TEST_CASE(wrong_frees_are_refused_and_reported) {
+  Arena arena(alloy::c_allocator());
+  t::check_bump_wrong_frees(arena, "alloy::Arena",
+                            [&] { arena.reset(ResetMode::retain_capacity()); }, false);
+  // A block of an older chunk is a quiet no-op, never a refusal.
+  Arena chunks(alloy::c_allocator(), {.first_chunk = 256});
+  auto old = chunks.allocator().alloc<char>(100);
+  auto next = chunks.allocator().alloc<char>(1000);  // a new chunk
+  BOOST_REQUIRE(old && next);
+  BOOST_REQUIRE_GT(chunks.chunk_count(), 1u);
+  chunks.allocator().free(*old);
+  BOOST_CHECK_EQUAL(chunks.refused_frees(), 0u);
+}

@@ -2,6 +2,8 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cstring>
+#include <set>
+#include <string>
 
 #include "allocators/block_allocator.h"
 #include "tests/family/family_test_util.h"
@@ -132,4 +134,33 @@ BOOST_AUTO_TEST_CASE(handle_round_trip_and_reset) {
   blocks.reset();
   BOOST_CHECK_EQUAL(blocks.stats().used_blocks, 0u);
   BOOST_CHECK(blocks.alloc_block() != nullptr);
+}
+
+// Issue 10 (wrong frees across the family): through the handle, every wrong
+// free kind is refused and reported with the caller's address in hex, and no
+// block is handed out twice afterwards.
+BOOST_AUTO_TEST_CASE(handle_wrong_frees_are_reported_and_never_reuse_a_live_block) {
+  BlockAllocator blocks({g_storage, 4096}, 64);
+  alloy::Allocator a = blocks.allocator();
+  auto* x = static_cast<std::byte*>(a.raw_alloc(64, Alignment::from_log2(3), 0));
+  auto* y = static_cast<std::byte*>(a.raw_alloc(64, Alignment::from_log2(3), 0));
+  BOOST_REQUIRE(x && y);
+  t::CaptureStderr err;
+  a.raw_free(alloy::Bytes(x, 65), Alignment::from_log2(3), 0xb10c01);   // wrong size
+  a.raw_free(alloy::Bytes(x + 8, 8), Alignment::from_log2(3), 0xb10c02);  // interior
+  alignas(64) std::byte local[64];
+  a.raw_free(alloy::Bytes(local, 64), Alignment::from_log2(3), 0xb10c03);  // foreign
+  a.raw_free(alloy::Bytes(y, 64), Alignment::from_log2(3), 0xb10c04);
+  a.raw_free(alloy::Bytes(y, 64), Alignment::from_log2(3), 0xb10c05);  // double
+  BOOST_CHECK_EQUAL(blocks.invalid_frees(), 4u);
+  BOOST_CHECK(blocks.is_allocated(blocks.index_of(x)));
+  const std::string text = err.text();
+  for (const char* needle : {"wrong size", "interior", "foreign pointer", "double free",
+                             "called from 0xb10c01", "called from 0xb10c02",
+                             "called from 0xb10c03", "called from 0xb10c05"}) {
+    BOOST_CHECK_MESSAGE(text.find(needle) != std::string::npos, needle << " in " << text);
+  }
+  std::set<void*> live{x};
+  while (void* p = blocks.alloc_block()) BOOST_REQUIRE(live.insert(p).second);
+  BOOST_CHECK_EQUAL(live.size(), blocks.stats().total_blocks);
 }

@@ -113,3 +113,11 @@ BOOST_AUTO_TEST_CASE(realloc_moves_when_not_last_and_keeps_contents) {
   BOOST_CHECK(grown->data() != first->data());
   for (std::uint32_t i = 0; i < 10; ++i) BOOST_CHECK_EQUAL((*grown)[i], i * 3);
 }
+
+// Issue 10 (wrong frees across the family): refused, counted and reported.
+BOOST_AUTO_TEST_CASE(wrong_frees_are_refused_and_reported) {
+  Buffer buf(4096);
+  BumpAllocator bump(buf.bytes());
+  t::check_bump_wrong_frees(bump, "alloy::BumpAllocator", [&] { bump.reset(); }, true);
+  BOOST_CHECK_LE(bump.used(), bump.capacity());
+}

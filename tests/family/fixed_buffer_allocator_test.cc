@@ -115,3 +115,12 @@ BOOST_AUTO_TEST_CASE(thread_safe_variant_hammered_from_four_threads) {
   BOOST_CHECK_LE(ts.used(), ts.capacity());
   BOOST_TEST_MESSAGE("CAS retries: " << ts.cas_retries());
 }
+
+// Issue 10 (wrong frees across the family): refused, counted and reported.
+BOOST_AUTO_TEST_CASE(wrong_frees_are_refused_and_reported) {
+  FixedBufferAllocator fba(storage(4096));
+  t::check_bump_wrong_frees(fba, "alloy::FixedBufferAllocator", [&] { fba.reset(); }, true);
+  ThreadSafeFixedBufferAllocator ts(storage(4096));
+  t::check_bump_wrong_frees(ts, "alloy::ThreadSafeFixedBufferAllocator", [&] { ts.reset(); },
+                            true);
+}

@@ -1,13 +1,16 @@
 #define BOOST_TEST_MODULE memory_pool
 #include <boost/test/unit_test.hpp>
 
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <set>
 
 #include "allocators/c_allocator.h"
 #include "allocators/memory_pool.h"
 #include "allocators/page_allocator.h"
 #include "tests/family/family_test_util.h"
+#include "tests/support/capture_stderr.h"
 #include "tests/support/recording_allocator.h"
 
 using alloy::Alignment;
@@ -192,5 +195,132 @@ BOOST_AUTO_TEST_CASE(untyped_pool_through_handle_resize_and_realloc) {
   BOOST_CHECK(!a.realloc(*r, 100));  // cannot serve 100 B: error, old intact
   BOOST_CHECK_EQUAL(std::memcmp(r->data(), "0123456789", 10), 0);
   a.free(*r);
+  BOOST_CHECK_EQUAL(pool.in_use(), 0u);
+}
+
+// ---- Wrong frees (issue 10): refused, reported, never a node handed out twice.
+
+namespace {
+// Acquires every node a fixed pool has left and checks none is live already.
+void check_distinct_to_capacity(NodePool& pool, std::set<void*> live) {
+  while (void* p = pool.acquire()) {
+    BOOST_REQUIRE_MESSAGE(live.insert(p).second, "node " << p << " handed out twice");
+  }
+  BOOST_CHECK_EQUAL(live.size(), pool.capacity());
+  BOOST_CHECK_EQUAL(pool.in_use(), pool.capacity());
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(foreign_and_interior_frees_are_refused_and_reported) {
+  NodePool pool(alloy::c_allocator(), 32, Alignment::from_log2(3), {.capacity = 8});
+  NodePool other(alloy::c_allocator(), 32, Alignment::from_log2(3), {.capacity = 8});
+  void* a = pool.acquire();
+  void* b = pool.acquire();
+  void* theirs = other.acquire();
+  BOOST_REQUIRE(a && b && theirs);
+  alignas(16) std::byte local[64];
+  void* heap = std::malloc(32);
+  t::CaptureStderr err;
+  BOOST_CHECK(!pool.release(local, 0xabc001));
+  BOOST_CHECK(pool.last_wrong_free().kind == alloy::WrongFree::kForeign);
+  BOOST_CHECK(!pool.release(heap, 0xabc002));
+  BOOST_CHECK(!pool.release(theirs, 0xabc003));
+  BOOST_CHECK(!pool.release(static_cast<std::byte*>(a) + 8, 0xabc004));
+  BOOST_CHECK(pool.last_wrong_free().kind == alloy::WrongFree::kInterior);
+  BOOST_CHECK_EQUAL(pool.last_wrong_free().ret_addr, 0xabc004u);
+  // Inside the slab but never handed out: taking it would hand it out twice.
+  void* uncarved = static_cast<std::byte*>(b) + pool.node_size();
+  BOOST_CHECK(!pool.release(uncarved, 0xabc005));
+  BOOST_CHECK(pool.last_wrong_free().kind == alloy::WrongFree::kForeign);
+  // Through the handle: a length larger than the node.
+  pool.allocator().free(std::span<std::byte>(static_cast<std::byte*>(a), 33));
+  BOOST_CHECK(pool.last_wrong_free().kind == alloy::WrongFree::kWrongSize);
+  const std::string text = err.text();
+  BOOST_CHECK_MESSAGE(text.find("alloy::NodePool: refused free of") != std::string::npos, text);
+  BOOST_CHECK_MESSAGE(text.find("foreign pointer") != std::string::npos, text);
+  BOOST_CHECK_MESSAGE(text.find("interior") != std::string::npos, text);
+  BOOST_CHECK_MESSAGE(text.find("wrong size") != std::string::npos, text);
+  BOOST_CHECK_MESSAGE(text.find("called from 0xabc004") != std::string::npos, text);
+  BOOST_CHECK_EQUAL(pool.refused_count(), 6u);
+  BOOST_CHECK_EQUAL(pool.in_use(), 2u);  // nothing changed
+  check_distinct_to_capacity(pool, {a, b});
+  BOOST_CHECK(other.release(theirs));
+  std::free(heap);
+}
+
+BOOST_AUTO_TEST_CASE(double_free_is_refused_in_checked_builds) {
+  NodePool pool(alloy::c_allocator(), 24, Alignment::from_log2(3), {.capacity = 16});
+  void* a = pool.acquire();
+  void* b = pool.acquire();
+  BOOST_REQUIRE(a && b);
+  BOOST_CHECK(pool.release(a));
+  if (!alloy::kCheckedFrees) {
+    BOOST_TEST_MESSAGE("release build: double frees are not checked");
+    return;
+  }
+  t::CaptureStderr err;
+  BOOST_CHECK(!pool.release(a, 0xd0b1e));
+  BOOST_CHECK(pool.last_wrong_free().kind == alloy::WrongFree::kDouble);
+  BOOST_CHECK_MESSAGE(err.contains("double free"), err.text());
+  BOOST_CHECK_MESSAGE(err.contains("called from 0xd0b1e"), err.text());
+  // Through the handle too.
+  pool.allocator().free(std::span<std::byte>(static_cast<std::byte*>(a), 24));
+  BOOST_CHECK_EQUAL(pool.refused_count(), 2u);
+  BOOST_CHECK_EQUAL(pool.in_use(), 1u);
+  check_distinct_to_capacity(pool, {b});
+  // Live user data equal to the free mark is not taken for a double free.
+  BOOST_CHECK(pool.reset());
+  void* c = pool.acquire();
+  void* d = pool.acquire();
+  BOOST_CHECK(pool.release(d));
+  std::memcpy(c, d, 24);  // c now holds d's link and mark bytes
+  std::uintptr_t* words = static_cast<std::uintptr_t*>(c);
+  words[1] = reinterpret_cast<std::uintptr_t>(c) ^ std::uintptr_t{0x9e3779b97f4a7c15};
+  BOOST_CHECK(pool.release(c));
+  BOOST_CHECK_EQUAL(pool.in_use(), 0u);
+}
+
+BOOST_AUTO_TEST_CASE(memory_pool_destroy_refuses_before_running_the_destructor) {
+  static int destroyed = 0;
+  struct Tracked {
+    ~Tracked() { ++destroyed; }
+    long value = 1;
+  };
+  MemoryPool<Tracked> pool(alloy::c_allocator(), {.capacity = 4});
+  pool.set_report_to_stderr(false);
+  auto a = pool.create();
+  BOOST_REQUIRE(a);
+  Tracked outsider;
+  BOOST_CHECK(!pool.destroy(&outsider));
+  BOOST_CHECK_EQUAL(destroyed, 0);
+  BOOST_CHECK(pool.last_wrong_free().kind == alloy::WrongFree::kForeign);
+  BOOST_CHECK(pool.destroy(*a));
+  BOOST_CHECK_EQUAL(destroyed, 1);
+  if (alloy::kCheckedFrees) {
+    BOOST_CHECK(!pool.destroy(*a));  // double: ~T not run again
+    BOOST_CHECK_EQUAL(destroyed, 1);
+    BOOST_CHECK(pool.last_wrong_free().kind == alloy::WrongFree::kDouble);
+  }
+  BOOST_CHECK(!pool.deallocate(reinterpret_cast<Tracked*>(reinterpret_cast<char*>(*a) + 4)));
+  BOOST_CHECK_EQUAL(pool.in_use(), 0u);
+  std::set<Tracked*> seen;
+  for (int i = 0; i < 4; ++i) {
+    auto p = pool.create();
+    BOOST_REQUIRE(p);
+    BOOST_CHECK(seen.insert(*p).second);
+  }
+  BOOST_CHECK(!pool.create());
+  for (Tracked* p : seen) pool.destroy(p);
+  destroyed = 0;
+}
+
+BOOST_AUTO_TEST_CASE(growable_pool_finds_frees_in_older_slabs) {
+  NodePool pool(alloy::c_allocator(), 16, Alignment::from_log2(3),
+                {.first_slab_nodes = 2, .max_slab_nodes = 4});
+  std::vector<void*> nodes;
+  for (int i = 0; i < 40; ++i) nodes.push_back(pool.acquire());
+  BOOST_CHECK_GT(pool.slab_count(), 5u);
+  for (void* p : nodes) BOOST_REQUIRE(pool.release(p));  // oldest slab first
+  BOOST_CHECK_EQUAL(pool.refused_count(), 0u);
   BOOST_CHECK_EQUAL(pool.in_use(), 0u);
 }

@@ -7,6 +7,7 @@
 #include "allocators/c_allocator.h"
 #include "allocators/object_pool.h"
 #include "tests/family/family_test_util.h"
+#include "tests/support/capture_stderr.h"
 #include "tests/support/recording_allocator.h"
 
 using alloy::ObjectPool;
@@ -142,4 +143,41 @@ BOOST_AUTO_TEST_CASE(over_aligned_objects_keep_their_alignment) {
   }
   for (auto* x : l) lines.put(x);
   for (auto* x : p) pages.put(x);
+}
+
+// Issue 10 (wrong frees across the family): a double put listed the object
+// twice and get() then handed the same object to two callers.
+BOOST_AUTO_TEST_CASE(double_put_and_other_pools_objects_are_refused) {
+  int resets = 0;
+  ObjectPool<std::string> pool(alloy::c_allocator(),
+                               {.construct = nullptr,
+                                .reset = [&](std::string& s) { ++resets, s.clear(); }});
+  ObjectPool<std::string> other(alloy::c_allocator());
+  std::string* a = *pool.get();
+  std::string* b = *pool.get();
+  std::string* theirs = *other.get();
+  BOOST_CHECK(pool.put(a));
+  t::CaptureStderr err;
+  BOOST_CHECK(!pool.put(a));  // double put
+  BOOST_CHECK(pool.last_wrong_free().kind == alloy::WrongFree::kDouble);
+  BOOST_CHECK(!pool.put(theirs));  // another pool's object
+  BOOST_CHECK(pool.last_wrong_free().kind == alloy::WrongFree::kForeign);
+  BOOST_CHECK_EQUAL(pool.refused_count(), 2u);
+  BOOST_CHECK_EQUAL(resets, 1);  // the hook ran once, for the good put
+  const auto s = pool.stats();
+  BOOST_CHECK_EQUAL(s.available, 1u);
+  BOOST_CHECK_EQUAL(s.in_use, 1u);
+  const std::string text = err.text();
+  BOOST_CHECK_MESSAGE(text.find("alloy::ObjectPool: refused free of") != std::string::npos, text);
+  BOOST_CHECK_MESSAGE(text.find("double free") != std::string::npos, text);
+  BOOST_CHECK_MESSAGE(text.find("called from 0x") != std::string::npos, text);
+  // Never the same object to two callers.
+  std::string* c = *pool.get();
+  std::string* d = *pool.get();
+  BOOST_CHECK(c != d && c != b && d != b);
+  // The pool stays consistent: shrink and puts work as before.
+  BOOST_CHECK(pool.put(c));
+  BOOST_CHECK_EQUAL(pool.shrink(0), 1u);
+  BOOST_CHECK(pool.put(b) && pool.put(d));
+  BOOST_CHECK(other.put(theirs));
 }

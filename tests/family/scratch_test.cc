@@ -179,3 +179,23 @@ BOOST_AUTO_TEST_CASE(each_thread_has_its_own_scratch) {
     BOOST_CHECK_EQUAL(failures[i], 0);
   }
 }
+
+// Issue 10 (wrong frees across the family): refused, counted and reported;
+// a block dropped by a restored checkpoint is stale.
+BOOST_AUTO_TEST_CASE(wrong_frees_are_refused_and_reported) {
+  alloy::Scratch scratch(alloy::c_allocator(), 4096);
+  const auto empty = scratch.checkpoint();
+  alloy::testing::check_bump_wrong_frees(scratch, "alloy::Scratch",
+                                         [&] { BOOST_CHECK(scratch.restore(empty)); }, false);
+  // A block in a retained chunk past the current one (dropped by a restore).
+  const auto before = scratch.checkpoint();
+  auto big = scratch.allocator().alloc<char>(20000);  // a second chunk
+  BOOST_REQUIRE(big);
+  BOOST_REQUIRE(scratch.restore(before));
+  const std::size_t refused = scratch.refused_frees();
+  {
+    alloy::testing::CaptureStderr err;
+    scratch.allocator().free(*big);
+  }
+  BOOST_CHECK_EQUAL(scratch.refused_frees(), refused + (alloy::kCheckedFrees ? 1 : 0));
+}

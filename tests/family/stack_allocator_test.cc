@@ -2,9 +2,11 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cstring>
+#include <string>
 
 #include "allocators/stack_allocator.h"
 #include "tests/family/family_test_util.h"
+#include "tests/support/capture_stderr.h"
 
 using alloy::Alignment;
 using alloy::StackAllocator;
@@ -155,4 +157,106 @@ BOOST_AUTO_TEST_CASE(older_block_shrunk_then_freed_with_its_new_length) {
   BOOST_CHECK(stack.unwind(m2));
   a.free(*again);
   BOOST_CHECK_EQUAL(stack.used(), 0u);
+}
+
+// Issue 10: a marker made stale by frees below it was accepted, and the block
+// it named could then be freed a second time.
+BOOST_AUTO_TEST_CASE(stale_marker_is_refused_and_reported) {
+  StackAllocator stack(storage(4096));
+  alloy::Allocator a = stack.allocator();
+  auto lower = a.alloc<char>(16);
+  BOOST_REQUIRE(lower);
+  const auto m = stack.mark();  // top block: lower
+  a.free(*lower);               // the marker's block is gone ...
+  auto bigger = a.alloc<char>(64);  // ... and its start is handed out again
+  BOOST_REQUIRE(bigger);
+  BOOST_REQUIRE_EQUAL(static_cast<void*>(bigger->data()), static_cast<void*>(lower->data()));
+  const std::size_t used = stack.used();
+  {
+    t::CaptureStderr err;
+    BOOST_CHECK(!stack.unwind(m, 0x1234abcd));
+    const std::string text = err.text();
+    BOOST_CHECK_MESSAGE(text.find("alloy::StackAllocator: refused unwind to a stale marker") !=
+                            std::string::npos,
+                        text);
+    BOOST_CHECK_MESSAGE(text.find("called from 0x1234abcd") != std::string::npos, text);
+  }
+  BOOST_CHECK(stack.last_error().kind == Kind::kStaleMarker);
+  BOOST_CHECK_EQUAL(stack.last_error().ret_addr, 0x1234abcdu);
+  BOOST_CHECK_EQUAL(stack.refused_count(), 1u);
+  BOOST_CHECK_EQUAL(stack.used(), used);  // nothing moved
+  // The stale block cannot be freed a second time through the new one ...
+  stack.set_report_to_stderr(false);
+  BOOST_CHECK(stack.free(std::as_writable_bytes(*bigger), 0));
+  BOOST_CHECK(!stack.free(std::as_writable_bytes(*lower), 0));
+  BOOST_CHECK(stack.last_error().kind == Kind::kStaleFree);
+  BOOST_CHECK_EQUAL(stack.used(), 0u);
+  // ... and the stack is fully usable and consistent afterwards.
+  auto x = a.alloc<char>(8);
+  BOOST_REQUIRE(x);
+  const auto mx = stack.mark();
+  BOOST_REQUIRE(a.alloc<char>(100));
+  BOOST_CHECK(stack.unwind(mx));
+  BOOST_CHECK(stack.free(std::as_writable_bytes(*x), 0));
+  BOOST_CHECK_EQUAL(stack.used(), 0u);
+  BOOST_CHECK_EQUAL(stack.refused_count(), 2u);
+}
+
+BOOST_AUTO_TEST_CASE(marker_below_freed_blocks_stays_valid_other_stale_kinds_refused) {
+  StackAllocator stack(storage(4096));
+  stack.set_report_to_stderr(false);
+  alloy::Allocator a = stack.allocator();
+  auto base = a.alloc<char>(10);
+  BOOST_REQUIRE(base);
+  const auto m_base = stack.mark();
+  auto one = a.alloc<char>(20);
+  const auto m_one = stack.mark();
+  auto two = a.alloc<char>(30);
+  BOOST_REQUIRE(one && two);
+  // Freeing blocks above a marker keeps it valid; its own block, not.
+  a.free(*two);
+  a.free(*one);
+  // m_one named `one`, now freed; a new block with another alignment starts
+  // higher, so the old top sits below the new one.
+  auto other = a.alloc_aligned<char>(200, 256);
+  BOOST_REQUIRE(other);
+  BOOST_CHECK(!stack.unwind(m_one));
+  BOOST_CHECK(stack.last_error().kind == Kind::kStaleMarker);
+  BOOST_CHECK(stack.unwind(m_base));  // still on the stack
+  BOOST_CHECK_EQUAL(stack.used(), m_base.offset);
+  // After reset every older marker is stale, even at the same offsets.
+  stack.reset();
+  auto again = a.alloc<char>(10);
+  BOOST_REQUIRE(again);
+  auto again2 = a.alloc<char>(40);
+  BOOST_REQUIRE(again2);
+  BOOST_CHECK(!stack.unwind(m_base));
+  BOOST_CHECK(stack.last_error().kind == Kind::kStaleMarker);
+  BOOST_CHECK_EQUAL(stack.refused_count(), 2u);
+  // An empty-stack marker is always valid.
+  BOOST_CHECK(stack.unwind(StackAllocator::Marker{}));
+  BOOST_CHECK_EQUAL(stack.used(), 0u);
+}
+
+BOOST_AUTO_TEST_CASE(wrong_frees_report_kind_and_return_address) {
+  StackAllocator stack(storage(4096));
+  alloy::Allocator a = stack.allocator();
+  auto lower = a.alloc<char>(32);
+  auto top = a.alloc<char>(32);
+  BOOST_REQUIRE(lower && top);
+  const std::size_t used = stack.used();
+  t::CaptureStderr err;
+  BOOST_CHECK(!stack.free(std::as_writable_bytes(top->subspan(8)), 0xfeed));  // interior
+  BOOST_CHECK(stack.last_error().kind == Kind::kInteriorFree);
+  BOOST_CHECK(!stack.free(alloy::Bytes(reinterpret_cast<std::byte*>(top->data()), 64), 0xfeed));
+  BOOST_CHECK(stack.last_error().kind == Kind::kStaleFree);  // ends past the top
+  char local[8];
+  BOOST_CHECK(!stack.free(alloy::Bytes(reinterpret_cast<std::byte*>(local), 8), 0xfeed));
+  BOOST_CHECK(stack.last_error().kind == Kind::kForeignFree);
+  BOOST_CHECK_EQUAL(stack.used(), used);
+  const std::string text = err.text();
+  BOOST_CHECK_MESSAGE(text.find("interior pointer") != std::string::npos, text);
+  BOOST_CHECK_MESSAGE(text.find("does not own") != std::string::npos, text);
+  BOOST_CHECK_MESSAGE(text.find("called from 0xfeed") != std::string::npos, text);
+  BOOST_CHECK_EQUAL(stack.refused_count(), 3u);
 }

@@ -107,3 +107,11 @@ BOOST_AUTO_TEST_CASE(reset_modes_decommit) {
   BOOST_CHECK_EQUAL(q[100], 0);
   BOOST_CHECK_EQUAL(q[(1 << 20) - 1], 0);
 }
+
+// Issue 10 (wrong frees across the family): refused, counted and reported.
+BOOST_AUTO_TEST_CASE(wrong_frees_are_refused_and_reported) {
+  alloy::VirtualArena va({.reserve = 1 << 20});
+  BOOST_REQUIRE(va.ok());
+  t::check_bump_wrong_frees(va, "alloy::VirtualArena",
+                            [&] { va.reset(alloy::ResetMode::retain_capacity()); }, true);
+}

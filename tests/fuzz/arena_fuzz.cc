@@ -225,8 +225,17 @@ void fuzz_stack(FuzzedDataProvider& in) {
     alloy::StackAllocator::Marker marker;
   };
   std::vector<Mark> marks;
+  // Marks whose top block was freed, unwound or reset since: unwinding to
+  // one must be refused, whatever was allocated at the same place since.
+  std::vector<alloy::StackAllocator::Marker> stale;
+  auto make_stale = [&](const Mark& m) {
+    if (m.level > 0 && stale.size() < 64) stale.push_back(m.marker);
+  };
   auto drop_marks_above = [&] {
-    while (!marks.empty() && marks.back().level > shadow.live.size()) marks.pop_back();
+    while (!marks.empty() && marks.back().level > shadow.live.size()) {
+      make_stale(marks.back());
+      marks.pop_back();
+    }
   };
   std::uint8_t seed = 1;
   while (in.remaining_bytes() > 0) {
@@ -255,12 +264,16 @@ void fuzz_stack(FuzzedDataProvider& in) {
       FUZZ_CHECK(stack.used() == mark.marker.offset, "unwind did not restore the top", nullptr,
                  stack.used(), mark.marker.offset);
       shadow.live.resize(mark.level);
+      for (std::size_t k = m + 1; k < marks.size(); ++k) {
+        if (marks[k].level > mark.level) make_stale(marks[k]);
+      }
       marks.resize(m + 1);
       shadow.check_all();
     } else if (op == 5) {
       if (in.ConsumeBool()) {
         stack.reset();
         shadow.live.clear();
+        for (const Mark& m : marks) make_stale(m);
         marks.clear();
         FUZZ_CHECK(stack.used() == 0, "reset left bytes used", nullptr, stack.used(), 0);
       }
@@ -317,6 +330,17 @@ void fuzz_stack(FuzzedDataProvider& in) {
       } else {
         shadow.check(b);
       }
+    } else if (!stale.empty()) {  // op 9: a stale marker is refused, nothing moves
+      const std::size_t k = in.ConsumeIntegralInRange<std::size_t>(0, stale.size() - 1);
+      const std::size_t refused = stack.refused_count();
+      const std::size_t used = stack.used();
+      FUZZ_CHECK(!stack.unwind(stale[k], 0), "stale marker accepted", nullptr,
+                 stale[k].offset, used);
+      FUZZ_CHECK(stack.refused_count() == refused + 1, "stale marker not counted", nullptr,
+                 refused, stack.refused_count());
+      FUZZ_CHECK(stack.used() == used, "refused unwind moved the top", nullptr, used,
+                 stack.used());
+      shadow.check_all();
     } else {
       shadow.check_all();
     }

@@ -11,10 +11,12 @@
 #include <cstring>
 #include <random>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "allocators/shared_heap/shared_heap.h"
 #include "tests/shared_heap/test_util.h"
+#include "tests/support/capture_stderr.h"
 
 using alloy::Alignment;
 using alloy::SharedFreeStatus;
@@ -468,4 +470,41 @@ BOOST_AUTO_TEST_CASE(overwritten_free_block_header_stops_the_heap_cleanly) {
   BOOST_TEST(!s.ok());
   BOOST_TEST((s.error().code == SharedHeapErrc::kHeapCorrupt));
   BOOST_TEST((SharedHeap::attach(name.get()).error().code == SharedHeapErrc::kHeapCorrupt));
+}
+
+// Issue 10 (wrong-free audit): through the handle every wrong-free kind is
+// refused and reported on stderr with the caller's address in hex, and no
+// block is handed out twice afterwards.
+BOOST_AUTO_TEST_CASE(handle_wrong_frees_are_reported_with_the_callers_address) {
+  UniqueName name("wrongfree_report");
+  SharedHeap heap = make_heap(name);
+  alloy::Allocator a = heap.allocator();
+  const Alignment a1 = Alignment::of<std::byte>();
+  auto* x = static_cast<std::byte*>(a.raw_alloc(100, a1, 0));
+  auto* y = static_cast<std::byte*>(a.raw_alloc(100, a1, 0));
+  BOOST_REQUIRE(x && y);
+  std::byte outside[64];
+  alloy::testing::CaptureStderr err;
+  a.raw_free(alloy::Bytes(outside, 64), a1, 0x54a7e01);  // foreign
+  a.raw_free(alloy::Bytes(x + 16, 16), a1, 0x54a7e02);   // interior
+  a.raw_free(alloy::Bytes(x, 99), a1, 0x54a7e03);        // wrong size
+  a.raw_free(alloy::Bytes(y, 100), a1, 0x54a7e04);
+  a.raw_free(alloy::Bytes(y, 100), a1, 0x54a7e05);       // double
+  const std::string text = err.text();
+  for (const char* needle :
+       {"alloy::SharedHeap: refused free of", "called from 0x54a7e01", "called from 0x54a7e02",
+        "called from 0x54a7e03", "called from 0x54a7e05"}) {
+    BOOST_TEST(text.find(needle) != std::string::npos, needle << " in " << text);
+  }
+  BOOST_TEST(text.find("0x54a7e04") == std::string::npos);
+  BOOST_TEST(heap.stats()->rejected_frees == 4u);
+  require_verified(heap);
+  std::set<void*> live{x};
+  for (int i = 0; i < 50; ++i) {
+    void* p = a.raw_alloc(100, a1, 0);
+    BOOST_REQUIRE(p != nullptr);
+    BOOST_REQUIRE(live.insert(p).second);
+  }
+  for (void* p : live) a.raw_free(alloy::Bytes(static_cast<std::byte*>(p), 100), a1, 0);
+  require_verified(heap);
 }

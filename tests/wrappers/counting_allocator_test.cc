@@ -3,10 +3,13 @@
 
 #include <fmt/format.h>
 
+#include <string>
+
 #include "allocators/c_allocator.h"
 #include "allocators/wrappers/counting_allocator.h"
 #include "allocators/wrappers/failing_allocator.h"
 #include "allocators/wrappers/thread_safe_allocator.h"
+#include "tests/support/capture_stderr.h"
 #include "tests/wrappers/wrapper_test_util.h"
 
 namespace {
@@ -220,4 +223,45 @@ BOOST_AUTO_TEST_CASE(single_thread_mode_behind_a_mutex_is_exact_under_four_threa
   BOOST_TEST(s.frees == r.allocs);
   BOOST_TEST(s.live_blocks == 0u);
   BOOST_TEST(s.live_bytes == 0u);
+}
+
+// Issue 10 (audit of the counters): a free of more than is live wrapped
+// live_bytes; a free with nothing live drove live_blocks negative.
+BOOST_AUTO_TEST_CASE(free_of_more_than_is_live_is_refused_and_nothing_wraps) {
+  for (auto mode : {CountingAllocator::Threading::kShared,
+                    CountingAllocator::Threading::kSingleThread}) {
+    CountingAllocator inner(alloy::c_allocator());
+    CountingAllocator counting(inner.allocator(), mode);
+    alloy::Allocator a = counting.allocator();
+    Bytes x = raw_alloc(a, 100);
+    BOOST_REQUIRE(!x.empty());
+    alignas(16) std::byte foreign[256];
+    const CountingStats before = counting.stats();
+    const CountingStats child_before = inner.stats();
+    alloy::testing::CaptureStderr err;
+    a.raw_free(Bytes(foreign, 256), Alignment{}, 0xc0c0a1);
+    BOOST_TEST((counting.stats() == before));
+    BOOST_TEST((inner.stats() == child_before));  // not passed on
+    BOOST_TEST(counting.refused_frees() == 1u);
+    a.raw_free(x, Alignment{}, kRet);
+    // Nothing is live now: a double free is refused, counters stay at zero.
+    a.raw_free(x, Alignment{}, 0xc0c0a2);
+    BOOST_TEST(counting.refused_frees() == 2u);
+    BOOST_TEST(counting.live_bytes() == 0u);
+    BOOST_TEST(counting.live_blocks() == 0u);
+    BOOST_TEST(counting.stats().frees == 1u);
+    BOOST_TEST(inner.stats().frees == 1u);
+    BOOST_TEST((counting.last_wrong_free().kind == alloy::WrongFree::kCounterUnderflow));
+    const std::string text = err.text();
+    BOOST_TEST(text.find("alloy::CountingAllocator: refused free of") != std::string::npos,
+               text);
+    BOOST_TEST(text.find("called from 0xc0c0a1") != std::string::npos, text);
+    BOOST_TEST(text.find("called from 0xc0c0a2") != std::string::npos, text);
+    // Still exact afterwards.
+    Bytes y = raw_alloc(a, 10);
+    BOOST_REQUIRE(!y.empty());
+    BOOST_TEST(counting.live_bytes() == 10u);
+    a.raw_free(y, Alignment{}, kRet);
+    BOOST_TEST(counting.live_bytes() == 0u);
+  }
 }

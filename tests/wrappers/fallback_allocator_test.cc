@@ -2,11 +2,13 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cstring>
+#include <string>
 
 #include "allocators/c_allocator.h"
 #include "allocators/wrappers/counting_allocator.h"
 #include "allocators/wrappers/fallback_allocator.h"
 #include "allocators/wrappers/thread_safe_allocator.h"
+#include "tests/support/capture_stderr.h"
 #include "tests/wrappers/wrapper_test_util.h"
 
 namespace {
@@ -166,4 +168,42 @@ BOOST_AUTO_TEST_CASE(stack_fallback_behind_a_mutex_hammered_from_four_threads) {
   auto r = alloy::test::hammer(safe.allocator(), 4, 20000);
   BOOST_TEST(r.corrupted == 0u);
   BOOST_TEST(r.failures == 0u);
+}
+
+// Issue 10 (wrong frees across the family): the inline buffer refuses a
+// double free and a free after reset_inline(), and reports them; a foreign
+// block goes to the fallback, which decides.
+BOOST_AUTO_TEST_CASE(stack_fallback_inline_buffer_refuses_stale_frees) {
+  CountingAllocator heap{alloy::c_allocator()};
+  heap.set_report_to_stderr(false);
+  alloy::StackFallback<256> sf(heap.allocator());
+  alloy::Allocator a = sf.allocator();
+  void* x = a.raw_alloc(16, Alignment{}, kRet);
+  void* y = a.raw_alloc(32, Alignment{}, kRet);
+  BOOST_REQUIRE(x && y && sf.owns_inline(x) && sf.owns_inline(y));
+  const Bytes bx(static_cast<std::byte*>(x), 16), by(static_cast<std::byte*>(y), 32);
+  alloy::testing::CaptureStderr err;
+  a.raw_free(by, Alignment{}, kRet);          // last: rewinds
+  a.raw_free(by, Alignment{}, 0x1dead);       // again: refused
+  BOOST_TEST(sf.inline_refused_frees() == 1u);
+  BOOST_TEST(sf.inline_used() <= 16u + 16u);
+  a.raw_free(Bytes(bx.data(), 200), Alignment{}, 0x2dead);  // past the cursor
+  BOOST_TEST(sf.inline_refused_frees() == 2u);
+  sf.reset_inline();
+  a.raw_free(bx, Alignment{}, 0x3dead);       // after reset
+  BOOST_TEST(sf.inline_refused_frees() == 3u);
+  // A foreign pointer is the fallback's: the counter refuses it (nothing live).
+  alignas(16) std::byte local[16];
+  a.raw_free(Bytes(local, 16), Alignment{}, 0x4dead);
+  BOOST_TEST(heap.refused_frees() == 1u);
+  BOOST_TEST(sf.inline_used() == 0u);
+  const std::string text = err.text();
+  BOOST_TEST(text.find("alloy::StackFallback (inline buffer): refused free of") !=
+                 std::string::npos,
+             text);
+  BOOST_TEST(text.find("called from 0x1dead") != std::string::npos, text);
+  BOOST_TEST(text.find("called from 0x3dead") != std::string::npos, text);
+  void* z = a.raw_alloc(64, Alignment{}, kRet);
+  BOOST_TEST((z != nullptr && sf.owns_inline(z)));
+  a.raw_free(Bytes(static_cast<std::byte*>(z), 64), Alignment{}, kRet);
 }

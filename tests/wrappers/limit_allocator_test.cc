@@ -1,12 +1,15 @@
 #define BOOST_TEST_MODULE limit_allocator
 #include <boost/test/unit_test.hpp>
 
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "allocators/c_allocator.h"
 #include "allocators/wrappers/counting_allocator.h"
 #include "allocators/wrappers/failing_allocator.h"
 #include "allocators/wrappers/limit_allocator.h"
+#include "tests/support/capture_stderr.h"
 #include "tests/wrappers/wrapper_test_util.h"
 
 namespace {
@@ -209,4 +212,57 @@ BOOST_AUTO_TEST_CASE(single_thread_mode_enforces_the_same_ceiling) {
   raw_free(a, x);
   BOOST_TEST(limit.used() == 0u);
   BOOST_TEST(limit.peak() == 1000u);
+}
+
+// Issue 10: a foreign free (or one longer than what is counted) wrapped the
+// counter, and every later allocation was refused.
+BOOST_AUTO_TEST_CASE(free_longer_than_used_is_refused_and_the_counter_never_wraps) {
+  for (auto mode : {LimitAllocator::Threading::kShared, LimitAllocator::Threading::kSingleThread}) {
+    CountingAllocator counting{alloy::c_allocator()};
+    LimitAllocator limit(counting.allocator(), 1000, mode);
+    alloy::Allocator a = limit.allocator();
+    Bytes x = raw_alloc(a, 100);
+    BOOST_REQUIRE(!x.empty());
+    alignas(16) std::byte foreign[256];
+    const CountingStats child_before = counting.stats();
+    alloy::testing::CaptureStderr err;
+    a.raw_free(Bytes(foreign, 256), Alignment{}, 0x5eed01);  // longer than used()
+    a.raw_free(Bytes(x.data(), 101), Alignment{}, 0x5eed02);  // wrong size, too long
+    BOOST_TEST(limit.used() == 100u);  // unchanged, not wrapped
+    BOOST_TEST(limit.refused_frees() == 2u);
+    BOOST_TEST((limit.last_wrong_free().kind == alloy::WrongFree::kCounterUnderflow));
+    BOOST_TEST(limit.last_wrong_free().ret_addr == 0x5eed02u);
+    BOOST_TEST((counting.stats() == child_before));  // the child never saw them
+    const std::string text = err.text();
+    BOOST_TEST(text.find("alloy::LimitAllocator: refused free of") != std::string::npos, text);
+    BOOST_TEST(text.find("called from 0x5eed01") != std::string::npos, text);
+    // The ceiling still works both ways.
+    Bytes y = raw_alloc(a, 900);
+    BOOST_TEST(!y.empty());
+    BOOST_TEST(raw_alloc(a, 1).empty());
+    raw_free(a, y);
+    raw_free(a, x);
+    BOOST_TEST(limit.used() == 0u);
+    Bytes whole = raw_alloc(a, 1000);
+    BOOST_TEST(!whole.empty());
+    BOOST_TEST(limit.used() == 1000u);
+    raw_free(a, whole);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(shrink_of_an_uncounted_length_stops_at_zero) {
+  LimitAllocator limit(alloy::c_allocator(), 1 << 20);
+  limit.set_report_to_stderr(false);
+  alloy::Allocator a = limit.allocator();
+  Bytes x = raw_alloc(a, 64);
+  BOOST_REQUIRE(!x.empty());
+  // A shrink that claims the block was far longer than anything counted.
+  BOOST_TEST(a.raw_resize(Bytes(x.data(), 4096), Alignment{}, 8, kRet));
+  BOOST_TEST(limit.used() == 0u);  // stopped at zero, not wrapped
+  BOOST_TEST(limit.refused_frees() == 1u);
+  BOOST_TEST(limit.remaining() == (1u << 20));
+  Bytes y = raw_alloc(a, 1024);
+  BOOST_TEST(!y.empty());
+  raw_free(a, y);
+  std::free(x.data());  // the limit no longer counts it; give it back directly
 }
