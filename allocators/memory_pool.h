@@ -230,6 +230,10 @@ class MemoryPool {
 
   explicit MemoryPool(Allocator child, NodePool::Options options = {})
       : nodes_(child, kNodeSize, *Alignment::from_bytes(kNodeAlign), options) {}
+  // Inlined, so the slabs go back with the address of the caller's scope end.
+  ALLOY_INLINE_ENTRY ~MemoryPool() {}
+  MemoryPool(const MemoryPool&) = delete;
+  MemoryPool& operator=(const MemoryPool&) = delete;
 
   // Constructs a T in a pooled node. This entry and the ones below are
   // inlined into the caller (ALLOY_INLINE_ENTRY), so the child sees the
