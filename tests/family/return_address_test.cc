@@ -12,13 +12,17 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cstddef>
+#include <cstdlib>
 #include <string>
 
 #include "alloc_iface/allocator.h"
 #include "allocators/arena.h"
+#include "allocators/block_allocator.h"
 #include "allocators/memory_pool.h"
 #include "allocators/object_pool.h"
 #include "allocators/scratch.h"
+#include "allocators/stack_allocator.h"
+#include "tests/support/capture_stderr.h"
 #include "tests/support/recording_allocator.h"
 #include "tests/support/return_address.h"
 
@@ -30,6 +34,7 @@ using alloy::ObjectPool;
 using alloy::ResetMode;
 using alloy::Scratch;
 using alloy::ScratchScope;
+using alloy::testing::address_in;
 using alloy::testing::escape;
 using alloy::testing::expect_calls_in;
 using alloy::testing::RecordingAllocator;
@@ -211,4 +216,60 @@ BOOST_AUTO_TEST_CASE(object_pool_passes_the_users_call_to_its_child) {
   expect_calls_in(rec, site_object_pool_get, "ObjectPool::get", 2);
   expect_calls_in(rec, site_object_pool_preheat, "ObjectPool::preheat", 3);
   BOOST_TEST(rec.live_bytes == 0u);
+}
+
+// --- Refused frees name the user's call too ----------------------------
+// (Their ret_addr used to be a default argument, ALLOY_RETURN_ADDRESS()
+// evaluated in the caller: the caller's caller.)
+struct Refusals {
+  alignas(64) std::byte buffer[4096];
+  alloy::StackAllocator::Marker marker{};
+  int local = 0;
+};
+SITE void site_stack_unwind(Refusals& r, alloy::StackAllocator& stack) {
+  escape(stack.unwind(r.marker) ? &r : nullptr);
+}
+SITE void site_block_free_block(Refusals& r, alloy::BlockAllocator& blocks) {
+  escape(blocks.free_block(&r.local) ? &r : nullptr);
+}
+SITE void site_block_free_index(Refusals&, alloy::BlockAllocator& blocks) {
+  escape(blocks.free_index(std::size_t{1} << 20) ? &blocks : nullptr);
+}
+
+namespace {
+// The address after "called from 0x" in the last report.
+std::uintptr_t reported_address(const std::string& text) {
+  const std::size_t at = text.rfind("called from 0x");
+  if (at == std::string::npos) return 0;
+  return std::strtoull(text.c_str() + at + 14, nullptr, 16);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(refused_frees_name_the_users_call) {
+  Refusals r;
+  alloy::StackAllocator stack(alloy::Bytes(r.buffer, sizeof r.buffer));
+  stack.set_report_to_stderr(false);
+  escape(stack.allocator().alloc<int>(4).value().data());
+  r.marker = stack.mark();
+  stack.reset();  // the marker is now above the top
+  site_stack_unwind(r, stack);
+  BOOST_TEST(stack.refused_count() == 1u);
+  BOOST_TEST(address_in(stack.last_error().ret_addr, reinterpret_cast<void*>(site_stack_unwind)));
+
+  alloy::BlockAllocator blocks(alloy::Bytes(r.buffer, sizeof r.buffer), 64);
+  {
+    alloy::testing::CaptureStderr err;
+    site_block_free_block(r, blocks);
+    BOOST_TEST(address_in(reported_address(err.text()),
+                          reinterpret_cast<void*>(site_block_free_block)),
+               err.text());
+  }
+  {
+    alloy::testing::CaptureStderr err;
+    site_block_free_index(r, blocks);
+    BOOST_TEST(address_in(reported_address(err.text()),
+                          reinterpret_cast<void*>(site_block_free_index)),
+               err.text());
+  }
+  BOOST_TEST(blocks.invalid_frees() == 2u);
 }

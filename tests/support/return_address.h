@@ -44,6 +44,13 @@ inline const char* op_name(RecordingAllocator::Op op) {
   return "?";
 }
 
+// Whether return address `ret_addr` lies in function `fn`.
+inline bool address_in(std::uintptr_t ret_addr, const void* fn) {
+  Dl_info info{};
+  return ret_addr != 0 && dladdr(reinterpret_cast<void*>(ret_addr - 1), &info) != 0 &&
+         info.dli_saddr == fn;
+}
+
 // Runs site(arg) on a cleared record; then at least `min_allocs` allocs must
 // have reached `rec`, and every call that did must name a place in `site`.
 template <class Arg>
