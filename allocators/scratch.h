@@ -100,7 +100,10 @@ class Scratch {
   static constexpr std::byte kPoisonByte{0xDB};
 
   bool resize_last(Bytes memory, std::size_t new_len);
-  void free_last(Bytes memory, std::uintptr_t ret_addr = 0);
+  // A refused free is reported with the caller's call (ALLOY_HELPER), or
+  // `ret_addr`.
+  ALLOY_HELPER void free_last(Bytes memory) { free_last(memory, ALLOY_RETURN_ADDRESS()); }
+  void free_last(Bytes memory, std::uintptr_t ret_addr);
   std::size_t refused_frees() const { return refused_; }
 
  private:
