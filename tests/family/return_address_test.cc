@@ -18,10 +18,12 @@
 #include "alloc_iface/allocator.h"
 #include "allocators/arena.h"
 #include "allocators/block_allocator.h"
+#include "allocators/c_allocator.h"
 #include "allocators/memory_pool.h"
 #include "allocators/object_pool.h"
 #include "allocators/scratch.h"
 #include "allocators/stack_allocator.h"
+#include "allocators/virtual_arena.h"
 #include "tests/support/capture_stderr.h"
 #include "tests/support/recording_allocator.h"
 #include "tests/support/return_address.h"
@@ -229,6 +231,14 @@ struct Refusals {
 SITE void site_stack_unwind(Refusals& r, alloy::StackAllocator& stack) {
   escape(stack.unwind(r.marker) ? &r : nullptr);
 }
+SITE void site_scratch_free_last(Refusals& r, Scratch& scratch) {
+  scratch.free_last(alloy::Bytes(reinterpret_cast<std::byte*>(&r.local), sizeof r.local));
+  escape(&r);
+}
+SITE void site_virtual_arena_free_last(Refusals& r, alloy::VirtualArena& arena) {
+  arena.free_last(alloy::Bytes(reinterpret_cast<std::byte*>(&r.local), sizeof r.local));
+  escape(&r);
+}
 SITE void site_block_free_block(Refusals& r, alloy::BlockAllocator& blocks) {
   escape(blocks.free_block(&r.local) ? &r : nullptr);
 }
@@ -272,4 +282,26 @@ BOOST_AUTO_TEST_CASE(refused_frees_name_the_users_call) {
                err.text());
   }
   BOOST_TEST(blocks.invalid_frees() == 2u);
+
+  Scratch scratch(alloy::c_allocator(), 4096);
+  escape(scratch.alloc_inline(16));
+  if (alloy::kCheckedFrees) {  // a foreign free is refused in checked builds
+    alloy::testing::CaptureStderr err;
+    site_scratch_free_last(r, scratch);
+    BOOST_TEST(scratch.refused_frees() == 1u);
+    BOOST_TEST(address_in(reported_address(err.text()),
+                          reinterpret_cast<void*>(site_scratch_free_last)),
+               err.text());
+  }
+  alloy::VirtualArena varena(alloy::VirtualArena::Options{.reserve = 1 << 20,
+                                                          .commit_granule = 64 * 1024});
+  BOOST_REQUIRE(varena.ok());
+  escape(varena.allocator().alloc<int>(4).value().data());
+  {  // a foreign free is refused in every build
+    alloy::testing::CaptureStderr err;
+    site_virtual_arena_free_last(r, varena);
+    BOOST_TEST(address_in(reported_address(err.text()),
+                          reinterpret_cast<void*>(site_virtual_arena_free_last)),
+               err.text());
+  }
 }
