@@ -1,4 +1,4 @@
-#include "adapters/pmr.h"
+#include "alloy/adapters/pmr.h"
 
 #include <new>
 

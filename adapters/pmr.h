@@ -30,7 +30,7 @@
 
 #include <memory_resource>
 
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 namespace alloy {
 

@@ -28,7 +28,7 @@
 #include <new>
 #include <type_traits>
 
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 namespace alloy {
 

@@ -1,4 +1,4 @@
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 #include <unistd.h>
 

@@ -59,8 +59,8 @@
 #include <type_traits>
 #include <utility>
 
-#include "alloc_iface/alignment.h"
-#include "alloc_iface/result.h"
+#include "alloy/alloc_iface/alignment.h"
+#include "alloy/alloc_iface/result.h"
 
 // The return address of the current function, as an integer.
 #define ALLOY_RETURN_ADDRESS() \

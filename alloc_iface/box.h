@@ -18,7 +18,7 @@
 
 #include <utility>
 
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 namespace alloy {
 

@@ -35,7 +35,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 namespace alloy {
 

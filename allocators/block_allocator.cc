@@ -1,4 +1,4 @@
-#include "allocators/block_allocator.h"
+#include "alloy/allocators/block_allocator.h"
 
 #include <algorithm>
 #include <cstdio>

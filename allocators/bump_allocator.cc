@@ -1,6 +1,6 @@
-#include "allocators/bump_allocator.h"
+#include "alloy/allocators/bump_allocator.h"
 
-#include "allocators/wrong_free.h"
+#include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
 namespace {

@@ -32,8 +32,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/bump_cursor.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/bump_cursor.h"
 
 namespace alloy {
 

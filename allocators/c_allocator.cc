@@ -1,4 +1,4 @@
-#include "allocators/c_allocator.h"
+#include "alloy/allocators/c_allocator.h"
 
 #include <malloc.h>
 

@@ -23,7 +23,7 @@
 //   c.free(*name);
 #pragma once
 
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 namespace alloy {
 

@@ -1,7 +1,7 @@
-#include "allocators/fixed_buffer_allocator.h"
+#include "alloy/allocators/fixed_buffer_allocator.h"
 
-#include "allocators/bump_cursor.h"
-#include "allocators/wrong_free.h"
+#include "alloy/allocators/bump_cursor.h"
+#include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
 namespace {

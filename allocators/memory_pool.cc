@@ -1,4 +1,4 @@
-#include "allocators/memory_pool.h"
+#include "alloy/allocators/memory_pool.h"
 
 #include <algorithm>
 

@@ -54,9 +54,9 @@
 #include <new>
 #include <utility>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/reset_mode.h"
-#include "allocators/wrong_free.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/reset_mode.h"
+#include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
 

@@ -43,8 +43,8 @@
 #include <functional>
 #include <new>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/wrong_free.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
 

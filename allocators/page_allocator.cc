@@ -1,11 +1,11 @@
-#include "allocators/page_allocator.h"
+#include "alloy/allocators/page_allocator.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdint>
 
-#include "allocators/wrong_free.h"
+#include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
 namespace {

@@ -32,7 +32,7 @@
 
 #include <cstddef>
 
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 namespace alloy {
 

@@ -1,9 +1,9 @@
-#include "allocators/scratch.h"
+#include "alloy/allocators/scratch.h"
 
 #include <algorithm>
 #include <cstring>
 
-#include "allocators/wrong_free.h"
+#include "alloy/allocators/wrong_free.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define ALLOY_SCRATCH_ASAN 1

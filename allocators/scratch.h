@@ -42,9 +42,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/bump_cursor.h"
-#include "allocators/page_allocator.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/bump_cursor.h"
+#include "alloy/allocators/page_allocator.h"
 
 namespace alloy {
 

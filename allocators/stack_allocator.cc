@@ -1,4 +1,4 @@
-#include "allocators/stack_allocator.h"
+#include "alloy/allocators/stack_allocator.h"
 
 #include <cstdio>
 #include <cstring>

@@ -1,11 +1,11 @@
-#include "allocators/virtual_arena.h"
+#include "alloy/allocators/virtual_arena.h"
 
 #include <sys/mman.h>
 
 #include <algorithm>
 
-#include "allocators/page_allocator.h"
-#include "allocators/wrong_free.h"
+#include "alloy/allocators/page_allocator.h"
+#include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
 namespace {

@@ -34,9 +34,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/bump_cursor.h"
-#include "allocators/reset_mode.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/bump_cursor.h"
+#include "alloy/allocators/reset_mode.h"
 
 namespace alloy {
 

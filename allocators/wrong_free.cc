@@ -1,4 +1,4 @@
-#include "allocators/wrong_free.h"
+#include "alloy/allocators/wrong_free.h"
 
 #include <cstdio>
 

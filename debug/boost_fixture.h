@@ -21,7 +21,7 @@
 
 #include <boost/test/unit_test.hpp>
 
-#include "debug/testing_allocator.h"
+#include "alloy/debug/testing_allocator.h"
 
 namespace alloy {
 

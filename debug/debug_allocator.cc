@@ -1,4 +1,4 @@
-#include "debug/debug_allocator.h"
+#include "alloy/debug/debug_allocator.h"
 
 #include <absl/debugging/stacktrace.h>
 #include <fmt/format.h>

@@ -52,10 +52,10 @@
 #include <string_view>
 #include <vector>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/engine/biased_lock.h"
-#include "debug/address_map.h"
-#include "debug/report.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/engine/biased_lock.h"
+#include "alloy/debug/address_map.h"
+#include "alloy/debug/report.h"
 
 namespace alloy {
 

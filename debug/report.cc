@@ -1,4 +1,4 @@
-#include "debug/report.h"
+#include "alloy/debug/report.h"
 
 #include <absl/debugging/symbolize.h>
 #include <fmt/format.h>

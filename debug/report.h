@@ -28,7 +28,7 @@
 #include <string_view>
 #include <vector>
 
-#include "alloc_iface/alignment.h"
+#include "alloy/alloc_iface/alignment.h"
 
 namespace alloy::debug {
 

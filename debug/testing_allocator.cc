@@ -1,4 +1,4 @@
-#include "debug/testing_allocator.h"
+#include "alloy/debug/testing_allocator.h"
 
 #include <absl/debugging/symbolize.h>
 #include <fmt/format.h>
@@ -9,7 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "allocators/c_allocator.h"
+#include "alloy/allocators/c_allocator.h"
 
 namespace alloy {
 

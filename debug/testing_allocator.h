@@ -40,9 +40,9 @@
 #include <utility>
 #include <vector>
 
-#include "alloc_iface/allocator.h"
-#include "debug/debug_allocator.h"
-#include "debug/report.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/debug/debug_allocator.h"
+#include "alloy/debug/report.h"
 
 namespace alloy {
 

@@ -6,10 +6,10 @@
 #include <memory_resource>
 #include <string>
 
-#include "adapters/pmr.h"
-#include "allocators/c_allocator.h"
-#include "allocators/page_allocator.h"
-#include "allocators/wrappers/counting_allocator.h"
+#include "alloy/adapters/pmr.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/page_allocator.h"
+#include "alloy/allocators/wrappers/counting_allocator.h"
 #include "examples/tokenizer.h"
 
 namespace {

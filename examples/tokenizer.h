@@ -13,7 +13,7 @@
 
 #include <string_view>
 
-#include "alloc_iface/vec.h"
+#include "alloy/alloc_iface/vec.h"
 
 namespace demo {
 

@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "adapters/malloc/malloc_internal.h"
+#include "alloy/adapters/malloc/malloc_internal.h"
 
 namespace alloy::malloc_adapter::internal {
 namespace {

@@ -3,7 +3,7 @@
 // Nothing here may call malloc: only the engine, syscalls, atomics and
 // getenv (which reads `environ` in place). Reports are formatted by hand into
 // stack buffers and written with write(2).
-#include "adapters/malloc/malloc_adapter.h"
+#include "alloy/adapters/malloc/malloc_adapter.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -17,9 +17,9 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "adapters/malloc/malloc_internal.h"
-#include "allocators/engine/engine.h"
-#include "allocators/engine/heap.h"
+#include "alloy/adapters/malloc/malloc_internal.h"
+#include "alloy/allocators/engine/engine.h"
+#include "alloy/allocators/engine/heap.h"
 
 extern char** environ;
 

@@ -19,8 +19,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "allocators/engine/engine.h"
-#include "allocators/engine/fast_path.h"
+#include "alloy/allocators/engine/engine.h"
+#include "alloy/allocators/engine/fast_path.h"
 
 namespace alloy::malloc_adapter::internal {
 

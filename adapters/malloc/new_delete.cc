@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <new>
 
-#include "adapters/malloc/malloc_internal.h"
-#include "allocators/engine/engine.h"
+#include "alloy/adapters/malloc/malloc_internal.h"
+#include "alloy/allocators/engine/engine.h"
 
 namespace mi = alloy::malloc_adapter::internal;
 

@@ -1,4 +1,4 @@
-#include "allocators/engine/biased_lock.h"
+#include "alloy/allocators/engine/biased_lock.h"
 
 #include <linux/membarrier.h>
 #include <sched.h>

@@ -10,9 +10,9 @@
 #include <cstring>
 #include <new>
 
-#include "allocators/engine/engine.h"
-#include "allocators/engine/fast_path.h"
-#include "allocators/engine/internal.h"
+#include "alloy/allocators/engine/engine.h"
+#include "alloy/allocators/engine/fast_path.h"
+#include "alloy/allocators/engine/internal.h"
 
 #if defined(ALLOY_ENGINE_ASAN)
 #define ALLOY_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))

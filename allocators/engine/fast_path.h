@@ -12,7 +12,7 @@
 // pages, other threads' pages go through the lock-free cross-thread free.
 //
 // Example:
-//   #include "allocators/engine/fast_path.h"
+//   #include "alloy/allocators/engine/fast_path.h"
 //   void* p = alloy::engine::inline_alloc(32);   // same contract as alloc()
 //   ...
 //   if (alloy::engine::inline_owns(p))           // same contract as owns()
@@ -23,7 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "allocators/engine/internal.h"
+#include "alloy/allocators/engine/internal.h"
 
 #if defined(ALLOY_ENGINE_ASAN)
 #include <sanitizer/asan_interface.h>

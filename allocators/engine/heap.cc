@@ -1,5 +1,5 @@
 // alloy::Heap on the engine's internals (see internal.h for the design).
-#include "allocators/engine/heap.h"
+#include "alloy/allocators/engine/heap.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -7,9 +7,9 @@
 #include <cstdio>
 #include <new>
 
-#include "allocators/engine/engine.h"
-#include "allocators/engine/fast_path.h"
-#include "allocators/engine/internal.h"
+#include "alloy/allocators/engine/engine.h"
+#include "alloy/allocators/engine/fast_path.h"
+#include "alloy/allocators/engine/internal.h"
 
 namespace alloy {
 namespace {

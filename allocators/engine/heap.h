@@ -37,7 +37,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 namespace alloy {
 namespace engine::detail {

@@ -81,7 +81,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "allocators/engine/biased_lock.h"
+#include "alloy/allocators/engine/biased_lock.h"
 
 namespace alloy::engine::detail {
 

@@ -35,7 +35,7 @@
 // to another process); visit() shows them with their owner's pid. If the walk
 // finds a malformed chain (a process scribbled over a header), the heap is
 // marked corrupt and every later call fails cleanly instead of crashing.
-#include "allocators/shared_heap/shared_heap.h"
+#include "alloy/allocators/shared_heap/shared_heap.h"
 
 #include <errno.h>
 #include <fcntl.h>

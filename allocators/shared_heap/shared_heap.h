@@ -41,8 +41,8 @@
 #include <type_traits>
 #include <utility>
 
-#include "alloc_iface/alignment.h"
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/alignment.h"
+#include "alloy/alloc_iface/allocator.h"
 
 namespace alloy {
 

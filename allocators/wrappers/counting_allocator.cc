@@ -1,4 +1,4 @@
-#include "allocators/wrappers/counting_allocator.h"
+#include "alloy/allocators/wrappers/counting_allocator.h"
 
 namespace alloy {
 namespace {

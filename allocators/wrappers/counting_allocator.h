@@ -40,8 +40,8 @@
 
 #include <fmt/format.h>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/wrong_free.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
 

@@ -1,4 +1,4 @@
-#include "allocators/wrappers/failing_allocator.h"
+#include "alloy/allocators/wrappers/failing_allocator.h"
 
 namespace alloy {
 namespace {

@@ -37,7 +37,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 namespace alloy {
 

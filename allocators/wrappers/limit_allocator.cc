@@ -1,4 +1,4 @@
-#include "allocators/wrappers/limit_allocator.h"
+#include "alloy/allocators/wrappers/limit_allocator.h"
 
 namespace alloy {
 namespace {

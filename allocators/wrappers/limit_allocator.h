@@ -41,8 +41,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/wrong_free.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
 

@@ -1,4 +1,4 @@
-#include "allocators/wrappers/segregator.h"
+#include "alloy/allocators/wrappers/segregator.h"
 
 namespace alloy {
 

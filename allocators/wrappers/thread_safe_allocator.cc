@@ -1,4 +1,4 @@
-#include "allocators/wrappers/thread_safe_allocator.h"
+#include "alloy/allocators/wrappers/thread_safe_allocator.h"
 
 namespace alloy {
 namespace {

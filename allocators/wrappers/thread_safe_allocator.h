@@ -33,7 +33,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define ALLOY_WRAPPERS_TSAN 1

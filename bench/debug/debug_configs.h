@@ -11,7 +11,7 @@
 //   a.raw_free(alloy::Bytes(static_cast<std::byte*>(p), 64), alloy::Alignment::from_log2(3), 0);
 #pragma once
 
-#include "debug/debug_allocator.h"
+#include "alloy/debug/debug_allocator.h"
 
 namespace alloy::bench {
 

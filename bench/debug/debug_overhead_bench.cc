@@ -19,9 +19,9 @@
 #include <thread>
 #include <vector>
 
-#include "allocators/c_allocator.h"
+#include "alloy/allocators/c_allocator.h"
 #include "bench/debug/debug_configs.h"
-#include "debug/debug_allocator.h"
+#include "alloy/debug/debug_allocator.h"
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include <string_view>
 #include <thread>
 
-#include "allocators/c_allocator.h"
+#include "alloy/allocators/c_allocator.h"
 #include "bench/debug/debug_configs.h"
 
 namespace {

@@ -22,8 +22,8 @@
 
 #include <cstddef>
 
-#include "allocators/engine/fast_path.h"
-#include "allocators/engine/heap.h"
+#include "alloy/allocators/engine/fast_path.h"
+#include "alloy/allocators/engine/heap.h"
 
 extern "C" {
 void* mallocx(std::size_t, int);

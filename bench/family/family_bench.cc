@@ -24,10 +24,10 @@
 #include <string>
 #include <vector>
 
-#include "allocators/arena.h"
-#include "allocators/bump_allocator.h"
-#include "allocators/memory_pool.h"
-#include "allocators/page_allocator.h"
+#include "alloy/allocators/arena.h"
+#include "alloy/allocators/bump_allocator.h"
+#include "alloy/allocators/memory_pool.h"
+#include "alloy/allocators/page_allocator.h"
 
 namespace {
 

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "allocators/c_allocator.h"
-#include "allocators/shared_heap/shared_heap.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/shared_heap/shared_heap.h"
 
 namespace {
 

@@ -13,13 +13,13 @@
 #include <string>
 #include <vector>
 
-#include "allocators/c_allocator.h"
-#include "allocators/wrappers/counting_allocator.h"
-#include "allocators/wrappers/failing_allocator.h"
-#include "allocators/wrappers/fallback_allocator.h"
-#include "allocators/wrappers/limit_allocator.h"
-#include "allocators/wrappers/segregator.h"
-#include "allocators/wrappers/thread_safe_allocator.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/wrappers/counting_allocator.h"
+#include "alloy/allocators/wrappers/failing_allocator.h"
+#include "alloy/allocators/wrappers/fallback_allocator.h"
+#include "alloy/allocators/wrappers/limit_allocator.h"
+#include "alloy/allocators/wrappers/segregator.h"
+#include "alloy/allocators/wrappers/thread_safe_allocator.h"
 
 namespace {
 

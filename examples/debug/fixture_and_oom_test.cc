@@ -9,9 +9,9 @@
 
 #include <string_view>
 
-#include "alloc_iface/allocator.h"
-#include "alloc_iface/vec.h"
-#include "debug/boost_fixture.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/vec.h"
+#include "alloy/debug/boost_fixture.h"
 
 namespace {
 

@@ -6,10 +6,10 @@
 #include <cstring>
 #include <string_view>
 
-#include "alloc_iface/allocator.h"
-#include "alloc_iface/vec.h"
-#include "allocators/c_allocator.h"
-#include "debug/debug_allocator.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/vec.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/debug/debug_allocator.h"
 
 namespace {
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "allocators/engine/heap.h"
+#include "alloy/allocators/engine/heap.h"
 
 namespace {
 

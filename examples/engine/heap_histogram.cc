@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "allocators/engine/engine.h"
-#include "allocators/engine/heap.h"
+#include "alloy/allocators/engine/engine.h"
+#include "alloy/allocators/engine/heap.h"
 
 namespace {
 

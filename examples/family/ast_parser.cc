@@ -15,8 +15,8 @@
 #include <string>
 #include <string_view>
 
-#include "allocators/arena.h"
-#include "allocators/page_allocator.h"
+#include "alloy/allocators/arena.h"
+#include "alloy/allocators/page_allocator.h"
 
 namespace {
 

@@ -13,8 +13,8 @@
 #include <span>
 #include <string_view>
 
-#include "allocators/arena.h"
-#include "allocators/page_allocator.h"
+#include "alloy/allocators/arena.h"
+#include "alloy/allocators/page_allocator.h"
 
 namespace {
 

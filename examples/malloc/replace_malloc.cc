@@ -8,8 +8,8 @@
 #include <map>
 #include <string>
 
-#include "adapters/malloc/malloc_adapter.h"
-#include "allocators/engine/engine.h"
+#include "alloy/adapters/malloc/malloc_adapter.h"
+#include "alloy/allocators/engine/engine.h"
 
 int main() {
   void* block = std::malloc(100);

@@ -18,7 +18,7 @@
 #include <new>
 #include <string>
 
-#include "allocators/shared_heap/shared_heap.h"
+#include "alloy/allocators/shared_heap/shared_heap.h"
 
 namespace {
 

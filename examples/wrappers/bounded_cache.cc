@@ -22,9 +22,9 @@
 
 #include <fmt/format.h>
 
-#include "allocators/c_allocator.h"
-#include "allocators/wrappers/counting_allocator.h"
-#include "allocators/wrappers/limit_allocator.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/wrappers/counting_allocator.h"
+#include "alloy/allocators/wrappers/limit_allocator.h"
 
 namespace {
 

@@ -13,12 +13,12 @@
 #include <thread>
 #include <vector>
 
-#include "alloc_iface/allocator.h"
-#include "alloc_iface/box.h"
-#include "alloc_iface/vec.h"
-#include "allocators/c_allocator.h"
-#include "allocators/page_allocator.h"
-#include "debug/debug_allocator.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/box.h"
+#include "alloy/alloc_iface/vec.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/page_allocator.h"
+#include "alloy/debug/debug_allocator.h"
 
 namespace {
 

@@ -13,14 +13,14 @@
 #include <string_view>
 #include <vector>
 
-#include "adapters/std_allocator.h"
-#include "alloc_iface/allocator.h"
-#include "alloc_iface/box.h"
-#include "alloc_iface/vec.h"
-#include "allocators/arena.h"
-#include "allocators/c_allocator.h"
-#include "debug/boost_fixture.h"
-#include "debug/testing_allocator.h"
+#include "alloy/adapters/std_allocator.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/box.h"
+#include "alloy/alloc_iface/vec.h"
+#include "alloy/allocators/arena.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/debug/boost_fixture.h"
+#include "alloy/debug/testing_allocator.h"
 
 namespace {
 

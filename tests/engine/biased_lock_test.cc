@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "allocators/engine/biased_lock.h"
+#include "alloy/allocators/engine/biased_lock.h"
 
 using alloy::BiasedLock;
 

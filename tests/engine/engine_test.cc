@@ -16,9 +16,9 @@
 #include <thread>
 #include <vector>
 
-#include "allocators/engine/engine.h"
-#include "allocators/engine/heap.h"
-#include "allocators/engine/internal.h"
+#include "alloy/allocators/engine/engine.h"
+#include "alloy/allocators/engine/heap.h"
+#include "alloy/allocators/engine/internal.h"
 
 namespace engine = alloy::engine;
 

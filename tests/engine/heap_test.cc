@@ -11,9 +11,9 @@
 #include <thread>
 #include <vector>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/engine/engine.h"
-#include "allocators/engine/heap.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/engine/engine.h"
+#include "alloy/allocators/engine/heap.h"
 
 namespace {
 alloy::Heap make(alloy::HeapOptions o = {}) {

@@ -3,9 +3,9 @@
 
 #include <cstring>
 
-#include "allocators/arena.h"
-#include "allocators/c_allocator.h"
-#include "allocators/page_allocator.h"
+#include "alloy/allocators/arena.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/page_allocator.h"
 #include "tests/family/family_test_util.h"
 #include "tests/support/recording_allocator.h"
 

@@ -5,7 +5,7 @@
 #include <set>
 #include <string>
 
-#include "allocators/block_allocator.h"
+#include "alloy/allocators/block_allocator.h"
 #include "tests/family/family_test_util.h"
 
 using alloy::Alignment;

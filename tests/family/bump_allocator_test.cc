@@ -4,7 +4,7 @@
 #include <cstring>
 #include <memory>
 
-#include "allocators/bump_allocator.h"
+#include "alloy/allocators/bump_allocator.h"
 #include "tests/family/family_test_util.h"
 
 using alloy::Alignment;

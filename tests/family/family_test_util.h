@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/wrong_free.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/wrong_free.h"
 #include "tests/support/capture_stderr.h"
 
 namespace alloy::testing {

@@ -6,7 +6,7 @@
 #include <thread>
 #include <vector>
 
-#include "allocators/fixed_buffer_allocator.h"
+#include "alloy/allocators/fixed_buffer_allocator.h"
 #include "tests/family/family_test_util.h"
 
 using alloy::Alignment;

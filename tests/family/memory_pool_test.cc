@@ -6,9 +6,9 @@
 #include <string>
 #include <set>
 
-#include "allocators/c_allocator.h"
-#include "allocators/memory_pool.h"
-#include "allocators/page_allocator.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/memory_pool.h"
+#include "alloy/allocators/page_allocator.h"
 #include "tests/family/family_test_util.h"
 #include "tests/support/capture_stderr.h"
 #include "tests/support/recording_allocator.h"

@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "allocators/c_allocator.h"
-#include "allocators/object_pool.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/object_pool.h"
 #include "tests/family/family_test_util.h"
 #include "tests/support/capture_stderr.h"
 #include "tests/support/recording_allocator.h"

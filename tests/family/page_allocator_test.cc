@@ -6,7 +6,7 @@
 #include <cstring>
 #include <string>
 
-#include "allocators/page_allocator.h"
+#include "alloy/allocators/page_allocator.h"
 #include "tests/family/family_test_util.h"
 #include "tests/support/capture_stderr.h"
 

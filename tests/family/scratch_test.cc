@@ -4,8 +4,8 @@
 #include <cstring>
 #include <thread>
 
-#include "allocators/c_allocator.h"
-#include "allocators/scratch.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/scratch.h"
 #include "tests/family/family_test_util.h"
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <string>
 
-#include "allocators/stack_allocator.h"
+#include "alloy/allocators/stack_allocator.h"
 #include "tests/family/family_test_util.h"
 #include "tests/support/capture_stderr.h"
 

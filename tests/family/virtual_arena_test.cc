@@ -3,8 +3,8 @@
 
 #include <cstring>
 
-#include "allocators/page_allocator.h"
-#include "allocators/virtual_arena.h"
+#include "alloy/allocators/page_allocator.h"
+#include "alloy/allocators/virtual_arena.h"
 #include "tests/family/family_test_util.h"
 
 using alloy::Alignment;

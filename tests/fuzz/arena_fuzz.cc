@@ -10,9 +10,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "allocators/arena.h"
-#include "allocators/bump_allocator.h"
-#include "allocators/stack_allocator.h"
+#include "alloy/allocators/arena.h"
+#include "alloy/allocators/bump_allocator.h"
+#include "alloy/allocators/stack_allocator.h"
 #include "tests/fuzz/shadow.h"
 
 namespace {

@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "allocators/engine/heap.h"
+#include "alloy/allocators/engine/heap.h"
 #include "tests/fuzz/shadow.h"
 
 namespace {

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "alloc_iface/vec.h"
-#include "allocators/c_allocator.h"
-#include "allocators/page_allocator.h"
+#include "alloy/alloc_iface/vec.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/page_allocator.h"
 #include "tests/fuzz/shadow.h"
 
 namespace {

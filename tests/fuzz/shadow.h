@@ -24,7 +24,7 @@
 #include <map>
 #include <vector>
 
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 namespace alloy::fuzz {
 

@@ -7,9 +7,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "adapters/pmr.h"
-#include "adapters/std_allocator.h"
-#include "allocators/c_allocator.h"
+#include "alloy/adapters/pmr.h"
+#include "alloy/adapters/std_allocator.h"
+#include "alloy/allocators/c_allocator.h"
 #include "tests/support/recording_allocator.h"
 
 using alloy::StdAllocator;

@@ -1,7 +1,7 @@
 #define BOOST_TEST_MODULE alignment
 #include <boost/test/unit_test.hpp>
 
-#include "alloc_iface/alignment.h"
+#include "alloy/alloc_iface/alignment.h"
 
 using alloy::Alignment;
 

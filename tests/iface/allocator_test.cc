@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/c_allocator.h"
-#include "allocators/page_allocator.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/page_allocator.h"
 #include "tests/support/recording_allocator.h"
 
 using alloy::AllocError;

@@ -5,9 +5,9 @@
 #include <numeric>
 #include <string>
 
-#include "alloc_iface/box.h"
-#include "alloc_iface/vec.h"
-#include "allocators/page_allocator.h"
+#include "alloy/alloc_iface/box.h"
+#include "alloy/alloc_iface/vec.h"
+#include "alloy/allocators/page_allocator.h"
 #include "tests/support/recording_allocator.h"
 
 using alloy::AllocError;

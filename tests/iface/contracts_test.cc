@@ -8,10 +8,10 @@
 #include <cstddef>
 #include <string>
 
-#include "alloc_iface/allocator.h"
-#include "alloc_iface/vec.h"
-#include "allocators/c_allocator.h"
-#include "allocators/page_allocator.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/vec.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/page_allocator.h"
 #include "tests/iface/death.h"
 
 using alloy::AllocError;

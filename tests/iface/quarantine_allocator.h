@@ -15,8 +15,8 @@
 #include <cstring>
 #include <vector>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/c_allocator.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/c_allocator.h"
 
 namespace alloy_test {
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <type_traits>
 
-#include "alloc_iface/result.h"
+#include "alloy/alloc_iface/result.h"
 #include "tests/iface/death.h"
 
 using alloy::AllocError;

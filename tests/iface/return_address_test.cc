@@ -15,10 +15,10 @@
 #include <string_view>
 #include <vector>
 
-#include "adapters/std_allocator.h"
-#include "alloc_iface/allocator.h"
-#include "alloc_iface/box.h"
-#include "alloc_iface/vec.h"
+#include "alloy/adapters/std_allocator.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/box.h"
+#include "alloy/alloc_iface/vec.h"
 #include "tests/support/recording_allocator.h"
 
 using alloy::Alignment;

@@ -10,13 +10,13 @@
 #include <string_view>
 #include <vector>
 
-#include "adapters/pmr.h"
-#include "alloc_iface/allocator.h"
-#include "alloc_iface/box.h"
-#include "alloc_iface/vec.h"
-#include "allocators/arena.h"
-#include "allocators/c_allocator.h"
-#include "allocators/page_allocator.h"
+#include "alloy/adapters/pmr.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/box.h"
+#include "alloy/alloc_iface/vec.h"
+#include "alloy/allocators/arena.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/page_allocator.h"
 #include "tests/support/recording_allocator.h"
 
 using alloy::AllocError;

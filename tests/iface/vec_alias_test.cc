@@ -11,7 +11,7 @@
 #include <string>
 #include <utility>
 
-#include "alloc_iface/vec.h"
+#include "alloy/alloc_iface/vec.h"
 #include "tests/iface/quarantine_allocator.h"
 
 using alloy::Vec;

@@ -15,10 +15,10 @@
 #include <thread>
 #include <vector>
 
-#include "allocators/engine/heap.h"
+#include "alloy/allocators/engine/heap.h"
 #include "tests/malloc/malloc_test_util.h"
 
-#include "adapters/malloc/malloc_adapter.h"
+#include "alloy/adapters/malloc/malloc_adapter.h"
 
 #ifdef ALLOY_MALLOC_TESTS_DISABLED
 // The adapter is not linked under sanitizers; the (skipped) cases still have

@@ -22,7 +22,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "allocators/engine/engine.h"
+#include "alloy/allocators/engine/engine.h"
 
 #ifdef ALLOY_MALLOC_TESTS_DISABLED
 #define ALLOY_MALLOC_CASE(name) \

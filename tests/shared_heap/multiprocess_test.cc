@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "allocators/shared_heap/shared_heap.h"
+#include "alloy/allocators/shared_heap/shared_heap.h"
 #include "tests/shared_heap/test_util.h"
 
 using alloy::SharedHeap;

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "allocators/shared_heap/shared_heap.h"
+#include "alloy/allocators/shared_heap/shared_heap.h"
 #include "tests/shared_heap/test_util.h"
 #include "tests/support/capture_stderr.h"
 

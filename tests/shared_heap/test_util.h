@@ -20,7 +20,7 @@
 #include <string>
 #include <utility>
 
-#include "allocators/shared_heap/shared_heap.h"
+#include "alloy/allocators/shared_heap/shared_heap.h"
 
 namespace shared_heap_test {
 

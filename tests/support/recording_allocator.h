@@ -16,8 +16,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/c_allocator.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/c_allocator.h"
 
 namespace alloy::testing {
 

@@ -5,10 +5,10 @@
 
 #include <string>
 
-#include "allocators/c_allocator.h"
-#include "allocators/wrappers/counting_allocator.h"
-#include "allocators/wrappers/failing_allocator.h"
-#include "allocators/wrappers/thread_safe_allocator.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/wrappers/counting_allocator.h"
+#include "alloy/allocators/wrappers/failing_allocator.h"
+#include "alloy/allocators/wrappers/thread_safe_allocator.h"
 #include "tests/support/capture_stderr.h"
 #include "tests/wrappers/wrapper_test_util.h"
 

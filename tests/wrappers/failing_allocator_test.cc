@@ -3,8 +3,8 @@
 
 #include <cstring>
 
-#include "allocators/c_allocator.h"
-#include "allocators/wrappers/failing_allocator.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/wrappers/failing_allocator.h"
 
 namespace {
 

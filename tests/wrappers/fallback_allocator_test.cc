@@ -4,10 +4,10 @@
 #include <cstring>
 #include <string>
 
-#include "allocators/c_allocator.h"
-#include "allocators/wrappers/counting_allocator.h"
-#include "allocators/wrappers/fallback_allocator.h"
-#include "allocators/wrappers/thread_safe_allocator.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/wrappers/counting_allocator.h"
+#include "alloy/allocators/wrappers/fallback_allocator.h"
+#include "alloy/allocators/wrappers/thread_safe_allocator.h"
 #include "tests/support/capture_stderr.h"
 #include "tests/wrappers/wrapper_test_util.h"
 

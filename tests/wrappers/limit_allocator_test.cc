@@ -5,10 +5,10 @@
 #include <cstring>
 #include <string>
 
-#include "allocators/c_allocator.h"
-#include "allocators/wrappers/counting_allocator.h"
-#include "allocators/wrappers/failing_allocator.h"
-#include "allocators/wrappers/limit_allocator.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/wrappers/counting_allocator.h"
+#include "alloy/allocators/wrappers/failing_allocator.h"
+#include "alloy/allocators/wrappers/limit_allocator.h"
 #include "tests/support/capture_stderr.h"
 #include "tests/wrappers/wrapper_test_util.h"
 

@@ -13,15 +13,15 @@
 #include <cstdint>
 #include <span>
 
-#include "alloc_iface/allocator.h"
-#include "allocators/arena.h"
-#include "allocators/memory_pool.h"
-#include "allocators/wrappers/counting_allocator.h"
-#include "allocators/wrappers/failing_allocator.h"
-#include "allocators/wrappers/fallback_allocator.h"
-#include "allocators/wrappers/limit_allocator.h"
-#include "allocators/wrappers/segregator.h"
-#include "allocators/wrappers/thread_safe_allocator.h"
+#include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/arena.h"
+#include "alloy/allocators/memory_pool.h"
+#include "alloy/allocators/wrappers/counting_allocator.h"
+#include "alloy/allocators/wrappers/failing_allocator.h"
+#include "alloy/allocators/wrappers/fallback_allocator.h"
+#include "alloy/allocators/wrappers/limit_allocator.h"
+#include "alloy/allocators/wrappers/segregator.h"
+#include "alloy/allocators/wrappers/thread_safe_allocator.h"
 #include "tests/support/recording_allocator.h"
 #include "tests/support/return_address.h"
 

@@ -3,9 +3,9 @@
 
 #include <cstring>
 
-#include "allocators/c_allocator.h"
-#include "allocators/wrappers/counting_allocator.h"
-#include "allocators/wrappers/segregator.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/wrappers/counting_allocator.h"
+#include "alloy/allocators/wrappers/segregator.h"
 #include "tests/wrappers/wrapper_test_util.h"
 
 namespace {

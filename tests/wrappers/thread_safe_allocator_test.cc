@@ -1,8 +1,8 @@
 #define BOOST_TEST_MODULE thread_safe_allocator
 #include <boost/test/unit_test.hpp>
 
-#include "allocators/c_allocator.h"
-#include "allocators/wrappers/thread_safe_allocator.h"
+#include "alloy/allocators/c_allocator.h"
+#include "alloy/allocators/wrappers/thread_safe_allocator.h"
 #include "tests/wrappers/wrapper_test_util.h"
 
 namespace {

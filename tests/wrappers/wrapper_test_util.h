@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-#include "alloc_iface/allocator.h"
+#include "alloy/alloc_iface/allocator.h"
 
 namespace alloy::test {
 
