@@ -24,7 +24,7 @@ Arena::Arena(Allocator child, Options options)
       ceiling_(options.ceiling),
       huge_pages_(options.huge_pages && child == page_allocator()) {}
 
-Arena::~Arena() { free_chunks(); }
+Arena::~Arena() { free_chunks(ALLOY_RETURN_ADDRESS()); }
 
 Allocator Arena::allocator() { return Allocator{this, &kArenaVTable}; }
 
@@ -34,7 +34,8 @@ void Arena::use_chunk(Chunk* c) {
   end_ = reinterpret_cast<std::uintptr_t>(c) + c->size;
 }
 
-bool Arena::add_chunk(std::size_t min_size, std::size_t wanted_size) {
+bool Arena::add_chunk(std::size_t min_size, std::size_t wanted_size,
+                      std::uintptr_t ret_addr) {
   if (ceiling_ != 0) {
     if (child_bytes_ >= ceiling_) return false;
     const std::size_t room = ceiling_ - child_bytes_;
@@ -45,10 +46,10 @@ bool Arena::add_chunk(std::size_t min_size, std::size_t wanted_size) {
   auto alignment_for = [this](std::size_t bytes) {
     return huge_pages_ && bytes >= kHugePage.bytes() ? kHugePage : kChunkAlignment;
   };
-  void* p = child_.raw_alloc(size, alignment_for(size), ALLOY_RETURN_ADDRESS());
+  void* p = child_.raw_alloc(size, alignment_for(size), ret_addr);
   if (p == nullptr && wanted_size > min_size) {
     size = min_size;  // the child may still serve the bare minimum
-    p = child_.raw_alloc(size, alignment_for(size), ALLOY_RETURN_ADDRESS());
+    p = child_.raw_alloc(size, alignment_for(size), ret_addr);
   }
   if (p == nullptr) return false;
   if (alignment_for(size) == kHugePage) {
@@ -64,28 +65,31 @@ bool Arena::add_chunk(std::size_t min_size, std::size_t wanted_size) {
 }
 
 void* Arena::alloc_slow(std::size_t len, std::size_t align) {
+  return alloc_slow_at(len, align, ALLOY_RETURN_ADDRESS());
+}
+
+void* Arena::alloc_slow_at(std::size_t len, std::size_t align, std::uintptr_t ret_addr) {
   // A chunk must hold the header, worst-case padding and the block.
   std::size_t need = 0;
   if (__builtin_add_overflow(len, kHeader + (align - 1), &need)) return nullptr;
   if (need > PTRDIFF_MAX) return nullptr;
   const std::size_t wanted = std::max(need, next_size_);
-  if (!add_chunk(need, wanted)) return nullptr;
+  if (!add_chunk(need, wanted, ret_addr)) return nullptr;
   next_size_ = std::min(next_size_ * 2, kMaxGrowth);
   const std::uintptr_t p = (cur_ + (align - 1)) & ~(std::uintptr_t{align} - 1);
   cur_ = p + len;
   return reinterpret_cast<void*>(p);
 }
 
-void Arena::free_chunk(Chunk* c) {
-  child_.raw_free(Bytes(reinterpret_cast<std::byte*>(c), c->size), c->alignment,
-                  ALLOY_RETURN_ADDRESS());
+void Arena::free_chunk(Chunk* c, std::uintptr_t ret_addr) {
+  child_.raw_free(Bytes(reinterpret_cast<std::byte*>(c), c->size), c->alignment, ret_addr);
 }
 
-void Arena::free_chunks() {
+void Arena::free_chunks(std::uintptr_t ret_addr) {
   Chunk* c = head_;
   while (c != nullptr) {
     Chunk* prev = c->prev;
-    free_chunk(c);
+    free_chunk(c, ret_addr);
     c = prev;
   }
   head_ = nullptr;
@@ -94,8 +98,9 @@ void Arena::free_chunks() {
 }
 
 bool Arena::reset(ResetMode mode) {
+  const std::uintptr_t ret_addr = ALLOY_RETURN_ADDRESS();
   if (mode.kind == ResetMode::Kind::kFreeAll || head_ == nullptr) {
-    free_chunks();
+    free_chunks(ret_addr);
     next_size_ = first_size_;
     return true;
   }
@@ -104,29 +109,29 @@ bool Arena::reset(ResetMode mode) {
     target = mode.limit;
   }
   if (target < kHeader + 64) {  // too little to be worth a chunk
-    free_chunks();
+    free_chunks(ret_addr);
     return true;
   }
   // Keep the newest (largest) chunk, give back the older ones.
   Chunk* keep = head_;
   for (Chunk* c = keep->prev; c != nullptr;) {
     Chunk* prev = c->prev;
-    free_chunk(c);
+    free_chunk(c, ret_addr);
     c = prev;
   }
   keep->prev = nullptr;
   child_bytes_ = keep->size;
   if (keep->size == target ||
       child_.raw_resize(Bytes(reinterpret_cast<std::byte*>(keep), keep->size),
-                        keep->alignment, target, ALLOY_RETURN_ADDRESS())) {
+                        keep->alignment, target, ret_addr)) {
     keep->size = target;
     child_bytes_ = target;
     use_chunk(keep);
     return true;
   }
   // Consolidate into one chunk of the target size.
-  free_chunks();
-  return add_chunk(target, target);
+  free_chunks(ret_addr);
+  return add_chunk(target, target, ret_addr);
 }
 
 std::size_t Arena::query_capacity() const {
@@ -158,8 +163,11 @@ bool Arena::resize_last(Bytes memory, std::size_t new_len) {
   return true;
 }
 
-void* Arena::vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
-  return static_cast<Arena*>(ctx)->alloc_inline(len, alignment.bytes());
+void* Arena::vt_alloc(void* ctx, std::size_t len, Alignment alignment,
+                      std::uintptr_t ret_addr) {
+  auto* self = static_cast<Arena*>(ctx);
+  if (void* p = bump_take(self->cur_, self->end_, len, alignment.bytes())) [[likely]] return p;
+  return self->alloc_slow_at(len, alignment.bytes(), ret_addr);  // the user's call
 }
 
 bool Arena::vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,

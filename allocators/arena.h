@@ -18,6 +18,11 @@
 // and are harmless no-ops on older blocks (a shrink there reports success).
 // Thread safety: none; one arena per thread (or wrap it).
 //
+// Return addresses: a chunk is asked of the child with the address of the
+// user's call that needed it (the ret_addr the handle passed in, or the call
+// of alloc_inline/make/reset); chunks are given back with the address of the
+// reset() or of the scope end that destroyed the arena.
+//
 // Wrong frees: a block in the current chunk that reaches at or above the
 // cursor (freed or rewound already: a double free; freed after reset(); or
 // longer than was handed out) is REFUSED in every build; a pointer in none of
@@ -61,7 +66,7 @@ class Arena {
 
   explicit Arena(Allocator child) : Arena(child, Options{}) {}
   Arena(Allocator child, Options options);
-  ~Arena();  // frees every chunk, one child free per chunk
+  ALLOY_HELPER ~Arena();  // frees every chunk, one child free per chunk
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
 
@@ -69,23 +74,27 @@ class Arena {
   Allocator allocator();
 
   // The fast path: `len` bytes aligned to `align` (a power of two), or null
-  // when the child (or the ceiling) refuses a new chunk. `len` > 0.
-  [[gnu::always_inline]] inline void* alloc_inline(
-      std::size_t len, std::size_t align = alignof(std::max_align_t)) {
+  // when the child (or the ceiling) refuses a new chunk. `len` > 0. Inlined
+  // into the caller (ALLOY_INLINE_ENTRY): a new chunk is asked of the child
+  // with the address of the caller's call.
+  ALLOY_INLINE_ENTRY void* alloc_inline(std::size_t len,
+                                        std::size_t align = alignof(std::max_align_t)) {
     if (void* p = bump_take(cur_, end_, len, align)) [[likely]] return p;
     return alloc_slow(len, align);
   }
 
   // Constructs a T in the arena (its destructor is never run by the arena).
   template <class T, class... Args>
-  T* make(Args&&... args) {
+  ALLOY_INLINE_ENTRY T* make(Args&&... args) {
     void* p = alloc_inline(sizeof(T), alignof(T));
     return p == nullptr ? nullptr : ::new (p) T(std::forward<Args>(args)...);
   }
 
   // Releases every allocation. Returns false when it could not keep the
   // capacity the mode asked for (the arena is then empty but still usable).
-  bool reset(ResetMode mode = ResetMode::retain_capacity());
+  // The child calls it makes (a resize, or a new chunk) carry the caller's
+  // address.
+  ALLOY_HELPER bool reset(ResetMode mode = ResetMode::retain_capacity());
 
   // Usable bytes in the chunks held now (headers excluded).
   std::size_t query_capacity() const;
@@ -117,11 +126,14 @@ class Arena {
   static constexpr std::size_t kHeader = sizeof(Chunk);
   static constexpr Alignment kChunkAlignment = Alignment::from_log2(4);
 
-  [[gnu::noinline]] void* alloc_slow(std::size_t len, std::size_t align);
-  bool add_chunk(std::size_t min_size, std::size_t wanted_size);
+  // alloc_inline's slow path: its return address is the caller's call.
+  ALLOY_HELPER void* alloc_slow(std::size_t len, std::size_t align);
+  // A new chunk for the block; `ret_addr` goes to the child.
+  void* alloc_slow_at(std::size_t len, std::size_t align, std::uintptr_t ret_addr);
+  bool add_chunk(std::size_t min_size, std::size_t wanted_size, std::uintptr_t ret_addr);
   void use_chunk(Chunk* c);
-  void free_chunks();
-  void free_chunk(Chunk* c);
+  void free_chunks(std::uintptr_t ret_addr);
+  void free_chunk(Chunk* c, std::uintptr_t ret_addr);
   bool resize_last(Bytes memory, std::size_t new_len);
 
   Allocator child_;

@@ -62,9 +62,14 @@ class BlockAllocator {
     const std::size_t i = alloc_index();
     return i == kNone ? nullptr : block_at(i);
   }
-  // False (and a report) if `index` is out of range or not allocated.
-  bool free_index(std::size_t index, std::uintptr_t ret_addr = ALLOY_RETURN_ADDRESS());
-  bool free_block(const void* p, std::uintptr_t ret_addr = ALLOY_RETURN_ADDRESS());
+  // False (and a report) if `index` is out of range or not allocated. The
+  // report names the caller's call (ALLOY_HELPER), or `ret_addr`.
+  ALLOY_HELPER bool free_index(std::size_t index) {
+    return free_index(index, ALLOY_RETURN_ADDRESS());
+  }
+  bool free_index(std::size_t index, std::uintptr_t ret_addr);
+  ALLOY_HELPER bool free_block(const void* p) { return free_block(p, ALLOY_RETURN_ADDRESS()); }
+  bool free_block(const void* p, std::uintptr_t ret_addr);
   // As free_block, refusing a `len` larger than the block (the handle's free).
   bool free_sized(const void* p, std::size_t len, std::uintptr_t ret_addr);
 

@@ -3,13 +3,17 @@
 #include <algorithm>
 
 namespace alloy {
-namespace {
 
-void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+// The handle's alloc: a new slab is asked for with the handle's ret_addr.
+void* node_pool_vt_alloc(void* ctx, std::size_t len, Alignment alignment,
+                         std::uintptr_t ret_addr) {
   auto* pool = static_cast<NodePool*>(ctx);
   if (len > pool->node_size() || alignment > pool->node_alignment()) return nullptr;
-  return pool->acquire();
+  if (void* p = pool->take()) [[likely]] return p;
+  return pool->acquire_slow_at(ret_addr);
 }
+
+namespace {
 bool vt_resize(void* ctx, Bytes, Alignment, std::size_t new_len, std::uintptr_t) {
   return new_len <= static_cast<NodePool*>(ctx)->node_size();
 }
@@ -20,7 +24,7 @@ void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
   (void)static_cast<NodePool*>(ctx)->release_sized(memory.data(), memory.size(), ret_addr);
 }
 
-constexpr VTable kNodePoolVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
+constexpr VTable kNodePoolVTable = {node_pool_vt_alloc, vt_resize, vt_remap, vt_free};
 
 }  // namespace
 
@@ -36,7 +40,7 @@ NodePool::NodePool(Allocator child, std::size_t node_size, Alignment node_alignm
   node_size_ = (std::max(node_size, sizeof(FreeNode)) + a - 1) / a * a;
 }
 
-NodePool::~NodePool() { (void)reset(ResetMode::free_all()); }
+NodePool::~NodePool() { (void)reset_at(ResetMode::free_all(), ALLOY_RETURN_ADDRESS()); }
 
 Allocator NodePool::allocator() { return Allocator{this, &kNodePoolVTable}; }
 
@@ -59,11 +63,11 @@ void NodePool::start_carving(Slab* s) {
   carve_end_ = carve_ + s->nodes * node_size_;
 }
 
-bool NodePool::add_slab(std::size_t nodes) {
+bool NodePool::add_slab(std::size_t nodes, std::uintptr_t ret_addr) {
   const std::size_t bytes = slab_size_for(nodes);
   if (bytes == 0 || bytes > PTRDIFF_MAX) return false;
   const Alignment slab_alignment = node_alignment_.max(Alignment::of<Slab>());
-  void* p = child_.raw_alloc(bytes, slab_alignment, ALLOY_RETURN_ADDRESS());
+  void* p = child_.raw_alloc(bytes, slab_alignment, ret_addr);
   if (p == nullptr) return false;
   auto* s = static_cast<Slab*>(p);
   s->next = nullptr;
@@ -80,37 +84,44 @@ bool NodePool::add_slab(std::size_t nodes) {
   return true;
 }
 
-void* NodePool::acquire_slow() {
+void* NodePool::acquire_slow() { return acquire_slow_at(ALLOY_RETURN_ADDRESS()); }
+
+void* NodePool::acquire_slow_at(std::uintptr_t ret_addr) {
   // Move on to a retained slab that has never been carved since the reset.
   if (carve_slab_ != nullptr && carve_slab_->next != nullptr) {
     start_carving(carve_slab_->next);
-    return acquire();
+    return take();
   }
   std::size_t nodes = next_slab_nodes_;
   if (!growable()) {
     if (capacity_nodes_ >= fixed_capacity_) return nullptr;  // fixed pool is full
     nodes = fixed_capacity_ - capacity_nodes_;
   }
-  if (!add_slab(nodes)) return nullptr;
+  if (!add_slab(nodes, ret_addr)) return nullptr;
   if (growable()) next_slab_nodes_ = std::min(next_slab_nodes_ * 2, max_slab_nodes_);
   start_carving(last_);
-  return acquire();
+  return take();
 }
 
-bool NodePool::preheat(std::size_t n) {
+bool NodePool::preheat(std::size_t n) { return preheat_at(n, ALLOY_RETURN_ADDRESS()); }
+
+bool NodePool::preheat_at(std::size_t n, std::uintptr_t ret_addr) {
   std::size_t want = 0;
   if (__builtin_add_overflow(in_use_, n, &want)) return false;
   if (!growable() && want > fixed_capacity_) return false;
   if (want <= capacity_nodes_) return true;
   std::size_t missing = want - capacity_nodes_;
   if (!growable()) missing = fixed_capacity_ - capacity_nodes_;  // the whole pool at once
-  if (!add_slab(std::max(missing, growable() ? next_slab_nodes_ : missing))) return false;
+  const std::size_t nodes = std::max(missing, growable() ? next_slab_nodes_ : missing);
+  if (!add_slab(nodes, ret_addr)) return false;
   if (growable()) next_slab_nodes_ = std::min(next_slab_nodes_ * 2, max_slab_nodes_);
   if (carve_slab_ == nullptr) start_carving(first_);
   return true;
 }
 
-bool NodePool::reset(ResetMode mode) {
+bool NodePool::reset(ResetMode mode) { return reset_at(mode, ALLOY_RETURN_ADDRESS()); }
+
+bool NodePool::reset_at(ResetMode mode, std::uintptr_t ret_addr) {
   std::size_t budget = SIZE_MAX;
   if (mode.kind == ResetMode::Kind::kFreeAll) budget = 0;
   if (mode.kind == ResetMode::Kind::kRetainWithLimit) budget = mode.limit;
@@ -128,7 +139,7 @@ bool NodePool::reset(ResetMode mode) {
   while (s != nullptr) {
     Slab* next = s->next;
     child_.raw_free(Bytes(reinterpret_cast<std::byte*>(s), s->bytes),
-                    node_alignment_.max(Alignment::of<Slab>()), ALLOY_RETURN_ADDRESS());
+                    node_alignment_.max(Alignment::of<Slab>()), ret_addr);
     s = next;
   }
   if (keep_last != nullptr) {

@@ -36,6 +36,10 @@
 // frees each slab once, never runs destructors of live objects (destroy()
 // them, or use plain data).
 // Thread safety: none.
+// Return addresses: a slab is asked of the child with the address of the
+// user's call that needed it (the ret_addr the handle passed in, or the call
+// of acquire/create/allocate/preheat); slabs go back with the address of the
+// reset() or of the scope end that destroyed the pool.
 //
 // Example:
 //   alloy::MemoryPool<Order> orders(alloy::c_allocator());
@@ -68,27 +72,17 @@ class NodePool {
       : NodePool(child, node_size, node_alignment, Options{}) {}
   NodePool(Allocator child, std::size_t node_size, Alignment node_alignment,
            Options options);
-  ~NodePool();
+  ALLOY_HELPER ~NodePool();
   NodePool(const NodePool&) = delete;
   NodePool& operator=(const NodePool&) = delete;
 
   Allocator allocator();
 
-  // One node, or null when the child (or a fixed capacity) refuses.
-  [[gnu::always_inline]] inline void* acquire() {
-    if (FreeNode* n = free_) [[likely]] {
-      free_ = n->next;
-      ++in_use_;
-      clear_mark(n);
-      return n;
-    }
-    if (carve_ != carve_end_) [[likely]] {
-      void* p = carve_;
-      carve_ += node_size_;
-      ++in_use_;
-      clear_mark(static_cast<FreeNode*>(p));
-      return p;
-    }
+  // One node, or null when the child (or a fixed capacity) refuses. Inlined
+  // into the caller (ALLOY_INLINE_ENTRY): a new slab is asked of the child
+  // with the address of the caller's call.
+  ALLOY_INLINE_ENTRY void* acquire() {
+    if (void* p = take()) [[likely]] return p;
     return acquire_slow();
   }
   // Returns a node from acquire(); null is a no-op (true). A wrong free is
@@ -110,11 +104,13 @@ class NodePool {
 
   // Makes sure `n` more nodes can be acquired without calling the child.
   // False if the child or the fixed capacity cannot provide them.
-  bool preheat(std::size_t n);
+  // The child sees the caller's address.
+  ALLOY_HELPER bool preheat(std::size_t n);
   // Every node becomes free (no destructors run). free_all returns the
   // slabs; retain_capacity keeps them; retain_with_limit(bytes) keeps whole
-  // slabs, oldest first, while they fit in `bytes`. Returns true.
-  bool reset(ResetMode mode = ResetMode::retain_capacity());
+  // slabs, oldest first, while they fit in `bytes`. Returns true. The
+  // child's frees carry the caller's address.
+  ALLOY_HELPER bool reset(ResetMode mode = ResetMode::retain_capacity());
 
   std::size_t node_size() const { return node_size_; }
   Alignment node_alignment() const { return node_alignment_; }
@@ -168,8 +164,31 @@ class NodePool {
     std::size_t nodes;
   };
 
-  [[gnu::noinline]] void* acquire_slow();
-  bool add_slab(std::size_t nodes);
+  // A node from the free list or the slab being carved, or null.
+  [[gnu::always_inline]] inline void* take() {
+    if (FreeNode* n = free_) [[likely]] {
+      free_ = n->next;
+      ++in_use_;
+      clear_mark(n);
+      return n;
+    }
+    if (carve_ != carve_end_) [[likely]] {
+      void* p = carve_;
+      carve_ += node_size_;
+      ++in_use_;
+      clear_mark(static_cast<FreeNode*>(p));
+      return p;
+    }
+    return nullptr;
+  }
+  friend void* node_pool_vt_alloc(void*, std::size_t, Alignment, std::uintptr_t);
+  // acquire()'s slow path: its return address is the caller's call.
+  ALLOY_HELPER void* acquire_slow();
+  // A node from the next slab (a new one from the child, given `ret_addr`).
+  void* acquire_slow_at(std::uintptr_t ret_addr);
+  bool preheat_at(std::size_t n, std::uintptr_t ret_addr);
+  bool reset_at(ResetMode mode, std::uintptr_t ret_addr);
+  bool add_slab(std::size_t nodes, std::uintptr_t ret_addr);
   void start_carving(Slab* s);
   std::uintptr_t first_node(const Slab* s) const;
   std::size_t slab_size_for(std::size_t nodes) const;
@@ -211,10 +230,16 @@ class MemoryPool {
 
   explicit MemoryPool(Allocator child, NodePool::Options options = {})
       : nodes_(child, kNodeSize, *Alignment::from_bytes(kNodeAlign), options) {}
+  // Inlined, so the slabs go back with the address of the caller's scope end.
+  ALLOY_INLINE_ENTRY ~MemoryPool() {}
+  MemoryPool(const MemoryPool&) = delete;
+  MemoryPool& operator=(const MemoryPool&) = delete;
 
-  // Constructs a T in a pooled node.
+  // Constructs a T in a pooled node. This entry and the ones below are
+  // inlined into the caller (ALLOY_INLINE_ENTRY), so the child sees the
+  // caller's address when a new slab is needed.
   template <class... Args>
-  Result<T*> create(Args&&... args) {
+  ALLOY_INLINE_ENTRY Result<T*> create(Args&&... args) {
     void* p = nodes_.acquire();
     if (p == nullptr) return Err(AllocError::kOutOfMemory);
     return ::new (p) T(std::forward<Args>(args)...);
@@ -233,11 +258,13 @@ class MemoryPool {
     return true;
   }
   // Uninitialised node for a T (or null) and its return (false if refused).
-  T* allocate() { return static_cast<T*>(nodes_.acquire()); }
-  bool deallocate(T* p) { return nodes_.release(p); }
+  ALLOY_INLINE_ENTRY T* allocate() { return static_cast<T*>(nodes_.acquire()); }
+  ALLOY_INLINE_ENTRY bool deallocate(T* p) { return nodes_.release(p); }
 
-  bool preheat(std::size_t n) { return nodes_.preheat(n); }
-  bool reset(ResetMode mode = ResetMode::retain_capacity()) { return nodes_.reset(mode); }
+  ALLOY_INLINE_ENTRY bool preheat(std::size_t n) { return nodes_.preheat(n); }
+  ALLOY_INLINE_ENTRY bool reset(ResetMode mode = ResetMode::retain_capacity()) {
+    return nodes_.reset(mode);
+  }
   Allocator allocator() { return nodes_.allocator(); }
   NodePool& nodes() { return nodes_; }
   const NodePool& nodes() const { return nodes_; }

@@ -25,6 +25,9 @@
 // Thread safety: none. The destructor destroys available objects; objects
 // still out (in_use) at that point are reported to stderr and leaked,
 // never freed under the caller's feet.
+// Return addresses: a new object's memory is asked of the child with the
+// address of the user's get() or preheat() call; memory goes back with the
+// address of the shrink() or of the scope end that destroyed the pool.
 //
 // Example:
 //   alloy::ObjectPool<std::string> pool(alloy::c_allocator(),
@@ -62,8 +65,8 @@ class ObjectPool {
 
   explicit ObjectPool(Allocator child) : ObjectPool(child, Hooks{}) {}
   ObjectPool(Allocator child, Hooks hooks) : child_(child), hooks_(std::move(hooks)) {}
-  ~ObjectPool() {
-    (void)shrink(0);
+  ALLOY_HELPER ~ObjectPool() {
+    (void)shrink_at(0, ALLOY_RETURN_ADDRESS());
     if (stats_.in_use != 0) {
       std::fprintf(stderr,
                    "alloy::ObjectPool: destroyed with %zu objects still in use; "
@@ -75,20 +78,18 @@ class ObjectPool {
   ObjectPool& operator=(const ObjectPool&) = delete;
 
   // An available object, or a newly constructed one; an error if the child
-  // cannot provide memory for a new one.
-  Result<T*> get() {
-    if (Slot* s = available_) {
+  // cannot provide memory for a new one. Inlined into the caller
+  // (ALLOY_INLINE_ENTRY): a new object's memory is asked of the child with
+  // the address of the caller's call.
+  ALLOY_INLINE_ENTRY Result<T*> get() {
+    if (Slot* s = available_) [[likely]] {
       available_ = s->next;
       s->state = tag(s, kInUse);
       --stats_.available;
       ++stats_.in_use;
       return s->object();
     }
-    Slot* s = build();
-    if (s == nullptr) return Err(AllocError::kOutOfMemory);
-    s->state = tag(s, kInUse);
-    ++stats_.in_use;
-    return s->object();
+    return get_new();
   }
 
   // Runs the reset hook and keeps `p` for the next get(). Null is a no-op
@@ -116,9 +117,11 @@ class ObjectPool {
   void set_report_to_stderr(bool on) { log_.set_report(on); }
 
   // Builds objects until `n` are available (false if the child refuses).
-  bool preheat(std::size_t n) {
+  // The child sees the caller's address.
+  ALLOY_HELPER bool preheat(std::size_t n) {
+    const std::uintptr_t ret_addr = ALLOY_RETURN_ADDRESS();
     while (stats_.available < n) {
-      Slot* s = build();
+      Slot* s = build(ret_addr);
       if (s == nullptr) return false;
       make_available(s);
     }
@@ -126,8 +129,16 @@ class ObjectPool {
   }
 
   // Destroys available objects until at most `target` remain; returns how
-  // many were destroyed (their memory goes back to the child).
-  std::size_t shrink(std::size_t target) {
+  // many were destroyed (their memory goes back to the child, with the
+  // caller's address).
+  ALLOY_HELPER std::size_t shrink(std::size_t target) {
+    return shrink_at(target, ALLOY_RETURN_ADDRESS());
+  }
+
+  Stats stats() const { return stats_; }
+
+ private:
+  std::size_t shrink_at(std::size_t target, std::uintptr_t ret_addr) {
     std::size_t destroyed = 0;
     while (stats_.available > target && available_ != nullptr) {
       Slot* s = available_;
@@ -135,16 +146,13 @@ class ObjectPool {
       s->state = 0;  // a put() of it from now on is not mistaken for ours
       s->object()->~T();
       child_.raw_free(Bytes(reinterpret_cast<std::byte*>(s), sizeof(Slot)),
-                      Alignment::of<Slot>(), ALLOY_RETURN_ADDRESS());
+                      Alignment::of<Slot>(), ret_addr);
       --stats_.available;
       ++destroyed;
     }
     return destroyed;
   }
 
-  Stats stats() const { return stats_; }
-
- private:
   struct Slot {
     Slot* next = nullptr;
     std::uintptr_t state = 0;  // tag(this, kInUse / kAvailable)
@@ -171,11 +179,19 @@ class ObjectPool {
     ++stats_.available;
   }
 
+  // get()'s slow path: its return address is the caller's call.
+  ALLOY_HELPER Result<T*> get_new() {
+    Slot* s = build(ALLOY_RETURN_ADDRESS());
+    if (s == nullptr) return Err(AllocError::kOutOfMemory);
+    s->state = tag(s, kInUse);
+    ++stats_.in_use;
+    return s->object();
+  }
+
   // A new object (constructor hook), counted as created; null if the child
-  // refuses the memory.
-  Slot* build() {
-    void* memory = child_.raw_alloc(sizeof(Slot), Alignment::of<Slot>(),
-                                    ALLOY_RETURN_ADDRESS());
+  // refuses the memory, which is asked for with `ret_addr`.
+  Slot* build(std::uintptr_t ret_addr) {
+    void* memory = child_.raw_alloc(sizeof(Slot), Alignment::of<Slot>(), ret_addr);
     if (memory == nullptr) return nullptr;
     auto* s = ::new (memory) Slot;
     if (hooks_.construct) {

@@ -18,6 +18,17 @@
 #endif
 
 namespace alloy {
+
+// The handle's alloc: a new chunk is asked for with the handle's ret_addr.
+void* scratch_vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t ret_addr) {
+  auto* self = static_cast<Scratch*>(ctx);
+  if (void* p = bump_take(self->cur_, self->end_, len, alignment.bytes())) [[likely]] {
+    Scratch::unpoison(p, len);
+    return p;
+  }
+  return self->alloc_slow_at(len, alignment.bytes(), ret_addr);
+}
+
 namespace {
 
 constexpr Alignment kChunkAlignment = Alignment::from_log2(4);
@@ -35,9 +46,6 @@ void poison(std::uintptr_t lo, std::uintptr_t hi) {
 #endif
 }
 
-void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
-  return static_cast<Scratch*>(ctx)->alloc_inline(len, alignment.bytes());
-}
 bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
   return static_cast<Scratch*>(ctx)->resize_last(memory, new_len);
 }
@@ -48,7 +56,7 @@ void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
   static_cast<Scratch*>(ctx)->free_last(memory, ret_addr);
 }
 
-constexpr VTable kScratchVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
+constexpr VTable kScratchVTable = {scratch_vt_alloc, vt_resize, vt_remap, vt_free};
 
 }  // namespace
 
@@ -60,7 +68,7 @@ Scratch& Scratch::local() {
 Scratch::Scratch(Allocator child, std::size_t first_chunk)
     : child_(child), next_size_(std::max(first_chunk, kHeader + 64)) {}
 
-Scratch::~Scratch() { release(); }
+Scratch::~Scratch() { release_at(ALLOY_RETURN_ADDRESS()); }
 
 Allocator Scratch::allocator() { return Allocator{this, &kScratchVTable}; }
 
@@ -76,17 +84,20 @@ void Scratch::enter(Chunk* c) {
   end_ = end_of(c);
 }
 
-void Scratch::free_chain(Chunk* c) {
+void Scratch::free_chain(Chunk* c, std::uintptr_t ret_addr) {
   while (c != nullptr) {
     Chunk* next = c->next;
     unpoison(c, c->size);  // the child may hand these bytes to anyone next
-    child_.raw_free(Bytes(reinterpret_cast<std::byte*>(c), c->size), kChunkAlignment,
-                    ALLOY_RETURN_ADDRESS());
+    child_.raw_free(Bytes(reinterpret_cast<std::byte*>(c), c->size), kChunkAlignment, ret_addr);
     c = next;
   }
 }
 
 void* Scratch::alloc_slow(std::size_t len, std::size_t align) {
+  return alloc_slow_at(len, align, ALLOY_RETURN_ADDRESS());
+}
+
+void* Scratch::alloc_slow_at(std::size_t len, std::size_t align, std::uintptr_t ret_addr) {
   std::size_t need = 0;
   if (__builtin_add_overflow(len, kHeader + (align - 1), &need) || need > PTRDIFF_MAX) {
     return nullptr;
@@ -97,15 +108,15 @@ void* Scratch::alloc_slow(std::size_t len, std::size_t align) {
   if (next != nullptr && next->size < need) {
     if (next->prev != nullptr) next->prev->next = nullptr;
     if (next == first_) first_ = nullptr;
-    free_chain(next);
+    free_chain(next, ret_addr);
     next = nullptr;
   }
   if (next == nullptr) {
     std::size_t size = std::max(need, next_size_);
-    void* p = child_.raw_alloc(size, kChunkAlignment, ALLOY_RETURN_ADDRESS());
+    void* p = child_.raw_alloc(size, kChunkAlignment, ret_addr);
     if (p == nullptr && size > need) {
       size = need;
-      p = child_.raw_alloc(size, kChunkAlignment, ALLOY_RETURN_ADDRESS());
+      p = child_.raw_alloc(size, kChunkAlignment, ret_addr);
     }
     if (p == nullptr) return nullptr;
     next_size_ = std::min(next_size_ * 2, kMaxGrowth);
@@ -159,8 +170,10 @@ bool Scratch::restore(Checkpoint cp) {
   return true;
 }
 
-void Scratch::release() {
-  free_chain(first_);
+void Scratch::release() { release_at(ALLOY_RETURN_ADDRESS()); }
+
+void Scratch::release_at(std::uintptr_t ret_addr) {
+  free_chain(first_, ret_addr);
   first_ = current_ = nullptr;
   cur_ = end_ = 0;
 }

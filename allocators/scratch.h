@@ -14,6 +14,10 @@
 // (plus the poisoning fill in debug builds). Chunks beyond the current one
 // are reused, never freed, until release() or thread exit.
 // Thread safety: one Scratch per thread; local() never shares.
+// Return addresses: a chunk is asked of the child with the address of the
+// user's call that needed it (the ret_addr the handle passed in, or the call
+// of alloc_inline); chunks go back with the address of release() or of the
+// scope end that destroyed the scratch.
 //
 // Wrong frees: a block in the current chunk that reaches at or above the
 // cursor (freed already, or dropped by a restored checkpoint: a double free
@@ -56,14 +60,16 @@ class Scratch {
   static Scratch& local();
 
   explicit Scratch(Allocator child = page_allocator(), std::size_t first_chunk = 64 * 1024);
-  ~Scratch();
+  ALLOY_HELPER ~Scratch();
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
 
   Allocator allocator();
 
-  [[gnu::always_inline]] inline void* alloc_inline(
-      std::size_t len, std::size_t align = alignof(std::max_align_t)) {
+  // Inlined into the caller (ALLOY_INLINE_ENTRY): a new chunk is asked of
+  // the child with the address of the caller's call.
+  ALLOY_INLINE_ENTRY void* alloc_inline(std::size_t len,
+                                        std::size_t align = alignof(std::max_align_t)) {
     if (void* p = bump_take(cur_, end_, len, align)) [[likely]] {
       unpoison(p, len);
       return p;
@@ -76,8 +82,9 @@ class Scratch {
   // Returns false, changing nothing, if `cp` is not at or below the top.
   bool restore(Checkpoint cp);
 
-  // Returns every chunk to the child. Only valid with no live scope.
-  void release();
+  // Returns every chunk to the child (with the caller's address). Only valid
+  // with no live scope.
+  ALLOY_HELPER void release();
 
   std::size_t capacity() const;        // usable bytes in all chunks
   std::size_t chunk_count() const;
@@ -93,7 +100,10 @@ class Scratch {
   static constexpr std::byte kPoisonByte{0xDB};
 
   bool resize_last(Bytes memory, std::size_t new_len);
-  void free_last(Bytes memory, std::uintptr_t ret_addr = 0);
+  // A refused free is reported with the caller's call (ALLOY_HELPER), or
+  // `ret_addr`.
+  ALLOY_HELPER void free_last(Bytes memory) { free_last(memory, ALLOY_RETURN_ADDRESS()); }
+  void free_last(Bytes memory, std::uintptr_t ret_addr);
   std::size_t refused_frees() const { return refused_; }
 
  private:
@@ -105,9 +115,14 @@ class Scratch {
   static constexpr std::size_t kHeader = sizeof(Chunk);
 
   static void unpoison(void* p, std::size_t len);
-  [[gnu::noinline]] void* alloc_slow(std::size_t len, std::size_t align);
+  // alloc_inline's slow path: its return address is the caller's call.
+  ALLOY_HELPER void* alloc_slow(std::size_t len, std::size_t align);
+  friend void* scratch_vt_alloc(void*, std::size_t, Alignment, std::uintptr_t);
+  // A new (or retained) chunk for the block; `ret_addr` goes to the child.
+  void* alloc_slow_at(std::size_t len, std::size_t align, std::uintptr_t ret_addr);
   void enter(Chunk* c);
-  void free_chain(Chunk* c);
+  void free_chain(Chunk* c, std::uintptr_t ret_addr);
+  void release_at(std::uintptr_t ret_addr);
   static std::uintptr_t start_of(const Chunk* c) {
     return reinterpret_cast<std::uintptr_t>(c) + kHeader;
   }

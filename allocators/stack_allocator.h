@@ -83,8 +83,10 @@ class StackAllocator {
   Marker mark() const;
   // Drops every block allocated after `marker`. A marker above the top, or
   // one made stale (its top block was freed, unwound or reset since), is
-  // refused and reported (returns false, nothing changes).
-  bool unwind(Marker marker, std::uintptr_t ret_addr = ALLOY_RETURN_ADDRESS());
+  // refused and reported (returns false, nothing changes) with the caller's
+  // call (ALLOY_HELPER), or `ret_addr`.
+  ALLOY_HELPER bool unwind(Marker marker) { return unwind(marker, ALLOY_RETURN_ADDRESS()); }
+  bool unwind(Marker marker, std::uintptr_t ret_addr);
   // Drops every block; every marker taken before is stale afterwards.
   void reset() {
     top_ = 0;

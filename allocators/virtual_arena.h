@@ -67,7 +67,10 @@ class VirtualArena {
   // The last allocation grows/shrinks in place up to the reservation;
   // older blocks: grow fails, shrink is a no-op success.
   bool resize_last(Bytes memory, std::size_t new_len);
-  void free_last(Bytes memory, std::uintptr_t ret_addr = 0);
+  // A refused free is reported with the caller's call (ALLOY_HELPER), or
+  // `ret_addr`.
+  ALLOY_HELPER void free_last(Bytes memory) { free_last(memory, ALLOY_RETURN_ADDRESS()); }
+  void free_last(Bytes memory, std::uintptr_t ret_addr);
   std::size_t refused_frees() const { return refused_; }
 
   // Rewinds to empty. free_all decommits everything, retain_capacity keeps
