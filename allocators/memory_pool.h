@@ -15,7 +15,7 @@
 //
 // Wrong frees (release(), MemoryPool::destroy/deallocate, the handle's free)
 // are REFUSED: the node is not put on the free list, in_use() does not move,
-// ~T is not run, and the refusal is counted (refused_count()), kept
+// ~T is not run, and the refusal is counted (refused_frees()), kept
 // (last_wrong_free()) and printed to stderr with the caller's address. Caught
 // in every build: a pointer outside the nodes this pool has handed out
 // (foreign, another pool's, or a node of a retained slab not handed out since
@@ -123,7 +123,7 @@ class NodePool {
   bool owns(const void* p) const;
 
   // Wrong frees refused so far, and the last one.
-  std::size_t refused_count() const { return log_.count(); }
+  std::size_t refused_frees() const { return log_.count(); }
   WrongFreeRecord last_wrong_free() const { return log_.last(); }
   // stderr reports are on by default; tests of the refusal path may mute them.
   void set_report_to_stderr(bool on) { log_.set_report(on); }
@@ -270,7 +270,7 @@ class MemoryPool {
   const NodePool& nodes() const { return nodes_; }
   std::size_t in_use() const { return nodes_.in_use(); }
   std::size_t capacity() const { return nodes_.capacity(); }
-  std::size_t refused_count() const { return nodes_.refused_count(); }
+  std::size_t refused_frees() const { return nodes_.refused_frees(); }
   WrongFreeRecord last_wrong_free() const { return nodes_.last_wrong_free(); }
   void set_report_to_stderr(bool on) { nodes_.set_report_to_stderr(on); }
 

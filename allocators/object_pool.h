@@ -13,7 +13,7 @@
 // whose slot does not carry this pool's in-use state (an object of another
 // ObjectPool), is REFUSED in every build: the
 // reset hook does not run, nothing is listed twice, stats() do not move; the
-// refusal is counted (refused_count()), kept (last_wrong_free()) and reported
+// refusal is counted (refused_frees()), kept (last_wrong_free()) and reported
 // on stderr with the caller's address. Not caught: a pointer that is not the
 // start of an object in some pool's slot (foreign, interior) — put() reads
 // the word just below the object, so such a pointer is undefined behaviour
@@ -111,7 +111,7 @@ class ObjectPool {
     return true;
   }
 
-  std::size_t refused_count() const { return log_.count(); }
+  std::size_t refused_frees() const { return log_.count(); }
   WrongFreeRecord last_wrong_free() const { return log_.last(); }
   // stderr reports are on by default; tests of the refusal path may mute them.
   void set_report_to_stderr(bool on) { log_.set_report(on); }

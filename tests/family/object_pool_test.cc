@@ -162,7 +162,7 @@ BOOST_AUTO_TEST_CASE(double_put_and_other_pools_objects_are_refused) {
   BOOST_CHECK(pool.last_wrong_free().kind == alloy::WrongFree::kDouble);
   BOOST_CHECK(!pool.put(theirs));  // another pool's object
   BOOST_CHECK(pool.last_wrong_free().kind == alloy::WrongFree::kForeign);
-  BOOST_CHECK_EQUAL(pool.refused_count(), 2u);
+  BOOST_CHECK_EQUAL(pool.refused_frees(), 2u);
   BOOST_CHECK_EQUAL(resets, 1);  // the hook ran once, for the good put
   const auto s = pool.stats();
   BOOST_CHECK_EQUAL(s.available, 1u);
