@@ -186,26 +186,15 @@ void Arena::vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr)
   WrongFree wrong = WrongFree::kNone;
   if (self->head_ != nullptr && start >= reinterpret_cast<std::uintptr_t>(self->head_) + kHeader &&
       start < self->end_) {
-    switch (bump_free_kind(start, memory.size(), self->cur_)) {
-      case BumpFree::kRewind:
-        self->cur_ = start;
-        return;
-      case BumpFree::kOlder:
-        return;
-      case BumpFree::kStale:
-        wrong = WrongFree::kDouble;
-        break;
-    }
+    if (bump_apply_free(start, memory.size(), self->cur_)) return;
+    wrong = WrongFree::kDouble;
   } else if (kCheckedFrees && !self->owns(memory.data())) {
     wrong = WrongFree::kForeign;
   } else {
     return;  // an older chunk: released by reset() or the destructor
   }
   ++self->refused_;
-  report_wrong_free("alloy::Arena", to_string(wrong), memory.data(), memory.size(), ret_addr,
-                    wrong == WrongFree::kDouble
-                        ? "the block reaches at or above the cursor (freed, rewound or reset)"
-                        : nullptr);
+  refuse_bump_free("alloy::Arena", wrong, memory.data(), memory.size(), ret_addr);
 }
 
 }  // namespace alloy

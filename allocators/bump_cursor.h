@@ -47,4 +47,21 @@ enum class BumpFree : unsigned char {
   return start + len == cur ? BumpFree::kRewind : BumpFree::kOlder;
 }
 
+// Applies that rule: rewinds `cur` for the most recent block, leaves it for an
+// older one (both true); false for a stale free, which the caller refuses as
+// a double free (see refuse_bump_free in wrong_free.h).
+[[gnu::always_inline]] inline bool bump_apply_free(std::uintptr_t start, std::size_t len,
+                                                   std::uintptr_t& cur) {
+  switch (bump_free_kind(start, len, cur)) {
+    case BumpFree::kRewind:
+      cur = start;
+      return true;
+    case BumpFree::kOlder:
+      return true;
+    case BumpFree::kStale:
+      break;
+  }
+  return false;
+}
+
 }  // namespace alloy

@@ -63,10 +63,7 @@ WrongFree classify(Bytes buffer, Bytes memory, std::size_t end, bool* rewind) {
 }
 
 void report(const char* who, WrongFree wrong, Bytes memory, std::uintptr_t ret_addr) {
-  report_wrong_free(who, to_string(wrong), memory.data(), memory.size(), ret_addr,
-                    wrong == WrongFree::kDouble
-                        ? "the block reaches at or above the end index (freed, rewound or reset)"
-                        : nullptr);
+  refuse_bump_free(who, wrong, memory.data(), memory.size(), ret_addr);
 }
 
 }  // namespace

@@ -211,16 +211,8 @@ void Scratch::free_last(Bytes memory, std::uintptr_t ret_addr) {
   const auto start = reinterpret_cast<std::uintptr_t>(memory.data());
   WrongFree wrong = WrongFree::kNone;
   if (current_ != nullptr && start >= start_of(current_) && start < end_) {
-    switch (bump_free_kind(start, memory.size(), cur_)) {
-      case BumpFree::kRewind:
-        cur_ = start;
-        return;
-      case BumpFree::kOlder:
-        return;
-      case BumpFree::kStale:
-        wrong = WrongFree::kDouble;
-        break;
-    }
+    if (bump_apply_free(start, memory.size(), cur_)) return;
+    wrong = WrongFree::kDouble;
   } else if (kCheckedFrees) {
     // Which chunk? Earlier than the current one: a no-op. Later: dropped by
     // a restore. None: foreign.

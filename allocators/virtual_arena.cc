@@ -86,23 +86,11 @@ void VirtualArena::free_last(Bytes memory, std::uintptr_t ret_addr) {
   const auto start = reinterpret_cast<std::uintptr_t>(memory.data());
   WrongFree wrong = WrongFree::kForeign;
   if (owns(memory.data())) {
-    switch (bump_free_kind(start, memory.size(), cur_)) {
-      case BumpFree::kRewind:
-        cur_ = start;
-        return;
-      case BumpFree::kOlder:
-        return;
-      case BumpFree::kStale:
-        wrong = WrongFree::kDouble;
-        break;
-    }
+    if (bump_apply_free(start, memory.size(), cur_)) return;
+    wrong = WrongFree::kDouble;
   }
   ++refused_;
-  report_wrong_free("alloy::VirtualArena", to_string(wrong), memory.data(), memory.size(),
-                    ret_addr,
-                    wrong == WrongFree::kDouble
-                        ? "the block reaches at or above the cursor (freed, rewound or reset)"
-                        : nullptr);
+  refuse_bump_free("alloy::VirtualArena", wrong, memory.data(), memory.size(), ret_addr);
 }
 
 bool VirtualArena::reset(ResetMode mode) {

@@ -46,4 +46,12 @@ WrongFreeRecord WrongFreeLog::last() const {
   return last_;
 }
 
+void refuse_bump_free(const char* allocator, WrongFree wrong, const void* p, std::size_t len,
+                      std::uintptr_t ret_addr) {
+  report_wrong_free(allocator, to_string(wrong), p, len, ret_addr,
+                    wrong == WrongFree::kDouble
+                        ? "the block reaches at or above the cursor (freed, rewound or reset)"
+                        : nullptr);
+}
+
 }  // namespace alloy

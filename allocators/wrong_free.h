@@ -93,4 +93,9 @@ void report_wrong_free(const char* allocator, const char* what, const void* p,
                        std::size_t len, std::uintptr_t ret_addr,
                        const char* detail = nullptr);
 
+// The report line of a bump-style allocator's refused free (kForeign, or
+// kDouble: the block reaches at or above the cursor).
+void refuse_bump_free(const char* allocator, WrongFree wrong, const void* p, std::size_t len,
+                      std::uintptr_t ret_addr);
+
 }  // namespace alloy

@@ -61,24 +61,16 @@ void InlineBump::do_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_
   auto* self = static_cast<InlineBump*>(ctx);
   WrongFree wrong = WrongFree::kForeign;
   if (self->owns(memory.data())) {
-    switch (bump_free_kind(reinterpret_cast<std::uintptr_t>(memory.data()), memory.size(),
-                           reinterpret_cast<std::uintptr_t>(self->cur_))) {
-      case BumpFree::kRewind:
-        self->cur_ = memory.data();
-        return;
-      case BumpFree::kOlder:
-        return;
-      case BumpFree::kStale:
-        wrong = WrongFree::kDouble;
-        break;
+    auto cur = reinterpret_cast<std::uintptr_t>(self->cur_);
+    if (bump_apply_free(reinterpret_cast<std::uintptr_t>(memory.data()), memory.size(), cur)) {
+      self->cur_ = reinterpret_cast<std::byte*>(cur);
+      return;
     }
+    wrong = WrongFree::kDouble;
   }
   ++self->refused_;
-  report_wrong_free("alloy::StackFallback (inline buffer)", to_string(wrong), memory.data(),
-                    memory.size(), ret_addr,
-                    wrong == WrongFree::kDouble
-                        ? "the block reaches at or above the cursor (freed or reset)"
-                        : nullptr);
+  refuse_bump_free("alloy::StackFallback (inline buffer)", wrong, memory.data(), memory.size(),
+                   ret_addr);
 }
 
 }  // namespace detail
