@@ -14,3 +14,19 @@ def alloy_test(name, srcs, deps = [], **kwargs):
         deps = deps + ["//bazel/deps:boost_test"],
         **kwargs
     )
+
+def alloy_return_address_test(deps):
+    """return_address_test.cc of this package, twice: as built and at -O2.
+
+    Return addresses must name the user's call in both, so the suite runs as
+    `return_address_test` and `return_address_opt_test`. -rdynamic lets dladdr
+    name the test's own functions.
+    """
+    for name, copts in [("return_address_test", []), ("return_address_opt_test", ["-O2"])]:
+        alloy_test(
+            name = name,
+            srcs = ["return_address_test.cc"],
+            copts = copts,
+            linkopts = ["-rdynamic"],
+            deps = deps,
+        )
