@@ -412,7 +412,7 @@ void DebugAllocator::do_free(Bytes memory, Alignment alignment, std::uintptr_t r
         quarantine_.push_held(addr, alloc_ret, ret, size, alignment);
         // One block in, about one out: the child takes them back one at a
         // time, which keeps glibc in its per-thread cache (evicting in
-        // batches overflowed it and cost more instructions per free).
+        // batches overflowed it and cost ~50 more instructions per free).
         if (quarantine_.over_budget()) {
           while (quarantine_.over_budget() && evict_one_locked(pending_)) {
           }
