@@ -79,7 +79,7 @@ inline bool all_are_loop(const std::byte* p, std::size_t n, std::byte expected) 
 
 // Fills n bytes at p (any alignment) with `byte`: fixed 16-byte stores from
 // 16 to 256 bytes, memset otherwise.
-inline void fill(std::byte* p, std::size_t n, std::byte byte) {
+[[gnu::always_inline]] inline void fill(std::byte* p, std::size_t n, std::byte byte) {
   using pattern_detail::store16;
   const pattern_detail::Vec16 v = pattern_detail::splat16(byte);
   if (n > 64 && n <= 256) [[likely]] {
@@ -115,7 +115,7 @@ inline void fill(std::byte* p, std::size_t n, std::byte byte) {
 
 // Are all n bytes at p (any alignment) equal to `expected`? Shaped like
 // fill(); the word loop outside 16..256 bytes.
-inline bool all_are(const std::byte* p, std::size_t n, std::byte expected) {
+[[gnu::always_inline]] inline bool all_are(const std::byte* p, std::size_t n, std::byte expected) {
   using pattern_detail::load16;
   const pattern_detail::Vec16 v = pattern_detail::splat16(expected);
   pattern_detail::Vec16 diff;

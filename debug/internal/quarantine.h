@@ -23,7 +23,13 @@
 //   alloy::debug::internal::Quarantine q({.bytes = 1024, .max_block = 256, .history = 16});
 //   if (q.would_hold(64)) q.push_held(addr, alloc_ret, free_ret, 64, alignment);
 //   std::uint64_t pos;
-//   while (q.over_budget() && q.evict_oldest(pos)) give_back(q.at(pos));
+//   while (q.over_budget()) {
+//     alloy::debug::internal::Freed* f = q.take_oldest(pos);
+//     if (f == nullptr) break;
+//     check(*f);
+//     q.released(*f);
+//     give_back(*f);
+//   }
 //   q.trim(trace_pool);
 #pragma once
 
@@ -141,21 +147,33 @@ class Quarantine {
     traces_.push_back(FreedTrace{pos, t});
   }
 
-  // The oldest held block leaves the quarantine: its entry becomes history
-  // and its bytes stop counting. Sets `pos` to it and returns true, or
-  // returns false if nothing is held. The owner then checks and frees it.
-  bool evict_oldest(std::uint64_t& pos) {
+  // Eviction, in two steps so the owner can check the block in between:
+  // take_oldest() moves the history boundary past the oldest held entry and
+  // returns it (still counted as held; `pos` set to its position), or null
+  // if nothing is held; released() then makes it history and stops counting
+  // its bytes. (Two steps rather than a callback: the bookkeeping's values
+  // then need not survive the owner's check call, fewer instructions per
+  // free.)
+  Freed* take_oldest(std::uint64_t& pos) {
     while (released_ != freed_.end()) {
       const std::uint64_t p = released_++;
       Freed& f = freed_.at(p);
       if (f.held()) {
-        f.bits &= ~Freed::kHeld;
-        held_bytes_ -= f.size();
         pos = p;
-        return true;
+        return &f;
       }
     }
-    return false;
+    return nullptr;
+  }
+  void released(Freed& f) {
+    held_bytes_ -= f.size();
+    f.bits &= ~Freed::kHeld;
+  }
+  // Both steps with no check in between.
+  const Freed* evict_oldest(std::uint64_t& pos) {
+    Freed* f = take_oldest(pos);
+    if (f != nullptr) released(*f);
+    return f;
   }
 
   // After pushes and evictions: moves the history boundary past released

@@ -35,17 +35,4 @@ TracePool::~TracePool() {
   for (StackTrace* t : pool_) delete t;
 }
 
-StackTrace* TracePool::take() {
-  StackTrace* t;
-  if (!pool_.empty()) {
-    t = pool_.back();
-    pool_.pop_back();
-  } else {
-    t = new StackTrace;
-  }
-  t->depth = capture_stack(t->frames, kMaxFrames);
-  t->free_depth = 0;
-  return t;
-}
-
 }  // namespace alloy::debug::internal

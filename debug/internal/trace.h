@@ -55,8 +55,20 @@ class TracePool {
   TracePool(const TracePool&) = delete;
   TracePool& operator=(const TracePool&) = delete;
 
-  // A trace holding the current stack as its allocation frames.
-  StackTrace* take();
+  // A trace holding the current stack as its allocation frames. Inline, so
+  // it adds no frame of its own to the trace.
+  StackTrace* take() {
+    StackTrace* t;
+    if (!pool_.empty()) {
+      t = pool_.back();
+      pool_.pop_back();
+    } else {
+      t = new StackTrace;
+    }
+    t->depth = capture_stack(t->frames, kMaxFrames);
+    t->free_depth = 0;
+    return t;
+  }
   // Records the current stack as t's free frames.
   static void capture_free(StackTrace* t) {
     t->free_depth = capture_stack(t->free_frames, kMaxFrames);

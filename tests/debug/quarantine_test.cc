@@ -56,7 +56,7 @@ BOOST_AUTO_TEST_CASE(evicts_oldest_held_first_and_skips_released_entries) {
   }
   BOOST_TEST((order == std::vector<std::uintptr_t>{addr_n(0), addr_n(2), addr_n(3)}));
   BOOST_TEST((held_after == std::vector<std::size_t>{50, 30, 0}));
-  BOOST_TEST(!q.evict_oldest(pos));
+  BOOST_TEST((q.evict_oldest(pos) == nullptr));
   q.trim(pool);
   BOOST_TEST(q.history_size() == 4u);
   BOOST_TEST(q.remembered() == 4u);
@@ -78,7 +78,7 @@ BOOST_AUTO_TEST_CASE(fifo_order_holds_across_growth_and_wraparound) {
       }
     }
     for (int i = 0; i < 50 && !model.empty(); ++i) {
-      BOOST_TEST_REQUIRE(q.evict_oldest(pos));
+      BOOST_TEST_REQUIRE((q.evict_oldest(pos) != nullptr));
       BOOST_TEST_REQUIRE(q.at(pos).addr == model.front());
       model.pop_front();
     }
