@@ -14,9 +14,10 @@
 //
 // Not a public API: visible to debug/ and tests/debug only.
 //
-// Cost: push, evict_oldest and trim are O(1) amortised (the FIFO is a ring
-// that doubles; forgetting touches only the trace list, once per 64 frees);
-// find() and trace_of() are O(remembered entries), for reports only.
+// Cost: push, take_oldest/released (or evict_oldest) and trim are O(1)
+// amortised (the FIFO is a ring that doubles; forgetting touches only the
+// trace list, once per 64 frees); find() and trace_of() are O(remembered
+// entries), for reports only.
 // Thread safety: none; the owner locks.
 //
 // Example:

@@ -222,3 +222,29 @@ BOOST_AUTO_TEST_CASE(traces_are_found_by_entry_and_go_back_to_the_pool_when_forg
   q.release_traces(pool);
   BOOST_TEST(pool.pooled() == distinct.size());  // every trace is back
 }
+
+BOOST_AUTO_TEST_CASE(take_oldest_then_released_is_eviction_in_two_steps) {
+  di::TracePool pool;
+  di::Quarantine q({.bytes = 1000, .max_block = 100, .history = 100});
+  q.push_held(addr_n(0), 0, 0, 40, kAlign8);
+  q.push_held(addr_n(1), 0, 0, 60, kAlign8);
+  std::uint64_t pos = 99;
+  di::Freed* f = q.take_oldest(pos);
+  BOOST_REQUIRE(f != nullptr);
+  BOOST_TEST(pos == 0u);
+  BOOST_TEST(f->addr == addr_n(0));
+  BOOST_TEST(f->held());               // between the steps: still held,
+  BOOST_TEST(q.held_bytes() == 100u);  // its bytes still counted,
+  int seen = 0;
+  q.for_each_held([&](std::uint64_t, const di::Freed&) { ++seen; });
+  BOOST_TEST(seen == 1);  // but past the boundary: not checked again
+  q.released(*f);
+  BOOST_TEST(!f->held());
+  BOOST_TEST(q.held_bytes() == 60u);
+  f = q.take_oldest(pos);
+  BOOST_REQUIRE(f != nullptr);
+  BOOST_TEST(f->addr == addr_n(1));
+  q.released(*f);
+  BOOST_TEST((q.take_oldest(pos) == nullptr));
+  BOOST_TEST(q.held_bytes() == 0u);
+}
