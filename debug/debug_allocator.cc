@@ -38,7 +38,9 @@ debug::internal::Mismatch check_pattern(const std::byte* block, std::size_t size
 // The freed pattern's fill and check, with the byte folded in: one copy
 // each for the free path's call sites (as the pattern functions were when
 // they lived in this file; passing the byte cost instructions per free).
-[[gnu::noinline]] void fill_freed(std::byte* p, std::size_t n) { debug::internal::fill(p, n, kFreedByte); }
+[[gnu::noinline]] void fill_freed(std::byte* p, std::size_t n) {
+  debug::internal::fill(p, n, kFreedByte);
+}
 [[gnu::noinline]] bool all_freed(const std::byte* p, std::size_t n) {
   return debug::internal::all_are(p, n, kFreedByte);
 }
@@ -342,7 +344,8 @@ void* DebugAllocator::do_resize(Bytes memory, Alignment alignment, std::size_t n
     } else {
       Record& rec = *found;
       auto* block = memory.data();
-      if (auto [first, count] = debug::internal::check_canary(block, rec.size, options_.canary_bytes);
+      if (auto [first, count] =
+              debug::internal::check_canary(block, rec.size, options_.canary_bytes);
           count != 0) {
         Report r;
         r.kind = ErrorKind::kOverrun;

@@ -130,7 +130,8 @@ class Quarantine {
   std::uint64_t push_held(std::uintptr_t addr, std::uintptr_t alloc_ret, std::uintptr_t free_ret,
                           std::size_t size, Alignment alignment) {
     const std::uint64_t pos = freed_.end();
-    freed_.push_back(Freed{addr, alloc_ret, free_ret, Freed::bits_of(size, alignment) | Freed::kHeld});
+    freed_.push_back(
+        Freed{addr, alloc_ret, free_ret, Freed::bits_of(size, alignment) | Freed::kHeld});
     held_bytes_ += size;
     return pos;
   }
