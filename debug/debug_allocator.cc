@@ -1,6 +1,5 @@
 #include "alloy/debug/debug_allocator.h"
 
-#include <absl/debugging/stacktrace.h>
 #include <fmt/format.h>
 
 #if __has_include(<sys/single_threaded.h>)
@@ -13,35 +12,47 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "alloy/debug/internal/pattern.h"
+
 namespace alloy {
-
-namespace debug::internal {
-
-constexpr int kMaxFrames = 32;
-constexpr std::byte kCanaryByte{0xCA};
-constexpr std::byte kFreedByte{0xDD};
-
-// Captures the current stack into `frames`. Frames of the debug allocator
-// itself stay in the trace; report formatting drops them by name, which
-// keeps working whatever the optimizer inlined.
-[[gnu::noinline]] int capture_stack(void** frames, int max) {
-  return absl::GetStackTrace(frames, max, 0);
-}
-
-}  // namespace debug::internal
 
 using debug::CallSite;
 using debug::ErrorKind;
 using debug::Operation;
 using debug::Report;
+using debug::internal::Freed;
+using debug::internal::kFreedByte;
+using debug::internal::StackTrace;
+using debug::internal::this_call_site;
 
-struct DebugAllocator::StackTrace {
-  int depth = 0;
-  int free_depth = 0;  // 0 until the block is freed
-  void* frames[debug::internal::kMaxFrames];
-  void* free_frames[debug::internal::kMaxFrames];
-};
+namespace {
 
+// Changed bytes of a quarantined block. The canary was checked at free time
+// and then overwritten with the freed pattern too: a write just past a freed
+// block is a write after free.
+debug::internal::Mismatch check_pattern(const std::byte* block, std::size_t size,
+                                        std::size_t canary_bytes) {
+  return debug::internal::find_changed(block, size + canary_bytes, kFreedByte);
+}
+
+// The freed pattern's fill and check, with the byte folded in: one copy
+// each for the free path's call sites (as the pattern functions were when
+// they lived in this file; passing the byte cost instructions per free).
+[[gnu::noinline]] void fill_freed(std::byte* p, std::size_t n) {
+  debug::internal::fill(p, n, kFreedByte);
+}
+[[gnu::noinline]] bool all_freed(const std::byte* p, std::size_t n) {
+  return debug::internal::all_are(p, n, kFreedByte);
+}
+
+}  // namespace
+
+// One lock per call when thread_safe: a BiasedLock. The first thread to use
+// the allocator takes it with plain stores (no atomic read-modify-write)
+// until another thread calls; from then on it is a test-and-set spin lock for
+// everyone. (Hence the callbacks run under the lock -- log,
+// on_injected_failure -- must not start a thread that calls this allocator
+// and wait for it.)
 class DebugAllocator::Guard {
  public:
   // Takes `lock` unless it is null (thread_safe off) or the process has
@@ -72,9 +83,12 @@ const VTable DebugAllocator::kVTable = {DebugAllocator::vt_alloc, DebugAllocator
                                         DebugAllocator::vt_remap, DebugAllocator::vt_free};
 
 DebugAllocator::DebugAllocator(Allocator child, DebugOptions options)
-    : child_(child), options_(std::move(options)) {
+    : child_(child),
+      options_(std::move(options)),
+      quarantine_({.bytes = options_.quarantine_bytes,
+                   .max_block = options_.quarantine_max_block,
+                   .history = options_.freed_history}) {
   if (options_.sample_every == 0) options_.sample_every = 1;
-  hold_limit_ = std::min(options_.quarantine_max_block, options_.quarantine_bytes);
   if (options_.thread_safe) lock_if_thread_safe_ = &lock_;
   if (options_.fail_alloc_from >= 0) {
     fail_alloc_at_ = static_cast<std::uint64_t>(options_.fail_alloc_from);
@@ -83,12 +97,9 @@ DebugAllocator::DebugAllocator(Allocator child, DebugOptions options)
 
 DebugAllocator::~DebugAllocator() {
   if (!deinit_done_) (void)deinit();
-  // Traces still referenced by freed-block history, and the pool itself.
-  while (!freed_traces_.empty()) {
-    release_trace_locked(freed_traces_.front().trace);
-    freed_traces_.pop_front();
-  }
-  for (StackTrace* t : trace_pool_) delete t;
+  // Traces still referenced by freed-block history go back to the pool,
+  // which deletes them all.
+  quarantine_.release_traces(traces_);
 }
 
 // ---------------------------------------------------------------- vtable
@@ -113,188 +124,23 @@ void DebugAllocator::vt_free(void* ctx, Bytes memory, Alignment alignment,
 
 // ---------------------------------------------------------------- helpers
 
-DebugAllocator::StackTrace* DebugAllocator::new_trace_locked() {
-  StackTrace* t;
-  if (!trace_pool_.empty()) {
-    t = trace_pool_.back();
-    trace_pool_.pop_back();
-  } else {
-    t = new StackTrace;
-  }
-  t->depth = debug::internal::capture_stack(t->frames, debug::internal::kMaxFrames);
-  t->free_depth = 0;
-  return t;
+inline bool DebugAllocator::should_sample_locked() {
+  if (options_.traces == TraceMode::kNever) return false;
+  if (options_.traces == TraceMode::kAlways) return true;
+  if (--sample_countdown_ != 0) return false;
+  sample_countdown_ = options_.sample_every;
+  return true;
 }
 
-void DebugAllocator::capture_free_trace_locked(StackTrace* t) {
-  t->free_depth = debug::internal::capture_stack(t->free_frames, debug::internal::kMaxFrames);
-}
-
-void DebugAllocator::release_trace_locked(StackTrace* t) {
-  if (t != nullptr) trace_pool_.push_back(t);
-}
-
-
-
-namespace {
-// 16 bytes as one SSE2/NEON register (GCC and Clang vector extension).
-using Vec16 = std::uint64_t __attribute__((vector_size(16)));
-
-inline Vec16 load16(const std::byte* p) {
-  Vec16 v;
-  std::memcpy(&v, p, 16);
-  return v;
-}
-inline void store16(std::byte* p, Vec16 v) { std::memcpy(p, &v, 16); }
-
-// Fills n bytes with `byte`. From 16 to 256 bytes (the blocks that
-// dominate) with a fixed set of 16-byte stores per size tier, the tail ones
-// overlapping, rather than a loop; memset otherwise. GCC must not see a fill
-// loop: it turns it into memset expanded inline as `rep stos`, which made a
-// 64-byte free ~10 ns slower on the build machine.
-inline void fill_small(std::byte* p, std::size_t n, std::byte byte) {
-  const std::uint64_t w = 0x0101010101010101ull * static_cast<std::uint8_t>(byte);
-  const Vec16 v = {w, w};
-  if (n > 64 && n <= 256) [[likely]] {
-    store16(p, v);  // [0, 64) and [n - 64, n)
-    store16(p + 16, v);
-    store16(p + 32, v);
-    store16(p + 48, v);
-    store16(p + n - 64, v);
-    store16(p + n - 48, v);
-    store16(p + n - 32, v);
-    store16(p + n - 16, v);
-    if (n > 128) {  // and [64, 128), [n - 128, n - 64)
-      store16(p + 64, v);
-      store16(p + 80, v);
-      store16(p + 96, v);
-      store16(p + 112, v);
-      store16(p + n - 128, v);
-      store16(p + n - 112, v);
-      store16(p + n - 96, v);
-      store16(p + n - 80, v);
-    }
-  } else if (n >= 16 && n <= 64) {
-    store16(p, v);
-    store16(p + n - 16, v);
-    if (n > 32) {
-      store16(p + 16, v);
-      store16(p + n - 32, v);
-    }
-  } else {
-    std::memset(p, static_cast<int>(byte), n);
-  }
-}
-
-bool all_are(const std::byte* p, std::size_t n, std::byte expected);
-
-// all_are() for the quarantine's eviction check, shaped like fill_small.
-inline bool all_are_small(const std::byte* p, std::size_t n, std::byte expected) {
-  const std::uint64_t w = 0x0101010101010101ull * static_cast<std::uint8_t>(expected);
-  const Vec16 v = {w, w};
-  Vec16 diff;
-  if (n > 64 && n <= 256) [[likely]] {
-    diff = ((load16(p) ^ v) | (load16(p + 16) ^ v)) | ((load16(p + 32) ^ v) | (load16(p + 48) ^ v)) |
-           ((load16(p + n - 64) ^ v) | (load16(p + n - 48) ^ v)) |
-           ((load16(p + n - 32) ^ v) | (load16(p + n - 16) ^ v));
-    if (n > 128) {
-      diff |= ((load16(p + 64) ^ v) | (load16(p + 80) ^ v)) |
-              ((load16(p + 96) ^ v) | (load16(p + 112) ^ v)) |
-              ((load16(p + n - 128) ^ v) | (load16(p + n - 112) ^ v)) |
-              ((load16(p + n - 96) ^ v) | (load16(p + n - 80) ^ v));
-    }
-  } else if (n >= 16 && n <= 64) {
-    diff = (load16(p) ^ v) | (load16(p + n - 16) ^ v);
-    if (n > 32) diff |= (load16(p + 16) ^ v) | (load16(p + n - 32) ^ v);
-  } else {
-    return all_are(p, n, expected);
-  }
-  return (diff[0] | diff[1]) == 0;
-}
-
-// All bytes equal to `expected`? 32 bytes per step in four independent
-// words (GCC -O2 does not vectorise this loop itself); the byte loop in
-// find_changed runs only when something did change.
-bool all_are(const std::byte* p, std::size_t n, std::byte expected) {
-  const std::uint64_t w = 0x0101010101010101ull * static_cast<std::uint8_t>(expected);
-  std::uint64_t diff = 0;
-  std::size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    std::uint64_t a, b, c, d;
-    std::memcpy(&a, p + i, 8);
-    std::memcpy(&b, p + i + 8, 8);
-    std::memcpy(&c, p + i + 16, 8);
-    std::memcpy(&d, p + i + 24, 8);
-    diff |= (a ^ w) | (b ^ w) | (c ^ w) | (d ^ w);
-  }
-  for (; i + 8 <= n; i += 8) {
-    std::uint64_t a;
-    std::memcpy(&a, p + i, 8);
-    diff |= a ^ w;
-  }
-  for (; i < n; ++i) diff |= static_cast<std::uint8_t>(p[i]) ^ (w & 0xff);
-  return diff == 0;
-}
-
-std::pair<std::size_t, std::size_t> find_changed(const std::byte* p, std::size_t n,
-                                                 std::byte expected) {
-  if (all_are(p, n, expected)) return {0, 0};
-  std::size_t first = 0, count = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (p[i] != expected) {
-      if (count == 0) first = i;
-      ++count;
-    }
-  }
-  return {first, count};
-}
-}  // namespace
-
-std::pair<std::size_t, std::size_t> DebugAllocator::check_canary(const std::byte* block,
-                                                                 std::size_t size) const {
-  auto [first, count] =
-      find_changed(block + size, options_.canary_bytes, debug::internal::kCanaryByte);
-  return {size + first, count};
-}
-
-std::pair<std::size_t, std::size_t> DebugAllocator::check_pattern(const std::byte* block,
-                                                                  std::size_t size) const {
-  // The canary was checked at free time and then overwritten with the freed
-  // pattern too: a write just past a freed block is a write after free.
-  return find_changed(block, size + options_.canary_bytes, debug::internal::kFreedByte);
-}
-
-CallSite DebugAllocator::site_of(std::uintptr_t ret, const StackTrace* t) const {
-  CallSite s;
-  s.ret_addr = ret;
-  if (t != nullptr) s.frames.assign(t->frames, t->frames + t->depth);
-  return s;
-}
-
-CallSite DebugAllocator::free_site_of(std::uintptr_t ret, const StackTrace* t) const {
-  CallSite s;
-  s.ret_addr = ret;
-  if (t != nullptr) s.frames.assign(t->free_frames, t->free_frames + t->free_depth);
-  return s;
-}
-
-const DebugAllocator::StackTrace* DebugAllocator::trace_of_freed(std::uint64_t pos) const {
-  if ((freed_.at(pos).bits & Freed::kTraced) == 0) return nullptr;
-  for (std::uint64_t i = freed_traces_.end(); i-- != freed_traces_.begin();) {
-    if (freed_traces_.at(i).pos == pos) return freed_traces_.at(i).trace;
-  }
-  return nullptr;
-}
-
-// Block, allocation site and free site of freed_ entry `pos`.
+// Block, allocation site and free site of quarantine entry `pos`.
 void DebugAllocator::fill_freed_report(Report& r, std::uint64_t pos) const {
-  const Freed& f = freed_.at(pos);
-  const StackTrace* t = trace_of_freed(pos);
+  const Freed& f = quarantine_.at(pos);
+  const StackTrace* t = quarantine_.trace_of(pos);
   r.block_address = f.addr;
   r.block_size = f.size();
   r.block_alignment = f.alignment();
-  r.alloc_site = site_of(f.alloc_ret, t);
-  r.free_site = free_site_of(f.free_ret, t);
+  r.alloc_site = debug::internal::alloc_site(f.alloc_ret, t);
+  r.free_site = debug::internal::free_site(f.free_ret, t);
 }
 
 void DebugAllocator::fill_block_report(Report& r, std::uintptr_t addr,
@@ -302,21 +148,8 @@ void DebugAllocator::fill_block_report(Report& r, std::uintptr_t addr,
   r.block_address = addr;
   r.block_size = rec.size;
   r.block_alignment = rec.alignment;
-  r.alloc_site = site_of(rec.ret_addr, rec.trace);
+  r.alloc_site = debug::internal::alloc_site(rec.ret_addr, rec.trace);
 }
-
-namespace debug::internal {
-CallSite this_call_site(std::uintptr_t ret) {
-  CallSite s;
-  s.ret_addr = ret;
-  void* frames[debug::internal::kMaxFrames];
-  int n = debug::internal::capture_stack(frames, debug::internal::kMaxFrames);
-  s.frames.assign(frames, frames + n);
-  return s;
-}
-}  // namespace debug::internal
-
-using debug::internal::this_call_site;
 
 Report DebugAllocator::not_live_report_locked(std::uintptr_t addr, std::size_t len,
                                               Alignment alignment, Operation op) {
@@ -325,11 +158,10 @@ Report DebugAllocator::not_live_report_locked(std::uintptr_t addr, std::size_t l
   r.address = addr;
   r.passed_size = len;
   r.passed_alignment = alignment;
-  for (std::uint64_t pos = freed_.end(); pos-- != freed_.begin();) {  // newest first
-    if (freed_.at(pos).addr != addr) continue;
+  if (std::optional<std::uint64_t> pos = quarantine_.find(addr)) {  // the newest free
     r.kind = op == Operation::kFree ? ErrorKind::kDoubleFree : ErrorKind::kUseOfFreed;
-    fill_freed_report(r, pos);
-    if (!freed_.at(pos).held()) r.note = "the block had already left the quarantine";
+    fill_freed_report(r, *pos);
+    if (!quarantine_.at(*pos).held()) r.note = "the block had already left the quarantine";
     return r;
   }
   r.kind = ErrorKind::kInvalidPointer;
@@ -381,8 +213,9 @@ void DebugAllocator::log_call(std::string_view op, std::size_t len, std::size_t 
 
 void DebugAllocator::report_use_after_free_locked(std::uint64_t pos,
                                                    std::vector<Report>& out) {
-  const Freed& f = freed_.at(pos);
-  auto [first, count] = check_pattern(reinterpret_cast<const std::byte*>(f.addr), f.size());
+  const Freed& f = quarantine_.at(pos);
+  auto [first, count] =
+      check_pattern(reinterpret_cast<const std::byte*>(f.addr), f.size(), options_.canary_bytes);
   Report r;
   r.kind = ErrorKind::kUseAfterFree;
   r.operation = Operation::kCheck;
@@ -394,69 +227,49 @@ void DebugAllocator::report_use_after_free_locked(std::uint64_t pos,
   out.push_back(std::move(r));
 }
 
-inline void DebugAllocator::release_held_locked(std::uint64_t pos, std::vector<Report>& out) {
-  Freed& f = freed_.at(pos);
-  auto* block = reinterpret_cast<std::byte*>(f.addr);
-  const std::size_t size = f.size();
-  if (!all_are_small(block, size + options_.canary_bytes, debug::internal::kFreedByte))
-      [[unlikely]] {
+// Gives the oldest held block back to the child, checking its pattern.
+inline bool DebugAllocator::evict_one_locked(std::vector<Report>& out) {
+  std::uint64_t pos;
+  Freed* f = quarantine_.take_oldest(pos);
+  if (f == nullptr) return false;
+  auto* block = reinterpret_cast<std::byte*>(f->addr);
+  const std::size_t size = f->size();
+  if (!all_freed(block, size + options_.canary_bytes)) [[unlikely]] {
     report_use_after_free_locked(pos, out);
   }
-  stats_.quarantined_bytes -= size;
-  f.bits &= ~Freed::kHeld;
-  child_.raw_free(Bytes(block, size + options_.canary_bytes), f.alignment(), f.free_ret);
+  quarantine_.released(*f);
+  child_.raw_free(Bytes(block, size + options_.canary_bytes), f->alignment(), f->free_ret);
+  return true;
 }
 
-inline bool DebugAllocator::evict_one_locked(std::vector<Report>& out) {
-  while (released_ != freed_.end()) {
-    const std::uint64_t pos = released_++;
-    if (freed_.at(pos).held()) {
-      release_held_locked(pos, out);
-      return true;
-    }
-  }
-  return false;
-}
-
-void DebugAllocator::forget_history_locked() {
-  const std::uint64_t keep_from = released_ - options_.freed_history;
-  while (!freed_traces_.empty() && freed_traces_.front().pos < keep_from) {
-    release_trace_locked(freed_traces_.front().trace);
-    freed_traces_.pop_front();
-  }
-  freed_.drop_until(keep_from);
-}
-
+// Ends a correct free: remembers it, fills and holds the block (or gives it
+// back to the child at once if too big), evicts what no longer fits.
 void DebugAllocator::quarantine_locked(std::uintptr_t addr, const Record& rec,
                                        std::uintptr_t free_ret, std::vector<Report>& out) {
   const std::size_t size = rec.size;
-  const bool hold = size <= hold_limit_;
+  const bool hold = quarantine_.would_hold(size);
   if (!hold) {
     child_.raw_free(Bytes(reinterpret_cast<std::byte*>(addr), size + options_.canary_bytes),
                     rec.alignment, free_ret);
-    if (options_.freed_history == 0) {  // nothing to remember
-      release_trace_locked(rec.trace);
+    if (!quarantine_.keeps_history()) {  // nothing to remember
+      traces_.release(rec.trace);
       return;
     }
   }
-  const std::uint64_t pos = freed_.end();
-  std::uint64_t bits = static_cast<std::uint64_t>(size) | (std::uint64_t{rec.alignment.log2()} << 48);
-  if (hold) bits |= Freed::kHeld;
+  const std::uint64_t pos =
+      hold ? quarantine_.push_held(addr, rec.ret_addr, free_ret, size, rec.alignment)
+           : quarantine_.push_released(addr, rec.ret_addr, free_ret, size, rec.alignment);
   if (rec.trace != nullptr) [[unlikely]] {
     // Blocks with an allocation trace get a free trace too.
-    bits |= Freed::kTraced;
-    capture_free_trace_locked(rec.trace);
-    freed_traces_.push_back(FreedTrace{pos, rec.trace});
+    debug::internal::TracePool::capture_free(rec.trace);
+    quarantine_.attach_trace(pos, rec.trace);
   }
-  freed_.push_back(Freed{addr, rec.ret_addr, free_ret, bits});
   if (hold) {
-    fill_small(reinterpret_cast<std::byte*>(addr), size + options_.canary_bytes,
-               debug::internal::kFreedByte);
-    stats_.quarantined_bytes += size;
-    while (stats_.quarantined_bytes > options_.quarantine_bytes && evict_one_locked(out)) {
+    fill_freed(reinterpret_cast<std::byte*>(addr), size + options_.canary_bytes);
+    while (quarantine_.over_budget() && evict_one_locked(out)) {
     }
   }
-  trim_history_locked();
+  quarantine_.trim(traces_);
 }
 
 // ---------------------------------------------------------------- calls
@@ -484,8 +297,8 @@ void* DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintpt
     ++stats_.failed_allocs;
   } else {
     auto* block = static_cast<std::byte*>(result);
-    write_canary(block, len);
-    StackTrace* trace = should_sample_locked() ? new_trace_locked() : nullptr;
+    debug::internal::write_canary(block, len, options_.canary_bytes);
+    StackTrace* trace = should_sample_locked() ? traces_.take() : nullptr;
     Record* rec = live_.claim_new(reinterpret_cast<std::uintptr_t>(result));
     rec->size = len;
     rec->ret_addr = ret;
@@ -531,7 +344,9 @@ void* DebugAllocator::do_resize(Bytes memory, Alignment alignment, std::size_t n
     } else {
       Record& rec = *found;
       auto* block = memory.data();
-      if (auto [first, count] = check_canary(block, rec.size); count != 0) {
+      if (auto [first, count] =
+              debug::internal::check_canary(block, rec.size, options_.canary_bytes);
+          count != 0) {
         Report r;
         r.kind = ErrorKind::kOverrun;
         r.operation = op;
@@ -544,7 +359,7 @@ void* DebugAllocator::do_resize(Bytes memory, Alignment alignment, std::size_t n
         fill_block_report(r, addr, rec);
         r.this_call = this_call_site(ret);
         reports.push_back(std::move(r));
-        write_canary(block, rec.size);  // reported once; the call goes on
+        debug::internal::write_canary(block, rec.size, options_.canary_bytes);  // reported once
       }
       std::size_t total = 0;
       const bool grows = new_len > rec.size;
@@ -564,7 +379,7 @@ void* DebugAllocator::do_resize(Bytes memory, Alignment alignment, std::size_t n
       }
       if (result != nullptr) {
         auto* moved = static_cast<std::byte*>(result);
-        write_canary(moved, new_len);
+        debug::internal::write_canary(moved, new_len, options_.canary_bytes);
         stats_.live_bytes = stats_.live_bytes - rec.size + new_len;
         stats_.peak_live_bytes = std::max(stats_.peak_live_bytes, stats_.live_bytes);
         if (grows) stats_.total_bytes += new_len - rec.size;
@@ -598,35 +413,31 @@ void DebugAllocator::do_free(Bytes memory, Alignment alignment, std::uintptr_t r
     Record* found = live_.find(addr);
     if (found != nullptr && found->size == size && found->alignment == alignment &&
         found->trace == nullptr && !options_.verbose &&
-        canary_intact(memory.data(), size)) [[likely]] {
+        debug::internal::canary_intact(memory.data(), size, options_.canary_bytes)) [[likely]] {
       const std::uintptr_t alloc_ret = found->ret_addr;
       live_.erase_value(found);
       stats_.live_bytes -= size;
       ++stats_.total_frees;
-      const std::uint64_t bits =
-          static_cast<std::uint64_t>(size) | (std::uint64_t{alignment.log2()} << 48);
-      if (size <= hold_limit_) [[likely]] {
-        fill_small(memory.data(), size + options_.canary_bytes, debug::internal::kFreedByte);
-        freed_.push_back(Freed{addr, alloc_ret, ret, bits | Freed::kHeld});
-        stats_.quarantined_bytes += size;
+      if (quarantine_.would_hold(size)) [[likely]] {
+        fill_freed(memory.data(), size + options_.canary_bytes);
+        quarantine_.push_held(addr, alloc_ret, ret, size, alignment);
         // One block in, about one out: the child takes them back one at a
         // time, which keeps glibc in its per-thread cache (evicting in
         // batches overflowed it and cost ~50 more instructions per free).
-        if (stats_.quarantined_bytes > options_.quarantine_bytes) {
-          while (stats_.quarantined_bytes > options_.quarantine_bytes &&
-                 evict_one_locked(pending_)) {
+        if (quarantine_.over_budget()) {
+          while (quarantine_.over_budget() && evict_one_locked(pending_)) {
           }
-          trim_history_locked();
+          quarantine_.trim(traces_);
         }
         if (pending_.empty()) [[likely]] return;
       } else {
         // Too big to hold (or no quarantine): straight back to the child,
         // remembered in the history only.
         child_.raw_free(Bytes(memory.data(), size + options_.canary_bytes), alignment, ret);
-        if (options_.freed_history == 0) return;
-        freed_.push_back(Freed{addr, alloc_ret, ret, bits});
+        if (!quarantine_.keeps_history()) return;
+        quarantine_.push_released(addr, alloc_ret, ret, size, alignment);
       }
-      trim_history_locked();
+      quarantine_.trim(traces_);
       if (pending_.empty()) [[likely]] return;
       // A block leaving the quarantine had been written to.
       std::vector<Report> reports = std::move(pending_);
@@ -664,7 +475,9 @@ void DebugAllocator::free_slow(Bytes memory, Alignment alignment, std::uintptr_t
     } else {
       Record rec = *found;
       live_.erase(addr);
-      if (auto [first, count] = check_canary(memory.data(), rec.size); count != 0) {
+      if (auto [first, count] =
+              debug::internal::check_canary(memory.data(), rec.size, options_.canary_bytes);
+          count != 0) {
         Report r;
         r.kind = ErrorKind::kOverrun;
         r.operation = Operation::kFree;
@@ -676,7 +489,7 @@ void DebugAllocator::free_slow(Bytes memory, Alignment alignment, std::uintptr_t
         fill_block_report(r, addr, rec);
         r.this_call = this_call_site(ret);
         reports.push_back(std::move(r));
-        write_canary(memory.data(), rec.size);
+        debug::internal::write_canary(memory.data(), rec.size, options_.canary_bytes);
       }
       stats_.live_bytes -= rec.size;
       ++stats_.total_frees;
@@ -728,7 +541,8 @@ std::size_t DebugAllocator::check() {
   {
     Guard guard(lock_ptr());
     live_.for_each([&](std::uintptr_t addr, const Record& rec) {
-      auto [first, count] = check_canary(reinterpret_cast<const std::byte*>(addr), rec.size);
+      auto [first, count] = debug::internal::check_canary(reinterpret_cast<const std::byte*>(addr),
+                                                          rec.size, options_.canary_bytes);
       if (count == 0) return;
       Report r;
       r.kind = ErrorKind::kOverrun;
@@ -738,15 +552,14 @@ std::size_t DebugAllocator::check() {
       r.bad_bytes = count;
       fill_block_report(r, addr, rec);
       reports.push_back(std::move(r));
-      write_canary(reinterpret_cast<std::byte*>(addr), rec.size);
+      debug::internal::write_canary(reinterpret_cast<std::byte*>(addr), rec.size,
+                                    options_.canary_bytes);
     });
-    for (std::uint64_t pos = released_; pos != freed_.end(); ++pos) {
-      const Freed& f = freed_.at(pos);
-      if (!f.held()) continue;
+    quarantine_.for_each_held([&](std::uint64_t pos, const Freed& f) {
       const std::uintptr_t addr = f.addr;
       auto* block = reinterpret_cast<std::byte*>(addr);
-      auto [first, count] = check_pattern(block, f.size());
-      if (count == 0) continue;
+      auto [first, count] = check_pattern(block, f.size(), options_.canary_bytes);
+      if (count == 0) return;
       Report r;
       r.kind = ErrorKind::kUseAfterFree;
       r.operation = Operation::kCheck;
@@ -756,9 +569,8 @@ std::size_t DebugAllocator::check() {
       fill_freed_report(r, pos);
       reports.push_back(std::move(r));
       // Restore so the same write is reported once.
-      std::memset(block, static_cast<int>(debug::internal::kFreedByte),
-                  f.size() + options_.canary_bytes);
-    }
+      std::memset(block, static_cast<int>(kFreedByte), f.size() + options_.canary_bytes);
+    });
     stats_.errors += reports.size();
   }
   const std::size_t n = reports.size();
@@ -771,14 +583,14 @@ std::size_t DebugAllocator::deinit() {
   std::vector<Report> reports;
   {
     Guard guard(lock_ptr());
-    while (stats_.quarantined_bytes > 0 && evict_one_locked(reports)) {
+    while (quarantine_.held_bytes() > 0 && evict_one_locked(reports)) {
     }
-    trim_history_locked();
+    quarantine_.trim(traces_);
     if (options_.free_leaks_on_deinit) {
       live_.for_each([&](std::uintptr_t addr, const Record& rec) {
         child_.raw_free(Bytes(reinterpret_cast<std::byte*>(addr), rec.size + options_.canary_bytes),
                         rec.alignment, rec.ret_addr);
-        release_trace_locked(rec.trace);
+        traces_.release(rec.trace);
         stats_.live_bytes -= rec.size;
       });
       live_.clear();
@@ -814,6 +626,7 @@ DebugStats DebugAllocator::stats() const {
   // Derived here rather than counted on every call.
   s.live_count = live_.size();
   s.total_allocs = s.alloc_calls - s.failed_allocs;
+  s.quarantined_bytes = quarantine_.held_bytes();
   return s;
 }
 

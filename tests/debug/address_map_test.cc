@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "alloy/debug/address_map.h"
+#include "alloy/debug/internal/address_map.h"
 
 using alloy::debug::AddressMap;
 

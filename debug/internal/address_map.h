@@ -1,10 +1,12 @@
 // alloy::debug::AddressMap<V> — a small open-addressing map from block address to V.
 //
+// Not a public API: visible to debug/ and tests/debug only.
+//
 // Why: DebugAllocator does one insert per alloc and one find + erase per free;
-// measured against Debian's absl::flat_hash_map (~25 ns for that trio on the
-// build machine) this linear-probing table with Fibonacci hashing costs a
-// third of that, which is the difference between meeting the overhead budget
-// and not. Erase leaves a tombstone (one store) rather than shifting the
+// this linear-probing table with Fibonacci hashing does that trio in about a
+// third of the time Debian's absl::flat_hash_map takes (figures in
+// bench/README.md), which is the difference between meeting the overhead
+// budget and not. Erase leaves a tombstone (one store) rather than shifting the
 // cluster back: the shift loop's exit depended on the neighbours and
 // mispredicted about once per free; tombstones are swept by an occasional
 // same-size rebuild instead. Its storage comes
