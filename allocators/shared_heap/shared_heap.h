@@ -18,7 +18,7 @@
 // Thread safety: any thread of any attached process may call anything
 // concurrently. A process that dies while holding the lock does not wedge
 // the others: the next locker rebuilds the heap's free lists from the block
-// chain (see shared_heap.cc, "Crash consistency"); blocks the dead process
+// chain (see internal/recovery.h, "Crash consistency"); blocks the dead process
 // still held stay allocated (visit() shows their owner's pid). The callback
 // passed to visit() runs under the lock: allocating from the same heap inside
 // it fails (null; the lock is error-checking) instead of deadlocking.
