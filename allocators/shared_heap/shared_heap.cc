@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "alloy/allocators/shared_heap/internal/alloc.h"
+#include "alloy/allocators/shared_heap/internal/header_io.h"
 #include "alloy/allocators/shared_heap/internal/layout.h"
 #include "alloy/allocators/shared_heap/internal/lists.h"
 #include "alloy/allocators/shared_heap/internal/recovery.h"
@@ -232,6 +233,27 @@ SharedResult<void> SharedHeap::verify() const {
     return make_error(SharedHeapErrc::kHeapCorrupt, 0, "verify: %s at offset %llu", what,
                       static_cast<unsigned long long>(off));
   };
+  // The header first: its geometry bounds every walk below (each chain step
+  // advances at least kMinBlock inside [heap_begin, heap_end]).
+  SharedHeapError header_err;
+  if (!validate_header(h, size_, &header_err)) return header_err;
+  if (h->cap > h->heap_end - h->heap_begin) return fail("cap above the heap size", h->cap);
+  if (__atomic_load_n(&h->intent.op, __ATOMIC_ACQUIRE) != kOpNone) {
+    return fail("intent record left set outside an operation", h->intent.block);
+  }
+  if (h->c.peak_bytes_in_use < h->c.bytes_in_use) {
+    return fail("peak below bytes in use", h->c.peak_bytes_in_use);
+  }
+  for (const auto& slot : h->slots) {
+    if (slot.pid < 0) return fail("negative pid in an attachment slot", 0);
+  }
+  for (const auto& r : h->roots) {
+    if (r.used == 0) continue;
+    if (std::memchr(r.name, '\0', sizeof r.name) == nullptr || r.name[0] == '\0') {
+      return fail("root name not a terminated string", 0);
+    }
+    if (r.offset >= h->mapping_bytes) return fail("root offset outside the mapping", r.offset);
+  }
   u64 in_use = 0, payload = 0, live = 0, free_blocks = 0, prev_off = 0;
   bool prev_free = false;
   u64 off = h->heap_begin;

@@ -298,9 +298,13 @@ class SharedHeap {
   // A free that says why it was refused instead of printing it.
   SharedFreeStatus free_checked(void* p, std::size_t len, Alignment alignment);
 
-  // Walks the heap and cross-checks the chain, free lists, block bitmap and
-  // counters. ok() or an error whose message says what disagrees.
-  // O(blocks x free blocks): for tests and debugging.
+  // Checks the header (magic, version, layout, checksum, geometry, as
+  // attach() does; the error then has that code), the cap, intent record,
+  // attachment slots and roots, then walks the heap and cross-checks the
+  // chain, free lists, block bitmap and counters: ok() or kHeapCorrupt with
+  // a message that says what disagrees. Every walk is bounded (the geometry
+  // is checked first; a free list longer than the free blocks is reported).
+  // O(blocks x free blocks): for tests and debugging, after each batch.
   SharedResult<void> verify() const;
 
   // ---- Test hooks: make this process die (SIGKILL) at a point inside an
