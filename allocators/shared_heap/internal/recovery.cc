@@ -149,19 +149,18 @@ int robust_lock_wait(pthread_mutex_t* m) {
   }
 }
 
-bool HeapLock::take_after(int rc) {
-  if (rc == EOWNERDEAD) {
-    recover(h_);
-    pthread_mutex_consistent(&h_->mutex);
-    return true;
-  }
-  error_ = make_error(SharedHeapErrc::kLockFailed, rc, "cannot lock the shared heap");
-  return false;
+void recover_after_owner_died(Header* h) {
+  recover(h);
+  pthread_mutex_consistent(&h->mutex);
 }
 
-void HeapLock::set_corrupt_error() {
-  error_ = make_error(SharedHeapErrc::kHeapCorrupt, 0,
-                      "the shared heap's block chain is corrupt; it refuses work");
+SharedHeapError lock_failed_error(int rc) {
+  return make_error(SharedHeapErrc::kLockFailed, rc, "cannot lock the shared heap");
+}
+
+SharedHeapError corrupt_error() {
+  return make_error(SharedHeapErrc::kHeapCorrupt, 0,
+                    "the shared heap's block chain is corrupt; it refuses work");
 }
 
 }  // namespace alloy::shared_heap_internal

@@ -71,14 +71,28 @@ inline int robust_lock(pthread_mutex_t* m) {
   return robust_lock_wait(m);
 }
 
+// The lock was taken with EOWNERDEAD: recover(h) and mark the mutex consistent.
+void recover_after_owner_died(Header* h);
+SharedHeapError lock_failed_error(int rc);
+SharedHeapError corrupt_error();
+
 // The robust lock. Recovers the heap if the previous owner died.
+// (The slow paths above take no `this`: a call that let the lock escape would
+// make the compiler zero the 200-byte error_ on every lock.)
 class HeapLock {
  public:
   explicit HeapLock(Header* h) : h_(h) {
     int rc = robust_lock(&h->mutex);
-    if (rc != 0 && !take_after(rc)) return;
+    if (rc == EOWNERDEAD) {
+      recover_after_owner_died(h);
+      rc = 0;
+    }
+    if (rc != 0) {
+      error_ = lock_failed_error(rc);
+      return;
+    }
     locked_ = true;
-    if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == kStateCorrupt) set_corrupt_error();
+    if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == kStateCorrupt) error_ = corrupt_error();
   }
   ~HeapLock() {
     if (locked_) pthread_mutex_unlock(&h_->mutex);
@@ -92,11 +106,6 @@ class HeapLock {
   const SharedHeapError& error() const { return error_; }
 
  private:
-  // rc != 0 from robust_lock: EOWNERDEAD recovers and owns the lock (true);
-  // anything else is kLockFailed (false).
-  bool take_after(int rc);
-  void set_corrupt_error();
-
   Header* h_;
   bool locked_ = false;
   SharedHeapError error_;
