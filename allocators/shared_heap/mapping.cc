@@ -1,7 +1,7 @@
 // alloy::SharedHeap: naming and mapping. shm_open/memfd_create, sizing,
-// mmap, writing a fresh header (create) and checking a mapped one (attach),
-// attachment slots, destroy and detach. The format itself is
-// internal/layout.h; the lock and recovery are internal/recovery.h.
+// mmap, attachment slots, destroy and detach. The format is internal/layout.h,
+// writing and checking a header internal/header_io.h, the lock and recovery
+// internal/recovery.h.
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>

@@ -1,9 +1,10 @@
 // alloy::SharedHeap implementation.
 //
 // This file holds the public surface that is neither mapping nor the
-// allocation path: error names, limits, stats, visit, roots, verify and the
+// allocation path: error names, the cap, stats, visit, roots, verify and the
 // test hooks. The rest lives in its own units:
 //   internal/layout.h     the on-shm format (versioned), its invariants
+//   internal/header_io.*  writing a fresh header, checking a mapped one
 //   internal/lists.h      the live-block bitmap and the segregated free lists
 //   internal/recovery.*   crash consistency, rebuild, the robust lock
 //   internal/alloc.*      alloc, free, resize and the Allocator vtable
