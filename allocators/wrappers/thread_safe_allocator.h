@@ -34,15 +34,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "alloy/alloc_iface/allocator.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define ALLOY_WRAPPERS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define ALLOY_WRAPPERS_TSAN 1
-#endif
-#endif
-#if defined(ALLOY_WRAPPERS_TSAN)
+#include "alloy/base/config.h"
+#if defined(ALLOY_HAVE_TSAN)
 #include <sanitizer/tsan_interface.h>
 #endif
 
@@ -56,12 +49,12 @@ class ABSL_SCOPED_LOCKABLE [[nodiscard]] AnnotatedLock {
   explicit AnnotatedLock(absl::Mutex& mutex) ABSL_EXCLUSIVE_LOCK_FUNCTION(mutex)
       : mutex_(mutex) {
     mutex_.Lock();
-#if defined(ALLOY_WRAPPERS_TSAN)
+#if defined(ALLOY_HAVE_TSAN)
     __tsan_acquire(&mutex_);
 #endif
   }
   ~AnnotatedLock() ABSL_UNLOCK_FUNCTION() {
-#if defined(ALLOY_WRAPPERS_TSAN)
+#if defined(ALLOY_HAVE_TSAN)
     __tsan_release(&mutex_);
 #endif
     mutex_.Unlock();
