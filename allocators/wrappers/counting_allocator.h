@@ -41,6 +41,7 @@
 #include <fmt/format.h>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/wrappers/threading.h"
 #include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
@@ -62,10 +63,8 @@ struct CountingStats {
 
 class CountingAllocator {
  public:
-  enum class Threading : unsigned char {
-    kShared,        // atomic read-modify-write: any number of threads
-    kSingleThread,  // load + store: one thread at a time, cheaper
-  };
+  // alloy::Threading (threading.h), also spelled CountingAllocator::Threading.
+  using Threading = alloy::Threading;
 
   explicit CountingAllocator(Allocator child, Threading threading = Threading::kShared)
       : child_(child), threading_(threading) {}

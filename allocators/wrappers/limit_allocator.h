@@ -42,16 +42,15 @@
 #include <cstdint>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/wrappers/threading.h"
 #include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
 
 class LimitAllocator {
  public:
-  enum class Threading : unsigned char {
-    kShared,        // compare-and-swap accounting: any number of threads
-    kSingleThread,  // load + store: one thread at a time, cheaper
-  };
+  // alloy::Threading (threading.h), also spelled LimitAllocator::Threading.
+  using Threading = alloy::Threading;
 
   LimitAllocator(Allocator child, std::size_t ceiling_bytes,
                  Threading threading = Threading::kShared)
