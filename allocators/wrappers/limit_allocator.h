@@ -22,7 +22,8 @@
 // child refuses) around one indirect call to the child; free is one load (the
 // wrong-free check) and one compare-and-swap (a sub that cannot wrap).
 // Constructed with Threading::kSingleThread these become plain loads and
-// stores (about 1 ns instead of 5-10 ns), for children one thread uses.
+// stores (several times cheaper; figures in bench/README.md), for children
+// one thread uses.
 // Thread safety: as the child (kShared, the default). The accounting is
 // lock-free and never lets concurrent callers overshoot the ceiling; a caller
 // racing with a child failure may see a refusal that a moment later would

@@ -10,10 +10,10 @@
 // Wrong frees are passed to the child under the lock, unchanged: a foreign,
 // double or wrong-size free gets exactly what the child promises for it.
 //
-// Cost: an uncontended lock + unlock around one indirect call to the child.
-// Measured on the shared 2-core dev VM (examples/wrappers:wrapper_overhead),
-// per call: ~75-110 ns with Debian's absl::Mutex, ~25-40 ns with its deadlock
-// detection switched off, ~8-15 ns with kStdMutex. Contended callers wait.
+// Cost: O(1), an uncontended lock + unlock around one indirect call to the
+// child; kStdMutex is the cheapest, Debian's absl::Mutex the dearest (figures
+// from //bench/wrappers:wrapper_overhead in bench/README.md). Contended
+// callers wait.
 // Thread safety: fully thread-safe, whatever the child.
 // Under ThreadSanitizer the absl lock is also announced to TSan by hand:
 // Debian's abseil is built without TSan, so its Mutex would be invisible.
