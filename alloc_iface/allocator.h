@@ -61,10 +61,7 @@
 
 #include "alloy/alloc_iface/alignment.h"
 #include "alloy/alloc_iface/result.h"
-
-// The return address of the current function, as an integer.
-#define ALLOY_RETURN_ADDRESS() \
-  (reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)))
+#include "alloy/base/config.h"  // ALLOY_RETURN_ADDRESS()
 
 // Where the address of "the user's call" comes from. Every public function
 // that allocates follows one of two patterns, in every build mode:

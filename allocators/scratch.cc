@@ -4,16 +4,9 @@
 #include <cstring>
 
 #include "alloy/allocators/wrong_free.h"
+#include "alloy/base/config.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ALLOY_SCRATCH_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ALLOY_SCRATCH_ASAN 1
-#endif
-#endif
-
-#if defined(ALLOY_SCRATCH_ASAN)
+#if defined(ALLOY_HAVE_ASAN)
 #include <sanitizer/asan_interface.h>
 #endif
 
@@ -36,12 +29,12 @@ constexpr std::size_t kMaxGrowth = std::size_t{1} << 30;
 
 void poison(std::uintptr_t lo, std::uintptr_t hi) {
   if (!Scratch::kPoisons || hi <= lo) return;
-#if defined(ALLOY_SCRATCH_ASAN)
+#if defined(ALLOY_HAVE_ASAN)
   // Parts of the range may be poisoned already (an earlier restore).
   ASAN_UNPOISON_MEMORY_REGION(reinterpret_cast<void*>(lo), hi - lo);
 #endif
   std::memset(reinterpret_cast<void*>(lo), static_cast<int>(Scratch::kPoisonByte), hi - lo);
-#if defined(ALLOY_SCRATCH_ASAN)
+#if defined(ALLOY_HAVE_ASAN)
   ASAN_POISON_MEMORY_REGION(reinterpret_cast<void*>(lo), hi - lo);
 #endif
 }
@@ -73,7 +66,7 @@ Scratch::~Scratch() { release_at(ALLOY_RETURN_ADDRESS()); }
 Allocator Scratch::allocator() { return Allocator{this, &kScratchVTable}; }
 
 void Scratch::unpoison([[maybe_unused]] void* p, [[maybe_unused]] std::size_t len) {
-#if defined(ALLOY_SCRATCH_ASAN) && !defined(NDEBUG)
+#if defined(ALLOY_HAVE_ASAN) && !defined(NDEBUG)
   ASAN_UNPOISON_MEMORY_REGION(p, len);
 #endif
 }

@@ -30,13 +30,11 @@
 #include <cstdint>
 #include <mutex>
 
+#include "alloy/base/config.h"
+
 #if !defined(ALLOY_CHECKED_FREES)
-#if !defined(NDEBUG) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if !defined(NDEBUG) || defined(ALLOY_HAVE_SANITIZER)
 #define ALLOY_CHECKED_FREES 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define ALLOY_CHECKED_FREES 1
-#endif
 #endif
 #endif
 #if !defined(ALLOY_CHECKED_FREES)

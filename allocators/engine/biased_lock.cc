@@ -5,13 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define ALLOY_BIASED_LOCK_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define ALLOY_BIASED_LOCK_TSAN 1
-#endif
-#endif
+#include "alloy/base/config.h"
 
 namespace alloy {
 namespace {
@@ -42,7 +36,7 @@ void spin_backoff(int spins) noexcept {
 }
 
 bool BiasedLock::owner_path_available() noexcept {
-#if defined(ALLOY_BIASED_LOCK_TSAN)
+#if defined(ALLOY_HAVE_TSAN)
   return false;  // TSan cannot see the asymmetric fence
 #else
   int state = g_membarrier_state.load(std::memory_order_acquire);

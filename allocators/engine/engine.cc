@@ -13,7 +13,7 @@
 #include "alloy/allocators/engine/fast_path.h"
 #include "alloy/allocators/engine/internal.h"
 
-#if defined(ALLOY_ENGINE_ASAN)
+#if defined(ALLOY_HAVE_ASAN)
 #define ALLOY_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
 #define ALLOY_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
 #else

@@ -24,8 +24,9 @@
 #include <cstdint>
 
 #include "alloy/allocators/engine/internal.h"
+#include "alloy/base/config.h"
 
-#if defined(ALLOY_ENGINE_ASAN)
+#if defined(ALLOY_HAVE_ASAN)
 #include <sanitizer/asan_interface.h>
 #endif
 
@@ -41,7 +42,7 @@ inline void* direct_pop(Local* l, std::size_t slot) noexcept {
   if (__builtin_expect(b == nullptr, 0)) return nullptr;
   page->free = b->next;
   page->used++;
-#if defined(ALLOY_ENGINE_ASAN)
+#if defined(ALLOY_HAVE_ASAN)
   ASAN_UNPOISON_MEMORY_REGION(b, page->block_size);
 #endif
   return b;
@@ -79,7 +80,7 @@ namespace detail {
 inline void local_push(Page* page, void* p) noexcept {
   auto* b = static_cast<Block*>(p);
   mark_freed(p, page->block_size);  // checked builds only
-#if defined(ALLOY_ENGINE_ASAN)
+#if defined(ALLOY_HAVE_ASAN)
   if (page->kind == kSmallPage && page->block_size > sizeof(void*))
     ASAN_POISON_MEMORY_REGION(reinterpret_cast<char*>(p) + sizeof(void*),
                               page->block_size - sizeof(void*));

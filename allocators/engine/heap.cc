@@ -57,7 +57,7 @@ bool on_free_list(d::Page* pg, const void* b) noexcept {
 [[maybe_unused]] bool may_be_free(d::Page* pg, const void* p) noexcept {
   if (pg->block_size <= sizeof(void*)) return true;
   const auto* word = static_cast<const std::uintptr_t*>(p) + 1;
-#if defined(ALLOY_ENGINE_ASAN)
+#if defined(ALLOY_HAVE_ASAN)
   if (__asan_address_is_poisoned(word)) return true;  // freed: local_push / free_cross poison it
 #endif
   return *word == d::kFreedMark;

@@ -20,8 +20,8 @@
 // visit/stats/collect walk the heap's pages under the lock. The lock is a BiasedLock: while one
 // thread is the only one to have taken it, taking it costs no atomic
 // exchange, and alloc pops from the heap's size-class table like malloc does
-// (a heap used from one thread: 1.8-2.5x the default heap's per-thread fast
-// path, against 3.4-6.3x with a plain spin lock and no table pop); the first
+// (a heap used from one thread costs a small constant factor over the default
+// heap's per-thread fast path; figures in bench/README.md); the first
 // call from a second thread makes it a spin lock for good, with one
 // membarrier syscall. One Local per heap (not per thread) is
 // what lets visit and stats see a consistent heap from any thread.

@@ -82,6 +82,7 @@
 #include <cstdint>
 
 #include "alloy/allocators/engine/biased_lock.h"
+#include "alloy/base/config.h"
 
 namespace alloy::engine::detail {
 
@@ -370,12 +371,8 @@ const char* block_check(const void* p, Segment** seg, Page** page) noexcept;
 
 // Checked builds (no NDEBUG, or a sanitizer): wrong frees are reported on
 // stderr, and a free walks its page's free lists to catch double frees.
-#if !defined(NDEBUG) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if !defined(NDEBUG) || defined(ALLOY_HAVE_SANITIZER)
 #define ALLOY_ENGINE_CHECKED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define ALLOY_ENGINE_CHECKED 1
-#endif
 #endif
 #if defined(ALLOY_ENGINE_CHECKED)
 inline constexpr bool kChecked = true;
@@ -429,13 +426,5 @@ std::size_t heap_huge_bytes(HeapCore* h, std::size_t* count) noexcept;
 void page_mark_free(Page* page, std::uint64_t* bits) noexcept;
 void page_collect(Page* page) noexcept;
 extern HeapCore g_default_heap;
-
-#if defined(__SANITIZE_ADDRESS__)
-#define ALLOY_ENGINE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ALLOY_ENGINE_ASAN 1
-#endif
-#endif
 
 }  // namespace alloy::engine::detail

@@ -18,8 +18,8 @@
 // Cost: two relaxed atomic adds per call (plus a compare-and-swap when a new
 // peak is reached; a free is five relaxed loads for the wrong-free check, an
 // add and a compare-and-swap) around one indirect call to the child. With
-// Threading::kSingleThread the adds become plain load + store (about 1 ns
-// instead of 5-10 ns each), for children only one thread uses.
+// Threading::kSingleThread the adds become plain load + store (several times
+// cheaper; figures in bench/README.md), for children only one thread uses.
 // Thread safety: as the child (kShared, the default). The counters are
 // atomic, so a thread-safe child stays thread-safe; a snapshot taken while
 // other threads allocate may mix counts from before and after a call, but
@@ -41,6 +41,7 @@
 #include <fmt/format.h>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/wrappers/threading.h"
 #include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
@@ -62,10 +63,8 @@ struct CountingStats {
 
 class CountingAllocator {
  public:
-  enum class Threading : unsigned char {
-    kShared,        // atomic read-modify-write: any number of threads
-    kSingleThread,  // load + store: one thread at a time, cheaper
-  };
+  // alloy::Threading (threading.h), also spelled CountingAllocator::Threading.
+  using Threading = alloy::Threading;
 
   explicit CountingAllocator(Allocator child, Threading threading = Threading::kShared)
       : child_(child), threading_(threading) {}

@@ -22,7 +22,8 @@
 // child refuses) around one indirect call to the child; free is one load (the
 // wrong-free check) and one compare-and-swap (a sub that cannot wrap).
 // Constructed with Threading::kSingleThread these become plain loads and
-// stores (about 1 ns instead of 5-10 ns), for children one thread uses.
+// stores (several times cheaper; figures in bench/README.md), for children
+// one thread uses.
 // Thread safety: as the child (kShared, the default). The accounting is
 // lock-free and never lets concurrent callers overshoot the ceiling; a caller
 // racing with a child failure may see a refusal that a moment later would
@@ -42,16 +43,15 @@
 #include <cstdint>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/wrappers/threading.h"
 #include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
 
 class LimitAllocator {
  public:
-  enum class Threading : unsigned char {
-    kShared,        // compare-and-swap accounting: any number of threads
-    kSingleThread,  // load + store: one thread at a time, cheaper
-  };
+  // alloy::Threading (threading.h), also spelled LimitAllocator::Threading.
+  using Threading = alloy::Threading;
 
   LimitAllocator(Allocator child, std::size_t ceiling_bytes,
                  Threading threading = Threading::kShared)

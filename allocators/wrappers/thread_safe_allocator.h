@@ -10,10 +10,10 @@
 // Wrong frees are passed to the child under the lock, unchanged: a foreign,
 // double or wrong-size free gets exactly what the child promises for it.
 //
-// Cost: an uncontended lock + unlock around one indirect call to the child.
-// Measured on the shared 2-core dev VM (examples/wrappers:wrapper_overhead),
-// per call: ~75-110 ns with Debian's absl::Mutex, ~25-40 ns with its deadlock
-// detection switched off, ~8-15 ns with kStdMutex. Contended callers wait.
+// Cost: O(1), an uncontended lock + unlock around one indirect call to the
+// child; kStdMutex is the cheapest, Debian's absl::Mutex the dearest (figures
+// from //bench/wrappers:wrapper_overhead in bench/README.md). Contended
+// callers wait.
 // Thread safety: fully thread-safe, whatever the child.
 // Under ThreadSanitizer the absl lock is also announced to TSan by hand:
 // Debian's abseil is built without TSan, so its Mutex would be invisible.
@@ -34,15 +34,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "alloy/alloc_iface/allocator.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define ALLOY_WRAPPERS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define ALLOY_WRAPPERS_TSAN 1
-#endif
-#endif
-#if defined(ALLOY_WRAPPERS_TSAN)
+#include "alloy/base/config.h"
+#if defined(ALLOY_HAVE_TSAN)
 #include <sanitizer/tsan_interface.h>
 #endif
 
@@ -56,12 +49,12 @@ class ABSL_SCOPED_LOCKABLE [[nodiscard]] AnnotatedLock {
   explicit AnnotatedLock(absl::Mutex& mutex) ABSL_EXCLUSIVE_LOCK_FUNCTION(mutex)
       : mutex_(mutex) {
     mutex_.Lock();
-#if defined(ALLOY_WRAPPERS_TSAN)
+#if defined(ALLOY_HAVE_TSAN)
     __tsan_acquire(&mutex_);
 #endif
   }
   ~AnnotatedLock() ABSL_UNLOCK_FUNCTION() {
-#if defined(ALLOY_WRAPPERS_TSAN)
+#if defined(ALLOY_HAVE_TSAN)
     __tsan_release(&mutex_);
 #endif
     mutex_.Unlock();

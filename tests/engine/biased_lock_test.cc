@@ -15,16 +15,10 @@
 #include <vector>
 
 #include "alloy/allocators/engine/biased_lock.h"
+#include "alloy/base/config.h"
 
 using alloy::BiasedLock;
 
-#if defined(__SANITIZE_THREAD__)
-#define ALLOY_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define ALLOY_TEST_TSAN 1
-#endif
-#endif
 
 namespace {
 
@@ -197,7 +191,7 @@ BOOST_AUTO_TEST_CASE(a_child_forked_while_a_thread_waits_inside_the_lock_can_use
       ok = true;
       lock.unlock();
     };
-#if defined(ALLOY_TEST_TSAN)
+#if defined(ALLOY_HAVE_TSAN)
     take();  // TSan cannot start threads after a multi-threaded fork
 #else
     std::thread(take).join();

@@ -19,6 +19,7 @@
 #include "alloy/allocators/engine/engine.h"
 #include "alloy/allocators/engine/heap.h"
 #include "alloy/allocators/engine/internal.h"
+#include "alloy/base/config.h"
 
 namespace engine = alloy::engine;
 
@@ -133,7 +134,7 @@ BOOST_AUTO_TEST_CASE(random_churn_no_overlap_contents_kept) {
   std::map<std::uintptr_t, std::size_t> live;  // start -> size
   struct Block { void* p; std::size_t n; std::uint8_t seed; };
   std::vector<Block> blocks;
-#if defined(__SANITIZE_THREAD__)
+#if defined(ALLOY_HAVE_TSAN)
   constexpr int kIterations = 20000;
 #else
   constexpr int kIterations = 60000;
@@ -453,7 +454,7 @@ BOOST_AUTO_TEST_CASE(eager_purge_returns_memory_without_collect) {
   engine::free(p);
 }
 
-#if !defined(__SANITIZE_THREAD__)
+#if !defined(ALLOY_HAVE_TSAN)
 BOOST_AUTO_TEST_CASE(fork_while_another_thread_allocates) {
   std::atomic<bool> stop{false};
   std::thread hammer([&] {
@@ -471,7 +472,7 @@ BOOST_AUTO_TEST_CASE(fork_while_another_thread_allocates) {
       void* ps[100];
       for (int i = 0; i < 100; ++i) ps[i] = engine::alloc(32 * (i + 1));
       for (void* p : ps) engine::free(p);
-#if !defined(ALLOY_ENGINE_ASAN)
+#if !defined(ALLOY_HAVE_ASAN)
       // Not under ASan: its own malloc (std::thread's state) may be locked
       // by the hammer thread at fork time and would hang the child.
       std::thread t([] { engine::free(engine::alloc(100)); });
@@ -510,7 +511,7 @@ BOOST_AUTO_TEST_CASE(wrong_sized_free_is_reported_not_forwarded) {
 }
 #endif
 
-#if defined(ALLOY_ENGINE_ASAN)
+#if defined(ALLOY_HAVE_ASAN)
 #include <sanitizer/asan_interface.h>
 BOOST_AUTO_TEST_CASE(freed_blocks_are_poisoned_for_asan) {
   auto* p = static_cast<char*>(engine::alloc(64));

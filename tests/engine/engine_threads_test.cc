@@ -16,6 +16,7 @@
 #include "alloy/allocators/engine/engine.h"
 #include "alloy/allocators/engine/heap.h"
 #include "alloy/allocators/engine/internal.h"
+#include "alloy/base/config.h"
 
 namespace engine = alloy::engine;
 
@@ -37,7 +38,7 @@ bool check(const Tagged& t) {
 
 BOOST_AUTO_TEST_CASE(four_threads_free_each_others_blocks) {
   constexpr int kThreads = 4;
-#if defined(__SANITIZE_THREAD__)
+#if defined(ALLOY_HAVE_TSAN)
   constexpr int kRounds = 8;
 #else
   constexpr int kRounds = 30;
@@ -134,7 +135,7 @@ BOOST_AUTO_TEST_CASE(thread_exit_with_live_blocks_hands_pages_over) {
 }
 
 BOOST_AUTO_TEST_CASE(producer_consumer_memory_stays_bounded) {
-#if defined(__SANITIZE_THREAD__)
+#if defined(ALLOY_HAVE_TSAN)
   constexpr int kItems = 150000;  // TSan runs this ~20x slower
 #else
   constexpr int kItems = 1000000;  // 64 MiB if the producer never reused a block

@@ -8,14 +8,9 @@
 #include "alloy/allocators/scratch.h"
 #include "tests/family/family_test_util.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SCRATCH_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SCRATCH_TEST_ASAN 1
-#endif
-#endif
-#if defined(SCRATCH_TEST_ASAN)
+#include "alloy/base/config.h"
+
+#if defined(ALLOY_HAVE_ASAN)
 #include <sanitizer/asan_interface.h>
 #endif
 
@@ -89,7 +84,7 @@ BOOST_AUTO_TEST_CASE(restored_memory_is_poisoned_in_debug_builds) {
     stale_far = static_cast<unsigned char*>(scratch.alloc_inline(64, 8));
     std::memset(stale_far, 0x22, 64);
   }
-#if defined(SCRATCH_TEST_ASAN)
+#if defined(ALLOY_HAVE_ASAN)
   BOOST_CHECK(__asan_address_is_poisoned(stale));
   BOOST_CHECK(__asan_address_is_poisoned(stale_far + 63));
   ASAN_UNPOISON_MEMORY_REGION(stale, 64);
@@ -99,7 +94,7 @@ BOOST_AUTO_TEST_CASE(restored_memory_is_poisoned_in_debug_builds) {
     BOOST_REQUIRE_EQUAL(stale[i], 0xDB);
     BOOST_REQUIRE_EQUAL(stale_far[i], 0xDB);
   }
-#if defined(SCRATCH_TEST_ASAN)
+#if defined(ALLOY_HAVE_ASAN)
   ASAN_POISON_MEMORY_REGION(stale, 64);
   ASAN_POISON_MEMORY_REGION(stale_far, 64);
 #endif

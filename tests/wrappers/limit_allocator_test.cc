@@ -4,11 +4,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "alloy/allocators/c_allocator.h"
 #include "alloy/allocators/wrappers/counting_allocator.h"
 #include "alloy/allocators/wrappers/failing_allocator.h"
 #include "alloy/allocators/wrappers/limit_allocator.h"
+#include "alloy/allocators/wrappers/threading.h"
 #include "tests/support/capture_stderr.h"
 #include "tests/wrappers/wrapper_test_util.h"
 
@@ -212,6 +214,26 @@ BOOST_AUTO_TEST_CASE(single_thread_mode_enforces_the_same_ceiling) {
   raw_free(a, x);
   BOOST_TEST(limit.used() == 0u);
   BOOST_TEST(limit.peak() == 1000u);
+}
+
+// Issue 11: Threading was defined twice, once per wrapper, so one mode value
+// could not configure both; now one alloy::Threading, with the old spellings.
+BOOST_AUTO_TEST_CASE(one_threading_enum_serves_counting_and_limit) {
+  static_assert(std::is_same_v<LimitAllocator::Threading, alloy::Threading>);
+  static_assert(std::is_same_v<CountingAllocator::Threading, alloy::Threading>);
+  for (alloy::Threading mode : {alloy::Threading::kShared, alloy::Threading::kSingleThread}) {
+    CountingAllocator counting(alloy::c_allocator(), mode);
+    LimitAllocator limit(counting.allocator(), 100, mode);
+    BOOST_TEST((counting.threading() == mode));
+    BOOST_TEST((limit.threading() == counting.threading()));
+    alloy::Allocator a = limit.allocator();
+    Bytes x = raw_alloc(a, 100);
+    BOOST_REQUIRE(!x.empty());
+    BOOST_TEST(raw_alloc(a, 1).empty());
+    BOOST_TEST(counting.stats().live_bytes == 100u);
+    raw_free(a, x);
+    BOOST_TEST(limit.used() == 0u);
+  }
 }
 
 // Issue 10: a foreign free (or one longer than what is counted) wrapped the

@@ -8,6 +8,7 @@
 
 #include "alloy/allocators/shared_heap/internal/lists.h"
 #include "alloy/allocators/shared_heap/internal/support.h"
+#include "alloy/base/config.h"
 
 namespace alloy::shared_heap_internal {
 
@@ -116,17 +117,9 @@ bool repair(Header* h) {
 // contended waits time out every few milliseconds and look again.
 // (timedlock, not clocklock: sanitizers intercept the former only. A jump of
 // the real-time clock merely shortens or lengthens one wait.)
-#if defined(__SANITIZE_THREAD__)
-#define ALLOY_SHARED_HEAP_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define ALLOY_SHARED_HEAP_TSAN 1
-#endif
-#endif
-
 int robust_lock_wait(pthread_mutex_t* m) {
   int rc = EBUSY;
-#if defined(ALLOY_SHARED_HEAP_TSAN)
+#if defined(ALLOY_HAVE_TSAN)
   // TSan's timedlock interceptor does not count EOWNERDEAD as acquired (its
   // trylock one does), so under TSan poll with trylock and a short backoff.
   for (long ns = 20000;; ns = ns < 1000000 ? ns * 2 : ns) {
