@@ -106,43 +106,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const std::size_t new_len = pick_size(in);
       const auto align = alloy::Alignment::from_bytes(b.align).value();
       const std::size_t before = heap.committed();
+      // The block after a resize, remap or realloc to new_len; null: unchanged.
+      auto moved = [&](void* q, const char* lost_alignment) {
+        if (q == nullptr) {
+          shadow.check(b);
+          return;
+        }
+        auto* nb = static_cast<std::byte*>(q);
+        FUZZ_CHECK(reinterpret_cast<std::uintptr_t>(q) % b.align == 0, lost_alignment, q,
+                   new_len, b.align);
+        shadow.no_overlap(nb, new_len, i);
+        alloy::fuzz::check_prefix(nb, std::min(b.len, new_len), b.seed);
+        if (new_len > b.len) alloy::fuzz::fill(nb, b.len, new_len, b.seed);
+        b.p = nb;
+        b.len = new_len;
+      };
       if (op == 10) {
-        void* q = alloy::Heap::realloc(b.p, new_len, b.align);
-        if (q != nullptr) {
-          auto* nb = static_cast<std::byte*>(q);
-          FUZZ_CHECK(reinterpret_cast<std::uintptr_t>(q) % b.align == 0,
-                     "realloc lost the alignment", q, new_len, b.align);
-          shadow.no_overlap(nb, new_len, i);
-          alloy::fuzz::check_prefix(nb, std::min(b.len, new_len), b.seed);
-          if (new_len > b.len) alloy::fuzz::fill(nb, b.len, new_len, b.seed);
-          b.p = nb;
-          b.len = new_len;
-        } else {
-          shadow.check(b);
-        }
-      } else if (op == 6) {
-        if (a.raw_resize(alloy::Bytes(b.p, b.len), align, new_len, 0)) {
-          shadow.no_overlap(b.p, new_len, i);
-          alloy::fuzz::check_prefix(b.p, std::min(b.len, new_len), b.seed);
-          if (new_len > b.len) alloy::fuzz::fill(b.p, b.len, new_len, b.seed);
-          b.len = new_len;
-        } else {
-          shadow.check(b);
-        }
+        moved(alloy::Heap::realloc(b.p, new_len, b.align), "realloc lost the alignment");
+      } else if (op == 6) {  // in place: the same start, or nothing
+        const bool resized = a.raw_resize(alloy::Bytes(b.p, b.len), align, new_len, 0);
+        moved(resized ? static_cast<void*>(b.p) : nullptr, "resize lost the alignment");
       } else {
-        void* q = a.raw_remap(alloy::Bytes(b.p, b.len), align, new_len, 0);
-        if (q != nullptr) {
-          auto* nb = static_cast<std::byte*>(q);
-          FUZZ_CHECK(reinterpret_cast<std::uintptr_t>(q) % b.align == 0,
-                     "remap lost the alignment", q, new_len, b.align);
-          shadow.no_overlap(nb, new_len, i);
-          alloy::fuzz::check_prefix(nb, std::min(b.len, new_len), b.seed);
-          if (new_len > b.len) alloy::fuzz::fill(nb, b.len, new_len, b.seed);
-          b.p = nb;
-          b.len = new_len;
-        } else {
-          shadow.check(b);
-        }
+        moved(a.raw_remap(alloy::Bytes(b.p, b.len), align, new_len, 0), "remap lost the alignment");
       }
       const std::size_t after = heap.committed();
       FUZZ_CHECK(after <= before || after <= heap.ceiling(), "growth committed past the ceiling",
