@@ -19,7 +19,6 @@
 
 #include "alloy/adapters/malloc/malloc_internal.h"
 #include "alloy/allocators/engine/engine.h"
-#include "alloy/allocators/engine/heap.h"
 
 extern char** environ;
 
@@ -375,7 +374,7 @@ ALLOY_EXPORT void* __libc_pvalloc(std::size_t size) noexcept {
 ALLOY_EXPORT int mallopt(int, int) noexcept { return 1; }
 ALLOY_EXPORT int __libc_mallopt(int, int) noexcept { return 1; }
 ALLOY_EXPORT int malloc_trim(std::size_t) noexcept {
-  alloy::Heap::collect_default();
+  alloy::engine::collect();
   return 1;
 }
 ALLOY_EXPORT void malloc_stats() noexcept {

@@ -34,7 +34,7 @@ inline constexpr std::size_t kNaturalAlignment = 16;
 
 // The largest alignment engine::alloc_aligned serves (engine.h); larger ones
 // get their own mapping from big_aligned_alloc.
-inline constexpr std::size_t kEngineMaxAlignment = std::size_t{2} << 20;
+inline constexpr std::size_t kEngineMaxAlignment = engine::kMaxAlignment;
 
 // A fixed buffer for reports; formatting without malloc.
 struct Line {

@@ -13,6 +13,9 @@
 #include "alloy/allocators/engine/fast_path.h"
 #include "alloy/allocators/engine/internal.h"
 
+static_assert(alloy::engine::kMaxAlignment == alloy::engine::detail::kHugeAlignMax,
+              "engine.h exports the alignment cap the huge path serves");
+
 #if defined(ALLOY_HAVE_ASAN)
 #define ALLOY_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
 #define ALLOY_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
@@ -1686,5 +1689,7 @@ void write_stats(int fd) noexcept {
 void set_eager_purge(bool on) noexcept {
   g_default_heap.eager.store(on, std::memory_order_relaxed);
 }
+
+void collect() noexcept { heap_collect(&g_default_heap); }
 
 }  // namespace alloy::engine

@@ -4,7 +4,9 @@
 // before main, from any thread, during thread exit and in a forked child, and
 // none of them calls malloc (only syscalls, atomics and the engine's own
 // memory), so they are safe to run as the process malloc under LD_PRELOAD.
-// They all use the process default heap (alloy::Heap::default_allocator());
+// They all use the process default heap (alloy::Heap::default_allocator(),
+// which //allocators/engine:heap builds on this core; the core itself, the
+// target //allocators/engine:core, depends on neither alloy::Heap nor alloc_iface);
 // `free` and friends accept blocks from any alloy::Heap as well, and
 // `realloc` keeps such a block in its own heap (that heap's ceiling).
 //
@@ -25,6 +27,9 @@
 #include <cstddef>
 
 namespace alloy::engine {
+
+// The largest alignment alloc_aligned serves (2 MiB); larger ones return null.
+inline constexpr std::size_t kMaxAlignment = std::size_t{2} << 20;
 
 // `size` bytes (> 0) from the default heap, 16-byte aligned; null on failure
 // (the caller sets errno).
@@ -60,7 +65,7 @@ bool owns(const void* p) noexcept;
 // alloc + copy + free; a small or large block that moves to grow gets ~25%
 // headroom so append loops rarely move. Null on failure with
 // p untouched. Keeps 16-byte alignment. A block of an alloy::Heap is
-// handled by Heap::realloc: it stays in that heap.
+// handled as Heap::realloc does: it stays in that heap.
 void* realloc(void* p, std::size_t size) noexcept;
 
 // True if p now has at least `size` usable bytes without moving (usable
@@ -81,5 +86,11 @@ void write_stats(int fd) noexcept;
 // When on, empty pages and spans go back to the OS immediately instead of
 // after the purge delay.
 void set_eager_purge(bool on) noexcept;
+
+// Returns the default heap's free memory to the OS now: this thread's pages,
+// exited threads' pages, and the caches of huge blocks and segments
+// (malloc_trim; alloy::Heap::collect_default() is this). Takes the heap's
+// lock; O(pages of those threads).
+void collect() noexcept;
 
 }  // namespace alloy::engine

@@ -1,7 +1,10 @@
 // Engine internals: the data structures behind alloy::engine and alloy::Heap.
 //
-// What it is for: shared by engine.cc and heap.cc, and by the inline fast path
-// (fast_path.h) and white-box tests. Not a public API.
+// What it is for: shared by engine.cc, block_ops.cc and heap.cc, and by the
+// inline fast path (fast_path.h) and white-box tests. Not a public API: the
+// Bazel target //allocators/engine:internal is visible only to the engine
+// package, tests/engine and tests/fuzz (fast_path.h includes it, so other code
+// sees it only through fast_path.h, never by name).
 // Cost: every lookup below is address arithmetic (no locks, no syscalls).
 // Thread safety: documented per structure below.
 //
@@ -96,7 +99,7 @@ inline constexpr std::size_t kSlices = kSegmentSize / kSliceSize;  // 64
 inline constexpr std::size_t kSmallMax = 64 * 1024;     // largest size-class block
 inline constexpr std::size_t kLargeMax = 2 * 1024 * 1024;  // largest in-segment block
 inline constexpr std::size_t kLargeAlignMax = 1024 * 1024;  // in-segment alignment cap
-inline constexpr std::size_t kHugeAlignMax = 2 * 1024 * 1024;
+inline constexpr std::size_t kHugeAlignMax = 2 * 1024 * 1024;  // engine::kMaxAlignment
 inline constexpr std::size_t kHugeHeader = 8192;  // huge block offset in its mapping
 inline constexpr std::size_t kDirectMax = 1024;   // sizes served by Local::direct
 inline constexpr std::size_t kDirectSlots = kDirectMax / 8 + 1;
@@ -400,9 +403,26 @@ inline void mark_freed(void* p, std::size_t block_size) noexcept {
 // (the size part only when size != 0, the caller part only when != 0).
 void report(const char* who, const char* op, const void* p, std::size_t size, const char* why,
             std::uintptr_t caller) noexcept;
-// Heap::realloc (heap.cc): p's block resized or moved within the heap that
-// owns it; null (p intact) past the ceiling or if p is refused.
+// A HeapCore's block operations (block_ops.cc, in the core; alloy::Heap in
+// heap.cc is a thin layer over them). Every one checks p (block_check) and
+// reports a refusal with `caller`.
+// heap_realloc: p's block resized or moved within the heap that owns it; null
+// (p intact) past the ceiling or if p is refused (engine::realloc uses it for
+// a user heap's block).
 void* heap_realloc(void* p, std::size_t size, std::size_t align, std::uintptr_t caller) noexcept;
+// A block of h (h's lock taken inside; the default heap's direct pop first).
+void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept;
+// Frees p into the heap that owns it, or refuses it (double free, foreign).
+void heap_free(void* p, std::uintptr_t caller) noexcept;
+// As heap_free; checked builds also refuse a size above the usable size.
+void heap_free_sized(void* p, std::size_t size, std::uintptr_t caller) noexcept;
+// In place only: true if p's block now holds size bytes.
+bool heap_resize(void* p, std::size_t size, std::uintptr_t caller) noexcept;
+// Huge blocks only (mremap); null if p cannot move cheaply.
+void* heap_remap(void* p, std::size_t size, std::uintptr_t caller) noexcept;
+// The heap whose Heap::visit is calling its callback on this thread (its lock
+// held), so a free from the callback neither retakes nor releases the lock.
+extern __thread HeapCore* t_visiting __attribute__((tls_model("initial-exec")));
 
 // Slow paths (engine.cc).
 void* alloc_generic(Local* l, std::size_t size, std::size_t align) noexcept;

@@ -1,0 +1,235 @@
+// alloy::Heap's block operations on the engine's internals (alloc, free,
+// resize, remap, realloc of a HeapCore's blocks): part of the engine core, so
+// engine::realloc keeps a user heap's block in its heap without the core
+// depending on alloy::Heap (heap.cc) or alloc_iface.
+#include <cstring>
+
+#include "alloy/allocators/engine/engine.h"
+#include "alloy/allocators/engine/fast_path.h"
+#include "alloy/allocators/engine/internal.h"
+
+namespace alloy::engine::detail {
+
+namespace d = ::alloy::engine::detail;
+
+// The heap whose visit() is calling its callback on this thread, with the
+// heap's lock held: a free from the callback must neither take that lock
+// again nor release it (BiasedLock is not reentrant).
+__thread HeapCore* t_visiting __attribute__((tls_model("initial-exec"))) = nullptr;
+
+
+void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept {
+  const BiasedLock::Mode mode = h->lock.acquire();
+  // The default heap's inline pop first, on this heap's one Local, at the
+  // class local_alloc would pick.
+  void* p = nullptr;
+  if (size <= d::kDirectMax && align <= 16) p = d::direct_pop(&h->local, d::direct_slot(size, align));
+  if (p == nullptr) p = d::local_alloc(&h->local, size, align);
+  h->lock.release(mode);
+  return p;
+}
+
+namespace {
+
+void refuse(const char* op, const void* p, std::size_t size, const char* why,
+            std::uintptr_t ret) noexcept {
+  if constexpr (d::kChecked) d::report("Heap", op, p, size, why, ret);
+}
+
+// True if block b is on one of pg's free lists; the walk is bounded by the
+// page's capacity. The caller owns pg's Local.
+bool on_free_list(d::Page* pg, const void* b) noexcept {
+  std::size_t budget = std::size_t{pg->capacity} + 1;
+  for (d::Block* l : {pg->free, pg->local_free}) {
+    for (; l != nullptr && budget != 0; l = l->next, --budget) {
+      if (l == b) return true;
+    }
+  }
+  return false;
+}
+
+// Checked builds: whether small block p may be on a free list (d::kFreedMark);
+// false only for a block that certainly is not.
+[[maybe_unused]] bool may_be_free(d::Page* pg, const void* p) noexcept {
+  if (pg->block_size <= sizeof(void*)) return true;
+  const auto* word = static_cast<const std::uintptr_t*>(p) + 1;
+#if defined(ALLOY_HAVE_ASAN)
+  if (__asan_address_is_poisoned(word)) return true;  // freed: local_push / free_cross poison it
+#endif
+  return *word == d::kFreedMark;
+}
+
+constexpr const char* kDoubleFree = "already free (a double free)";
+
+// Why small or large block p of pg may not be freed, or null; the caller
+// owns pg's Local (its thread, or the user heap's lock). Every build: the
+// block was carved, is not the head of a free list, and a large block is
+// not already on its way back; checked builds walk the free lists.
+const char* owner_check(d::Page* pg, const void* p) noexcept {
+  if (pg->kind == d::kSmallPage) {
+    const auto off = reinterpret_cast<std::uintptr_t>(p) -
+                     d::page_start(d::segment_of(pg), pg);
+    if (off / pg->block_size >= pg->capacity) return "never handed out";
+    if (p == pg->free || p == pg->local_free ||
+        (pg->thread_free.load(std::memory_order_acquire) & ~d::kTfFlags) ==
+            reinterpret_cast<std::uintptr_t>(p)) {
+      return kDoubleFree;
+    }
+    if constexpr (d::kChecked) {
+      d::page_collect(pg);  // blocks freed from other threads, onto local_free
+      if (may_be_free(pg, p) && on_free_list(pg, p)) return kDoubleFree;
+    }
+    return nullptr;
+  }
+  if (d::live(pg) == 0 || (pg->thread_free.load(std::memory_order_acquire) & ~d::kTfFlags) != 0) {
+    return kDoubleFree;
+  }
+  return nullptr;
+}
+
+// Lock-free side: p's page belongs to another thread (or the user heap's
+// lock is busy). Only the atomic thread_free list can be looked at.
+const char* cross_check(d::Page* pg, const void* p) noexcept {
+  const std::uintptr_t tf = pg->thread_free.load(std::memory_order_acquire) & ~d::kTfFlags;
+  if (pg->kind == d::kLargeBlock ? tf != 0 : tf == reinterpret_cast<std::uintptr_t>(p)) {
+    return kDoubleFree;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+// Every free of a Heap or handle: p is checked (block_check, then the
+// owner or cross checks) and freed into the heap that owns it, or refused.
+// A small or large block of a user heap whose lock is free right now takes
+// the owner's path under the lock (no CAS, no later collection); checked
+// builds always wait for the lock, so every free walks the free lists.
+void heap_free(void* p, std::uintptr_t ret) noexcept {
+  if (p == nullptr) return;
+  d::Segment* seg;
+  d::Page* pg;
+  if (const char* why = d::block_check(p, &seg, &pg)) {
+    refuse("free of", p, 0, why, ret);
+    return;
+  }
+  if (pg->kind == d::kHugeBlock) {
+    if (!d::huge_free(seg)) refuse("free of", p, 0, kDoubleFree, ret);
+    return;
+  }
+  HeapCore* h = seg->local->heap;
+  const char* why = nullptr;
+  if (h->is_default) {
+    if (seg->owner_tid.load(std::memory_order_relaxed) == d::thread_id()) {
+      why = owner_check(pg, p);
+      if (why == nullptr) d::local_push(pg, p);
+    } else {
+      why = cross_check(pg, p);
+      if (why == nullptr) d::free_cross(seg, pg, p);
+    }
+  } else if (h == t_visiting) {  // visit's callback: the lock is ours already
+    why = owner_check(pg, p);
+    if (why == nullptr) d::local_push(pg, p);
+  } else if (d::kChecked || h->lock.try_lock()) {
+    if constexpr (d::kChecked) h->lock.lock();
+    why = owner_check(pg, p);
+    if (why == nullptr) d::local_push(pg, p);  // the owner's free, as on the default heap
+    h->lock.unlock();
+  } else {
+    why = cross_check(pg, p);
+    if (why == nullptr) d::free_cross(seg, pg, p);
+  }
+  if (why != nullptr) refuse("free of", p, 0, why, ret);
+}
+
+namespace {
+
+void* owner_alloc(HeapCore* h, std::size_t size, std::size_t align) noexcept {
+  return h->is_default ? engine::alloc_aligned(size, align) : heap_alloc_raw(h, size, align);
+}
+
+// large_grow_owned from whoever may: the owning thread of a default-heap
+// segment, or anyone holding the user heap's lock.
+bool grow_large(HeapCore* h, d::Segment* seg, d::Page* pg, std::size_t size) noexcept {
+  if (h->is_default) {
+    const std::uintptr_t owner = seg->owner_tid.load(std::memory_order_relaxed);
+    return owner != 0 && owner == d::thread_id() && d::large_grow_owned(seg, pg, size);
+  }
+  if (h == t_visiting) return d::large_grow_owned(seg, pg, size);
+  d::Guard g(h->lock);
+  return d::large_grow_owned(seg, pg, size);
+}
+
+}  // namespace
+
+bool heap_resize(void* p, std::size_t size, std::uintptr_t ret) noexcept {
+  d::Segment* seg;
+  d::Page* pg;
+  if (const char* why = d::block_check(p, &seg, &pg)) {
+    refuse("resize of", p, size, why, ret);
+    return false;
+  }
+  if (size <= d::usable_size_of(p)) return true;
+  if (pg->kind == d::kLargeBlock) {
+    return size <= d::kLargeMax && grow_large(seg->local->heap, seg, pg, size);
+  }
+  return pg->kind == d::kHugeBlock && d::huge_grow(p, size, false) != nullptr;
+}
+
+
+// Only huge blocks move cheaply (mremap keeps their alignment offset); the
+// mapping grows against its own heap's ceiling.
+void* heap_remap(void* p, std::size_t size, std::uintptr_t ret) noexcept {
+  d::Segment* seg;
+  d::Page* pg;
+  if (const char* why = d::block_check(p, &seg, &pg)) {
+    refuse("remap of", p, size, why, ret);
+    return nullptr;
+  }
+  if (pg->kind != d::kHugeBlock) return nullptr;
+  if (size <= d::usable_size_of(p)) return p;
+  return d::huge_grow(p, size, true);
+}
+
+
+// A sized free of a Heap or handle (Allocator::free): checked builds refuse a
+// size above the block's usable size, then heap_free.
+void heap_free_sized(void* p, std::size_t size, std::uintptr_t ret) noexcept {
+  if constexpr (d::kChecked) {
+    d::Segment* seg;
+    d::Page* pg;
+    if (d::block_check(p, &seg, &pg) == nullptr && size > d::usable_size_of(p)) {
+      refuse("free of", p, size, "larger than the block", ret);
+      return;
+    }
+  }
+  heap_free(p, ret);
+}
+
+void* heap_realloc(void* p, std::size_t size, std::size_t align, std::uintptr_t ret) noexcept {
+  if (p == nullptr || size == 0) return nullptr;
+  Segment* seg;
+  Page* pg;
+  if (const char* why = block_check(p, &seg, &pg)) {
+    refuse("realloc of", p, size, why, ret);
+    return nullptr;
+  }
+  HeapCore* h = seg->local->heap;
+  const std::size_t usable = usable_size_of(p);
+  if (pg->kind == kHugeBlock) {
+    if (size > usable) return huge_grow(p, size, true);  // null: over the ceiling, p intact
+    if (size > kLargeMax) return p;
+    // Down to a small or large block of the same heap: the mapping goes back.
+  } else if (keeps_in_place(size, usable)) {
+    return p;
+  } else if (pg->kind == kLargeBlock && size > usable && size <= kLargeMax &&
+             grow_large(h, seg, pg, size)) {
+    return p;
+  }
+  void* q = owner_alloc(h, size, align);
+  if (q == nullptr) return size <= usable ? p : nullptr;  // a shrink that cannot move stays
+  std::memcpy(q, p, size < usable ? size : usable);
+  heap_free(p, ret);
+  return q;
+}
+
+}  // namespace alloy::engine::detail
