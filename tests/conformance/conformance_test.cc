@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <memory>
 #include <memory_resource>
+#include <utility>
 #include <vector>
 
 #include "alloy/adapters/pmr.h"
@@ -31,6 +32,7 @@
 #include "alloy/debug/debug_allocator.h"
 #include "alloy/debug/testing_allocator.h"
 #include "tests/support/conformance.h"
+#include "tests/support/recording_allocator.h"
 
 namespace {
 
@@ -38,6 +40,21 @@ using alloy::Alignment;
 using alloy::Allocator;
 using alloy::conformance::Capabilities;
 using alloy::conformance::Check;
+using alloy::testing::RecordingAllocator;
+
+// Runs `check` on the handle `make(child)` gives, the child being a
+// RecordingAllocator; once the allocator is gone every block it took from
+// the child must be back (nothing leaked, nothing freed twice).
+template <class T, class... Args>
+void over_recording(const Check& check, Args&&... args) {
+  RecordingAllocator rec;
+  {
+    T object(rec.allocator(), std::forward<Args>(args)...);
+    check(object.allocator());
+  }
+  BOOST_TEST(rec.live_bytes == 0u);
+  BOOST_TEST(rec.allocs == rec.frees);
+}
 
 // A heap buffer for the buffer-backed allocators, 64 KiB aligned so the
 // sweep's largest alignment fits without wasting half the buffer.
@@ -86,8 +103,7 @@ ALLOY_CONFORMANCE_CASE(arena, kGeneral, [](const Check& check) {
   check(arena.allocator());
 })
 ALLOY_CONFORMANCE_CASE(arena_over_c, kGeneral, [](const Check& check) {
-  alloy::Arena arena(alloy::c_allocator());
-  check(arena.allocator());
+  over_recording<alloy::Arena>(check);
 })
 ALLOY_CONFORMANCE_CASE(stack_allocator, kGeneral, [](const Check& check) {
   Buffer buf;
@@ -97,6 +113,9 @@ ALLOY_CONFORMANCE_CASE(stack_allocator, kGeneral, [](const Check& check) {
 ALLOY_CONFORMANCE_CASE(scratch, kGeneral, [](const Check& check) {
   alloy::Scratch scratch;
   check(scratch.allocator());
+})
+ALLOY_CONFORMANCE_CASE(scratch_small_chunks, kGeneral, [](const Check& check) {
+  over_recording<alloy::Scratch>(check, std::size_t{4096});
 })
 ALLOY_CONFORMANCE_CASE(scratch_scope_local, kGeneral, [](const Check& check) {
   alloy::ScratchScope scope;
@@ -110,8 +129,8 @@ ALLOY_CONFORMANCE_CASE(virtual_arena, kGeneral, [](const Check& check) {
 // ---- Pools: blocks up to the node size and alignment. ----
 ALLOY_CONFORMANCE_CASE(node_pool, (Capabilities{.max_alignment = 16, .max_len = 96}),
                        [](const Check& check) {
-                         alloy::NodePool pool(alloy::c_allocator(), 96, Alignment::from_log2(4));
-                         check(pool.allocator());
+                         over_recording<alloy::NodePool>(check, std::size_t{96},
+                                                         Alignment::from_log2(4));
                        })
 ALLOY_CONFORMANCE_CASE(node_pool_bounded,
                        (Capabilities{.max_alignment = 64, .max_len = 256}),
@@ -128,8 +147,7 @@ struct Node {
 ALLOY_CONFORMANCE_CASE(memory_pool,
                        (Capabilities{.max_alignment = alignof(Node), .max_len = sizeof(Node)}),
                        [](const Check& check) {
-                         alloy::MemoryPool<Node> pool(alloy::c_allocator());
-                         check(pool.allocator());
+                         over_recording<alloy::MemoryPool<Node>>(check);
                        })
 ALLOY_CONFORMANCE_CASE(block_allocator, (Capabilities{.max_alignment = 256, .max_len = 768}),
                        [](const Check& check) {
@@ -144,17 +162,15 @@ ALLOY_CONFORMANCE_CASE(counting_allocator, kShared, [](const Check& check) {
   check(counting.allocator());
 })
 ALLOY_CONFORMANCE_CASE(counting_allocator_single_thread, kGeneral, [](const Check& check) {
-  alloy::CountingAllocator counting(alloy::c_allocator(), alloy::Threading::kSingleThread);
-  check(counting.allocator());
+  over_recording<alloy::CountingAllocator>(check, alloy::Threading::kSingleThread);
 })
 ALLOY_CONFORMANCE_CASE(limit_allocator, kShared, [](const Check& check) {
   alloy::LimitAllocator capped(alloy::c_allocator(), std::size_t{1} << 30);
   check(capped.allocator());
 })
 ALLOY_CONFORMANCE_CASE(limit_allocator_single_thread, kGeneral, [](const Check& check) {
-  alloy::LimitAllocator capped(alloy::c_allocator(), std::size_t{1} << 30,
-                               alloy::Threading::kSingleThread);
-  check(capped.allocator());
+  over_recording<alloy::LimitAllocator>(check, std::size_t{1} << 30,
+                                        alloy::Threading::kSingleThread);
 })
 ALLOY_CONFORMANCE_CASE(thread_safe_allocator_over_arena, kShared, [](const Check& check) {
   alloy::Arena arena(alloy::page_allocator());
@@ -174,8 +190,7 @@ ALLOY_CONFORMANCE_CASE(fallback_allocator, kGeneral, [](const Check& check) {
   check(fb.allocator());
 })
 ALLOY_CONFORMANCE_CASE(stack_fallback, kGeneral, [](const Check& check) {
-  alloy::StackFallback<4096> sf(alloy::c_allocator());
-  check(sf.allocator());
+  over_recording<alloy::StackFallback<4096>>(check);
 })
 ALLOY_CONFORMANCE_CASE(segregator, kGeneral, [](const Check& check) {
   alloy::Arena small(alloy::page_allocator());
@@ -183,8 +198,7 @@ ALLOY_CONFORMANCE_CASE(segregator, kGeneral, [](const Check& check) {
   check(seg.allocator());
 })
 ALLOY_CONFORMANCE_CASE(failing_allocator_never_failing, kGeneral, [](const Check& check) {
-  alloy::FailingAllocator failing(alloy::c_allocator());
-  check(failing.allocator());
+  over_recording<alloy::FailingAllocator>(check);
 })
 
 // ---- The engine heap and the shared heap. ----
@@ -206,12 +220,10 @@ ALLOY_CONFORMANCE_CASE(shared_heap,
 
 // ---- Debugging allocators. ----
 ALLOY_CONFORMANCE_CASE(debug_allocator, kGeneral, [](const Check& check) {
-  alloy::DebugAllocator debug(alloy::c_allocator());
-  check(debug.allocator());
+  over_recording<alloy::DebugAllocator>(check);
 })
 ALLOY_CONFORMANCE_CASE(testing_allocator, kGeneral, [](const Check& check) {
-  alloy::TestingAllocator testing;
-  check(testing.allocator());
+  over_recording<alloy::TestingAllocator>(check);
 })
 
 // ---- std::pmr both ways. ----
@@ -221,4 +233,12 @@ ALLOY_CONFORMANCE_CASE(resource_allocator_new_delete, kShared, [](const Check& c
 ALLOY_CONFORMANCE_CASE(memory_resource_round_trip, kShared, [](const Check& check) {
   alloy::MemoryResource resource(alloy::c_allocator());
   check(alloy::resource_allocator(&resource));
+})
+ALLOY_CONFORMANCE_CASE(memory_resource_round_trip_over_recording, kGeneral, [](const Check& check) {
+  RecordingAllocator rec;
+  {
+    alloy::MemoryResource resource(rec.allocator());
+    check(alloy::resource_allocator(&resource));
+  }
+  BOOST_TEST(rec.live_bytes == 0u);
 })
