@@ -48,9 +48,10 @@ struct Capabilities {
   // (a bounded allocator that did not reuse would run out), and the hammer
   // never runs out of memory.
   bool frees_reuse = true;
-  // Shrinking a block in place (resize to half) answers true, at least for
-  // the most recent block.
-  bool can_resize = false;
+  // Shrinking the most recent block in place (resize to half, to its own
+  // size, to 1 byte) answers true. False for handles whose resize is
+  // no_resize (those over a std::pmr::memory_resource).
+  bool can_resize = true;
 };
 
 // 4 threads x this many alloc/verify/free steps; fixed, never timed.
