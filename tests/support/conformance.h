@@ -2,8 +2,8 @@
 // runs (as Zig's std.testing.testAllocator): alignment 1 B .. 64 KiB, zero
 // length, kSizeOverflow, the resize and remap contracts (false / null leave
 // the block untouched), contents kept across realloc, no overlap among many
-// live blocks, free-all-then-reuse, and a bounded 4-thread hammer for the
-// thread-safe ones.
+// live blocks, free-all-then-reuse, requests past the stated limits, and a
+// bounded 4-thread hammer (with cross-thread frees) for the thread-safe ones.
 //
 // Each allocator states its limits in one Capabilities value and gets the
 // suite in one line: a Boost.Test case whose body builds a fresh allocator
@@ -298,7 +298,8 @@ inline void check_free_then_reuse(Allocator a, const Capabilities& caps) {
 }
 
 // 4 threads share the handle, each kHammerIterations steps of alloc, fill,
-// realloc, verify, free with a small window of live blocks.
+// realloc, verify, free with a small window of live blocks; then each frees
+// a batch another thread allocated.
 inline void check_hammer(Allocator a, const Capabilities& caps) {
   std::atomic<int> bad{0};
   std::atomic<int> out_of_memory{0};
@@ -338,8 +339,58 @@ inline void check_hammer(Allocator a, const Capabilities& caps) {
   std::vector<std::thread> threads;
   for (std::uintptr_t t = 0; t < 4; ++t) threads.emplace_back(body, t);
   for (auto& th : threads) th.join();
+  threads.clear();
+
+  // Blocks freed by another thread than the one that allocated them: each
+  // thread allocates a batch, then (after a join) frees its neighbour's.
+  std::vector<detail::Live> batches[4];
+  for (std::uintptr_t t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (std::uintptr_t i = 0; i < 64; ++i) {
+        const std::size_t len = detail::cap_len(caps, 16 + i * 5);
+        auto r = a.alloc_bytes(len, detail::align_of(8));
+        if (!r) {
+          out_of_memory.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        detail::fill(*r, t * 64 + i);
+        batches[t].push_back({*r, detail::align_of(8), t * 64 + i});
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  threads.clear();
+  for (std::uintptr_t t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto& theirs = batches[(t + 1) % 4];
+      for (auto& l : theirs) {
+        if (!detail::holds(l.bytes, l.seed, l.bytes.size())) bad.fetch_add(1);
+      }
+      detail::free_reverse(a, theirs);
+    });
+  }
+  for (auto& th : threads) th.join();
   BOOST_TEST(bad.load() == 0);
   if (caps.frees_reuse) BOOST_TEST(out_of_memory.load() == 0);
+}
+
+// Requests past the stated limits: a size over max_len (when below 64 KiB)
+// gets null, never a short block; an alignment over max_alignment gets null
+// or a block that really is aligned (the handle checks that without NDEBUG).
+inline void check_beyond_limits(Allocator a, const Capabilities& caps) {
+  if (caps.max_len < 64 * 1024) {
+    auto r = a.alloc_bytes(caps.max_len + 1, Alignment{});
+    BOOST_TEST(!r.has_value());
+    if (r) a.free_bytes(*r, Alignment{});
+  }
+  if (caps.max_alignment < 64 * 1024) {
+    const std::size_t align = caps.max_alignment * 2;
+    auto r = a.alloc_bytes(std::min<std::size_t>(caps.max_len, 8), detail::align_of(align));
+    if (r) {
+      BOOST_TEST(detail::aligned(r->data(), align));
+      a.free_bytes(*r, detail::align_of(align));
+    }
+  }
 }
 
 // The handle factory: called once per check with a function to hand the
@@ -357,7 +408,7 @@ void run_all(const Capabilities& caps, Factory&& with_handle) {
       {"overflow", &check_overflow},               {"resize_contract", &check_resize_contract},
       {"remap_contract", &check_remap_contract},   {"contents_kept", &check_contents_kept},
       {"no_overlap", &check_no_overlap},           {"free_then_reuse", &check_free_then_reuse},
-      {"hammer", &check_hammer},
+      {"beyond_limits", &check_beyond_limits},     {"hammer", &check_hammer},
   };
   for (const Named& c : checks) {
     if (c.fn == &check_hammer && !caps.thread_safe) continue;
