@@ -136,10 +136,10 @@ void* apply(Op op, alloy::Allocator a, void* p, std::size_t len, std::size_t new
 
 }  // namespace
 
-// Every size-kind transition, by every op: the result belongs to the heap
-// (visit and stats see exactly it, usable size holds it) and dies with
-// destroy (its memory is unmapped).
-BOOST_AUTO_TEST_CASE(every_transition_stays_in_its_heap) {
+// Runs body(op, heap, p, from, to) for every op and every pair of distinct
+// sizes, each on a fresh heap holding one filled block p of `from` bytes.
+template <class Body>
+void for_each_transition(Body body) {
   for (Op op : kOps) {
     for (std::size_t from : kSizes) {
       for (std::size_t to : kSizes) {
@@ -149,63 +149,61 @@ BOOST_AUTO_TEST_CASE(every_transition_stays_in_its_heap) {
           void* p = heap.alloc(from);
           BOOST_REQUIRE(p != nullptr);
           fill(p, from);
-          void* q = apply(op, heap.allocator(), p, from, to);
-          if (must_succeed(op)) BOOST_REQUIRE(q != nullptr);
-          void* live = q != nullptr ? q : p;
-          const std::size_t len = q != nullptr ? to : from;
-          BOOST_CHECK(intact(live, std::min(from, to)));
-          BOOST_CHECK_GE(alloy::engine::usable_size(live), len);
-          const std::vector<void*> seen = visited(heap);
-          BOOST_REQUIRE_EQUAL(seen.size(), 1u);
-          BOOST_CHECK(seen[0] == live);
-          const alloy::HeapStats s = heap.stats();
-          BOOST_CHECK_EQUAL(s.live_blocks, 1u);
-          BOOST_CHECK_GE(s.live_bytes, len);
-          BOOST_CHECK_GE(heap.committed(), len);
-          BOOST_CHECK(mapped(live));
-          heap.destroy();
-          BOOST_CHECK(!mapped(live));
-          BOOST_CHECK(!alloy::engine::owns(live));
+          body(op, heap, p, from, to);
         }
       }
     }
   }
 }
 
+// Every size-kind transition, by every op: the result belongs to the heap
+// (visit and stats see exactly it, usable size holds it) and dies with
+// destroy (its memory is unmapped).
+BOOST_AUTO_TEST_CASE(every_transition_stays_in_its_heap) {
+  for_each_transition([](Op op, alloy::Heap& heap, void* p, std::size_t from, std::size_t to) {
+    void* q = apply(op, heap.allocator(), p, from, to);
+    if (must_succeed(op)) BOOST_REQUIRE(q != nullptr);
+    void* live = q != nullptr ? q : p;
+    const std::size_t len = q != nullptr ? to : from;
+    BOOST_CHECK(intact(live, std::min(from, to)));
+    BOOST_CHECK_GE(alloy::engine::usable_size(live), len);
+    const std::vector<void*> seen = visited(heap);
+    BOOST_REQUIRE_EQUAL(seen.size(), 1u);
+    BOOST_CHECK(seen[0] == live);
+    const alloy::HeapStats s = heap.stats();
+    BOOST_CHECK_EQUAL(s.live_blocks, 1u);
+    BOOST_CHECK_GE(s.live_bytes, len);
+    BOOST_CHECK_GE(heap.committed(), len);
+    BOOST_CHECK(mapped(live));
+    heap.destroy();
+    BOOST_CHECK(!mapped(live));
+    BOOST_CHECK(!alloy::engine::owns(live));
+  });
+}
+
 // Under a ceiling that holds the first block and nothing more, every growth
 // to another kind is refused with the block intact; a shrink never fails and
 // the ceiling holds.
 BOOST_AUTO_TEST_CASE(every_transition_obeys_the_ceiling) {
-  for (Op op : kOps) {
-    for (std::size_t from : kSizes) {
-      for (std::size_t to : kSizes) {
-        if (from == to) continue;
-        BOOST_TEST_CONTEXT(name(op) << " " << from << " -> " << to) {
-          alloy::Heap heap = make();
-          void* p = heap.alloc(from);
-          BOOST_REQUIRE(p != nullptr);
-          fill(p, from);
-          heap.set_ceiling(heap.committed());
-          void* q = apply(op, heap.allocator(), p, from, to);
-          BOOST_CHECK_LE(heap.committed(), heap.ceiling());
-          if (to > alloy::engine::usable_size(p)) {
-            BOOST_CHECK(q == nullptr);
-            BOOST_CHECK(intact(p, from));
-          } else if (must_succeed(op)) {
-            BOOST_CHECK(q != nullptr);
-          }
-          void* live = q != nullptr ? q : p;
-          BOOST_CHECK(intact(live, std::min(from, to)));
-          const std::vector<void*> seen = visited(heap);
-          BOOST_REQUIRE_EQUAL(seen.size(), 1u);
-          BOOST_CHECK(seen[0] == live);
-          BOOST_CHECK_EQUAL(heap.stats().live_blocks, 1u);
-          alloy::Heap::free(live);
-          BOOST_CHECK_EQUAL(heap.stats().live_blocks, 0u);
-        }
-      }
+  for_each_transition([](Op op, alloy::Heap& heap, void* p, std::size_t from, std::size_t to) {
+    heap.set_ceiling(heap.committed());
+    void* q = apply(op, heap.allocator(), p, from, to);
+    BOOST_CHECK_LE(heap.committed(), heap.ceiling());
+    if (to > alloy::engine::usable_size(p)) {
+      BOOST_CHECK(q == nullptr);
+      BOOST_CHECK(intact(p, from));
+    } else if (must_succeed(op)) {
+      BOOST_CHECK(q != nullptr);
     }
-  }
+    void* live = q != nullptr ? q : p;
+    BOOST_CHECK(intact(live, std::min(from, to)));
+    const std::vector<void*> seen = visited(heap);
+    BOOST_REQUIRE_EQUAL(seen.size(), 1u);
+    BOOST_CHECK(seen[0] == live);
+    BOOST_CHECK_EQUAL(heap.stats().live_blocks, 1u);
+    alloy::Heap::free(live);
+    BOOST_CHECK_EQUAL(heap.stats().live_blocks, 0u);
+  });
 }
 
 // The case: 4 MiB grown to 64 MiB under a 16 MiB ceiling.
