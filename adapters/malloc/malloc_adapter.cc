@@ -79,9 +79,9 @@ void write_stats(int fd) noexcept {
   engine::write_stats(fd);
   internal::Line line;
   line.add("alloy malloc: foreign frees ignored: ");
-  line.add_dec(foreign_frees());
+  line.dec(foreign_frees());
   line.add(", blocks aligned above 2 MiB live: ");
-  line.add_dec(internal::big_aligned_live());
+  line.dec(internal::big_aligned_live());
   line.add("\n");
   line.write_to(fd);
 }
@@ -96,43 +96,6 @@ int open_append(const char* path) noexcept {
   return ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 }
 
-void Line::add(const char* s) noexcept {
-  while (*s != '\0' && len < sizeof(buf)) buf[len++] = *s++;
-}
-
-void Line::add_dec(std::size_t v) noexcept {
-  char tmp[24];
-  int n = 0;
-  do {
-    tmp[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  while (n > 0 && len < sizeof(buf)) buf[len++] = tmp[--n];
-}
-
-void Line::add_hex(std::uintptr_t v) noexcept {
-  add("0x");
-  char tmp[20];
-  int n = 0;
-  do {
-    tmp[n++] = "0123456789abcdef"[v & 15];
-    v >>= 4;
-  } while (v != 0);
-  while (n > 0 && len < sizeof(buf)) buf[len++] = tmp[--n];
-}
-
-void Line::write_to(int fd) const noexcept {
-  std::size_t done = 0;
-  while (done < len) {
-    ssize_t w = ::write(fd, buf + done, len - done);
-    if (w <= 0) {
-      if (w < 0 && errno == EINTR) continue;
-      return;
-    }
-    done += static_cast<std::size_t>(w);
-  }
-}
-
 // " (module+0xoffset, symbol+0xoffset)" for a return address, so a report
 // can be read with `addr2line -e module offset` even in a stripped or
 // position-independent program. dladdr only reads ld.so's tables (it takes
@@ -144,12 +107,12 @@ void add_caller_location(Line& line, std::uintptr_t caller) noexcept {
   line.add(" (");
   line.add(info.dli_fname);
   line.add("+");
-  line.add_hex(caller - reinterpret_cast<std::uintptr_t>(info.dli_fbase));
+  line.hex(caller - reinterpret_cast<std::uintptr_t>(info.dli_fbase));
   if (info.dli_sname != nullptr) {
     line.add(", ");
     line.add(info.dli_sname);
     line.add("+");
-    line.add_hex(caller - reinterpret_cast<std::uintptr_t>(info.dli_saddr));
+    line.hex(caller - reinterpret_cast<std::uintptr_t>(info.dli_saddr));
   }
   line.add(")");
 }
@@ -163,12 +126,12 @@ void report(const char* what, const void* p, std::size_t size,
   line.add(what);
   if (p != nullptr) {
     line.add(" ptr=");
-    line.add_hex(reinterpret_cast<std::uintptr_t>(p));
+    line.hex(reinterpret_cast<std::uintptr_t>(p));
   }
   line.add(" size=");
-  line.add_dec(size);
+  line.dec(size);
   line.add(" caller=");
-  line.add_hex(caller);
+  line.hex(caller);
   add_caller_location(line, caller);
   line.add("\n");
   line.write_to(2);

@@ -21,6 +21,7 @@
 
 #include "alloy/allocators/engine/engine.h"
 #include "alloy/allocators/engine/fast_path.h"
+#include "alloy/base/line_writer.h"
 
 namespace alloy::malloc_adapter::internal {
 
@@ -36,15 +37,9 @@ inline constexpr std::size_t kNaturalAlignment = 16;
 // get their own mapping from big_aligned_alloc.
 inline constexpr std::size_t kEngineMaxAlignment = engine::kMaxAlignment;
 
-// A fixed buffer for reports; formatting without malloc.
-struct Line {
-  char buf[512];  // room for a module path in reports
-  std::size_t len = 0;
-  void add(const char* s) noexcept;
-  void add_dec(std::size_t v) noexcept;
-  void add_hex(std::uintptr_t v) noexcept;
-  void write_to(int fd) const noexcept;
-};
+// A fixed buffer for reports, formatted without malloc; 512 bytes leave
+// room for a module path.
+using Line = base::LineWriter<512>;
 
 // Writes one report line to stderr when ALLOY_VERBOSE is set or `always`.
 void report(const char* what, const void* p, std::size_t size,

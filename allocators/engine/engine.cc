@@ -12,6 +12,7 @@
 #include "alloy/allocators/engine/engine.h"
 #include "alloy/allocators/engine/fast_path.h"
 #include "alloy/allocators/engine/internal.h"
+#include "alloy/base/line_writer.h"
 
 static_assert(alloy::engine::kMaxAlignment == alloy::engine::detail::kHugeAlignMax,
               "engine.h exports the alignment cap the huge path serves");
@@ -34,41 +35,19 @@ constinit std::atomic<std::uint64_t*> g_owns_bits{nullptr};
 constinit std::atomic<std::uint64_t*> g_head_bits{nullptr};
 
 namespace {
-// A line (or a few) formatted into a stack buffer without malloc, written
-// with write(2); what does not fit is cut.
-struct Line {
-  char buf[1024];
-  std::size_t n = 0;
-  Line& add(const char* t) noexcept {
-    while (*t != 0 && n < sizeof buf) buf[n++] = *t++;
-    return *this;
-  }
-  Line& num(std::uintptr_t v, unsigned base = 10) noexcept {
-    char d[24];
-    int k = 0;
-    do {
-      d[k++] = "0123456789abcdef"[v % base];
-      v /= base;
-    } while (v != 0);
-    if (base == 16) add("0x");
-    while (k > 0 && n < sizeof buf) buf[n++] = d[--k];
-    return *this;
-  }
-  void write_to(int fd) const noexcept {
-    ssize_t w = write(fd, buf, n);
-    (void)w;
-  }
-};
+// Reports and stats: a few lines at most.
+using Line = base::LineWriter<1024>;
 }  // namespace
 
 void report(const char* who, const char* op, const void* p, std::size_t size, const char* why,
             std::uintptr_t caller) noexcept {
   Line line;
-  line.add("alloy ").add(who).add(": ").add(op).add(" ").num(reinterpret_cast<std::uintptr_t>(p), 16);
-  if (size != 0) line.add(" (").num(size).add(" bytes)");
+  line.add("alloy ").add(who).add(": ").add(op).add(" ").hex(reinterpret_cast<std::uintptr_t>(p));
+  if (size != 0) line.add(" (").dec(size).add(" bytes)");
   line.add(" refused: ").add(why);
-  if (caller != 0) line.add("; called from ").num(caller, 16);
-  line.add("\n").write_to(2);
+  if (caller != 0) line.add("; called from ").hex(caller);
+  line.add("\n");
+  line.write_to(2);
 }
 
 void SpinLock::lock() noexcept {
@@ -1661,29 +1640,29 @@ void write_stats(int fd) noexcept {
   }
   Line line;
   line.add("alloy engine stats\n  default heap committed: ")
-      .num(g_default_heap.committed.load(std::memory_order_relaxed))
+      .dec(g_default_heap.committed.load(std::memory_order_relaxed))
       .add(" bytes (peak ")
-      .num(g_default_heap.peak.load(std::memory_order_relaxed))
+      .dec(g_default_heap.peak.load(std::memory_order_relaxed))
       .add(")\n  huge blocks: ")
-      .num(huge_count)
+      .dec(huge_count)
       .add(" (")
-      .num(huge)
+      .dec(huge)
       .add(" bytes)\n  this thread: ")
-      .num(l == &g_empty_local ? 0u : l->segment_count)
+      .dec(l == &g_empty_local ? 0u : l->segment_count)
       .add(" segments, ")
-      .num(pages)
+      .dec(pages)
       .add(" small pages, ")
-      .num(live_small)
+      .dec(live_small)
       .add(" bytes in small blocks, ")
-      .num(large)
+      .dec(large)
       .add(" in large\n  process: ")
-      .num(g_os_mapped.load(std::memory_order_relaxed))
+      .dec(g_os_mapped.load(std::memory_order_relaxed))
       .add(" bytes mapped, huge cache ")
-      .num(cache_bytes)
+      .dec(cache_bytes)
       .add(" bytes in ")
-      .num(cache_count)
-      .add(" entries\n")
-      .write_to(fd);
+      .dec(cache_count)
+      .add(" entries\n");
+  line.write_to(fd);
 }
 
 void set_eager_purge(bool on) noexcept {
