@@ -1,0 +1,44 @@
+#include "alloy/profile/stack.h"
+
+#include <sys/mman.h>
+
+namespace alloy::profile {
+namespace {
+
+constexpr std::uintptr_t kPageMask = ~std::uintptr_t{4095};
+
+bool page_mapped(std::uintptr_t page) {
+  unsigned char vec;
+  return ::mincore(reinterpret_cast<void*>(page), 4096, &vec) == 0;
+}
+
+}  // namespace
+
+int capture_stack(std::uintptr_t* out, int max, int skip) noexcept {
+  auto* fp = static_cast<std::uintptr_t*>(__builtin_frame_address(0));
+  std::uintptr_t known_page = reinterpret_cast<std::uintptr_t>(fp) & kPageMask;
+  int n = 0;
+  // fp[0] is the caller's frame pointer, fp[1] the return address into it.
+  while (n < max) {
+    const std::uintptr_t ret = fp[1];
+    const std::uintptr_t next = fp[0];
+    if (ret == 0) break;
+    if (skip > 0) {
+      --skip;
+    } else {
+      out[n++] = ret;
+    }
+    const std::uintptr_t cur = reinterpret_cast<std::uintptr_t>(fp);
+    if (next <= cur || next - cur > (std::uintptr_t{1} << 20) || (next & 7) != 0) break;
+    // fp[0..1] of the next frame: 16 bytes, maybe on two pages.
+    const std::uintptr_t first = next & kPageMask;
+    const std::uintptr_t last = (next + 15) & kPageMask;
+    if (first != known_page && !page_mapped(first)) break;
+    if (last != first && !page_mapped(last)) break;
+    known_page = last;
+    fp = reinterpret_cast<std::uintptr_t*>(next);
+  }
+  return n;
+}
+
+}  // namespace alloy::profile
