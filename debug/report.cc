@@ -7,14 +7,57 @@
 #include <cstdio>
 #include <mutex>
 
+#include "alloy/debug/internal/symbolizer.h"
+
 namespace alloy::debug {
 namespace {
 
-// Frames inside the debug allocator itself say nothing about the user's code.
-bool is_internal_frame(std::string_view name) {
-  return name.find("alloy::DebugAllocator::") != std::string_view::npos ||
-         name.find("alloy::debug::internal::") != std::string_view::npos ||
-         name.starts_with("alloy::Allocator::raw_");
+// Whether the function's own name (after any return type, before its
+// parameters) starts with `prefix`.
+bool named(std::string_view fn, std::string_view prefix) {
+  for (std::size_t at = fn.find(prefix); at != std::string_view::npos;
+       at = fn.find(prefix, at + 1)) {
+    const std::string_view before = fn.substr(0, at);
+    if ((at == 0 || fn[at - 1] == ' ') && before.find('(') == std::string_view::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// alloy's library code, by the path it was compiled from (a consumer's
+// build has it under external/alloy/; headers come as "alloy/...").
+bool in_alloy_library(std::string_view file) {
+  if (file.starts_with("alloy/")) return true;
+  if (file.starts_with("external/alloy/")) file.remove_prefix(15);
+  for (std::string_view dir : {"alloc_iface/", "allocators/", "adapters/", "base/", "debug/",
+                               "profile/"}) {
+    if (file.starts_with(dir)) return true;
+  }
+  return false;
+}
+
+// Frames of alloy itself (the debug allocator, the handle, wrappers...) say
+// nothing about the user's code: dropped from the top of a trace. Without
+// DWARF the namespace decides.
+bool is_alloy_frame(const FrameInfo& f) {
+  if (!f.file.empty()) return in_alloy_library(f.file);
+  return named(f.function, "alloy::");
+}
+
+// std::invoke and std::function plumbing between two frames that matter:
+// libstdc++'s invoke/function headers, or (without DWARF) their names.
+bool is_call_plumbing(const FrameInfo& f) {
+  for (std::string_view h : {"/bits/invoke.h", "/bits/std_function.h", "/bits/refwrap.h",
+                             "/include/c++/12/functional", "/bits/functional.h"}) {
+    if (f.file.ends_with(h) || f.file.find(h) != std::string::npos) return true;
+  }
+  for (std::string_view p : {"std::__invoke", "std::invoke", "std::_Function_handler",
+                             "std::__apply", "std::apply", "std::_Bind"}) {
+    if (named(f.function, p)) return true;
+  }
+  return named(f.function, "std::function<") &&
+         f.function.find(">::operator()(") != std::string::npos;
 }
 
 std::string hex(std::uintptr_t v) { return fmt::format("{:#x}", v); }
@@ -43,37 +86,11 @@ std::string json_string(std::string_view s) {
   return out;
 }
 
-struct SymbolizedFrame {
-  std::uintptr_t pc;
-  std::string name;
-};
-
-std::vector<SymbolizedFrame> symbolized_frames(const CallSite& site) {
-  std::vector<SymbolizedFrame> out;
-  bool leading = true;
-  for (void* f : site.frames) {
-    std::string name = symbolize(f, true);
-    if (leading && is_internal_frame(name)) continue;
-    leading = false;
-    out.push_back({reinterpret_cast<std::uintptr_t>(f), std::move(name)});
-  }
-  return out;
-}
-
 void append_site_text(std::string& out, std::string_view title, const CallSite& site) {
   if (site.empty()) return;
   out += fmt::format("  {}:\n", title);
-  if (site.frames.empty()) {
-    std::string name = symbolize(reinterpret_cast<void*>(site.ret_addr), true);
-    out += fmt::format("    ret {:#x} {}\n", site.ret_addr,
-                       name.empty() ? "??" : name);
-    out += "    (no full trace recorded: see DebugOptions::traces)\n";
-    return;
-  }
-  int i = 0;
-  for (const auto& f : symbolized_frames(site)) {
-    out += fmt::format("    #{} {:#x} {}\n", i++, f.pc, f.name.empty() ? "??" : f.name);
-  }
+  for (const std::string& line : site.symbolized()) out += fmt::format("    {}\n", line);
+  if (site.frames.empty()) out += "    (no full trace recorded: see DebugOptions::traces)\n";
 }
 
 void append_site_json(std::string& out, std::string_view key, const CallSite& site) {
@@ -86,10 +103,13 @@ void append_site_json(std::string& out, std::string_view key, const CallSite& si
                      hex(site.ret_addr),
                      json_string(symbolize(reinterpret_cast<void*>(site.ret_addr), true)));
   bool first = true;
-  for (const auto& f : symbolized_frames(site)) {
-    if (!first) out += ',';
-    first = false;
-    out += fmt::format("{{\"pc\":\"{}\",\"function\":{}}}", hex(f.pc), json_string(f.name));
+  if (!site.frames.empty()) {
+    for (const auto& f : site.symbolized_frames()) {
+      if (!first) out += ',';
+      first = false;
+      out += fmt::format("{{\"pc\":\"{}\",\"function\":{},\"file\":{},\"line\":{}}}",
+                         hex(f.pc), json_string(f.function), json_string(f.file), f.line);
+    }
   }
   out += "]}";
 }
@@ -169,13 +189,46 @@ void init_symbolizer(const char* argv0) {
   });
 }
 
+std::string FrameInfo::text() const {
+  if (function.empty() && file.empty()) return "??";
+  std::string out = function.empty() ? std::string("??") : function;
+  if (!file.empty()) out += fmt::format(" at {}:{}", file, line);
+  return out;
+}
+
+FrameInfo symbolize_frame(const void* pc, bool is_return_address) {
+  FrameInfo f;
+  f.pc = reinterpret_cast<std::uintptr_t>(pc);
+  if (pc == nullptr) return f;
+  internal::SourceFrame s;
+  if (internal::symbolize_pc(f.pc - (is_return_address ? 1 : 0), &s)) {
+    f.function = std::move(s.function);
+    f.file = std::move(s.file);
+    f.line = s.line;
+  }
+  return f;
+}
+
 std::string symbolize(const void* pc, bool is_return_address) {
-  if (pc == nullptr) return {};
-  init_symbolizer();
-  char buf[1024];
-  const char* lookup = static_cast<const char*>(pc) - (is_return_address ? 1 : 0);
-  if (!absl::Symbolize(lookup, buf, sizeof(buf))) return {};
-  return buf;
+  FrameInfo f = symbolize_frame(pc, is_return_address);
+  return f.function.empty() && f.file.empty() ? std::string() : f.text();
+}
+
+std::vector<FrameInfo> CallSite::symbolized_frames() const {
+  std::vector<FrameInfo> out;
+  if (frames.empty()) {
+    if (ret_addr != 0) out.push_back(symbolize_frame(reinterpret_cast<void*>(ret_addr), true));
+    return out;
+  }
+  bool leading = true;
+  for (void* pc : frames) {
+    FrameInfo f = symbolize_frame(pc, true);
+    if (is_call_plumbing(f)) continue;
+    if (leading && is_alloy_frame(f)) continue;
+    leading = false;
+    out.push_back(std::move(f));
+  }
+  return out;
 }
 
 std::vector<std::string> CallSite::symbolized() const {
@@ -183,24 +236,25 @@ std::vector<std::string> CallSite::symbolized() const {
   if (frames.empty()) {
     if (ret_addr != 0) {
       out.push_back(fmt::format("ret {:#x} {}", ret_addr,
-                                symbolize(reinterpret_cast<void*>(ret_addr), true)));
+                                symbolize_frame(reinterpret_cast<void*>(ret_addr), true).text()));
     }
     return out;
   }
   int i = 0;
-  for (const auto& f : symbolized_frames(*this)) {
-    out.push_back(fmt::format("#{} {:#x} {}", i++, f.pc, f.name));
+  for (const auto& f : symbolized_frames()) {
+    out.push_back(fmt::format("#{} {:#x} {}", i++, f.pc, f.text()));
   }
   return out;
 }
 
 bool CallSite::mentions(std::string_view needle) const {
   if (ret_addr != 0 &&
-      symbolize(reinterpret_cast<void*>(ret_addr), true).find(needle) != std::string::npos) {
+      symbolize_frame(reinterpret_cast<void*>(ret_addr), true).text().find(needle) !=
+          std::string::npos) {
     return true;
   }
   for (void* f : frames) {
-    if (symbolize(f, true).find(needle) != std::string::npos) return true;
+    if (symbolize_frame(f, true).text().find(needle) != std::string::npos) return true;
   }
   return false;
 }

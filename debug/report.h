@@ -4,8 +4,14 @@
 // carries up to three call sites (this call, where the block was allocated,
 // where it was first freed); each site is a return address (always) plus a
 // full stack trace when one was captured. Traces are kept as raw program
-// counters and symbolized with absl::Symbolize only when text or JSON is
-// asked for, so recording stays cheap.
+// counters and symbolized only when text or JSON is asked for, so recording
+// stays cheap: each frame as its function (demangled, template arguments
+// shown) and, when the binary carries DWARF (built with -g), file:line, read
+// with elfutils' libdw. The debug allocator's own frames, the handle's and
+// the other alloy library frames are dropped from the top of each trace, and
+// std::invoke / std::function plumbing wherever it appears, so frame #0 is
+// the user's call:
+//   #0 0x55d0c1a2b3c4 parse_config(alloy::Allocator) at src/config.cc:42
 //
 // Cost: building a report allocates (std::string, std::vector) through the
 // process's malloc, never through the allocator being debugged; reports only
@@ -51,6 +57,16 @@ std::string_view to_string(Operation op);     // "free", ...
 inline std::ostream& operator<<(std::ostream& os, ErrorKind k) { return os << to_string(k); }
 inline std::ostream& operator<<(std::ostream& os, Operation op) { return os << to_string(op); }
 
+// One symbolized frame.
+struct FrameInfo {
+  std::uintptr_t pc = 0;  // as recorded (a return address)
+  std::string function;   // demangled, with template arguments; empty if unknown
+  std::string file;       // as compiled ("tests/debug/x_test.cc"); empty without DWARF
+  int line = 0;           // 0 if unknown
+  // "function at file:line", "function", or "??".
+  std::string text() const;
+};
+
 // Where something happened: the caller's return address and, when captured,
 // the full stack (innermost first, allocator-internal frames included; they
 // are dropped when printing).
@@ -59,10 +75,15 @@ struct CallSite {
   std::vector<void*> frames;
 
   bool empty() const { return ret_addr == 0 && frames.empty(); }
-  // One symbolized line per frame ("#0 0x55d0... my_test::test_method()"),
-  // allocator-internal frames skipped. Falls back to the return address.
+  // The frames as printed: symbolized, alloy's own frames dropped from the
+  // top, std::invoke/std::function plumbing dropped. Just the return address
+  // if no full trace was taken.
+  std::vector<FrameInfo> symbolized_frames() const;
+  // One line per printed frame ("#0 0x55d0... my_test::test_method() at
+  // tests/my_test.cc:12"); "ret 0x55d0... ..." without a full trace.
   std::vector<std::string> symbolized() const;
-  // True if some symbolized frame (or the return address) contains `needle`.
+  // True if some printed frame's text (or the return address's) contains
+  // `needle`: a function name or "file.cc:LINE".
   bool mentions(std::string_view needle) const;
 };
 
@@ -105,12 +126,16 @@ ReportSink collect_into(std::vector<Report>* out);
 // Appends each report's text to `*out`.
 ReportSink append_text_to(std::string* out);
 
-// Calls absl::InitializeSymbolizer once. Done automatically before the first
-// symbolization; call it early in main with argv[0] if you prefer.
+// Calls absl::InitializeSymbolizer once (the crash handler of
+// check_all_allocation_failures symbolizes with it, async-signal-safely).
+// Done automatically before the first symbolization; call it early in main
+// with argv[0] if you prefer.
 void init_symbolizer(const char* argv0 = nullptr);
 
 // Symbolizes one program counter; `is_return_address` looks up pc-1 so the
-// call instruction, not the next line, is named. Empty if unknown.
+// call instruction, not the next line, is named.
+FrameInfo symbolize_frame(const void* pc, bool is_return_address = true);
+// symbolize_frame(pc).text(), or empty if nothing is known.
 std::string symbolize(const void* pc, bool is_return_address = true);
 
 }  // namespace alloy::debug

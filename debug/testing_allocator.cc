@@ -1,6 +1,5 @@
 #include "alloy/debug/testing_allocator.h"
 
-#include <absl/debugging/symbolize.h>
 #include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
@@ -94,8 +93,10 @@ constexpr int kNumCrashSignals = sizeof(kCrashSignals) / sizeof(kCrashSignals[0]
 struct sigaction g_old_actions[kNumCrashSignals];
 volatile sig_atomic_t g_run_index = -1;
 volatile sig_atomic_t g_run_is_resize = 0;
-void* g_fail_frames[32];
-volatile sig_atomic_t g_fail_depth = 0;
+// The failing call's trace, symbolized when the failure is injected (the
+// handler cannot symbolize: libdw allocates), one frame a line.
+char g_fail_text[8192];
+volatile sig_atomic_t g_fail_text_len = 0;
 
 void write_str(const char* s) {
   ssize_t ignored = ::write(STDERR_FILENO, s, std::strlen(s));
@@ -120,7 +121,7 @@ void restore_crash_handlers() {
   for (int i = 0; i < kNumCrashSignals; ++i) sigaction(kCrashSignals[i], &g_old_actions[i], nullptr);
 }
 
-// Async-signal-safe: write(2) and absl::Symbolize only.
+// Async-signal-safe: write(2) of text prepared before the run only.
 void on_crash(int sig) {
   write_str("\nalloy check_all_allocation_failures: crashed (signal ");
   write_num(sig);
@@ -130,23 +131,8 @@ void on_crash(int sig) {
     write_str(g_run_is_resize ? ") after failing resize #" : ") after failing allocation #");
     write_num(g_run_index);
     write_str("; the failing call:\n");
-    bool leading = true;
-    for (int i = 0; i < g_fail_depth; ++i) {
-      char name[512];
-      if (!absl::Symbolize(static_cast<char*>(g_fail_frames[i]) - 1, name, sizeof(name))) {
-        std::strcpy(name, "??");
-      }
-      // Skip the allocator's own frames, as reports do.
-      if (leading && (std::strstr(name, "alloy::debug::internal::") != nullptr ||
-                      std::strstr(name, "alloy::DebugAllocator::") != nullptr ||
-                      std::strncmp(name, "alloy::Allocator::raw_", 22) == 0)) {
-        continue;
-      }
-      leading = false;
-      write_str("    ");
-      write_str(name);
-      write_str("\n");
-    }
+    ssize_t ignored = ::write(STDERR_FILENO, g_fail_text, static_cast<std::size_t>(g_fail_text_len));
+    (void)ignored;
   }
   // Hand over to whatever handled the signal before (a sanitizer, or the
   // default action): returning re-runs the faulting instruction, and abort()
@@ -190,18 +176,21 @@ RunRecord run_once(const std::function<debug::internal::RunResult(Allocator)>& r
   o.fail_resize_from = fail_resize;
   o.abort_on_error = false;
   o.sink = debug::collect_into(&rec.reports);
-  g_fail_depth = 0;
+  g_fail_text_len = 0;
   g_run_index = fail_alloc >= 0 ? fail_alloc : fail_resize;
   g_run_is_resize = fail_resize >= 0 ? 1 : 0;
-  // The crash handler reads only plain memory: the failing call's frames are
-  // copied there when the failure is injected.
+  // The crash handler reads only plain memory: the failing call's trace is
+  // symbolized into it when the failure is injected (the same frames and
+  // file:line as reports show).
   o.on_injected_failure = [](const InjectedFailure& f) {
-    int n = 0;
-    for (void* pc : f.site.frames) {
-      if (n == 32) break;
-      g_fail_frames[n++] = pc;
+    std::size_t n = 0;
+    for (const std::string& line : f.site.symbolized()) {
+      const std::string l = "    " + line + "\n";
+      if (n + l.size() > sizeof g_fail_text) break;
+      std::memcpy(g_fail_text + n, l.data(), l.size());
+      n += l.size();
     }
-    g_fail_depth = n;
+    g_fail_text_len = static_cast<sig_atomic_t>(n);
   };
   {
     DebugAllocator d(options.backing, o);

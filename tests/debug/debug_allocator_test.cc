@@ -9,6 +9,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -510,4 +511,79 @@ BOOST_AUTO_TEST_CASE(blocks_cross_from_single_threaded_use_to_threads) {
   BOOST_TEST(st.live_bytes == 0u);
   BOOST_TEST(st.errors == 0u);
   BOOST_TEST(debug.deinit() == 0u);
+}
+
+// ---------------------------------------------------------------- file:line in reports
+// This suite is built with -g: each frame names its file and line.
+
+namespace report_lines {
+
+int g_alloc_line = 0, g_free_line = 0, g_again_line = 0;
+
+struct Widget {
+  int x;
+};
+
+// A template, to show its arguments in the report.
+template <typename T>
+[[gnu::noinline]] void free_twice(alloy::Allocator a, std::span<T> s) {
+  a.free(s); g_free_line = __LINE__;
+  a.free(s); g_again_line = __LINE__;  // the bug
+}
+
+}  // namespace report_lines
+
+BOOST_AUTO_TEST_CASE(reports_name_file_and_line_of_each_site) {
+  using namespace report_lines;
+  Collected c;
+  auto a = c.a();
+  auto s = a.alloc<Widget>(3); g_alloc_line = __LINE__;
+  BOOST_REQUIRE(s.ok());
+  // Called through std::function: its plumbing is not printed.
+  std::function<void()> call = [&] { free_twice(a, *s); };
+  call();
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+  const Report& r = c.reports[0];
+  const std::string file = "tests/debug/debug_allocator_test.cc:";
+  BOOST_TEST(r.alloc_site.mentions(file + std::to_string(g_alloc_line)));
+  BOOST_TEST(r.free_site.mentions(file + std::to_string(g_free_line)));
+  BOOST_TEST(r.this_call.mentions(file + std::to_string(g_again_line)));
+  // Frame #0 of each site is the user's call: alloy's own frames are dropped.
+  const auto frames = r.this_call.symbolized_frames();
+  BOOST_REQUIRE(!frames.empty());
+  BOOST_TEST(frames[0].file == "tests/debug/debug_allocator_test.cc");
+  BOOST_TEST(frames[0].line == g_again_line);
+  // Template arguments are shown.
+  BOOST_TEST(frames[0].function.find("free_twice<report_lines::Widget>") != std::string::npos,
+             frames[0].function);
+  BOOST_TEST(r.alloc_site.symbolized_frames()[0].line == g_alloc_line);
+  const std::string text = r.text();
+  BOOST_TEST_MESSAGE(text);
+  BOOST_TEST(text.find("#0 ") != std::string::npos);
+  BOOST_TEST(text.find(" at " + file + std::to_string(g_again_line)) != std::string::npos, text);
+  BOOST_TEST(text.find("std::_Function_handler") == std::string::npos, text);
+  BOOST_TEST(text.find("std::__invoke") == std::string::npos, text);
+  BOOST_TEST(text.find("alloy::DebugAllocator::") == std::string::npos, text);
+  BOOST_TEST(text.find("alloy::Allocator::") == std::string::npos, text);
+  const std::string json = r.json();
+  BOOST_TEST(json.find("\"file\":\"tests/debug/debug_allocator_test.cc\"") != std::string::npos,
+             json);
+  BOOST_TEST(json.find("\"line\":" + std::to_string(g_again_line)) != std::string::npos, json);
+}
+
+BOOST_AUTO_TEST_CASE(sites_without_a_full_trace_name_the_call_line) {
+  alloy::DebugOptions o;
+  o.traces = alloy::TraceMode::kNever;
+  std::vector<Report> reports;
+  o.sink = alloy::debug::collect_into(&reports);
+  alloy::DebugAllocator debug(alloy::c_allocator(), o);
+  auto a = debug.allocator();
+  auto s = a.alloc<int>(2); const int line = __LINE__;
+  BOOST_REQUIRE(s.ok());
+  BOOST_TEST(debug.check_leaks() == 1u);
+  BOOST_REQUIRE_EQUAL(reports.size(), 1u);
+  const std::string want = "tests/debug/debug_allocator_test.cc:" + std::to_string(line);
+  BOOST_TEST(reports[0].alloc_site.mentions(want));
+  BOOST_TEST(reports[0].text().find(want) != std::string::npos, reports[0].text());
+  a.free(*s);
 }

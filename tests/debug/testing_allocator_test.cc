@@ -401,6 +401,7 @@ BOOST_AUTO_TEST_CASE(a_crash_names_the_failing_allocation) {
   BOOST_REQUIRE(pipe(fds) == 0);
   pid_t pid = fork();
   BOOST_REQUIRE(pid >= 0);
+  constexpr int kCrashLine = __LINE__ + 8;
   if (pid == 0) {
     for (int s : {SIGSEGV, SIGABRT, SIGBUS}) std::signal(s, SIG_DFL);
     dup2(fds[1], STDERR_FILENO);
@@ -408,7 +409,7 @@ BOOST_AUTO_TEST_CASE(a_crash_names_the_failing_allocation) {
     auto r = alloy::check_all_allocation_failures([](Allocator a) {
       auto s = a.alloc<int>(1);
       if (!s) return false;
-      auto t = a.alloc<int>(1);
+      auto t = a.alloc<int>(1);  // kCrashLine
       if (!t) std::abort();  // "crashes" when the second allocation fails
       a.free(*t);
       a.free(*s);
@@ -428,4 +429,49 @@ BOOST_AUTO_TEST_CASE(a_crash_names_the_failing_allocation) {
   BOOST_TEST(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
   BOOST_TEST(out.find("crashed (signal 6) after failing allocation #1") != std::string::npos, out);
   BOOST_TEST(out.find("a_crash_names_the_failing_allocation") != std::string::npos, out);
+  // The failing call's file and line (the marked line above).
+  BOOST_TEST(out.find("tests/debug/testing_allocator_test.cc:" + std::to_string(kCrashLine)) !=
+                 std::string::npos,
+             out);
+}
+
+// ---------------------------------------------------------------- file:line in reports
+// This suite is built with -g.
+
+namespace {
+
+int g_first_line = 0, g_second_line = 0;
+
+alloy::Result<void> leaks_first_when_second_fails(Allocator a) {
+  auto first = a.alloc<char>(8); g_first_line = __LINE__;
+  if (!first) return first.error();
+  auto second = a.alloc<char>(16); g_second_line = __LINE__;
+  if (!second) return second.error();  // the bug: `first` leaks
+  a.free(*second);
+  a.free(*first);
+  return alloy::Ok();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(failure_reports_name_file_and_line) {
+  auto r = alloy::check_all_allocation_failures(leaks_first_when_second_fails);
+  BOOST_REQUIRE_EQUAL(r.problems.size(), 1u);
+  const FailureCheckProblem& p = r.problems[0];
+  BOOST_TEST((p.kind == Kind::kLeak));
+  BOOST_TEST(p.index == 1);
+  const std::string file = "tests/debug/testing_allocator_test.cc:";
+  BOOST_TEST(p.failure.site.mentions(file + std::to_string(g_second_line)));
+  BOOST_REQUIRE_EQUAL(p.reports.size(), 1u);
+  BOOST_TEST(p.reports[0].alloc_site.mentions(file + std::to_string(g_first_line)));
+  // Printed frame #0 of the failing call is the user's line, not alloy's.
+  const auto lines = p.failure.site.symbolized();
+  BOOST_REQUIRE(!lines.empty());
+  BOOST_TEST(lines[0].find("leaks_first_when_second_fails") != std::string::npos, lines[0]);
+  BOOST_TEST(lines[0].find(file + std::to_string(g_second_line)) != std::string::npos, lines[0]);
+  const std::string text = r.report();
+  BOOST_TEST(text.find(file + std::to_string(g_first_line)) != std::string::npos, text);
+  BOOST_TEST(text.find(file + std::to_string(g_second_line)) != std::string::npos, text);
+  BOOST_TEST(text.find("std::__invoke") == std::string::npos, text);
+  BOOST_TEST(text.find("std::_Function_handler") == std::string::npos, text);
 }
