@@ -13,6 +13,8 @@
 #include <cstring>
 
 #include "alloy/debug/internal/pattern.h"
+#include "alloy/debug/internal/symbolizer.h"
+#include "alloy/profile/pprof_writer.h"
 
 namespace alloy {
 
@@ -618,6 +620,51 @@ void DebugAllocator::visit(const std::function<void(const AllocationInfo&)>& fn)
     fn(AllocationInfo{reinterpret_cast<void*>(addr), rec->size, rec->alignment, rec->ret_addr,
                       frames});
   }
+}
+
+namespace {
+
+// Names for the profile's locations, from the same libdw symbolizer reports
+// use. ctx holds the strings until the next call.
+bool symbolize_for_profile(void* ctx, std::uintptr_t pc, profile::Frame* out) {
+  auto* f = static_cast<debug::internal::SourceFrame*>(ctx);
+  if (!debug::internal::symbolize_pc(pc, f)) return false;
+  out->function = f->function.empty() ? nullptr : f->function.c_str();
+  out->system_name = f->system_name.empty() ? nullptr : f->system_name.c_str();
+  out->file = f->file.empty() ? nullptr : f->file.c_str();
+  out->line = f->line;
+  return true;
+}
+
+}  // namespace
+
+bool DebugAllocator::write_profile(const char* path) const {
+  // Copy the live blocks' sites under the lock, symbolize outside it.
+  struct Live {
+    std::size_t size;
+    debug::CallSite site;
+  };
+  std::vector<Live> live;
+  visit([&](const AllocationInfo& info) {
+    debug::CallSite site;
+    site.ret_addr = info.ret_addr;
+    site.frames.assign(info.frames.begin(), info.frames.end());
+    live.push_back({info.size, std::move(site)});
+  });
+  profile::PprofWriter w;
+  std::uintptr_t pcs[64];
+  for (const Live& b : live) {
+    // The frames reports print: alloy's own dropped from the top.
+    int n = 0;
+    for (const debug::FrameInfo& f : b.site.symbolized_frames()) {
+      if (n == 64) break;
+      pcs[n++] = f.pc;
+    }
+    const auto bytes = static_cast<std::int64_t>(b.size);
+    w.add(pcs, n, profile::SampleValues{1, bytes, 1, bytes});
+  }
+  debug::internal::SourceFrame scratch;
+  return w.write_file(path, symbolize_for_profile, &scratch);
 }
 
 DebugStats DebugAllocator::stats() const {

@@ -33,6 +33,7 @@
 //   alloy::Allocator a = debug.allocator();
 //   auto s = a.alloc<int>(10);
 //   a.free(*s); a.free(*s);              // reported as a double free, refused
+//   debug.write_profile("/tmp/live.pb.gz"); // go tool pprof -top /tmp/live.pb.gz
 //   std::size_t leaks = debug.deinit();  // prints and counts leaked blocks
 #pragma once
 
@@ -158,6 +159,13 @@ class DebugAllocator {
   // this allocator.
   void visit(const std::function<void(const AllocationInfo&)>& fn) const;
   DebugStats stats() const;
+  // Writes the live blocks as a pprof heap profile (gzip'd profile.proto,
+  // see alloy/profile/pprof_writer.h) to `path`: one sample per block, by
+  // the frames its reports would print (the full trace if one was taken,
+  // else the call site), with functions and file:line, so
+  // `go tool pprof -top path` needs no binary. Exact, not sampled (period 1).
+  // False if the file could not be written. Allocates from the process heap.
+  bool write_profile(const char* path) const;
   // The first failure injected since construction, if any.
   std::optional<InjectedFailure> injected_failure() const;
 

@@ -20,6 +20,7 @@
 #include "alloy/allocators/c_allocator.h"
 #include "alloy/allocators/page_allocator.h"
 #include "alloy/debug/debug_allocator.h"
+#include "tests/support/pprof_tool.h"
 
 namespace {
 
@@ -586,4 +587,51 @@ BOOST_AUTO_TEST_CASE(sites_without_a_full_trace_name_the_call_line) {
   BOOST_TEST(reports[0].alloc_site.mentions(want));
   BOOST_TEST(reports[0].text().find(want) != std::string::npos, reports[0].text());
   a.free(*s);
+}
+
+// ---------------------------------------------------------------- pprof profile of live blocks
+
+namespace profile_sites {
+
+[[gnu::noinline]] void* one_share(alloy::Allocator a) { return a.alloc<char>(1000)->data(); }
+[[gnu::noinline]] void* two_shares(alloy::Allocator a) { return a.alloc<char>(2000)->data(); }
+[[gnu::noinline]] void* four_shares(alloy::Allocator a) { return a.alloc<char>(4000)->data(); }
+
+}  // namespace profile_sites
+
+BOOST_AUTO_TEST_CASE(live_blocks_written_as_a_pprof_profile) {
+  for (alloy::TraceMode mode : {alloy::TraceMode::kAlways, alloy::TraceMode::kNever}) {
+    alloy::DebugOptions o;
+    o.traces = mode;
+    alloy::DebugAllocator debug(alloy::c_allocator(), o);
+    auto a = debug.allocator();
+    std::vector<std::pair<void*, std::size_t>> blocks;
+    for (int i = 0; i < 3; ++i) {
+      blocks.emplace_back(profile_sites::one_share(a), 1000);
+      blocks.emplace_back(profile_sites::two_shares(a), 2000);
+      blocks.emplace_back(profile_sites::four_shares(a), 4000);
+    }
+    // Freed blocks leave the profile: one more of each, freed again.
+    a.free(std::span<char>(static_cast<char*>(profile_sites::four_shares(a)), 4000));
+    const std::string path = alloy::testing::Pprof::tmpdir() + "/debug_live.pb.gz";
+    BOOST_REQUIRE(debug.write_profile(path.c_str()));
+    const auto t = alloy::testing::Pprof::top(path, "inuse_space");
+    BOOST_TEST_REQUIRE(t.status == 0, t.output);
+    const auto bytes = alloy::testing::Pprof::run("-top -unit=B -sample_index=inuse_space " + path);
+    BOOST_TEST(bytes.output.find("of 21000B total") != std::string::npos, bytes.output);
+    BOOST_TEST(t.share("profile_sites::one_share") > 14.2, t.output);
+    BOOST_TEST(t.share("profile_sites::one_share") < 14.3, t.output);
+    BOOST_TEST(t.share("profile_sites::two_shares") > 28.5, t.output);
+    BOOST_TEST(t.share("profile_sites::two_shares") < 28.6, t.output);
+    BOOST_TEST(t.share("profile_sites::four_shares") > 57.1, t.output);
+    BOOST_TEST(t.share("profile_sites::four_shares") < 57.2, t.output);
+    // alloy's own frames are not in the stacks.
+    BOOST_TEST(t.output.find("alloy::DebugAllocator") == std::string::npos, t.output);
+    BOOST_TEST(t.output.find("alloy::Allocator::") == std::string::npos, t.output);
+    // The profile's lines are this file's.
+    const auto lines = alloy::testing::Pprof::run("-top -lines -sample_index=inuse_space " + path);
+    BOOST_TEST(lines.output.find("debug_allocator_test.cc") != std::string::npos, lines.output);
+    for (auto [p, n] : blocks) a.free(std::span<char>(static_cast<char*>(p), n));
+    BOOST_TEST(debug.deinit() == 0u);
+  }
 }
