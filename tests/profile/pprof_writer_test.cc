@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "alloy/profile/elf_symbols.h"
 #include "alloy/profile/pprof_writer.h"
 #include "alloy/profile/stack.h"
 #include "tests/support/pprof_tool.h"
@@ -37,7 +38,7 @@ bool dladdr_symbolize(void*, std::uintptr_t pc, alloy::profile::Frame* out) {
 
 }  // namespace
 
-// External linkage, for dladdr.
+// External linkage, for dladdr (ElfSymbols reads local symbols too).
 namespace prof_test {
 
 // Each site records its own stack with `bytes` allocated and still live.
@@ -73,6 +74,30 @@ BOOST_AUTO_TEST_CASE(go_tool_pprof_shows_each_site_share) {
     BOOST_TEST(near(t.cum_share("site_four"), 400.0 / 7), t.output);
     BOOST_TEST(near(t.share("record_here"), 100.0), t.output);
   }
+}
+
+// ElfSymbols names functions from the symbol tables, without malloc, DWARF
+// or -rdynamic: the profile's names are what pprof shows (demangled).
+BOOST_AUTO_TEST_CASE(elf_symbols_name_functions_of_every_object) {
+  alloy::profile::ElfSymbols symbols;
+  BOOST_TEST(std::string(symbols.function_at(reinterpret_cast<std::uintptr_t>(&site_two) + 1)) ==
+             "_ZN9prof_test8site_twoERN5alloy7profile11PprofWriterE");
+  // A function of another object (libc).
+  const char* in_libc = symbols.function_at(reinterpret_cast<std::uintptr_t>(&::getpid));
+  BOOST_REQUIRE(in_libc != nullptr);
+  BOOST_TEST(std::string(in_libc).find("getpid") != std::string::npos, in_libc);
+  BOOST_TEST(symbols.function_at(0x10) == nullptr);
+  PprofWriter w;
+  site_one(w);
+  site_two(w);
+  site_four(w);
+  const std::string path = temp_path("elf.pb.gz");
+  BOOST_REQUIRE(w.write_file(path.c_str(), alloy::profile::ElfSymbols::symbolize, &symbols));
+  const Pprof t = Pprof::top(path, "inuse_space");
+  BOOST_TEST_REQUIRE(t.status == 0, t.output);
+  BOOST_TEST(near(t.cum_share("prof_test::site_one"), 100.0 / 7), t.output);
+  BOOST_TEST(near(t.cum_share("prof_test::site_two"), 200.0 / 7), t.output);
+  BOOST_TEST(near(t.cum_share("prof_test::site_four"), 400.0 / 7), t.output);
 }
 
 BOOST_AUTO_TEST_CASE(profile_larger_than_one_deflate_block_reads_back_whole) {
