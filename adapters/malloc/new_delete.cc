@@ -12,7 +12,7 @@
 #include "alloy/adapters/malloc/malloc_internal.h"
 #include "alloy/allocators/engine/engine.h"
 
-namespace mi = alloy::malloc_adapter::internal;
+namespace adapter = alloy::malloc_adapter::internal;
 
 namespace {
 
@@ -33,7 +33,7 @@ namespace {
                                             std::uintptr_t caller) {
   for (;;) {
     if (!call_new_handler()) throw std::bad_alloc();
-    void* p = mi::alloc_aligned(size, alignment, caller);
+    void* p = adapter::alloc_aligned(size, alignment, caller);
     if (p != nullptr) return p;
   }
 }
@@ -49,7 +49,7 @@ namespace {
 
 inline void* new_impl(std::size_t size, std::size_t alignment,
                       std::uintptr_t caller) {
-  void* p = mi::alloc_aligned(size, alignment, caller);
+  void* p = adapter::alloc_aligned(size, alignment, caller);
   if (p != nullptr) [[likely]]
     return p;
   return new_slow(size, alignment, caller);
@@ -57,7 +57,7 @@ inline void* new_impl(std::size_t size, std::size_t alignment,
 
 inline void* new_nothrow_impl(std::size_t size, std::size_t alignment,
                               std::uintptr_t caller) noexcept {
-  void* p = mi::alloc_aligned(size, alignment, caller);
+  void* p = adapter::alloc_aligned(size, alignment, caller);
   if (p != nullptr) [[likely]]
     return p;
   return new_nothrow_slow(size, alignment, caller);
@@ -67,25 +67,25 @@ inline void* new_nothrow_impl(std::size_t size, std::size_t alignment,
 // slow halves of operator new, whose inlined fast half is the engine's list
 // pop (so the fast path saves no registers).
 [[gnu::noinline]] void* new_natural_slow(std::size_t size, std::uintptr_t caller) {
-  return new_impl(size, mi::kNaturalAlignment, caller);
+  return new_impl(size, adapter::kNaturalAlignment, caller);
 }
 [[gnu::noinline]] void* new_natural_nothrow_slow(std::size_t size,
                                                  std::uintptr_t caller) noexcept {
-  return new_nothrow_impl(size, mi::kNaturalAlignment, caller);
+  return new_nothrow_impl(size, adapter::kNaturalAlignment, caller);
 }
 
 // An alignment that is not a power of two is undefined behaviour for the
 // caller; we treat it as an allocation that cannot be served.
 inline std::size_t checked_alignment(std::align_val_t al) {
   std::size_t a = static_cast<std::size_t>(al);
-  return mi::is_pow2(a) ? a : SIZE_MAX;
+  return adapter::is_pow2(a) ? a : SIZE_MAX;
 }
 
 inline void* aligned_new_impl(std::size_t size, std::align_val_t al,
                               std::uintptr_t caller) {
   std::size_t a = checked_alignment(al);
   if (a == SIZE_MAX) [[unlikely]] {
-    mi::report("operator new: alignment not a power of two", nullptr,
+    adapter::report("operator new: alignment not a power of two", nullptr,
                static_cast<std::size_t>(al), caller, false);
     throw std::bad_alloc();
   }
@@ -96,7 +96,7 @@ inline void* aligned_new_nothrow_impl(std::size_t size, std::align_val_t al,
                                       std::uintptr_t caller) noexcept {
   std::size_t a = checked_alignment(al);
   if (a == SIZE_MAX) [[unlikely]] {
-    mi::report("operator new: alignment not a power of two", nullptr,
+    adapter::report("operator new: alignment not a power of two", nullptr,
                static_cast<std::size_t>(al), caller, false);
     return nullptr;
   }
@@ -145,51 +145,51 @@ ALLOY_EXPORT void* operator new[](std::size_t size, std::align_val_t al,
 // ---- delete ----
 ALLOY_EXPORT void operator delete(void* p) noexcept {
   if (alloy::engine::try_inline_free(p)) [[likely]] return;
-  mi::free_slow(p, ALLOY_CALLER());
+  adapter::free_slow(p, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete[](void* p) noexcept {
   if (alloy::engine::try_inline_free(p)) [[likely]] return;
-  mi::free_slow(p, ALLOY_CALLER());
+  adapter::free_slow(p, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept {
-  mi::free(p, ALLOY_CALLER());
+  adapter::free(p, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  mi::free(p, ALLOY_CALLER());
+  adapter::free(p, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete(void* p, std::size_t size) noexcept {
   // The size is only checked in debug builds; otherwise the block's page
   // knows its size class and this is an unsized free.
-  if (!mi::kCheckSizedFree && alloy::engine::try_inline_free(p)) [[likely]] return;
-  mi::free_sized_slow(p, size, ALLOY_CALLER());
+  if (!adapter::kCheckSizedFree && alloy::engine::try_inline_free(p)) [[likely]] return;
+  adapter::free_sized_slow(p, size, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete[](void* p, std::size_t size) noexcept {
   // The size is only checked in debug builds; otherwise the block's page
   // knows its size class and this is an unsized free.
-  if (!mi::kCheckSizedFree && alloy::engine::try_inline_free(p)) [[likely]] return;
-  mi::free_sized_slow(p, size, ALLOY_CALLER());
+  if (!adapter::kCheckSizedFree && alloy::engine::try_inline_free(p)) [[likely]] return;
+  adapter::free_sized_slow(p, size, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete(void* p, std::align_val_t) noexcept {
-  mi::free(p, ALLOY_CALLER());
+  adapter::free(p, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete[](void* p, std::align_val_t) noexcept {
-  mi::free(p, ALLOY_CALLER());
+  adapter::free(p, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete(void* p, std::align_val_t,
                                   const std::nothrow_t&) noexcept {
-  mi::free(p, ALLOY_CALLER());
+  adapter::free(p, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete[](void* p, std::align_val_t,
                                     const std::nothrow_t&) noexcept {
-  mi::free(p, ALLOY_CALLER());
+  adapter::free(p, ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete(void* p, std::size_t size,
                                   std::align_val_t al) noexcept {
-  mi::free_aligned_sized(p, static_cast<std::size_t>(al), size,
+  adapter::free_aligned_sized(p, static_cast<std::size_t>(al), size,
                          ALLOY_CALLER());
 }
 ALLOY_EXPORT void operator delete[](void* p, std::size_t size,
                                     std::align_val_t al) noexcept {
-  mi::free_aligned_sized(p, static_cast<std::size_t>(al), size,
+  adapter::free_aligned_sized(p, static_cast<std::size_t>(al), size,
                          ALLOY_CALLER());
 }
