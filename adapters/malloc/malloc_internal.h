@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -73,8 +74,15 @@ int open_append(const char* path) noexcept;
 
 inline bool is_pow2(std::size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
+// sysconf once; a constant-initialized atomic rather than a function-local
+// static, whose guard would call __cxa_guard_acquire from libstdc++.
 inline std::size_t page_size() {
-  static const std::size_t size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  static constinit std::atomic<std::size_t> cached{0};
+  std::size_t size = cached.load(std::memory_order_relaxed);
+  if (size == 0) {
+    size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    cached.store(size, std::memory_order_relaxed);
+  }
   return size;
 }
 

@@ -20,7 +20,7 @@ __thread HeapCore* t_visiting __attribute__((tls_model("initial-exec"))) = nullp
 
 void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept {
   const BiasedLock::Mode mode = h->lock.acquire();
-  // The default heap's inline pop first, on this heap's one Local, at the
+  // The default heap's inline pop first, on this heap's one ThreadHeap, at the
   // class local_alloc would pick.
   void* p = nullptr;
   if (size <= d::kDirectMax && align <= 16) p = d::direct_pop(&h->local, d::direct_slot(size, align));
@@ -37,8 +37,8 @@ void refuse(const char* op, const void* p, std::size_t size, const char* why,
 }
 
 // True if block b is on one of pg's free lists; the walk is bounded by the
-// page's capacity. The caller owns pg's Local.
-bool on_free_list(d::Page* pg, const void* b) noexcept {
+// page's capacity. The caller owns pg's ThreadHeap.
+bool on_free_list(d::Span* pg, const void* b) noexcept {
   std::size_t budget = std::size_t{pg->capacity} + 1;
   for (d::Block* l : {pg->free, pg->local_free}) {
     for (; l != nullptr && budget != 0; l = l->next, --budget) {
@@ -50,7 +50,7 @@ bool on_free_list(d::Page* pg, const void* b) noexcept {
 
 // Checked builds: whether small block p may be on a free list (d::kFreedMark);
 // false only for a block that certainly is not.
-[[maybe_unused]] bool may_be_free(d::Page* pg, const void* p) noexcept {
+[[maybe_unused]] bool may_be_free(d::Span* pg, const void* p) noexcept {
   if (pg->block_size <= sizeof(void*)) return true;
   const auto* word = static_cast<const std::uintptr_t*>(p) + 1;
 #if defined(ALLOY_HAVE_ASAN)
@@ -62,10 +62,10 @@ bool on_free_list(d::Page* pg, const void* b) noexcept {
 constexpr const char* kDoubleFree = "already free (a double free)";
 
 // Why small or large block p of pg may not be freed, or null; the caller
-// owns pg's Local (its thread, or the user heap's lock). Every build: the
+// owns pg's ThreadHeap (its thread, or the user heap's lock). Every build: the
 // block was carved, is not the head of a free list, and a large block is
 // not already on its way back; checked builds walk the free lists.
-const char* owner_check(d::Page* pg, const void* p) noexcept {
+const char* owner_check(d::Span* pg, const void* p) noexcept {
   if (pg->kind == d::kSmallPage) {
     const auto off = reinterpret_cast<std::uintptr_t>(p) -
                      d::page_start(d::segment_of(pg), pg);
@@ -89,7 +89,7 @@ const char* owner_check(d::Page* pg, const void* p) noexcept {
 
 // Lock-free side: p's page belongs to another thread (or the user heap's
 // lock is busy). Only the atomic thread_free list can be looked at.
-const char* cross_check(d::Page* pg, const void* p) noexcept {
+const char* cross_check(d::Span* pg, const void* p) noexcept {
   const std::uintptr_t tf = pg->thread_free.load(std::memory_order_acquire) & ~d::kTfFlags;
   if (pg->kind == d::kLargeBlock ? tf != 0 : tf == reinterpret_cast<std::uintptr_t>(p)) {
     return kDoubleFree;
@@ -107,7 +107,7 @@ const char* cross_check(d::Page* pg, const void* p) noexcept {
 void heap_free(void* p, std::uintptr_t ret) noexcept {
   if (p == nullptr) return;
   d::Segment* seg;
-  d::Page* pg;
+  d::Span* pg;
   if (const char* why = d::block_check(p, &seg, &pg)) {
     refuse("free of", p, 0, why, ret);
     return;
@@ -149,7 +149,7 @@ void* owner_alloc(HeapCore* h, std::size_t size, std::size_t align) noexcept {
 
 // large_grow_owned from whoever may: the owning thread of a default-heap
 // segment, or anyone holding the user heap's lock.
-bool grow_large(HeapCore* h, d::Segment* seg, d::Page* pg, std::size_t size) noexcept {
+bool grow_large(HeapCore* h, d::Segment* seg, d::Span* pg, std::size_t size) noexcept {
   if (h->is_default) {
     const std::uintptr_t owner = seg->owner_tid.load(std::memory_order_relaxed);
     return owner != 0 && owner == d::thread_id() && d::large_grow_owned(seg, pg, size);
@@ -163,7 +163,7 @@ bool grow_large(HeapCore* h, d::Segment* seg, d::Page* pg, std::size_t size) noe
 
 bool heap_resize(void* p, std::size_t size, std::uintptr_t ret) noexcept {
   d::Segment* seg;
-  d::Page* pg;
+  d::Span* pg;
   if (const char* why = d::block_check(p, &seg, &pg)) {
     refuse("resize of", p, size, why, ret);
     return false;
@@ -180,7 +180,7 @@ bool heap_resize(void* p, std::size_t size, std::uintptr_t ret) noexcept {
 // mapping grows against its own heap's ceiling.
 void* heap_remap(void* p, std::size_t size, std::uintptr_t ret) noexcept {
   d::Segment* seg;
-  d::Page* pg;
+  d::Span* pg;
   if (const char* why = d::block_check(p, &seg, &pg)) {
     refuse("remap of", p, size, why, ret);
     return nullptr;
@@ -196,7 +196,7 @@ void* heap_remap(void* p, std::size_t size, std::uintptr_t ret) noexcept {
 void heap_free_sized(void* p, std::size_t size, std::uintptr_t ret) noexcept {
   if constexpr (d::kChecked) {
     d::Segment* seg;
-    d::Page* pg;
+    d::Span* pg;
     if (d::block_check(p, &seg, &pg) == nullptr && size > d::usable_size_of(p)) {
       refuse("free of", p, size, "larger than the block", ret);
       return;
@@ -208,7 +208,7 @@ void heap_free_sized(void* p, std::size_t size, std::uintptr_t ret) noexcept {
 void* heap_realloc(void* p, std::size_t size, std::size_t align, std::uintptr_t ret) noexcept {
   if (p == nullptr || size == 0) return nullptr;
   Segment* seg;
-  Page* pg;
+  Span* pg;
   if (const char* why = block_check(p, &seg, &pg)) {
     refuse("realloc of", p, size, why, ret);
     return nullptr;

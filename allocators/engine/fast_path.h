@@ -1,7 +1,7 @@
 // alloy::engine inline fast paths: alloc and free of small blocks on the
 // default heap, inlined into the caller.
 //
-// What it is for: the hottest code of the engine, shared by engine.cc (the
+// What it is for: the hottest code of the engine, shared by entry.cc (the
 // out-of-line engine::alloc / engine::free) and by callers that want to skip
 // the call, such as the malloc adapter or the instruction-count benchmark.
 // Cost per call: alloc <= 1 KiB is a TLS load, a table load and a list pop
@@ -33,19 +33,27 @@
 namespace alloy::engine {
 
 namespace detail {
-// The pop from Local `l`'s page for direct slot `slot` (direct_slot): null
-// when that page has no free block. direct[0] (size 0) is always the empty
-// page.
-inline void* direct_pop(Local* l, std::size_t slot) noexcept {
-  Page* page = l->direct[slot];
-  Block* b = page->free;
-  if (__builtin_expect(b == nullptr, 0)) return nullptr;
+// The one block pop every allocation path goes through (the inline fast
+// path, the slow paths of alloc.cc and pages.cc): takes block `b`, the head
+// of page->free, and counts it used. Precondition: b == page->free, b != null.
+// The page's free-list encoding, if any, is decoded here and nowhere else.
+inline Block* page_take_block(Span* page, Block* b) noexcept {
   page->free = b->next;
   page->used++;
 #if defined(ALLOY_HAVE_ASAN)
   ASAN_UNPOISON_MEMORY_REGION(b, page->block_size);
 #endif
   return b;
+}
+
+// The pop from ThreadHeap `l`'s page for direct slot `slot` (direct_slot): null
+// when that page has no free block. direct[0] (size 0) is always the empty
+// page.
+inline void* direct_pop(ThreadHeap* l, std::size_t slot) noexcept {
+  Span* page = l->direct[slot];
+  Block* b = page->free;
+  if (__builtin_expect(b == nullptr, 0)) return nullptr;
+  return page_take_block(page, b);
 }
 }  // namespace detail
 
@@ -77,7 +85,7 @@ inline bool inline_owns(const void* p) noexcept {
 namespace detail {
 // The owner's free: push onto the page's local list; the page's slow path
 // runs when it empties or was parked as full.
-inline void local_push(Page* page, void* p) noexcept {
+inline void local_push(Span* page, void* p) noexcept {
   auto* b = static_cast<Block*>(p);
   mark_freed(p, page->block_size);  // checked builds only
 #if defined(ALLOY_HAVE_ASAN)
@@ -96,7 +104,7 @@ inline void local_push(Page* page, void* p) noexcept {
 inline void inline_free(void* p) noexcept {
   if (p == nullptr) return;
   detail::Segment* seg = detail::segment_of(p);
-  detail::Page* page = detail::page_of(seg, p);
+  detail::Span* page = detail::span_of(seg, p);
   if (__builtin_expect(
           seg->owner_tid.load(std::memory_order_relaxed) == detail::thread_id(), 1)) {
     detail::local_push(page, p);
@@ -114,7 +122,7 @@ inline bool try_inline_free(void* p) noexcept {
   if (!inline_owns(p)) return false;
   detail::Segment* seg = detail::segment_of(p);
   if (seg->owner_tid.load(std::memory_order_relaxed) != detail::thread_id()) return false;
-  detail::local_push(detail::page_of(seg, p), p);
+  detail::local_push(detail::span_of(seg, p), p);
   return true;
 }
 
@@ -124,7 +132,7 @@ inline bool try_inline_free(void* p) noexcept {
 // engine::realloc (other kinds, growth, a large shrink).
 inline void* try_inline_realloc_in_place(void* p, std::size_t size) noexcept {
   detail::Segment* seg = detail::segment_of(p);
-  detail::Page* page = detail::page_of(seg, p);
+  detail::Span* page = detail::span_of(seg, p);
   if (page->kind == detail::kSmallPage && detail::keeps_in_place(size, page->block_size)) return p;
   return nullptr;
 }

@@ -107,7 +107,7 @@ HeapStats Heap::stats() noexcept {
     for (d::Segment* seg = core_->local.segments; seg != nullptr; seg = seg->next) {
       ++s.segments;
       for (std::size_t idx = 1; idx < d::kSlices;) {
-        d::Page* pg = &seg->pages[idx];
+        d::Span* pg = &seg->pages[idx];
         if (pg->slice_count == 0) break;
         if (pg->kind == d::kSmallPage) {
           d::page_collect(pg);
@@ -164,7 +164,7 @@ void Heap::visit(VisitFn fn, void* ctx) noexcept {
       resume = 1;
       continue;
     }
-    d::Page* pg = &seg->pages[idx];
+    d::Span* pg = &seg->pages[idx];
     const std::uintptr_t start = d::page_start(seg, pg);
     HeapCore* const outer = d::t_visiting;  // a visit of another heap, from its callback
     d::t_visiting = core_;

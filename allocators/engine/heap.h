@@ -23,7 +23,7 @@
 // (a heap used from one thread costs a small constant factor over the default
 // heap's per-thread fast path; figures in bench/README.md); the first
 // call from a second thread makes it a spin lock for good, with one
-// membarrier syscall. One Local per heap (not per thread) is
+// membarrier syscall. One ThreadHeap per heap (not per thread) is
 // what lets visit and stats see a consistent heap from any thread.
 // Thread safety: every member may be called from any thread, and a block may
 // be freed from any thread (Heap::free or alloy::engine::free). destroy() must

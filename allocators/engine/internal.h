@@ -1,6 +1,6 @@
 // Engine internals: the data structures behind alloy::engine and alloy::Heap.
 //
-// What it is for: shared by engine.cc, block_ops.cc and heap.cc, and by the
+// What it is for: shared by the core's files (see core_state.h), block_ops.cc and heap.cc, and by the
 // inline fast path (fast_path.h) and white-box tests. Not a public API: the
 // Bazel target //allocators/engine:internal is visible only to the engine
 // package, tests/engine and tests/fuzz (fast_path.h includes it, so other code
@@ -11,7 +11,7 @@
 // Example (how the fast path finds a block's page and owner):
 //   using namespace alloy::engine::detail;
 //   Segment* seg = segment_of(p);                   // p & ~(4 MiB - 1)
-//   Page* page = page_of(seg, p);                   // descriptor of p's span
+//   Span* page = span_of(seg, p);                   // descriptor of p's span
 //   bool mine = seg->owner_tid.load(std::memory_order_relaxed) == thread_id();
 //   std::size_t block = page->block_size;           // p's size class
 //
@@ -25,10 +25,10 @@
 //   | header  |  span of 1 slice  |  span of n slices  |
 //   +---------+---------+---------+-- ... --+---------+
 //
-// Slice 0 holds the Segment header and one Page descriptor per slice. A span
-// is a run of slices described by the Page of its first slice; every other
+// Slice 0 holds the Segment header and one Span descriptor per slice. A span
+// is a run of slices described by the Span of its first slice; every other
 // slice of a used span stores its distance in bytes to the first
-// (slice_offset), so the Page of any pointer is pure arithmetic:
+// (slice_offset), so the Span of any pointer is pure arithmetic:
 //     seg  = p & ~(4 MiB - 1)
 //     page = &seg->pages[(p - seg) >> 16];  page -= page->slice_offset bytes;
 // No per-block header: a 32-byte block costs exactly 32 bytes.
@@ -43,7 +43,7 @@
 //                Also purged early: before a span takes fresh (never or no
 //                longer touched) slices, as many committed free slices are
 //                given back, so growth the free fragments cannot serve does
-//                not add RSS (engine.cc, purge_for_fresh).
+//                not add RSS (spans.cc, purge_for_fresh).
 // Huge blocks (> 2 MiB) get their own 4 MiB-aligned mapping whose first 8 KiB
 // is a Segment header (page 0 describes the block), grown with mremap, and a
 // bounded process-wide cache keeps recently freed ones mapped so loops over
@@ -53,26 +53,28 @@
 // Ownership and threads
 // ---------------------------------------------------------------------------
 //
-// A Local is a single-owner heap: page queues per size class, the free spans
-// of its segments, its segment list. Every segment belongs to exactly one
-// Local for its whole life (seg->local never changes); only the *thread* that
-// owns the Local changes, recorded in seg->owner_tid.
-//   - The process default heap gives each thread its own Local (initial-exec
-//     TLS pointer). Same-thread alloc and free touch only that Local's plain
+// A ThreadHeap is a single-owner heap: page queues per size class, the free
+// spans of its segments, its segment list. The name says who owns it: one
+// thread at a time (the default heap has one per thread; a user heap has one,
+// owned by whichever thread holds the heap's lock). Every segment belongs to exactly one
+// ThreadHeap for its whole life (seg->local never changes); only the *thread* that
+// owns the ThreadHeap changes, recorded in seg->owner_tid.
+//   - The process default heap gives each thread its own ThreadHeap (initial-exec
+//     TLS pointer). Same-thread alloc and free touch only that ThreadHeap's plain
 //     fields: no lock, no atomic read-modify-write.
 //   - A free from another thread (owner_tid != caller) pushes the block onto
 //     page->thread_free with one CAS. The owner moves those blocks back when
 //     its page runs dry. Pages the owner parked as full are announced once on
 //     local->pending (flag bits in thread_free) so the owner revisits only them.
 //   - At thread exit (pthread key destructor, low key index so glibc never
-//     allocates) the Local is collected, its segments get owner_tid 0 and the
-//     Local goes to the heap's idle pool; the next new thread adopts it whole,
-//     and collect() reclaims idle Locals. Nothing leaks.
-//   - In a forked child, the Locals of threads that did not survive fork are
+//     allocates) the ThreadHeap is collected, its segments get owner_tid 0 and the
+//     ThreadHeap goes to the heap's idle pool; the next new thread adopts it whole,
+//     and collect() reclaims idle ThreadHeaps. Nothing leaks.
+//   - In a forked child, the ThreadHeaps of threads that did not survive fork are
 //     orphaned: fork may have copied them mid-update, so no thread adopts
 //     them. Their blocks stay valid and freeable (owner_tid 0: cross-thread
 //     push); their free memory is not reused in the child (as in mimalloc).
-//   - A user heap (alloy::Heap) has one Local guarded by HeapCore::lock, a
+//   - A user heap (alloy::Heap) has one ThreadHeap guarded by HeapCore::lock, a
 //     BiasedLock: the thread that uses the heap first takes it with plain
 //     stores until another thread does (then it is a spin lock). Its segments
 //     have owner_tid 0: Heap::free frees under the lock when it can take it
@@ -101,7 +103,7 @@ inline constexpr std::size_t kLargeMax = 2 * 1024 * 1024;  // largest in-segment
 inline constexpr std::size_t kLargeAlignMax = 1024 * 1024;  // in-segment alignment cap
 inline constexpr std::size_t kHugeAlignMax = 2 * 1024 * 1024;  // engine::kMaxAlignment
 inline constexpr std::size_t kHugeHeader = 8192;  // huge block offset in its mapping
-inline constexpr std::size_t kDirectMax = 1024;   // sizes served by Local::direct
+inline constexpr std::size_t kDirectMax = 1024;   // sizes served by ThreadHeap::direct
 inline constexpr std::size_t kDirectSlots = kDirectMax / 8 + 1;
 
 // ---- Size classes: 8..128 step 8, then 8 classes per doubling to 64 KiB. ----
@@ -121,6 +123,23 @@ constexpr std::size_t class_size(unsigned c) {
 static_assert(class_size(kClasses - 1) == kSmallMax);
 static_assert(class_of(kSmallMax) == kClasses - 1);
 static_assert(class_of(129) == 17 && class_size(17) == 144);
+
+// Folding alignment into size (local_alloc, direct_slot): a request of
+// alignment a <= kSmallMax is served from the class of size rounded up to a
+// multiple of a, and its blocks are a-aligned because that class's size is
+// itself a multiple of a (pages start at a slice boundary, 64 KiB-aligned).
+// That holds because class sizes in [2^k, 2^(k+1)) step by 2^(k-3): a
+// multiple of a either lies on that grid already (a > 2^(k-3)) or the grid
+// is made of multiples of a (a <= 2^(k-3)). Checked for every such size:
+constexpr bool alignment_folds_into_size() {
+  for (std::size_t a = 8; a <= kSmallMax; a *= 2) {
+    for (std::size_t s = a; s <= kSmallMax; s += a) {
+      if (class_size(class_of(s)) % a != 0 || class_size(class_of(s)) < s) return false;
+    }
+  }
+  return true;
+}
+static_assert(alignment_folds_into_size());
 
 // Slices per small page of class c: one slice while that holds >= 8 blocks
 // (<= 8 KiB), else 8 slices (512 KiB, >= 8 blocks). Only two span sizes, so a
@@ -151,14 +170,16 @@ enum PageKind : std::uint8_t {
   kMetaSlice = 4,
 };
 
-struct Local;
+struct ThreadHeap;
 struct HeapCore;
 struct Segment;
 
-// One span's descriptor (the Page of its first slice), 64 bytes so that the
+// A span's descriptor: every slice has one, and the one at a span's first
+// slice describes the whole span (a small page, a large block or a free span;
+// "page" below means a span of kind kSmallPage). 64 bytes so that the
 // descriptor of a slice is one shift away from its address.
 // Owner-only fields are plain; fields other threads touch are atomic.
-struct Page {
+struct Span {
   // -- hot: alloc/free fast path (owner only) --
   Block* free = nullptr;        // blocks ready to allocate
   Block* local_free = nullptr;  // blocks freed by the owner since last refill
@@ -179,35 +200,35 @@ struct Page {
   std::uint16_t capacity = 0;      // blocks carved so far (of reserved(page))
   std::uint16_t slice_offset = 0;  // bytes back to the span's first descriptor
   std::uint8_t kind = kFreeSpan;
-  // Small page charged per OS page (near a heap's ceiling, engine.cc
+  // Small page charged per OS page (near a heap's ceiling, pages.cc
   // page_charge): 1 + the 4 KiB pages charged so far; 0 when its slices are
   // charged whole (the usual case, recorded in committed_mask).
   std::uint8_t lazy = 0;
   std::uint8_t size_class = 0;
   std::uint8_t slice_count = 0;    // slices in the span (first descriptor)
   union {
-    Page* pending_next;     // used page: link on local->pending
+    Span* pending_next;     // used page: link on local->pending
     std::uint64_t freed_at; // free span: ms timestamp for delayed purge
   };
-  Page* next = nullptr;  // page queue, full list or free-span bin
-  Page* prev = nullptr;
+  Span* next = nullptr;  // page queue, full list or free-span bin
+  Span* prev = nullptr;
 
-  constexpr Page() : pending_next(nullptr) {}
+  constexpr Span() : pending_next(nullptr) {}
 };
-static_assert(sizeof(Page) == 64);
+static_assert(sizeof(Span) == 64);
 
-inline int live(const Page* p) { return p->used & 0x7fffffff; }
-inline bool is_full(const Page* p) { return p->used < 0; }
-inline void set_full(Page* p) { p->used = static_cast<std::int32_t>(static_cast<std::uint32_t>(p->used) | 0x80000000u); }
-inline void clear_full(Page* p) { p->used = p->used & 0x7fffffff; }
+inline int live(const Span* p) { return p->used & 0x7fffffff; }
+inline bool is_full(const Span* p) { return p->used < 0; }
+inline void set_full(Span* p) { p->used = static_cast<std::int32_t>(static_cast<std::uint32_t>(p->used) | 0x80000000u); }
+inline void clear_full(Span* p) { p->used = p->used & 0x7fffffff; }
 // Blocks that fit in a small page (slow paths only: a division).
-inline std::uint32_t reserved(const Page* p) {
+inline std::uint32_t reserved(const Span* p) {
   return static_cast<std::uint32_t>((std::size_t{p->slice_count} << kSliceShift) / p->block_size);
 }
 
 struct Segment {
   std::atomic<std::uintptr_t> owner_tid{0};  // thread that owns `local`, or 0
-  Local* local = nullptr;
+  ThreadHeap* local = nullptr;
   std::size_t mapped = 0;        // bytes of the mapping (kSegmentSize unless huge)
   std::size_t huge_offset = 0;   // huge: block offset in the mapping
   Segment* next = nullptr;       // local's segments / heap's huge list
@@ -216,7 +237,7 @@ struct Segment {
   std::uint32_t used_slices = 0;     // slices in used spans (excl. slice 0)
   std::uint32_t is_huge = 0;
   std::uint64_t huge_freed_at = 0;
-  Page pages[kSlices];
+  Span pages[kSlices];
 };
 static_assert(sizeof(Segment) <= kHugeHeader);
 
@@ -230,8 +251,8 @@ inline std::size_t mask_bytes(std::uint64_t mask) noexcept {
 }
 
 struct PageQueue {
-  Page* first = nullptr;
-  Page* last = nullptr;
+  Span* first = nullptr;
+  Span* last = nullptr;
 };
 
 struct SpinLock {
@@ -250,32 +271,32 @@ struct Guard {
   Guard& operator=(const Guard&) = delete;
 };
 
-extern Page g_empty_page;
+extern Span g_empty_page;
 
 // A single-owner heap (see the file comment).
-struct Local {
-  Page* direct[kDirectSlots];  // first page of the class for sizes <= 1 KiB
+struct ThreadHeap {
+  Span* direct[kDirectSlots];  // first page of the class for sizes <= 1 KiB
   PageQueue queues[kClasses];  // pages with (probably) free blocks
   PageQueue full;              // pages found full; revisited via `pending`
-  Page* spans[kSlices + 1];    // free spans by slice count
-  std::atomic<Page*> pending{nullptr};
+  Span* spans[kSlices + 1];    // free spans by slice count
+  std::atomic<Span*> pending{nullptr};
   Segment* segments = nullptr;
   HeapCore* heap = nullptr;
   std::uintptr_t tid = 0;
-  Local* pool_next = nullptr;  // idle pool
-  Local* all_next = nullptr;   // every Local of the process
+  ThreadHeap* pool_next = nullptr;  // idle pool
+  ThreadHeap* all_next = nullptr;   // every ThreadHeap of the process
   std::uint64_t last_purge = 0;
   std::uint32_t segment_count = 0;
 
-  constexpr Local() : direct{}, queues{}, spans{} {
+  constexpr ThreadHeap() : direct{}, queues{}, spans{} {
     for (auto& d : direct) d = &g_empty_page;
   }
 };
 
-// A heap: the process default (many Locals, one per thread) or a user heap
-// (one Local behind `lock`).
+// A heap: the process default (many ThreadHeaps, one per thread) or a user heap
+// (one ThreadHeap behind `lock`).
 struct HeapCore {
-  // User heap: the Local, biased to the first thread that takes it
+  // User heap: the ThreadHeap, biased to the first thread that takes it
   // (biased_lock.h), so a heap used from one thread pays no atomic exchange
   // per allocation. Default heap: the idle pool, a plain spin lock
   // (make_plain at process init).
@@ -289,11 +310,11 @@ struct HeapCore {
   // non-zero, empty segments are kept so the walk's cursor stays valid.
   std::atomic<int> visiting{0};
   bool is_default = false;
-  Local* idle = nullptr;     // default heap: Locals of exited threads
+  ThreadHeap* idle = nullptr;     // default heap: ThreadHeaps of exited threads
   Segment* huge = nullptr;   // huge blocks of this heap
   HeapCore* next_heap = nullptr;
   HeapCore* prev_heap = nullptr;
-  Local local;  // user heap's only Local
+  ThreadHeap local;  // user heap's only ThreadHeap
 };
 
 // One bit per 4 MiB unit of the 47-bit address space: set while the unit is
@@ -301,9 +322,9 @@ struct HeapCore {
 inline constexpr std::size_t kOwnsBitsBytes = (std::size_t{1} << 47) / kSegmentSize / 8;
 extern std::atomic<std::uint64_t*> g_owns_bits;
 
-// Per-thread Local of the default heap; &g_empty_local until first use.
-extern Local g_empty_local;
-extern __thread Local* t_local __attribute__((tls_model("initial-exec")));
+// Per-thread ThreadHeap of the default heap; &g_empty_local until first use.
+extern ThreadHeap g_empty_local;
+extern __thread ThreadHeap* t_local __attribute__((tls_model("initial-exec")));
 
 inline std::uintptr_t thread_id() noexcept {
   std::uintptr_t tp;
@@ -320,19 +341,19 @@ inline std::uintptr_t thread_id() noexcept {
 inline Segment* segment_of(const void* p) noexcept {
   return reinterpret_cast<Segment*>(reinterpret_cast<std::uintptr_t>(p) & ~kSegmentMask);
 }
-inline Page* page_of(Segment* seg, const void* p) noexcept {
-  // ((p - seg) >> kSliceShift) * sizeof(Page), as one shift and one mask.
+inline Span* span_of(Segment* seg, const void* p) noexcept {
+  // ((p - seg) >> kSliceShift) * sizeof(Span), as one shift and one mask.
   const std::uintptr_t off = (reinterpret_cast<std::uintptr_t>(p) >> (kSliceShift - 6)) &
                              ((kSlices - 1) << 6);
   char* page = reinterpret_cast<char*>(seg->pages) + off;
-  return reinterpret_cast<Page*>(page - reinterpret_cast<Page*>(page)->slice_offset);
+  return reinterpret_cast<Span*>(page - reinterpret_cast<Span*>(page)->slice_offset);
 }
-inline std::uintptr_t page_start(Segment* seg, Page* page) noexcept {
+inline std::uintptr_t page_start(Segment* seg, Span* page) noexcept {
   return reinterpret_cast<std::uintptr_t>(seg) +
          (static_cast<std::uintptr_t>(page - seg->pages) << kSliceShift);
 }
 
-// Local::direct's slot for `size` (<= kDirectMax): sizes in 8-byte units,
+// ThreadHeap::direct's slot for `size` (<= kDirectMax): sizes in 8-byte units,
 // rounded up, so slot s serves the class of s * 8 bytes. With `align` 16 (what
 // malloc promises) the size is rounded to 16 bytes first, as local_alloc
 // rounds it; with `align` <= 8 the slot is the exact class.
@@ -342,21 +363,21 @@ inline std::size_t direct_slot(std::size_t size, std::size_t align) noexcept {
 
 // realloc's rule for a block that need not move: the new size fits and the
 // block would not be more than half empty (a bigger shrink moves the data
-// to a smaller class). Huge blocks keep any shrink (engine.cc).
+// to a smaller class). Huge blocks keep any shrink (huge.cc).
 inline bool keeps_in_place(std::size_t size, std::size_t usable) noexcept {
   return size <= usable && size >= usable / 2;
 }
 
 // Large block pg grows to `size` (<= kLargeMax) over the free span after it;
-// the caller owns pg's Local (its thread, or the user heap's lock).
-bool large_grow_owned(Segment* seg, Page* pg, std::size_t size) noexcept;
+// the caller owns pg's ThreadHeap (its thread, or the user heap's lock).
+bool large_grow_owned(Segment* seg, Span* pg, std::size_t size) noexcept;
 // Grows huge block p in place (or moved when may_move) against its own
 // heap's ceiling; the block's (possibly new) address, or null.
 void* huge_grow(void* p, std::size_t size, bool may_move) noexcept;
 // Frees huge block seg unless it was already freed (false then).
 bool huge_free(Segment* seg) noexcept;
 
-// ---- Block checks (heap.cc and engine.cc; slow paths only). ----
+// ---- Block checks (heap.cc and free.cc; slow paths only). ----
 // One bit per 4 MiB unit, set where a segment or huge mapping starts (the
 // units owns() marks past a huge mapping's first are not heads).
 extern std::atomic<std::uint64_t*> g_head_bits;
@@ -370,7 +391,7 @@ inline bool is_segment_head(const void* seg) noexcept {
 // memory, a segment head, a used page of the right kind, on a block
 // boundary), with *seg and *page set; else what is wrong with p. Reads
 // only fields that are stable while p is live; does not look at free lists.
-const char* block_check(const void* p, Segment** seg, Page** page) noexcept;
+const char* block_check(const void* p, Segment** seg, Span** page) noexcept;
 
 // Checked builds (no NDEBUG, or a sanitizer): wrong frees are reported on
 // stderr, and a free walks its page's free lists to catch double frees.
@@ -424,27 +445,27 @@ void* heap_remap(void* p, std::size_t size, std::uintptr_t caller) noexcept;
 // held), so a free from the callback neither retakes nor releases the lock.
 extern __thread HeapCore* t_visiting __attribute__((tls_model("initial-exec")));
 
-// Slow paths (engine.cc).
-void* alloc_generic(Local* l, std::size_t size, std::size_t align) noexcept;
-void free_local_slow(Page* page) noexcept;
-void free_cross(Segment* seg, Page* page, void* p) noexcept;
-void* local_alloc(Local* l, std::size_t size, std::size_t align) noexcept;
+// Slow paths (alloc.cc, free.cc, huge.cc, threads.cc).
+void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept;
+void free_local_slow(Span* page) noexcept;
+void free_cross(Segment* seg, Span* page, void* p) noexcept;
+void* local_alloc(ThreadHeap* l, std::size_t size, std::size_t align) noexcept;
 bool heap_init(HeapCore* h) noexcept;
 void heap_collect(HeapCore* h) noexcept;
 void heap_release_all(HeapCore* h) noexcept;
 // *dirty (if given): how many bytes from the block's start may be non-zero
 // (0 for a new mapping, the cached part of a reused one).
-void* huge_alloc(HeapCore* h, Local* l, std::size_t size, std::size_t align,
+void* huge_alloc(HeapCore* h, ThreadHeap* l, std::size_t size, std::size_t align,
                  std::size_t* dirty = nullptr) noexcept;
 std::size_t usable_size_of(const void* p) noexcept;
 void ensure_process_init() noexcept;
 void register_heap(HeapCore* h) noexcept;
 void unregister_heap(HeapCore* h) noexcept;
-void local_collect(Local* l, bool force) noexcept;
+void local_collect(ThreadHeap* l, bool force) noexcept;
 std::size_t heap_huge_bytes(HeapCore* h, std::size_t* count) noexcept;
 // Marks page's free blocks in `bits` (one bit per block index).
-void page_mark_free(Page* page, std::uint64_t* bits) noexcept;
-void page_collect(Page* page) noexcept;
+void page_mark_free(Span* page, std::uint64_t* bits) noexcept;
+void page_collect(Span* page) noexcept;
 extern HeapCore g_default_heap;
 
 }  // namespace alloy::engine::detail

@@ -243,7 +243,7 @@ BOOST_AUTO_TEST_CASE(fresh_slices_are_paid_for_by_purging_free_touched_fragments
   // touched one-slice holes between live pages. Large blocks of 4 slices fit
   // none of them, so they take fresh slices; the heap gives the holes back
   // first, so its commitment does not grow by the new blocks. Live blocks
-  // keep their contents. (A new thread: its own Local.)
+  // keep their contents. (A new thread: its own ThreadHeap.)
   std::thread([] {
     auto& committed = engine::detail::g_default_heap.committed;
     constexpr std::size_t kBlock = 8 * 1024;
@@ -350,7 +350,7 @@ BOOST_AUTO_TEST_CASE(alloc_zeroed_of_fresh_memory_is_not_touched) {
 
 BOOST_AUTO_TEST_CASE(large_blocks_grow_in_place_into_free_slices) {
   std::thread([] {
-    // A fresh Local: the slices after the first large block are free.
+    // A fresh ThreadHeap: the slices after the first large block are free.
     auto* p = static_cast<unsigned char*>(engine::alloc(100000));
     BOOST_REQUIRE(p != nullptr);
     fill(p, 100000, 9);

@@ -1,5 +1,5 @@
 // alloy::engine across threads: cross-thread frees, thread exit with live
-// blocks, Local adoption, concurrent churn.
+// blocks, ThreadHeap adoption, concurrent churn.
 #define BOOST_TEST_MODULE engine_threads
 #include <boost/test/unit_test.hpp>
 
@@ -124,7 +124,7 @@ BOOST_AUTO_TEST_CASE(thread_exit_with_live_blocks_hands_pages_over) {
     BOOST_REQUIRE(check(b));
     engine::free(b.p);
   }
-  // A new thread adopts an idle Local and allocates normally.
+  // A new thread adopts an idle ThreadHeap and allocates normally.
   std::thread t2([] {
     std::vector<void*> v;
     for (int i = 0; i < 10000; ++i) v.push_back(engine::alloc(48));
@@ -177,7 +177,7 @@ BOOST_AUTO_TEST_CASE(producer_consumer_memory_stays_bounded) {
 }
 
 BOOST_AUTO_TEST_CASE(memory_of_exited_threads_is_reused_without_collect) {
-  engine::free(engine::alloc(16));  // this thread has its own Local: no adoption below
+  engine::free(engine::alloc(16));  // this thread has its own ThreadHeap: no adoption below
   alloy::Heap::collect_default();
   std::vector<void*> blocks;
   std::thread t([&] {
@@ -205,5 +205,5 @@ BOOST_AUTO_TEST_CASE(many_short_threads_do_not_leak_locals) {
   }
   std::size_t n = 0;
   for (auto* l = engine::detail::g_default_heap.idle; l != nullptr; l = l->pool_next) ++n;
-  BOOST_CHECK_LE(n, 8u);  // exited threads' Locals are reused, not accumulated
+  BOOST_CHECK_LE(n, 8u);  // exited threads' ThreadHeaps are reused, not accumulated
 }

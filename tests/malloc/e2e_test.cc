@@ -266,3 +266,26 @@ E2E_CASE(environment_options) {
   BOOST_TEST(closes.status == 0);
   BOOST_TEST(contains(closes.err, "alloy malloc"));
 }
+
+// issue 12: liballoy_malloc.so links only libc. A C++ program still gets
+// std::bad_alloc, its new_handler and nothrow null from operator new; a C
+// program gets no libstdc++, libm or libgcc_s mapped.
+E2E_CASE(operator_new_failures_reach_a_cxx_program_under_preload) {
+  Run r = run({runfile("tests/malloc/new_probe")}, {preload()});
+  BOOST_TEST(r.status == 0);
+  BOOST_TEST(r.out ==
+             "caught std::bad_alloc\n"
+             "handler called 3 times\n"
+             "nothrow with a throwing handler: null\n"
+             "bad alignment caught\n"
+             "ok 100\n");
+  Run plain = run({runfile("tests/malloc/new_probe")}, {});
+  BOOST_TEST(plain.out == r.out);  // glibc's behaviour, line for line
+}
+
+E2E_CASE(a_c_program_under_preload_maps_no_cxx_runtime) {
+  Run r = run({runfile("tests/malloc/c_probe")}, {preload()});
+  BOOST_TEST(r.status == 0);
+  BOOST_TEST(r.out == "c ok\n");
+  BOOST_TEST(r.err == "");
+}

@@ -1,0 +1,114 @@
+// The allocation slow paths: what runs when the inline pop of fast_path.h
+// finds no block.
+#include <sys/mman.h>
+
+#include <cstring>
+
+#include "alloy/allocators/engine/core_state.h"
+#include "alloy/allocators/engine/fast_path.h"
+
+namespace alloy::engine::detail {
+
+void* local_alloc(ThreadHeap* l, std::size_t size, std::size_t align) noexcept {
+  if (size == 0) size = 1;
+  if (align > 8) {
+    if (align > kSmallMax) {
+      if (size <= kLargeMax && align <= kLargeAlignMax) return large_alloc(l, size, align);
+      return huge_alloc(l->heap, l, size, align);
+    }
+    if (size > kSmallMax) goto big;
+    size = (size + align - 1) & ~(align - 1);
+  }
+  if (size <= kSmallMax) {
+    const unsigned c = class_of(size);
+    Span* pg = l->queues[c].first;
+    if (pg != nullptr && pg->free != nullptr) return page_take_block(pg, pg->free);
+    return alloc_from_class(l, c);
+  }
+big:
+  if (size <= kLargeMax) return large_alloc(l, size, align);
+  return huge_alloc(l->heap, l, size, align);
+}
+
+void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept {
+  if (size <= kDirectMax && align <= 16 && size != 0) {
+    // The page ran dry but the owner freed blocks into it: swap them in.
+    Span* pg = l->direct[direct_slot(size, 16)];
+    if (pg->local_free != nullptr) {
+      Block* b = pg->local_free;
+      pg->free = b;
+      pg->local_free = nullptr;
+      return page_take_block(pg, b);
+    }
+  }
+  if (l == &g_empty_local) {
+    l = thread_init();
+    if (l == nullptr) return nullptr;
+  }
+  return local_alloc(l, size, align);
+}
+
+void* huge_alloc(HeapCore* h, ThreadHeap* l, std::size_t size, std::size_t align,
+                 std::size_t* dirty) noexcept {
+  if (dirty != nullptr) *dirty = size;
+  if (align > kHugeAlignMax || size > (std::size_t{1} << 46)) return nullptr;
+  const std::size_t off = align > kHugeHeader ? align : kHugeHeader;
+  const std::size_t want = huge_map_size(off, size);
+  Segment* seg = nullptr;
+  std::size_t mapped = want;
+  HugeEntry e;
+  if (off == kHugeHeader && !h->eager.load(std::memory_order_relaxed) && huge_cache_take(want, &e, dirty != nullptr)) {
+    seg = e.seg;
+    mapped = e.mapped;
+    if (dirty != nullptr) *dirty = mapped - off < size ? mapped - off : size;  // grown tail is new
+    if (mapped < want) {
+      Segment* grown = huge_remap(seg, mapped, want, true);
+      if (grown == nullptr) {
+        owns_mark(seg, mapped, false);
+        os_unmap(seg, mapped);
+        seg = nullptr;
+        mapped = want;
+        if (dirty != nullptr) *dirty = size;
+      } else {
+        seg = grown;
+        mapped = want;
+      }
+    } else if (mapped > want && !h->is_default) {
+      // A user heap is charged what its block maps: trim the cached tail so
+      // a capped heap is not refused (or charged) for a bigger old mapping.
+      if (mremap(seg, mapped, want, 0) != MAP_FAILED) {
+        g_os_mapped.fetch_sub(mapped - want, std::memory_order_relaxed);
+        owns_mark(reinterpret_cast<char*>(seg) + want, mapped - want, false);
+        mapped = want;
+      }
+    }
+  }
+  if (!heap_commit(h, mapped)) {
+    bool ok = false;
+    if (!h->is_default) {
+      local_purge(l, 0, true);
+      ok = heap_commit(h, mapped);
+    }
+    if (!ok) {
+      if (seg != nullptr && !huge_cache_put(seg, mapped)) {
+        owns_mark(seg, mapped, false);
+        os_unmap(seg, mapped);
+      }
+      return nullptr;
+    }
+  }
+  if (seg == nullptr) {
+    seg = static_cast<Segment*>(os_map_aligned(mapped, kSegmentSize));
+    if (seg == nullptr) {
+      heap_uncommit(h, mapped);
+      return nullptr;
+    }
+    owns_mark(seg, mapped, true);
+    if (dirty != nullptr) *dirty = 0;  // a new mapping reads as zeros
+  }
+  huge_init_header(seg, l, mapped, off);
+  huge_link(h, seg);
+  return reinterpret_cast<char*>(seg) + off;
+}
+
+}  // namespace alloy::engine::detail

@@ -1,0 +1,198 @@
+// The engine core's shared state: every global with the lock that guards it,
+// the tuning constants, and the functions the core's files call in each other.
+//
+// What it is for: the one place a reader looks to learn what process-wide
+// state the engine has and who may touch it. Private to //allocators/engine:core
+// (a source of the target, not a header of it); the data structures are in
+// internal.h.
+// Cost: declarations only; the few inline helpers are list splices.
+// Thread safety: stated per global below.
+//
+// The files, by concept (mimalloc's src/ is the model):
+//   state.cc    these globals, report(), SpinLock
+//   os.cc       mmap/munmap/madvise, the ownership bitmap, commit accounting,
+//               metadata memory
+//   spans.cc    free spans, segments, purge
+//   pages.cc    page queues, small pages, large blocks
+//   huge.cc     huge blocks and the process-wide huge and segment caches
+//   threads.cc  process init, thread init/exit, idle pool, collect, fork
+//   alloc.cc    the allocation slow paths
+//   free.cc     the free slow paths, block_check, usable size
+//   heaps.cc    HeapCore lifetime (init, register, collect, release)
+//   entry.cc    the public entry points of engine.h
+//   stats.cc    write_stats
+//   block_ops.cc  alloy::Heap's block operations on a HeapCore
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "alloy/allocators/engine/internal.h"
+#include "alloy/base/config.h"
+#include "alloy/base/line_writer.h"
+
+#if defined(ALLOY_HAVE_ASAN)
+#include <sanitizer/asan_interface.h>
+#define ALLOY_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define ALLOY_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define ALLOY_POISON(p, n) ((void)(p), (void)(n))
+#define ALLOY_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+namespace alloy::engine::detail {
+
+// Reports and stats: a few lines at most.
+using Line = base::LineWriter<1024>;
+
+// ---- Tuning. ----
+inline constexpr std::uint64_t kPurgeDelayMs = 100;
+inline constexpr std::uint64_t kHugeCacheTtlMs = 2000;
+inline constexpr std::size_t kHugeCacheEntries = 8;
+inline constexpr std::size_t kHugeCacheMaxBytes = std::size_t{256} << 20;
+inline constexpr std::size_t kSegmentCacheMax = 16;
+inline constexpr std::size_t kOsPage = 4096;
+
+// ---- Size-class tables for ThreadHeap::direct. ----
+struct DirectRanges {
+  std::uint8_t first[kClasses] = {};
+  std::uint8_t last[kClasses] = {};
+  constexpr DirectRanges() {
+    for (std::size_t idx = 1; idx < kDirectSlots; ++idx) {
+      const unsigned c = class_of(idx * 8);
+      if (first[c] == 0) first[c] = static_cast<std::uint8_t>(idx);
+      last[c] = static_cast<std::uint8_t>(idx);
+    }
+  }
+};
+inline constexpr DirectRanges kDirect;
+
+struct HugeEntry {
+  Segment* seg;
+  std::size_t mapped;
+  std::uint64_t t;
+};
+
+// ---- Process state (state.cc). Each global names what guards it. ----
+// Declared in internal.h: g_empty_page, g_empty_local, t_local (the thread's
+// own), g_default_heap (its lock guards its ThreadHeap pool), g_owns_bits and
+// g_head_bits (atomics, set once at init).
+extern std::atomic<int> g_init;          // 0, then 2 once ensure_process_init ran; g_init_lock
+extern SpinLock g_init_lock;             // serializes ensure_process_init
+extern pthread_key_t g_key;              // written once under g_init_lock
+extern bool g_key_ok;                    // written once under g_init_lock
+
+extern SpinLock g_heaps_lock;
+extern HeapCore* g_heaps;                // user heaps; g_heaps_lock
+
+extern SpinLock g_meta_lock;
+extern char* g_meta_cur;                 // g_meta_lock
+extern std::size_t g_meta_left;          // g_meta_lock
+extern ThreadHeap* g_all_locals;              // g_default_heap.lock
+
+extern SpinLock g_segcache_lock;
+extern Segment* g_segcache[kSegmentCacheMax];  // g_segcache_lock
+extern std::size_t g_segcache_count;           // g_segcache_lock
+
+extern SpinLock g_huge_cache_lock;
+extern HugeEntry g_huge_cache[kHugeCacheEntries];  // g_huge_cache_lock
+extern std::size_t g_huge_cache_count;             // g_huge_cache_lock
+extern std::size_t g_huge_cache_bytes;             // g_huge_cache_lock
+
+extern std::atomic<std::size_t> g_os_mapped;  // atomic: bytes the engine has mapped
+
+// ---- Small helpers every file uses. ----
+inline std::uint64_t* owns_bits() noexcept { return g_owns_bits.load(std::memory_order_acquire); }
+
+constexpr std::uint64_t range_mask(std::size_t idx, std::size_t n) {
+  return (n >= 64 ? ~std::uint64_t{0} : ((std::uint64_t{1} << n) - 1)) << idx;
+}
+
+inline void queue_push_front(PageQueue* q, Span* pg) noexcept {
+  pg->prev = nullptr;
+  pg->next = q->first;
+  if (q->first) q->first->prev = pg; else q->last = pg;
+  q->first = pg;
+}
+inline void queue_push_back(PageQueue* q, Span* pg) noexcept {
+  pg->next = nullptr;
+  pg->prev = q->last;
+  if (q->last) q->last->next = pg; else q->first = pg;
+  q->last = pg;
+}
+inline void queue_remove(PageQueue* q, Span* pg) noexcept {
+  if (pg->prev) pg->prev->next = pg->next; else q->first = pg->next;
+  if (pg->next) pg->next->prev = pg->prev; else q->last = pg->prev;
+  pg->next = pg->prev = nullptr;
+}
+inline void direct_update(ThreadHeap* l, unsigned c) noexcept {
+  if (class_size(c) > kDirectMax) return;
+  Span* pg = l->queues[c].first ? l->queues[c].first : &g_empty_page;
+  for (unsigned i = kDirect.first[c]; i <= kDirect.last[c]; ++i) l->direct[i] = pg;
+}
+
+// ---- What the files call in each other (owner file in each heading). ----
+// os.cc
+std::uint64_t now_ms() noexcept;
+void* os_map(std::size_t n) noexcept;
+void os_unmap(void* p, std::size_t n) noexcept;
+void* os_map_aligned(std::size_t n, std::size_t align) noexcept;
+void os_purge(void* p, std::size_t n) noexcept;
+void owns_mark(const void* start, std::size_t len, bool on) noexcept;
+bool heap_commit(HeapCore* h, std::size_t bytes) noexcept;
+void heap_uncommit(HeapCore* h, std::size_t bytes) noexcept;
+void* meta_alloc(std::size_t n) noexcept;
+// pages.cc
+bool page_charge(Span* pg, std::size_t capacity) noexcept;
+bool page_extend(Span* pg) noexcept;
+Span* page_new(ThreadHeap* l, unsigned c) noexcept;
+void page_free_span(ThreadHeap* l, Span* pg) noexcept;
+void page_retire(ThreadHeap* l, Span* pg, bool force) noexcept;
+void unfull(ThreadHeap* l, Span* pg) noexcept;
+void drain_pending(ThreadHeap* l) noexcept;
+void* alloc_from_class(ThreadHeap* l, unsigned c) noexcept;
+void* large_alloc(ThreadHeap* l, std::size_t size, std::size_t align, bool* zero = nullptr) noexcept;
+bool large_grow_in_place(Segment* seg, Span* pg, std::size_t size) noexcept;
+// spans.cc
+void span_insert(ThreadHeap* l, Span* s) noexcept;
+void span_remove(ThreadHeap* l, Span* s) noexcept;
+void span_set_free(Segment* seg, std::size_t idx, std::size_t n, std::uint64_t t) noexcept;
+void span_purge(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noexcept;
+void span_free(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noexcept;
+Span* span_take(ThreadHeap* l, Span* s, std::size_t a, std::size_t n) noexcept;
+Span* span_find(ThreadHeap* l, std::size_t n, std::size_t align_slices) noexcept;
+Segment* segment_new(ThreadHeap* l) noexcept;
+void segment_unlink(ThreadHeap* l, Segment* seg) noexcept;
+void segment_release(ThreadHeap* l, Segment* seg) noexcept;
+void local_purge(ThreadHeap* l, std::uint64_t cutoff, bool force) noexcept;
+void maybe_purge(ThreadHeap* l) noexcept;
+bool retire_kept_pages(ThreadHeap* l) noexcept;
+void purge_for_fresh(ThreadHeap* l, std::size_t need) noexcept;
+Span* span_get(ThreadHeap* l, std::size_t n, std::size_t align_slices, std::uint8_t kind,
+               bool* zero = nullptr) noexcept;
+// huge.cc
+std::size_t huge_map_size(std::size_t off, std::size_t size) noexcept;
+void huge_link(HeapCore* h, Segment* seg) noexcept;
+void huge_unlink_locked(HeapCore* h, Segment* seg) noexcept;
+Segment* huge_remap(Segment* seg, std::size_t old_size, std::size_t want, bool may_move) noexcept;
+void huge_cache_evict(std::uint64_t now, bool all, HugeEntry* out, std::size_t* nout) noexcept;
+void huge_unmap_entries(HugeEntry* e, std::size_t n) noexcept;
+bool huge_cache_put(Segment* seg, std::size_t mapped) noexcept;
+bool huge_cache_take(std::size_t want, HugeEntry* out, bool fit_only) noexcept;
+void huge_cache_flush() noexcept;
+void segcache_flush() noexcept;
+void huge_init_header(Segment* seg, ThreadHeap* l, std::size_t mapped, std::size_t off) noexcept;
+// threads.cc
+void thread_exit_hook(void* arg) noexcept;
+ThreadHeap* thread_init() noexcept;
+void local_collect_impl(ThreadHeap* l, bool force) noexcept;
+void local_collect_idle_one() noexcept;
+// alloc.cc
+// free.cc
+// heaps.cc
+
+
+}  // namespace alloy::engine::detail

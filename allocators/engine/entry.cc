@@ -1,0 +1,118 @@
+// The public entry points of engine.h: thin calls into the inline fast path
+// (fast_path.h) and the slow paths of the other files.
+#include <sys/mman.h>
+
+#include <cstring>
+
+#include "alloy/allocators/engine/core_state.h"
+#include "alloy/allocators/engine/engine.h"
+#include "alloy/allocators/engine/fast_path.h"
+
+
+// ===========================================================================
+// Public entry points (engine.h).
+// ===========================================================================
+namespace alloy::engine {
+
+using namespace detail;
+
+void* alloc(std::size_t size) noexcept { return inline_alloc(size); }
+
+void* alloc_zeroed(std::size_t size) noexcept {
+  if (size <= kSmallMax) {
+    void* p = inline_alloc(size);
+    if (p != nullptr) std::memset(p, 0, size);
+    return p;
+  }
+  ThreadHeap* l = t_local;
+  if (l == &g_empty_local) {
+    l = thread_init();
+    if (l == nullptr) return nullptr;
+  }
+  if (size <= kLargeMax) {
+    bool zero = false;
+    void* p = large_alloc(l, size, 16, &zero);
+    if (p != nullptr && !zero) std::memset(p, 0, size);
+    return p;
+  }
+  std::size_t dirty = size;
+  void* p = huge_alloc(l->heap, l, size, 16, &dirty);
+  if (p != nullptr && dirty != 0) std::memset(p, 0, dirty);
+  return p;
+}
+
+void* alloc_aligned(std::size_t size, std::size_t alignment) noexcept {
+  if (alignment <= 16) return inline_alloc(size);
+  return alloc_generic(t_local, size, alignment);
+}
+
+void free(void* p) noexcept { inline_free(p); }
+
+void free_sized(void* p, std::size_t size) noexcept {
+#if !defined(NDEBUG)
+  if (p != nullptr) {
+    const std::size_t usable = usable_size_of(p);
+    if (size > usable) {
+      report("engine", "free_sized of", p, size, "larger than the block",
+             reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)));
+      return;
+    }
+  }
+#else
+  (void)size;
+#endif
+  inline_free(p);
+}
+
+std::size_t usable_size(const void* p) noexcept { return usable_size_of(p); }
+
+bool owns(const void* p) noexcept { return inline_owns(p); }
+
+void* realloc(void* p, std::size_t size) noexcept {
+  Segment* seg = segment_of(p);
+  Span* pg = span_of(seg, p);
+  // A block of an alloy::Heap stays in its heap (its ceiling, visit, destroy).
+  if (HeapCore* h = seg->local->heap; !h->is_default) return heap_realloc(p, size, 16, 0);
+  const std::size_t usable = usable_size_of(p);
+  const bool huge = pg->kind == kHugeBlock;
+  if (huge ? size <= usable : keeps_in_place(size, usable)) return p;
+  if (huge && size > usable) {
+    if (void* q = huge_grow(p, size, true)) return q;
+  }
+  if (pg->kind == kLargeBlock && size > usable && size <= kLargeMax &&
+      large_grow_in_place(seg, pg, size)) {
+    return p;
+  }
+  // A block that must move to grow is likely to grow again (append loops):
+  // give it 25% headroom (about two size classes) so the next growths stay in
+  // place; not past its kind (small/large). realloc workload: time -35%.
+  std::size_t want = size;
+  if (size > usable && size <= kLargeMax) {
+    const std::size_t cap = size <= kSmallMax ? kSmallMax : kLargeMax;
+    const std::size_t roomy = usable + usable / 4;
+    if (roomy > want) want = roomy <= cap ? roomy : cap;
+  }
+  void* q = inline_alloc(want);
+  if (q == nullptr && want != size) q = inline_alloc(size);
+  if (q == nullptr) return nullptr;
+  std::memcpy(q, p, usable < size ? usable : size);
+  inline_free(p);
+  return q;
+}
+
+bool resize_in_place(void* p, std::size_t size) noexcept {
+  if (size <= usable_size_of(p)) return true;
+  Segment* seg = segment_of(p);
+  Span* pg = span_of(seg, p);
+  if (pg->kind == kLargeBlock) return size <= kLargeMax && large_grow_in_place(seg, pg, size);
+  if (pg->kind != kHugeBlock) return false;
+  return huge_grow(p, size, false) != nullptr;
+}
+
+void set_eager_purge(bool on) noexcept {
+  g_default_heap.eager.store(on, std::memory_order_relaxed);
+}
+
+void collect() noexcept { heap_collect(&g_default_heap); }
+
+}  // namespace alloy::engine
