@@ -36,6 +36,12 @@ class ElfSymbols {
   ElfSymbols(const ElfSymbols&) = delete;
   ElfSymbols& operator=(const ElfSymbols&) = delete;
 
+  // Lists the loaded objects now (dl_iterate_phdr, which takes ld.so's lock):
+  // call it before taking a lock that malloc may wait for, so that
+  // function_at() under that lock opens and maps files only.
+  void prepare() noexcept {
+    if (!loaded_) load_objects();
+  }
   // The name of the function holding `pc`, or null.
   const char* function_at(std::uintptr_t pc) noexcept;
   // A SymbolizeFn over an ElfSymbols (ctx).
