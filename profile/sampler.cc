@@ -23,6 +23,7 @@ struct Sampler::Stack {
 struct Sampler::Live {
   std::uintptr_t addr;  // 0: empty, 1: tombstone
   std::uint64_t size;
+  std::uint64_t charged;
   std::uint64_t stack;  // index into stacks_
 };
 
@@ -66,7 +67,7 @@ double ln(double x) {
 bool is_allocator_frame(const char* name) {
   if (name == nullptr) return false;
   static const char* const kPrefixes[] = {
-      "_ZN5alloy6engine", "_ZN5alloy7profile", "_ZN5alloy7adapter", "_ZN12_GLOBAL__N_1",
+      "_ZN5alloy6engine", "_ZN5alloy7profile", "_ZN5alloy14malloc_adapter",
       "_Znw", "_Zna", "_ZdlPv", "_ZdaPv", "__libc_malloc", "__libc_calloc", "__libc_realloc",
       "__libc_memalign"};
   for (const char* p : kPrefixes) {
@@ -177,14 +178,19 @@ bool Sampler::grow_live() noexcept {
   return true;
 }
 
-void Sampler::record(const void* p, std::size_t size, const std::uintptr_t* frames,
-                     int depth) noexcept {
+void Sampler::record(const void* p, std::size_t size, const std::uintptr_t* frames, int depth,
+                     std::size_t charged) noexcept {
   if (depth > 64) depth = 64;
   if (depth < 0) depth = 0;
   std::uint64_t hash = 0x84222325cbf29ce4ull;
   for (int i = 0; i < depth; ++i) hash = mix(hash ^ frames[i]);
   const std::int64_t r = rate();
-  const SampleValues v = unsampled(size, r, false);
+  if (charged == 0) charged = size;
+  // Count from the charged bytes, bytes from the block's own size.
+  SampleValues v = unsampled(charged, r, false);
+  v.alloc_space = static_cast<std::int64_t>(static_cast<double>(v.alloc_space) *
+                                            static_cast<double>(size) /
+                                            static_cast<double>(charged) + 0.5);
   lock();
   const std::int64_t s = find_or_add_stack(frames, depth, hash);
   if (s >= 0 && ((live_used_ + 1) * 2 <= live_cap_ || grow_live())) {
@@ -194,7 +200,7 @@ void Sampler::record(const void* p, std::size_t size, const std::uintptr_t* fram
     std::size_t j = mix(addr) & (live_cap_ - 1);
     while (live_[j].addr > kTombstone) j = (j + 1) & (live_cap_ - 1);
     if (live_[j].addr == 0) ++live_used_;
-    live_[j] = Live{addr, size, static_cast<std::uint64_t>(s)};
+    live_[j] = Live{addr, size, charged, static_cast<std::uint64_t>(s)};
     ++live_count_;
     ++total_;
   }
@@ -237,9 +243,11 @@ bool Sampler::write_fd(int fd, bool live_only) noexcept {
   for (std::size_t i = 0; i < live_cap_; ++i) {
     if (live_[i].addr <= kTombstone) continue;
     Stack& s = stacks_[live_[i].stack];
-    const SampleValues v = unsampled(live_[i].size, r, true);
+    const SampleValues v = unsampled(live_[i].charged, r, true);
     s.inuse_objects += v.inuse_objects;
-    s.inuse_space += v.inuse_space;
+    s.inuse_space += static_cast<std::int64_t>(static_cast<double>(v.inuse_space) *
+                                               static_cast<double>(live_[i].size) /
+                                               static_cast<double>(live_[i].charged) + 0.5);
     ++s.live_count;
   }
   for (std::size_t i = 0; i < stacks_count_; ++i) {

@@ -67,7 +67,11 @@ class Sampler {
 
   // A sampled block of `size` bytes at `p`, allocated by `frames` (return
   // addresses, innermost first, allocator frames included or not).
-  void record(const void* p, std::size_t size, const std::uintptr_t* frames, int depth) noexcept;
+  // `charged`: the bytes the countdown was charged for it, if not `size`
+  // (an allocator that charges whole size classes): the block stands for
+  // 1 / (1 - exp(-charged/rate)) blocks of `size` bytes.
+  void record(const void* p, std::size_t size, const std::uintptr_t* frames, int depth,
+              std::size_t charged = 0) noexcept;
   // The sampled block at `p` was freed; false if it was not recorded.
   bool forget(const void* p) noexcept;
 

@@ -19,6 +19,7 @@
 
 #include "alloy/adapters/malloc/malloc_internal.h"
 #include "alloy/allocators/engine/engine.h"
+#include "alloy/profile/sampler.h"
 
 extern char** environ;
 
@@ -33,6 +34,20 @@ std::atomic<std::size_t> g_foreign_frees{0};
 bool env_flag(const char* name) {
   const char* v = getenv(name);
   return v != nullptr && v[0] != '\0' && !(v[0] == '0' && v[1] == '\0');
+}
+
+// "524288", "512k", "4m": bytes; 0 if not a number.
+std::int64_t parse_bytes(const char* s) {
+  std::int64_t v = 0;
+  for (; *s >= '0' && *s <= '9'; ++s) v = v * 10 + (*s - '0');
+  if (*s == 'k' || *s == 'K') v <<= 10;
+  if (*s == 'm' || *s == 'M') v <<= 20;
+  return v;
+}
+
+const char* env_path(const char* name) {
+  const char* v = getenv(name);
+  return v != nullptr && v[0] != '\0' ? v : nullptr;
 }
 
 void read_options() {
@@ -56,6 +71,12 @@ void read_options() {
     if (fd >= 0) g_options.stats_fd = fd;
   }
   if (g_options.eager_purge) engine::set_eager_purge(true);
+  g_options.profile_path = env_path("ALLOY_PROF");
+  g_options.leak_profile_path = env_path("ALLOY_PROF_LEAKS");
+  if (const char* r = env_path("ALLOY_PROF_RATE")) g_options.profile_rate = parse_bytes(r);
+  if (g_options.profile_path != nullptr || g_options.leak_profile_path != nullptr) {
+    engine::set_profile_rate(g_options.profile_rate > 0 ? g_options.profile_rate : 512 * 1024);
+  }
   g_options_state.store(2, std::memory_order_release);
 }
 
@@ -66,6 +87,18 @@ void read_options() {
 [[gnu::destructor(101)]] void report_at_exit() {
   const Options& o = options();
   if (o.stats) write_stats(o.stats_fd);
+  if (o.profile_path != nullptr && !profile::write(o.profile_path)) {
+    internal::Line line;
+    line.add("alloy malloc: could not write the heap profile ALLOY_PROF=").add(o.profile_path).add("\n");
+    line.write_to(2);
+  }
+  if (o.leak_profile_path != nullptr && !profile::write_leaks(o.leak_profile_path)) {
+    internal::Line line;
+    line.add("alloy malloc: could not write the leak profile ALLOY_PROF_LEAKS=")
+        .add(o.leak_profile_path)
+        .add("\n");
+    line.write_to(2);
+  }
 }
 
 }  // namespace
@@ -89,6 +122,19 @@ void write_stats(int fd) noexcept {
 std::size_t foreign_frees() noexcept {
   return g_foreign_frees.load(std::memory_order_relaxed);
 }
+
+}  // namespace alloy::malloc_adapter
+
+namespace alloy::profile {
+
+bool write(const char* path) noexcept { return Sampler::instance().write(path, false); }
+bool write_leaks(const char* path) noexcept { return Sampler::instance().write(path, true); }
+void set_rate(std::int64_t mean_bytes) noexcept { engine::set_profile_rate(mean_bytes); }
+std::int64_t rate() noexcept { return engine::profile_rate(); }
+
+}  // namespace alloy::profile
+
+namespace alloy::malloc_adapter {
 
 namespace internal {
 

@@ -17,6 +17,10 @@
 //   ALLOY_VERBOSE=1        report failed allocations, invalid arguments and
 //                          foreign frees on stderr (with the caller's address)
 //   ALLOY_EAGER_PURGE=1    give empty spans back to the OS immediately
+//   ALLOY_PROF=/path       sample the heap and write a pprof profile there at
+//                          exit (alloc_* since start, inuse_* still live)
+//   ALLOY_PROF_LEAKS=/path ... and a leak profile (live blocks only) there
+//   ALLOY_PROF_RATE=512k   mean bytes between samples (default 512 KiB)
 //
 // Cost: one call into the engine per operation, plus one ownership check on
 // free. Failure paths set errno = ENOMEM (EINVAL for bad alignments) and
@@ -32,6 +36,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace alloy::malloc_adapter {
 
@@ -41,6 +46,9 @@ struct Options {
   int stats_fd = 2;          // where the exit report goes
   bool verbose = false;      // ALLOY_VERBOSE set (and not "0")
   bool eager_purge = false;  // ALLOY_EAGER_PURGE set (and not "0")
+  const char* profile_path = nullptr;       // ALLOY_PROF
+  const char* leak_profile_path = nullptr;  // ALLOY_PROF_LEAKS
+  std::int64_t profile_rate = 0;            // ALLOY_PROF_RATE (0: not set)
 };
 
 // The options in effect (read from the environment on first use).
@@ -54,3 +62,23 @@ void write_stats(int fd) noexcept;
 std::size_t foreign_frees() noexcept;
 
 }  // namespace alloy::malloc_adapter
+
+// The process's sampled heap profile, for a program whose malloc is alloy's
+// (these live in the adapter). Sampling is Poisson by bytes with the mean
+// set_rate() gives (ALLOY_PROF / ALLOY_PROF_RATE set it at start-up); each
+// sampled allocation keeps its stack (frame pointers, up to 64 frames). The
+// files are gzip'd pprof profile.proto with function names from the ELF
+// symbol tables: `go tool pprof -top FILE`. Writing allocates nothing, so it
+// neither samples itself nor waits for a thread that is allocating, and it
+// works in a forked child. False if the file could not be written.
+//   alloy::profile::set_rate(512 * 1024);
+//   ... run ...
+//   alloy::profile::write("/tmp/heap.pb.gz");        // alloc_* and inuse_*
+//   alloy::profile::write_leaks("/tmp/leaks.pb.gz"); // live blocks only
+namespace alloy::profile {
+bool write(const char* path) noexcept;
+bool write_leaks(const char* path) noexcept;
+// Mean bytes between samples; 0 turns sampling off (the default).
+void set_rate(std::int64_t mean_bytes) noexcept;
+std::int64_t rate() noexcept;
+}  // namespace alloy::profile

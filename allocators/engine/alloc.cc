@@ -30,7 +30,8 @@ big:
   return huge_alloc(l->heap, l, size, align);
 }
 
-void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept {
+namespace {
+void* alloc_unsampled(ThreadHeap* l, std::size_t size, std::size_t align) noexcept {
   if (size <= kDirectMax && align <= 16 && size != 0) {
     // The page ran dry but the owner freed blocks into it: swap them in.
     Span* pg = l->direct[direct_slot(size, 16)];
@@ -46,6 +47,16 @@ void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept
     if (l == nullptr) return nullptr;
   }
   return local_alloc(l, size, align);
+}
+}  // namespace
+
+void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept {
+  void* p = alloc_unsampled(l, size, align);
+  // Heap profiles (sampling.cc): charged here, never on the inline fast path.
+  if (g_prof_on.load(std::memory_order_relaxed) && p != nullptr) [[unlikely]] {
+    return prof_alloc_slow(p, size, align);
+  }
+  return p;
 }
 
 void* huge_alloc(HeapCore* h, ThreadHeap* l, std::size_t size, std::size_t align,

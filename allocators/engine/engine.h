@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace alloy::engine {
 
@@ -92,5 +93,12 @@ void set_eager_purge(bool on) noexcept;
 // (malloc_trim; alloy::Heap::collect_default() is this). Takes the heap's
 // lock; O(pages of those threads).
 void collect() noexcept;
+
+// Sampled heap profiles (sampling.cc; profile/sampler.h writes them): one
+// allocation per `mean_bytes` allocated on average is sampled with its stack
+// (Poisson by bytes, per thread); 0 turns sampling off. The inline fast path
+// is unchanged either way; with sampling off the slow path pays one load.
+void set_profile_rate(std::int64_t mean_bytes) noexcept;
+std::int64_t profile_rate() noexcept;
 
 }  // namespace alloy::engine

@@ -72,7 +72,10 @@ void* realloc(void* p, std::size_t size) noexcept {
   Segment* seg = segment_of(p);
   Span* pg = span_of(seg, p);
   // A block of an alloy::Heap stays in its heap (its ceiling, visit, destroy).
-  if (HeapCore* h = seg->local->heap; !h->is_default) return heap_realloc(p, size, 16, 0);
+  if (HeapCore* h = seg->local->heap; !h->is_default) {
+    if (h == &g_prof_heap) [[unlikely]] return prof_realloc(p, size);  // a sampled block moves out
+    return heap_realloc(p, size, 16, 0);
+  }
   const std::size_t usable = usable_size_of(p);
   const bool huge = pg->kind == kHugeBlock;
   if (huge ? size <= usable : keeps_in_place(size, usable)) return p;

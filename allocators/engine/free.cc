@@ -31,6 +31,8 @@ void free_local_slow(Span* pg) noexcept {
 }
 
 void free_cross(Segment* seg, Span* pg, void* p) noexcept {
+  // A sampled block (sampling.cc): its heap owns no thread, so its frees all come here.
+  if (seg->local == &g_prof_heap.local) [[unlikely]] prof_free(p);
   if (pg->kind == kHugeBlock) {
     (void)huge_free(seg);
     return;

@@ -447,6 +447,14 @@ extern __thread HeapCore* t_visiting __attribute__((tls_model("initial-exec")));
 
 // Slow paths (alloc.cc, free.cc, huge.cc, threads.cc).
 void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept;
+// Sampled heap profiles (sampling.cc): on while a rate is set; the heap that
+// holds sampled blocks; the slow path's charge-and-maybe-sample of block p,
+// the free of a sampled block (from free_cross) and its realloc.
+extern std::atomic<bool> g_prof_on;
+extern HeapCore g_prof_heap;
+void* prof_alloc_slow(void* p, std::size_t size, std::size_t align) noexcept;
+void prof_free(void* p) noexcept;
+void* prof_realloc(void* p, std::size_t size) noexcept;
 void free_local_slow(Span* page) noexcept;
 void free_cross(Segment* seg, Span* page, void* p) noexcept;
 void* local_alloc(ThreadHeap* l, std::size_t size, std::size_t align) noexcept;

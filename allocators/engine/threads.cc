@@ -6,6 +6,7 @@
 
 #include "alloy/allocators/engine/core_state.h"
 #include "alloy/allocators/engine/engine.h"
+#include "alloy/profile/sampler.h"
 
 namespace alloy::engine::detail {
 
@@ -171,6 +172,8 @@ using namespace detail;
 
 void fork_prepare() noexcept {
   if (g_init.load(std::memory_order_acquire) != 2) return;
+  // First: the sampler takes no engine lock while it holds its own.
+  profile::Sampler::instance().fork_prepare();
   g_heaps_lock.lock();
   for (HeapCore* h = g_heaps; h != nullptr; h = h->next_heap) {
     h->lock.lock();
@@ -212,11 +215,13 @@ void release_fork_locks(bool in_child) noexcept {
 void fork_parent() noexcept {
   if (g_init.load(std::memory_order_acquire) != 2) return;
   release_fork_locks(false);
+  profile::Sampler::instance().fork_parent();
 }
 
 void fork_child() noexcept {
   if (g_init.load(std::memory_order_acquire) != 2) return;
   release_fork_locks(true);
+  profile::Sampler::instance().fork_child();
   // ThreadHeaps of threads that do not exist in the child are orphaned, not
   // reused: their owners took no lock, so fork() may have copied one in the
   // middle of an update (a half-linked span bin, a popped block not yet

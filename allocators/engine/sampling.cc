@@ -1,0 +1,152 @@
+// Sampled heap profiles, the engine's side (the state and the output are
+// profile/sampler.h's): which allocations are sampled, where sampled blocks
+// live, and how their frees are recognised.
+//
+// Which: each thread counts down bytes from an exponential draw (mean: the
+// rate). The inline fast path is not touched: the slow path (alloc_generic)
+// charges what each of its visits hands out, the block it returns plus, for
+// sizes the inline fast path serves (up to 1 KiB), the blocks it leaves on
+// the size's direct page for the fast path to pop; larger requests pass
+// through the slow path every time and are charged one by one. When the countdown
+// would cross zero at a block of that list, the list is cut there, so the
+// fast path comes back to the slow path at exactly that allocation, which
+// is sampled: Poisson by bytes, as if every allocation were counted. The
+// cost while on is a walk of each refilled list (a load per block the fast
+// path then pops), while off one load and branch per slow-path visit.
+//
+// Where: a sampled allocation is served from g_prof_heap, a heap of its own
+// (a HeapCore behind its lock, as an alloy::Heap), and the block the slow
+// path had taken goes back to its page. Its segments are owned by no thread,
+// so every free of a sampled block takes free_cross, which knows them by
+// their ThreadHeap (seg->local == &g_prof_heap.local): no lookup on any
+// other free. realloc of a sampled block moves it out (entry.cc).
+#include <cstring>
+
+#include "alloy/allocators/engine/core_state.h"
+#include "alloy/allocators/engine/engine.h"
+#include "alloy/allocators/engine/fast_path.h"
+#include "alloy/profile/sampler.h"
+#include "alloy/profile/stack.h"
+
+namespace alloy::engine::detail {
+
+constinit HeapCore g_prof_heap;
+constinit std::atomic<bool> g_prof_on{false};
+
+namespace {
+
+__thread std::int64_t t_countdown __attribute__((tls_model("initial-exec"))) = 0;
+__thread std::uint64_t t_rng __attribute__((tls_model("initial-exec"))) = 0;
+constinit std::atomic<int> g_prof_heap_state{0};  // 0 none, 1 initializing, 2 ready
+
+void prof_heap_ready() noexcept {
+  int s = g_prof_heap_state.load(std::memory_order_acquire);
+  if (s == 2) return;
+  s = 0;
+  if (g_prof_heap_state.compare_exchange_strong(s, 1, std::memory_order_acq_rel)) {
+    ensure_process_init();
+    heap_init(&g_prof_heap);
+    register_heap(&g_prof_heap);  // so fork_prepare holds its lock
+    g_prof_heap_state.store(2, std::memory_order_release);
+    return;
+  }
+  while (g_prof_heap_state.load(std::memory_order_acquire) != 2) {
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Serves this allocation from the profile's heap with its stack recorded;
+// p goes back to its page. p itself if the sample cannot be taken.
+void* take_sample(void* p, std::size_t size, std::size_t align, std::size_t charged) noexcept {
+  profile::Sampler& sampler = profile::Sampler::instance();
+  if (t_rng == 0) t_rng = thread_id() * 0x9E3779B97F4A7C15ull | 1;
+  t_countdown = sampler.next_distance(&t_rng);
+  if (sampler.rate() == 0) return p;
+  void* q = heap_alloc_raw(&g_prof_heap, size, align);
+  if (q == nullptr) return p;
+  inline_free(p);  // back to its page: the owner's push
+  std::uintptr_t frames[profile::kMaxFrames];
+  const int n = profile::capture_stack(frames, profile::kMaxFrames, 1);
+  sampler.record(q, size, frames, n, charged);
+  return q;
+}
+
+// Charges the blocks the fast path will pop from pg after this visit. If
+// the countdown crosses at one of them, the list is cut before it (the rest
+// goes to local_free): the fast path runs dry exactly there, and the slow
+// path, back in prof_alloc_slow with the countdown at or below zero, samples
+// that allocation. So the sampled allocation is the one where the bytes
+// cross, not the first after a refill (which a program with a fixed period
+// would always hit at the same call site).
+void charge_free_list(Span* pg) noexcept {
+  const auto bs = static_cast<std::int64_t>(pg->block_size);
+  Block* prev = nullptr;
+  for (Block* b = pg->free; b != nullptr; prev = b, b = b->next) {
+    t_countdown -= bs;
+    if (t_countdown > 0) continue;
+    if (prev == nullptr) {
+      pg->free = nullptr;
+    } else {
+      prev->next = nullptr;
+    }
+    Block* tail = b;
+    while (tail->next != nullptr) tail = tail->next;
+    tail->next = pg->local_free;
+    pg->local_free = b;
+    return;
+  }
+}
+
+}  // namespace
+
+void* prof_alloc_slow(void* p, std::size_t size, std::size_t align) noexcept {
+  Segment* seg = segment_of(p);
+  Span* pg = span_of(seg, p);
+  if (seg->local == &g_prof_heap.local) return p;  // never resample the profile's own heap
+  const bool small = pg->kind == kSmallPage;
+  // This allocation: sampled if the countdown crossed before it (a cut
+  // list brought us here) or crosses with it.
+  // Small blocks are charged their size class (as the blocks the fast path
+  // pops are), others what was asked.
+  const std::size_t charged = small ? pg->block_size : size;
+  if (t_countdown > 0) t_countdown -= static_cast<std::int64_t>(charged);
+  void* result = t_countdown > 0 ? p : take_sample(p, size, align, charged);
+  // Then what this visit left for the inline fast path to pop: the list of
+  // the direct page of this size. (Larger or more aligned requests come
+  // through here every time, so they are charged one by one above.)
+  if (small && size <= kDirectMax && align <= 16) {
+    Span* direct = t_local->direct[direct_slot(size, 16)];
+    if (direct != &g_empty_page) charge_free_list(direct);
+  }
+  return result;
+}
+
+void prof_free(void* p) noexcept { (void)profile::Sampler::instance().forget(p); }
+
+void* prof_realloc(void* p, std::size_t size) noexcept {
+  const std::size_t usable = usable_size_of(p);
+  if (size <= usable && size >= usable / 2) return p;
+  void* q = inline_alloc(size);
+  if (q == nullptr) return nullptr;
+  std::memcpy(q, p, usable < size ? usable : size);
+  inline_free(p);
+  return q;
+}
+
+}  // namespace alloy::engine::detail
+
+namespace alloy::engine {
+
+void set_profile_rate(std::int64_t mean_bytes) noexcept {
+  using namespace detail;
+  if (mean_bytes > 0) prof_heap_ready();
+  profile::Sampler::instance().set_rate(mean_bytes);
+  g_prof_on.store(mean_bytes > 0, std::memory_order_relaxed);
+}
+
+std::int64_t profile_rate() noexcept { return profile::Sampler::instance().rate(); }
+
+}  // namespace alloy::engine
