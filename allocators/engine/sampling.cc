@@ -7,12 +7,13 @@
 // charges what each of its visits hands out, the block it returns plus, for
 // sizes the inline fast path serves (up to 1 KiB), the blocks it leaves on
 // the size's direct page for the fast path to pop; larger requests pass
-// through the slow path every time and are charged one by one. When the countdown
-// would cross zero at a block of that list, the list is cut there, so the
-// fast path comes back to the slow path at exactly that allocation, which
-// is sampled: Poisson by bytes, as if every allocation were counted. The
-// cost while on is a walk of each refilled list (a load per block the fast
-// path then pops), while off one load and branch per slow-path visit.
+// through the slow path every time and are charged one by one. When the
+// countdown would cross zero at a block of that list, the list is cut
+// there, so the fast path comes back to the slow path at exactly that
+// allocation, which is sampled: Poisson by bytes, as if every allocation
+// were counted. The cost while on: a few instructions per slow-path visit
+// (the list's length is the page's free count), a walk only when a sample
+// falls in the list; while off, one load and branch per slow-path visit.
 //
 // Where: a sampled allocation is served from g_prof_heap, a heap of its own
 // (a HeapCore behind its lock, as an alloy::Heap), and the block the slow
@@ -74,29 +75,46 @@ void* take_sample(void* p, std::size_t size, std::size_t align, std::size_t char
   return q;
 }
 
-// Charges the blocks the fast path will pop from pg after this visit. If
-// the countdown crosses at one of them, the list is cut before it (the rest
-// goes to local_free): the fast path runs dry exactly there, and the slow
-// path, back in prof_alloc_slow with the countdown at or below zero, samples
-// that allocation. So the sampled allocation is the one where the bytes
-// cross, not the first after a refill (which a program with a fixed period
-// would always hit at the same call site).
+// Charges the blocks the fast path will pop from pg after this visit: the
+// page's free blocks, capacity - used (a visit comes when pg->free ran dry
+// and leaves local_free just swapped in, so they are all on pg->free), in
+// O(1). Only if the countdown crosses within them is the list walked, to
+// the crossing block, and cut before it (the rest goes to local_free): the
+// fast path runs dry exactly there, and the slow path, back in
+// prof_alloc_slow with the countdown at or below zero, samples that
+// allocation. So the sampled allocation is the one where the bytes cross,
+// not the first after a refill (which a program with a fixed period would
+// always hit at the same call site).
 void charge_free_list(Span* pg) noexcept {
   const auto bs = static_cast<std::int64_t>(pg->block_size);
-  Block* prev = nullptr;
-  for (Block* b = pg->free; b != nullptr; prev = b, b = b->next) {
-    t_countdown -= bs;
-    if (t_countdown > 0) continue;
-    if (prev == nullptr) {
-      pg->free = nullptr;
-    } else {
-      prev->next = nullptr;
-    }
-    Block* tail = b;
-    while (tail->next != nullptr) tail = tail->next;
-    tail->next = pg->local_free;
-    pg->local_free = b;
+  const std::int64_t avail = static_cast<std::int64_t>(pg->capacity) - pg->used;
+  if (avail <= 0) return;
+  if (t_countdown > avail * bs) {
+    t_countdown -= avail * bs;
     return;
+  }
+  Block* b = pg->free;
+  Block* last = nullptr;  // the last block left on pg->free
+  while (b != nullptr) {
+    t_countdown -= bs;
+    if (t_countdown <= 0) break;  // b is the crossing block: it starts the rest
+    last = b;
+    b = b->next;
+  }
+  if (b == nullptr) return;
+  if (last == nullptr) {
+    pg->free = nullptr;
+  } else {
+    last->next = nullptr;
+  }
+  // The rest before local_free (empty here but for a rare visit that did
+  // not just swap it in).
+  if (pg->local_free == nullptr) {
+    pg->local_free = b;
+  } else {
+    Block* tail = pg->local_free;
+    while (tail->next != nullptr) tail = tail->next;
+    tail->next = b;
   }
 }
 
