@@ -14,8 +14,10 @@
 // addresses (frames are return addresses; each is stored minus one, so it
 // names the call instruction) and the profile lists the process's executable
 // mappings from /proc/self/maps with their GNU build ids (from the ELF notes,
-// through dl_iterate_phdr), so pprof symbolizes offline from the binaries on
-// disk (function names and file:line need the binary's DWARF: build with -g).
+// through dl_iterate_phdr), so pprof can symbolize offline from the binaries
+// on disk (from their DWARF: go tool pprof's reader misses many C++ units).
+// A symbolizer passed to write_*() puts functions and lines in the profile
+// itself instead: ElfSymbols (elf_symbols.h, no malloc) or libdw (debug/).
 //
 // Cost: add() is O(depth) (a hash lookup per frame, one copy of the encoded
 // sample); write_*() reads /proc/self/maps once and writes the profile in a
