@@ -254,9 +254,13 @@ bool Sampler::write_fd(int fd, bool live_only) noexcept {
     const Stack& s = stacks_[i];
     if (live_only && s.live_count == 0) continue;
     // Drop the allocator's own frames from the top (names from the symbol
-    // tables: mmap and reads only, no lock of anyone else's).
+    // tables: mmap and reads only, no lock of anyone else's): everything up
+    // to the deepest allocator frame among the first 16, so helpers of the
+    // allocator without a telling name (file-local ones) go too.
     int top = 0;
-    while (top < s.depth && is_allocator_frame(symbols.function_at(s.frames[top] - 1))) ++top;
+    for (int k = 0; k < s.depth && k < 16; ++k) {
+      if (is_allocator_frame(symbols.function_at(s.frames[k] - 1))) top = k + 1;
+    }
     SampleValues v{s.alloc_objects, s.alloc_space, s.inuse_objects, s.inuse_space};
     if (live_only) {
       v.alloc_objects = v.inuse_objects;
