@@ -80,6 +80,25 @@ void read_options() {
   g_options_state.store(2, std::memory_order_release);
 }
 
+// `path` with each "%p" replaced by the process id, into out (cut at n - 1
+// bytes): one profile per process when a program starts others.
+const char* with_pid(const char* path, char* out, std::size_t n) {
+  char pid[24];
+  int k = 0;
+  for (long v = ::getpid(); v > 0; v /= 10) pid[k++] = static_cast<char>('0' + v % 10);
+  std::size_t j = 0;
+  for (const char* c = path; *c != '\0' && j + 1 < n; ++c) {
+    if (c[0] == '%' && c[1] == 'p') {
+      for (int i = k - 1; i >= 0 && j + 1 < n; --i) out[j++] = pid[i];
+      ++c;
+    } else {
+      out[j++] = *c;
+    }
+  }
+  out[j] = '\0';
+  return out;
+}
+
 // Runs before main (and, under LD_PRELOAD, before the program's own
 // constructors): applies ALLOY_EAGER_PURGE as early as possible.
 [[gnu::constructor(101)]] void read_options_at_start() { read_options(); }
@@ -87,12 +106,15 @@ void read_options() {
 [[gnu::destructor(101)]] void report_at_exit() {
   const Options& o = options();
   if (o.stats) write_stats(o.stats_fd);
-  if (o.profile_path != nullptr && !profile::write(o.profile_path)) {
+  char path[4096];
+  if (o.profile_path != nullptr &&
+      !profile::write(with_pid(o.profile_path, path, sizeof path))) {
     internal::Line line;
     line.add("alloy malloc: could not write the heap profile ALLOY_PROF=").add(o.profile_path).add("\n");
     line.write_to(2);
   }
-  if (o.leak_profile_path != nullptr && !profile::write_leaks(o.leak_profile_path)) {
+  if (o.leak_profile_path != nullptr &&
+      !profile::write_leaks(with_pid(o.leak_profile_path, path, sizeof path))) {
     internal::Line line;
     line.add("alloy malloc: could not write the leak profile ALLOY_PROF_LEAKS=")
         .add(o.leak_profile_path)

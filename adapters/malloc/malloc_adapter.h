@@ -18,7 +18,8 @@
 //                          foreign frees on stderr (with the caller's address)
 //   ALLOY_EAGER_PURGE=1    give empty spans back to the OS immediately
 //   ALLOY_PROF=/path       sample the heap and write a pprof profile there at
-//                          exit (alloc_* since start, inuse_* still live)
+//                          exit (alloc_* since start, inuse_* still live);
+//                          "%p" in the path is the process id
 //   ALLOY_PROF_LEAKS=/path ... and a leak profile (live blocks only) there
 //   ALLOY_PROF_RATE=512k   mean bytes between samples (default 512 KiB)
 //
