@@ -5,6 +5,7 @@
 #define BOOST_TEST_MODULE malloc_e2e
 #include <boost/test/unit_test.hpp>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -26,6 +27,8 @@ extern char** environ;
 #else
 #define E2E_CASE(name) BOOST_AUTO_TEST_CASE(name)
 #endif
+
+#include "tests/support/pprof_tool.h"
 
 namespace {
 
@@ -288,4 +291,38 @@ E2E_CASE(a_c_program_under_preload_maps_no_cxx_runtime) {
   BOOST_TEST(r.status == 0);
   BOOST_TEST(r.out == "c ok\n");
   BOOST_TEST(r.err == "");
+}
+
+// issue 15: ALLOY_PROF and ALLOY_PROF_LEAKS profile an unmodified program
+// under the preload: one file per process ("%p"), readable by go tool pprof.
+E2E_CASE(heap_profiles_of_an_unmodified_program_at_exit) {
+  std::string src = runfile("tests/malloc/e2e/compile_me.cc");
+  const std::string dir = tmpdir() + "/prof";
+  mkdir(dir.c_str(), 0755);
+  Run r = run({"/usr/bin/g++", "-O1", "-c", src, "-o", tmpdir() + "/prof.o"},
+              {preload(), "ALLOY_PROF=" + dir + "/heap.%p.pb.gz",
+               "ALLOY_PROF_LEAKS=" + dir + "/leaks.%p.pb.gz", "ALLOY_PROF_RATE=64k"});
+  BOOST_TEST_REQUIRE(r.status == 0, r.err);
+  // g++ runs cc1plus and as: each wrote its own pair of profiles.
+  int heaps = 0, leaks = 0;
+  bool cc1plus_named = false;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      const std::string name = e->d_name;
+      if (name.rfind("heap.", 0) == 0) ++heaps;
+      if (name.rfind("leaks.", 0) == 0) ++leaks;
+      if (name.rfind("heap.", 0) != 0) continue;
+      const alloy::testing::Pprof t =
+          alloy::testing::Pprof::top(dir + "/" + name, "alloc_space");
+      BOOST_TEST(t.status == 0, t.output);
+      // The compiler's own allocation wrapper is named (symbol tables).
+      if (contains(t.output, "File: cc1plus") && contains(t.output, "xmalloc")) {
+        cc1plus_named = true;
+      }
+    }
+    closedir(d);
+  }
+  BOOST_TEST(heaps >= 2);
+  BOOST_TEST(leaks == heaps);
+  BOOST_TEST(cc1plus_named);
 }
