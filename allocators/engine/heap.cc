@@ -93,6 +93,12 @@ void Heap::set_ceiling(std::size_t bytes) noexcept {
   core_->ceiling.store(bytes, std::memory_order_relaxed);
 }
 std::size_t Heap::ceiling() const noexcept { return core_->ceiling.load(std::memory_order_relaxed); }
+const char* Heap::find_broken_invariant() noexcept {
+  if (core_ == nullptr) return nullptr;
+  d::Violation v;
+  return d::validate_heap_core(core_, &v) ? nullptr : v.what;
+}
+
 std::size_t Heap::committed() const noexcept {
   return core_->committed.load(std::memory_order_relaxed);
 }

@@ -175,6 +175,13 @@ class Heap {
   HeapStats stats() noexcept;
   void collect() noexcept;
 
+  // Walks the heap's pages, free lists, queues and span bins under its lock
+  // and returns the first broken invariant ("free list holds a pointer that
+  // is not a carved block of its page", ...), or null when all hold. O(live
+  // and free blocks): for tests, fuzzers and debugging a suspected memory
+  // corruption, not for production paths.
+  const char* find_broken_invariant() noexcept;
+
   // Calls fn(ctx, block, usable_size) for every live block. The heap's lock
   // is held one page at a time, so other threads' allocations wait at most one
   // page; blocks allocated or freed concurrently may or may not be reported.

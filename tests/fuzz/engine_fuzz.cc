@@ -62,6 +62,13 @@ void check_visit(alloy::Heap& heap, const Shadow& shadow) {
   }
 }
 
+// The engine's own invariants (validate.cc) after every batch of operations.
+constexpr std::size_t kOpsPerValidation = 64;
+void check_invariants(alloy::Heap& heap) {
+  const char* broken = heap.find_broken_invariant();
+  FUZZ_CHECK(broken == nullptr, broken, nullptr, 0, 0);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -75,6 +82,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   alloy::Allocator a = heap.allocator();
   Shadow shadow;
   std::uint8_t seed = 1;
+  std::size_t ops = 0;
 
   while (in.remaining_bytes() > 0) {
     const int op = in.ConsumeIntegralInRange<int>(0, 11);
@@ -159,9 +167,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       FUZZ_CHECK(stats.live_blocks == shadow.live.size(), "stats.live_blocks wrong", nullptr,
                  stats.live_blocks, shadow.live.size());
     }
+    if (++ops % kOpsPerValidation == 0) check_invariants(heap);
   }
   shadow.check_all();
   check_visit(heap, shadow);
+  check_invariants(heap);
   for (const Block& b : shadow.live) {
     a.raw_free(alloy::Bytes(b.p, b.len), alloy::Alignment::from_bytes(b.align).value(), 0);
   }
