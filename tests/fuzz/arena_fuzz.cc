@@ -45,11 +45,7 @@ Alignment align_of(const Block& b) { return Alignment::from_bytes(b.align).value
 
 // Applies a successful in-place resize to the model.
 void resized(Shadow& shadow, std::size_t i, std::size_t new_len) {
-  Block& b = shadow.live[i];
-  shadow.no_overlap(b.p, new_len, i);
-  check_prefix(b.p, std::min(b.len, new_len), b.seed);
-  if (new_len > b.len) fill(b.p, b.len, new_len, b.seed);
-  b.len = new_len;
+  shadow.moved(i, shadow.live[i].p, new_len, "resize moved the block");
 }
 
 void fuzz_arena(FuzzedDataProvider& in) {

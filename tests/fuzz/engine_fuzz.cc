@@ -116,18 +116,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const std::size_t before = heap.committed();
       // The block after a resize, remap or realloc to new_len; null: unchanged.
       auto moved = [&](void* q, const char* lost_alignment) {
-        if (q == nullptr) {
-          shadow.check(b);
-          return;
-        }
-        auto* nb = static_cast<std::byte*>(q);
-        FUZZ_CHECK(reinterpret_cast<std::uintptr_t>(q) % b.align == 0, lost_alignment, q,
-                   new_len, b.align);
-        shadow.no_overlap(nb, new_len, i);
-        alloy::fuzz::check_prefix(nb, std::min(b.len, new_len), b.seed);
-        if (new_len > b.len) alloy::fuzz::fill(nb, b.len, new_len, b.seed);
-        b.p = nb;
-        b.len = new_len;
+        shadow.moved(i, q, new_len, lost_alignment);
       };
       if (op == 10) {
         moved(alloy::Heap::realloc(b.p, new_len, b.align), "realloc lost the alignment");

@@ -17,6 +17,7 @@
 //   shadow.remove(i);                              // before handing it back
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -83,6 +84,25 @@ class Shadow {
     }
   }
   void check(const Block& b) const { check_prefix(b.p, b.len, b.seed); }
+  // Block i after a resize, remap or realloc to new_len that returned q (its
+  // new or unchanged address; null: the call failed and the block must be
+  // intact): aligned as before, disjoint, the common prefix kept, the growth
+  // filled.
+  void moved(std::size_t i, void* q, std::size_t new_len, const char* lost_alignment) {
+    Block& b = live[i];
+    if (q == nullptr) {
+      check(b);
+      return;
+    }
+    auto* nb = static_cast<std::byte*>(q);
+    FUZZ_CHECK(reinterpret_cast<std::uintptr_t>(q) % b.align == 0, lost_alignment, q, new_len,
+               b.align);
+    no_overlap(nb, new_len, i);
+    check_prefix(nb, std::min(b.len, new_len), b.seed);
+    if (new_len > b.len) fill(nb, b.len, new_len, b.seed);
+    b.p = nb;
+    b.len = new_len;
+  }
   void check_all() const {
     for (const Block& b : live) check(b);
   }

@@ -5,7 +5,6 @@
 // operations and at the end. Run: tools/fuzz shared_heap_fuzz
 #include <fuzzer/FuzzedDataProvider.h>
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -17,8 +16,6 @@ namespace {
 using alloy::Alignment;
 using alloy::Bytes;
 using alloy::fuzz::Block;
-using alloy::fuzz::check_prefix;
-using alloy::fuzz::fill;
 using alloy::fuzz::Shadow;
 
 constexpr std::size_t kMaxLive = 96;
@@ -91,21 +88,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           ? in.ConsumeIntegralInRange<std::size_t>(1, b.len)
           : pick_len(in);
       if (op == 7) {
-        if (a.raw_resize(Bytes(b.p, b.len), align_of(b), new_len, 0)) {
-          shadow.no_overlap(b.p, new_len, i);
-          check_prefix(b.p, std::min(b.len, new_len), b.seed);
-          if (new_len > b.len) fill(b.p, b.len, new_len, b.seed);
-          b.len = new_len;
-        }
-      } else if (void* q = a.raw_remap(Bytes(b.p, b.len), align_of(b), new_len, 0)) {
-        auto* nb = static_cast<std::byte*>(q);
-        FUZZ_CHECK(reinterpret_cast<std::uintptr_t>(q) % b.align == 0, "remap lost the alignment",
-                   q, new_len, b.align);
-        check_prefix(nb, std::min(b.len, new_len), b.seed);
-        b.p = nb;
-        shadow.no_overlap(b.p, new_len, i);
-        if (new_len > b.len) fill(b.p, b.len, new_len, b.seed);
-        b.len = new_len;
+        const bool in_place = a.raw_resize(Bytes(b.p, b.len), align_of(b), new_len, 0);
+        shadow.moved(i, in_place ? b.p : nullptr, new_len, "resize moved the block");
+      } else {
+        shadow.moved(i, a.raw_remap(Bytes(b.p, b.len), align_of(b), new_len, 0), new_len,
+                     "remap lost the alignment");
       }
     }
     if (++ops % kOpsPerVerify == 0) verify(heap, shadow);
