@@ -21,7 +21,7 @@ Arena::Arena(Allocator child, Options options)
     : child_(child),
       next_size_(std::max(options.first_chunk, kHeader + 64)),
       first_size_(next_size_),
-      ceiling_(options.ceiling),
+      ceiling_(options.ceiling == 0 ? kNoCeiling : options.ceiling),  // 0: deprecated "none"
       huge_pages_(options.huge_pages && child == page_allocator()) {}
 
 Arena::~Arena() { free_chunks(ALLOY_RETURN_ADDRESS()); }
@@ -36,7 +36,7 @@ void Arena::use_chunk(Chunk* c) {
 
 bool Arena::add_chunk(std::size_t min_size, std::size_t wanted_size,
                       std::uintptr_t ret_addr) {
-  if (ceiling_ != 0) {
+  if (ceiling_ != kNoCeiling) {
     if (child_bytes_ >= ceiling_) return false;
     const std::size_t room = ceiling_ - child_bytes_;
     if (min_size > room) return false;

@@ -6,8 +6,9 @@
 // frees only rewind the most recent allocation; everything else is released
 // together by reset() or by the destructor, which walks the chunk list once
 // — the cost depends on the number of chunks, never on the number of objects.
-// An optional ceiling caps the bytes the arena may take from its child;
-// over it, alloc returns null and the arena stays usable.
+// An optional ceiling caps the bytes the arena may take from its child
+// (alloy::kNoCeiling, the default, is none; see alloc_iface/ceiling.h); over
+// it, alloc returns null and the arena stays usable.
 //
 // With the page allocator as child, big chunks are backed by transparent huge
 // pages when the kernel allows (Options::huge_pages).
@@ -48,6 +49,7 @@
 #include <utility>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/ceiling.h"
 #include "alloy/allocators/bump_cursor.h"
 #include "alloy/allocators/reset_mode.h"
 
@@ -57,7 +59,9 @@ class Arena {
  public:
   struct Options {
     std::size_t first_chunk = 4096;  // bytes of the first chunk, header included
-    std::size_t ceiling = 0;         // max bytes taken from the child; 0 = no cap
+    // Max bytes taken from the child; kNoCeiling = no cap. 0 also means no
+    // cap for one release (the old spelling, deprecated): say kNoCeiling.
+    std::size_t ceiling = kNoCeiling;
     // With the page allocator as child, chunks of 2 MiB or more are 2 MiB
     // aligned and advised MADV_HUGEPAGE: fewer page faults while filling, and
     // dropping the arena unmaps a few huge pages instead of thousands.
@@ -106,8 +110,9 @@ class Arena {
 
   std::size_t refused_frees() const { return refused_; }
 
+  // kNoCeiling when uncapped (also after set_ceiling(0), the deprecated spelling).
   std::size_t ceiling() const { return ceiling_; }
-  void set_ceiling(std::size_t bytes) { ceiling_ = bytes; }
+  void set_ceiling(std::size_t bytes) { ceiling_ = bytes == 0 ? kNoCeiling : bytes; }
 
   // Vtable entry points (public so the table can be constant-initialised).
   static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t);
