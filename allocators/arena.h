@@ -51,6 +51,7 @@
 #include "alloy/alloc_iface/allocator.h"
 #include "alloy/alloc_iface/ceiling.h"
 #include "alloy/allocators/bump_cursor.h"
+#include "alloy/allocators/internal/chunk_list.h"
 #include "alloy/allocators/reset_mode.h"
 
 namespace alloy {
@@ -103,7 +104,7 @@ class Arena {
   // Usable bytes in the chunks held now (headers excluded).
   std::size_t query_capacity() const;
   // Bytes taken from the child, headers included (what the ceiling counts).
-  std::size_t child_bytes() const { return child_bytes_; }
+  std::size_t child_bytes() const { return chunks_.bytes(); }
   std::size_t chunk_count() const;
   // Whether `p` lies inside one of this arena's chunks.
   bool owns(const void* p) const;
@@ -123,12 +124,8 @@ class Arena {
   static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t);
 
  private:
-  struct Chunk {
-    Chunk* prev;          // older chunk
-    std::size_t size;     // bytes from the child, this header included
-    Alignment alignment;  // as asked of the child (sized, aligned free)
-  };
-  static constexpr std::size_t kHeader = sizeof(Chunk);
+  using Chunk = internal::Chunk;  // the chunk list (allocators/internal/chunk_list.h)
+  static constexpr std::size_t kHeader = internal::kChunkHeader;
   static constexpr Alignment kChunkAlignment = Alignment::from_log2(4);
 
   // alloc_inline's slow path: its return address is the caller's call.
@@ -138,14 +135,11 @@ class Arena {
   bool add_chunk(std::size_t min_size, std::size_t wanted_size, std::uintptr_t ret_addr);
   void use_chunk(Chunk* c);
   void free_chunks(std::uintptr_t ret_addr);
-  void free_chunk(Chunk* c, std::uintptr_t ret_addr);
   bool resize_last(Bytes memory, std::size_t new_len);
 
-  Allocator child_;
-  Chunk* head_ = nullptr;  // newest chunk (where cur_/end_ point)
+  internal::ChunkList chunks_;  // oldest first; last() is where cur_/end_ point
   std::uintptr_t cur_ = 0;
   std::uintptr_t end_ = 0;
-  std::size_t child_bytes_ = 0;
   std::size_t next_size_;
   std::size_t first_size_;
   std::size_t ceiling_;
