@@ -53,6 +53,7 @@
 #include "alloy/allocators/bump_cursor.h"
 #include "alloy/allocators/internal/chunk_list.h"
 #include "alloy/allocators/reset_mode.h"
+#include "alloy/base/assert.h"
 
 namespace alloy {
 
@@ -84,6 +85,7 @@ class Arena {
   // with the address of the caller's call.
   ALLOY_INLINE_ENTRY void* alloc_inline(std::size_t len,
                                         std::size_t align = alignof(std::max_align_t)) {
+    ALLOY_ASSERT_MSG(len != 0, "Arena::alloc_inline: len must be non-zero");
     if (void* p = bump_take(cur_, end_, len, align)) [[likely]] return p;
     return alloc_slow(len, align);
   }

@@ -46,6 +46,7 @@
 #include "alloy/allocators/bump_cursor.h"
 #include "alloy/allocators/internal/chunk_list.h"
 #include "alloy/allocators/page_allocator.h"
+#include "alloy/base/assert.h"
 
 namespace alloy {
 
@@ -71,6 +72,7 @@ class Scratch {
   // the child with the address of the caller's call.
   ALLOY_INLINE_ENTRY void* alloc_inline(std::size_t len,
                                         std::size_t align = alignof(std::max_align_t)) {
+    ALLOY_ASSERT_MSG(len != 0, "Scratch::alloc_inline: len must be non-zero");
     if (void* p = bump_take(cur_, end_, len, align)) [[likely]] {
       unpoison(p, len);
       return p;

@@ -1,8 +1,12 @@
 #include "alloy/allocators/internal/chunk_list.h"
 
+#include "alloy/base/assert.h"
+
 namespace alloy::internal {
 
 Chunk* ChunkList::append(std::size_t size, Alignment alignment, std::uintptr_t ret_addr) {
+  ALLOY_ASSERT_MSG(size >= kChunkHeader, "ChunkList::append: a chunk holds its header");
+  ALLOY_ASSERT(alignment >= Alignment::of<Chunk>());
   void* p = child_.raw_alloc(size, alignment, ret_addr);
   if (p == nullptr) return nullptr;
   auto* c = static_cast<Chunk*>(p);
@@ -42,6 +46,7 @@ void ChunkList::free_after(Chunk* c, std::uintptr_t ret_addr) {
 }
 
 void ChunkList::free_before(Chunk* c, std::uintptr_t ret_addr) {
+  ALLOY_ASSERT(c != nullptr);
   for (Chunk* o = c->prev; o != nullptr;) {
     Chunk* prev = o->prev;
     release(o, ret_addr);
@@ -52,6 +57,7 @@ void ChunkList::free_before(Chunk* c, std::uintptr_t ret_addr) {
 }
 
 bool ChunkList::resize(Chunk* c, std::size_t new_size, std::uintptr_t ret_addr) {
+  ALLOY_ASSERT_MSG(new_size >= kChunkHeader, "ChunkList::resize: a chunk holds its header");
   if (new_size == c->size) return true;
   if (!child_.raw_resize(Bytes(reinterpret_cast<std::byte*>(c), c->size), c->alignment,
                          new_size, ret_addr)) {

@@ -5,7 +5,7 @@
 #include <type_traits>
 
 #include "alloy/alloc_iface/result.h"
-#include "tests/iface/death.h"
+#include "tests/support/death.h"
 
 using alloy::AllocError;
 using alloy::Err;
