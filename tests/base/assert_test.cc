@@ -10,7 +10,7 @@
 #include "alloy/base/assert.h"
 #include "tests/support/death.h"
 
-using alloy_test::run_in_child;
+using alloy::testing::run_in_child;
 
 namespace {
 int g_evaluated = 0;

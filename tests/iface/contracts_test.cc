@@ -20,7 +20,7 @@ using alloy::AllocError;
 using alloy::Alignment;
 using alloy::Allocator;
 using alloy::Bytes;
-using alloy_test::run_in_child;
+using alloy::testing::run_in_child;
 
 namespace {
 
