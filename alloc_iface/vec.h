@@ -36,6 +36,7 @@
 #include <utility>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/base/assert.h"
 
 namespace alloy {
 
@@ -87,13 +88,26 @@ class Vec {
   bool empty() const { return size_ == 0; }
   T* data() { return data_; }
   const T* data() const { return data_; }
-  T& operator[](std::size_t i) { return data_[i]; }
-  const T& operator[](std::size_t i) const { return data_[i]; }
+  // Unchecked with NDEBUG; ALLOY_ASSERT (base/assert.h) checks i < size() otherwise.
+  T& operator[](std::size_t i) {
+    ALLOY_ASSERT_MSG(i < size_, "alloy::Vec index past the end");
+    return data_[i];
+  }
+  const T& operator[](std::size_t i) const {
+    ALLOY_ASSERT_MSG(i < size_, "alloy::Vec index past the end");
+    return data_[i];
+  }
   // Bounds-checked access: null past the end.
   T* get(std::size_t i) { return i < size_ ? data_ + i : nullptr; }
   const T* get(std::size_t i) const { return i < size_ ? data_ + i : nullptr; }
-  T& front() { return data_[0]; }
-  T& back() { return data_[size_ - 1]; }
+  T& front() {
+    ALLOY_ASSERT_MSG(size_ != 0, "alloy::Vec::front of an empty Vec");
+    return data_[0];
+  }
+  T& back() {
+    ALLOY_ASSERT_MSG(size_ != 0, "alloy::Vec::back of an empty Vec");
+    return data_[size_ - 1];
+  }
   iterator begin() { return data_; }
   iterator end() { return data_ + size_; }
   const_iterator begin() const { return data_; }

@@ -90,9 +90,38 @@ DebugAllocator::DebugAllocator(Allocator child, DebugOptions options)
                    .history = options_.freed_history}) {
   if (options_.sample_every == 0) options_.sample_every = 1;
   if (options_.thread_safe) lock_if_thread_safe_ = &lock_;
-  if (options_.fail_alloc_from >= 0) {
-    fail_alloc_at_ = static_cast<std::uint64_t>(options_.fail_alloc_from);
+  if (options_.fail_alloc_index != DebugOptions::kNever) fail_alloc_at_ = options_.fail_alloc_index;
+  if (options_.fail_resize_index != DebugOptions::kNever) {
+    fail_resize_at_ = options_.fail_resize_index;
   }
+  // The deprecated spellings, for one release: the stricter value applies.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  options_.ceiling = std::min(options_.ceiling, options_.memory_limit);
+  options_.memory_limit = options_.ceiling;
+  if (options_.fail_alloc_from >= 0) {
+    fail_alloc_at_ =
+        std::min(fail_alloc_at_, static_cast<std::uint64_t>(options_.fail_alloc_from));
+  }
+  if (options_.fail_resize_from >= 0) {
+    fail_resize_at_ =
+        std::min(fail_resize_at_, static_cast<std::uint64_t>(options_.fail_resize_from));
+  }
+#pragma GCC diagnostic pop
+}
+
+std::size_t DebugAllocator::ceiling() const {
+  Guard guard(lock_ptr());
+  return options_.ceiling;
+}
+
+void DebugAllocator::set_ceiling(std::size_t bytes) {
+  Guard guard(lock_ptr());
+  options_.ceiling = bytes;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  options_.memory_limit = bytes;  // options() reads the same under either name
+#pragma GCC diagnostic pop
 }
 
 DebugAllocator::~DebugAllocator() {
@@ -289,7 +318,7 @@ void* DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintpt
   std::size_t total = 0;
   if (index >= fail_alloc_at_) [[unlikely]] {
     inject_failure_locked(false, static_cast<std::int64_t>(index), len, ret);
-  } else if (len <= options_.memory_limit - std::min(options_.memory_limit, stats_.live_bytes) &&
+  } else if (len <= options_.ceiling - std::min(options_.ceiling, stats_.live_bytes) &&
              !__builtin_add_overflow(len, options_.canary_bytes, &total)) [[likely]] {
     result = child_.raw_alloc(total, alignment, ret);
   }
@@ -364,9 +393,9 @@ void* DebugAllocator::do_resize(Bytes memory, Alignment alignment, std::size_t n
       std::size_t total = 0;
       const bool grows = new_len > rec.size;
       const bool over_limit =
-          grows && new_len - rec.size > options_.memory_limit -
-                                            std::min(options_.memory_limit, stats_.live_bytes);
-      if (options_.fail_resize_from >= 0 && index >= options_.fail_resize_from) {
+          grows && new_len - rec.size > options_.ceiling -
+                                            std::min(options_.ceiling, stats_.live_bytes);
+      if (static_cast<std::uint64_t>(index) >= fail_resize_at_) {
         inject_failure_locked(true, index, new_len, ret);
       } else if (!over_limit &&
                  !__builtin_add_overflow(new_len, options_.canary_bytes, &total)) {

@@ -90,6 +90,7 @@
 #include <type_traits>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/ceiling.h"
 
 namespace alloy {
 namespace engine::detail {
@@ -99,8 +100,8 @@ struct HeapCore;
 struct HeapOptions {
   // Committed bytes the heap may hold (slices handed to pages, plus 8 KiB of
   // header per 4 MiB segment, plus huge mappings; see "Ceilings" above: 12
-  // KiB is the smallest that serves a block).
-  std::size_t ceiling = SIZE_MAX;
+  // KiB is the smallest that serves a block). kNoCeiling: none.
+  std::size_t ceiling = kNoCeiling;
   // Return empty pages to the OS at once instead of after the purge delay.
   bool eager_purge = false;
 };

@@ -4,7 +4,8 @@
 // the child rounds up to). An alloc, or a growing resize/remap, that would
 // take the total above the ceiling returns null/false without calling the
 // child: nothing changes, and the caller may free something and retry.
-// `set_ceiling` moves the ceiling at run time; lowering it below what is in
+// alloy::kNoCeiling (alloc_iface/ceiling.h) is none, as for every cappable
+// allocator. `set_ceiling` moves the ceiling at run time; lowering it below what is in
 // use keeps existing blocks and refuses new ones until enough are freed.
 //
 // Wrong frees: the limit keeps no per-block record, so it trusts the lengths

@@ -372,9 +372,9 @@ BOOST_AUTO_TEST_CASE(stats_track_live_peak_and_totals) {
   BOOST_TEST(c.debug.deinit() == 0u);
 }
 
-BOOST_AUTO_TEST_CASE(memory_limit_is_honoured_and_allocator_stays_usable) {
+BOOST_AUTO_TEST_CASE(ceiling_is_honoured_and_allocator_stays_usable) {
   alloy::DebugOptions o;
-  o.memory_limit = 1000;
+  o.ceiling = 1000;
   Collected c(o);
   auto a = c.a();
   auto x = a.alloc<char>(600);
@@ -388,6 +388,54 @@ BOOST_AUTO_TEST_CASE(memory_limit_is_honoured_and_allocator_stays_usable) {
   a.free(*x);
   a.free(*y);
   BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+// Issue 11: one spelling for "no ceiling" (kNoCeiling, the default) and for
+// failure injection (fail_alloc_index, as FailingAllocator's); the old names
+// (memory_limit, fail_alloc_from) still work for one release.
+BOOST_AUTO_TEST_CASE(ceiling_and_failure_injection_spellings) {
+  {
+    Collected c(alloy::DebugOptions{});
+    BOOST_TEST(c.debug.ceiling() == alloy::kNoCeiling);
+    c.debug.set_ceiling(100);
+    BOOST_TEST(c.debug.options().ceiling == 100u);
+    BOOST_TEST(!c.a().alloc<char>(101).ok());
+    c.debug.set_ceiling(alloy::kNoCeiling);
+    auto x = c.a().alloc<char>(101);
+    BOOST_REQUIRE(x.ok());
+    c.a().free(*x);
+  }
+  {
+    alloy::DebugOptions o;
+    o.fail_alloc_index = 1;
+    Collected c(o);
+    auto x = c.a().alloc<char>(8);
+    BOOST_REQUIRE(x.ok());
+    BOOST_TEST(!c.a().alloc<char>(8).ok());
+    BOOST_TEST(!c.a().alloc<char>(8).ok());  // and every later one
+    c.a().free(*x);
+  }
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  {
+    alloy::DebugOptions o;
+    o.memory_limit = 100;
+    o.fail_resize_from = 0;
+    Collected c(o);
+    BOOST_TEST(c.debug.ceiling() == 100u);
+    BOOST_TEST(!c.a().alloc<char>(101).ok());
+    auto x = c.a().alloc<char>(8);
+    BOOST_REQUIRE(x.ok());
+    BOOST_TEST(!c.a().resize(*x, 4));  // the first resize fails
+    c.a().free(*x);
+  }
+  {
+    alloy::DebugOptions o;
+    o.fail_alloc_from = 0;
+    Collected c(o);
+    BOOST_TEST(!c.a().alloc<char>(8).ok());
+  }
+#pragma GCC diagnostic pop
 }
 
 BOOST_AUTO_TEST_CASE(remap_and_vec_growth_keep_tracking) {

@@ -21,6 +21,7 @@
 #include "alloy/allocators/engine/heap.h"
 #include "alloy/allocators/engine/internal.h"
 #include "alloy/base/config.h"
+#include "tests/support/pattern.h"
 
 namespace engine = alloy::engine;
 
@@ -29,20 +30,12 @@ namespace {
 // Pattern over the whole block up to 32 KiB, else over its first and last
 // 16 KiB (keeps sanitizer runs fast; overlap is also checked exactly).
 constexpr std::size_t kEdge = 16 << 10;
+// The pattern (tests/support/pattern.h) over its first and last kEdge bytes.
 void fill(void* p, std::size_t n, std::uint8_t seed) {
-  auto* b = static_cast<std::uint8_t*>(p);
-  for (std::size_t i = 0; i < n; ++i) {
-    if (n > 2 * kEdge && i == kEdge) i = n - kEdge;
-    b[i] = static_cast<std::uint8_t>(seed + i * 7);
-  }
+  alloy::testing::fill(p, n, seed, {.edge = kEdge});
 }
 bool check(const void* p, std::size_t n, std::uint8_t seed) {
-  auto* b = static_cast<const std::uint8_t*>(p);
-  for (std::size_t i = 0; i < n; ++i) {
-    if (n > 2 * kEdge && i == kEdge) i = n - kEdge;
-    if (b[i] != static_cast<std::uint8_t>(seed + i * 7)) return false;
-  }
-  return true;
+  return alloy::testing::intact(p, n, seed, {.edge = kEdge});
 }
 
 std::size_t rss_bytes() {

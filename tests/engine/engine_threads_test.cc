@@ -20,6 +20,7 @@
 #include "alloy/allocators/engine/internal.h"
 #include "alloy/base/config.h"
 #include "tests/support/capture_stderr.h"
+#include "tests/support/pattern.h"
 
 #if defined(ALLOY_HAVE_ASAN)
 #include <sanitizer/asan_interface.h>
@@ -33,14 +34,8 @@ struct Tagged {
   std::size_t n;
   std::uint8_t tag;
 };
-void fill(const Tagged& t) { std::memset(t.p, t.tag, t.n); }
-bool check(const Tagged& t) {
-  auto* b = static_cast<const std::uint8_t*>(t.p);
-  for (std::size_t i = 0; i < t.n; ++i) {
-    if (b[i] != t.tag) return false;
-  }
-  return true;
-}
+void fill(const Tagged& t) { alloy::testing::fill(t.p, t.n, t.tag); }
+bool check(const Tagged& t) { return alloy::testing::intact(t.p, t.n, t.tag); }
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(four_threads_free_each_others_blocks) {

@@ -1,5 +1,5 @@
 // libFuzzer target: alloy::SharedHeap's handle (alloc, resize, remap, free of
-// every size and alignment it serves, under a moving cap) against the shadow
+// every size and alignment it serves, under a moving ceiling) against the shadow
 // model, with SharedHeap::verify() -- the heap's own validator of its header,
 // block chain, free lists, bitmap and counters -- after every batch of
 // operations and at the end. Run: tools/fuzz shared_heap_fuzz
@@ -70,8 +70,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } else if (op == 4) {
       auto stats = heap.stats();
       const std::size_t in_use = stats.ok() ? stats->bytes_in_use : 0;
-      (void)heap.set_cap(in.ConsumeBool() ? in_use + in.ConsumeIntegralInRange<std::size_t>(0, 1 << 20)
-                                          : SIZE_MAX);
+      (void)heap.set_ceiling(in.ConsumeBool()
+                                 ? in_use + in.ConsumeIntegralInRange<std::size_t>(0, 1 << 20)
+                                 : alloy::kNoCeiling);
     } else if (shadow.live.empty()) {
       continue;
     } else if (op <= 6) {  // free

@@ -9,16 +9,18 @@
 #include <string>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/box.h"
 #include "alloy/alloc_iface/vec.h"
+#include "alloy/allocators/arena.h"
 #include "alloy/allocators/c_allocator.h"
 #include "alloy/allocators/page_allocator.h"
-#include "tests/iface/death.h"
+#include "tests/support/death.h"
 
 using alloy::AllocError;
 using alloy::Alignment;
 using alloy::Allocator;
 using alloy::Bytes;
-using alloy_test::run_in_child;
+using alloy::testing::run_in_child;
 
 namespace {
 
@@ -166,4 +168,49 @@ BOOST_AUTO_TEST_CASE(broken_rules_get_one_answer_from_every_allocator) {
   }
 }
 
+#endif
+
+// ALLOY_ASSERT (base/assert.h) at the contract points the handle's raw_*
+// checks do not see: Vec indexing and Box dereference, an arena's inline
+// alloc of zero bytes. On in debug and sanitizer builds, off with NDEBUG.
+#if ALLOY_ASSERTS
+BOOST_AUTO_TEST_CASE(alloy_assert_guards_vec_box_and_alloc_inline) {
+  auto index = run_in_child([] {
+    alloy::Vec<int> v(alloy::c_allocator());
+    (void)v.try_push(1);
+    (void)v[1];
+  });
+  BOOST_TEST(index.aborted());
+  BOOST_TEST(mentions(index.err, "alloy::Vec index past the end"), index.err);
+  BOOST_TEST(mentions(index.err, "vec.h:"), index.err);
+  auto back = run_in_child([] {
+    alloy::Vec<int> v(alloy::c_allocator());
+    (void)v.back();
+  });
+  BOOST_TEST(back.aborted());
+  BOOST_TEST(mentions(back.err, "back of an empty Vec"), back.err);
+  auto box = run_in_child([] {
+    auto b = alloy::Box<int>::adopt(alloy::c_allocator(), nullptr);  // empty
+    (void)*b;
+  });
+  BOOST_TEST(box.aborted());
+  BOOST_TEST(mentions(box.err, "empty Box"), box.err);
+  auto zero = run_in_child([] {
+    alloy::Arena arena(alloy::c_allocator());
+    (void)arena.alloc_inline(0);
+  });
+  BOOST_TEST(zero.aborted());
+  BOOST_TEST(mentions(zero.err, "Arena::alloc_inline: len must be non-zero"), zero.err);
+  auto align = run_in_child([] {
+    alloy::Arena arena(alloy::c_allocator());
+    (void)arena.alloc_inline(8, 3);
+  });
+  BOOST_TEST(align.aborted());
+  BOOST_TEST(mentions(align.err, "align must be a power of two"), align.err);
+  // Kept contracts pass.
+  alloy::Vec<int> v(alloy::c_allocator());
+  BOOST_REQUIRE(v.try_push(7).ok());
+  BOOST_TEST(v[0] == 7);
+  BOOST_TEST(v.back() == 7);
+}
 #endif

@@ -18,7 +18,7 @@
 #include "alloy/alloc_iface/allocator.h"
 #include "alloy/allocators/c_allocator.h"
 
-namespace alloy_test {
+namespace alloy::testing {
 
 struct QuarantineAllocator {
   static constexpr unsigned char kPoison = 0xDB;
@@ -63,4 +63,4 @@ struct QuarantineAllocator {
   static constexpr alloy::VTable kVTable = {do_alloc, do_resize, do_remap, do_free};
 };
 
-}  // namespace alloy_test
+}  // namespace alloy::testing

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "tests/support/pattern.h"
 
 namespace alloy::conformance {
 
@@ -59,19 +60,6 @@ inline constexpr int kHammerIterations = 2000;
 
 namespace detail {
 
-inline std::byte pattern(std::uintptr_t seed, std::size_t i) {
-  return static_cast<std::byte>((seed * 131 + i * 7 + (i >> 8)) & 0xff);
-}
-inline void fill(Bytes b, std::uintptr_t seed) {
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = pattern(seed, i);
-}
-// True if the first n bytes of b still hold fill(b, seed).
-inline bool holds(Bytes b, std::uintptr_t seed, std::size_t n) {
-  for (std::size_t i = 0; i < n && i < b.size(); ++i) {
-    if (b[i] != pattern(seed, i)) return false;
-  }
-  return true;
-}
 inline bool aligned(const void* p, std::size_t alignment) {
   return reinterpret_cast<std::uintptr_t>(p) % alignment == 0;
 }
@@ -96,7 +84,8 @@ inline void free_reverse(Allocator a, std::vector<Live>& live) {
 // 1 B .. min(64 KiB, max_alignment), several sizes each, alloc + fill + free.
 inline void check_alignment_sweep(Allocator a, const Capabilities& caps) {
   const std::size_t top = std::min<std::size_t>(64 * 1024, caps.max_alignment);
-  for (std::size_t align = 1; align <= top; align *= 2) {
+  testing::for_each_alignment(top, [&](Alignment al) {
+    const std::size_t align = al.bytes();
     for (std::size_t want : {std::size_t{1}, std::size_t{7}, align, align + 24, std::size_t{1000}}) {
       const std::size_t len = detail::cap_len(caps, want);
       BOOST_TEST_CONTEXT("alignment " << align << ", len " << len) {
@@ -104,12 +93,12 @@ inline void check_alignment_sweep(Allocator a, const Capabilities& caps) {
         BOOST_TEST_REQUIRE(r.has_value());
         BOOST_TEST(r->size() == len);
         BOOST_TEST(detail::aligned(r->data(), align));
-        detail::fill(*r, len);
-        BOOST_TEST(detail::holds(*r, len, len));
+        testing::fill(*r, len);
+        BOOST_TEST(testing::intact(*r, len, len));
         a.free_bytes(*r, detail::align_of(align));
       }
     }
-  }
+  });
 }
 
 // Zero-length requests: an empty span, never a table call; freeing it and
@@ -153,7 +142,7 @@ inline void check_overflow(Allocator a, const Capabilities& caps) {
   auto block = a.alloc<std::uint64_t>(n);
   BOOST_TEST_REQUIRE(block.has_value());
   Bytes bytes(reinterpret_cast<std::byte*>(block->data()), block->size_bytes());
-  detail::fill(bytes, 3);
+  testing::fill(bytes, 3);
   BOOST_TEST(!a.resize(*block, SIZE_MAX / 4));
   auto moved = a.realloc(*block, SIZE_MAX / 4);
   BOOST_TEST_REQUIRE(!moved.has_value());
@@ -162,7 +151,7 @@ inline void check_overflow(Allocator a, const Capabilities& caps) {
   auto moved2 = a.realloc_bytes(bytes, Alignment::of<std::uint64_t>(), big + 1);
   BOOST_TEST(!moved2.has_value());
   BOOST_TEST(a.raw_remap(bytes, Alignment::of<std::uint64_t>(), big + 1, 0) == nullptr);
-  BOOST_TEST(detail::holds(bytes, 3, bytes.size()));
+  BOOST_TEST(testing::intact(bytes, 3, bytes.size()));
   a.free(*block);
 }
 
@@ -177,11 +166,11 @@ inline void check_resize_contract(Allocator a, const Capabilities& caps) {
     BOOST_TEST_CONTEXT("resize " << len << " -> " << new_len) {
       auto r = a.alloc_bytes(len, al);
       BOOST_TEST_REQUIRE(r.has_value());
-      detail::fill(*r, new_len);
+      testing::fill(*r, new_len);
       const bool ok = a.resize_bytes(*r, al, new_len);
-      BOOST_TEST(detail::holds(*r, new_len, std::min(len, new_len)));
+      BOOST_TEST(testing::intact(*r, new_len, std::min(len, new_len)));
       Bytes now = ok ? Bytes(r->data(), new_len) : *r;
-      if (ok) detail::fill(now, new_len + 1);  // all new_len bytes are ours
+      if (ok) testing::fill(now, new_len + 1);  // all new_len bytes are ours
       if (caps.can_resize && new_len <= len) BOOST_TEST(ok);
       BOOST_TEST(!a.resize_bytes(now, al, 0));
       BOOST_TEST(now.size() == (ok ? new_len : len));
@@ -200,16 +189,16 @@ inline void check_remap_contract(Allocator a, const Capabilities& caps) {
     BOOST_TEST_CONTEXT("remap " << len << " -> " << new_len) {
       auto r = a.alloc_bytes(len, al);
       BOOST_TEST_REQUIRE(r.has_value());
-      detail::fill(*r, 9);
+      testing::fill(*r, 9);
       void* p = a.raw_remap(*r, al, new_len, 0);
       Bytes now = *r;
       if (p != nullptr) {
         BOOST_TEST(detail::aligned(p, align));
         now = Bytes(static_cast<std::byte*>(p), new_len);
-        BOOST_TEST(detail::holds(now, 9, std::min(len, new_len)));
-        detail::fill(now, 10);
+        BOOST_TEST(testing::intact(now, 9, std::min(len, new_len)));
+        testing::fill(now, 10);
       } else {
-        BOOST_TEST(detail::holds(now, 9, len));
+        BOOST_TEST(testing::intact(now, 9, len));
       }
       a.free_bytes(now, al);
     }
@@ -224,7 +213,7 @@ inline void check_contents_kept(Allocator a, const Capabilities& caps) {
     auto r = a.alloc_bytes(detail::cap_len(caps, 16), al);
     BOOST_TEST_REQUIRE(r.has_value());
     Bytes b = *r;
-    detail::fill(b, 21);
+    testing::fill(b, 21);
     std::size_t kept = b.size();
     for (std::size_t want : {1000, 40, 5000, 8, 30000, 3, 64}) {
       const std::size_t n = detail::cap_len(caps, want);
@@ -234,9 +223,9 @@ inline void check_contents_kept(Allocator a, const Capabilities& caps) {
         BOOST_TEST(next->size() == n);
         BOOST_TEST(detail::aligned(next->data(), align));
         kept = std::min(kept, n);
-        BOOST_TEST(detail::holds(*next, 21, kept));
+        BOOST_TEST(testing::intact(*next, 21, kept));
         b = *next;
-        detail::fill(b, 21);
+        testing::fill(b, 21);
         kept = n;
       }
     }
@@ -257,11 +246,11 @@ inline void check_no_overlap(Allocator a, const Capabilities& caps) {
     auto r = a.alloc_bytes(len, detail::align_of(align));
     BOOST_TEST_REQUIRE(r.has_value());
     BOOST_TEST(detail::aligned(r->data(), align));
-    detail::fill(*r, i + 100);
+    testing::fill(*r, i + 100);
     live.push_back({*r, detail::align_of(align), i + 100});
   }
   bool all_hold = true;
-  for (auto& l : live) all_hold = all_hold && detail::holds(l.bytes, l.seed, l.bytes.size());
+  for (auto& l : live) all_hold = all_hold && testing::intact(l.bytes, l.seed, l.bytes.size());
   BOOST_TEST(all_hold);
   std::vector<detail::Live> sorted = live;
   std::sort(sorted.begin(), sorted.end(),
@@ -286,11 +275,11 @@ inline void check_free_then_reuse(Allocator a, const Capabilities& caps) {
         const std::size_t len = detail::cap_len(caps, 8 + i * 37);
         auto r = a.alloc_bytes(len, detail::align_of(8));
         BOOST_TEST_REQUIRE(r.has_value());
-        detail::fill(*r, i);
+        testing::fill(*r, i);
         live.push_back({*r, detail::align_of(8), i});
       }
       bool all_hold = true;
-      for (auto& l : live) all_hold = all_hold && detail::holds(l.bytes, l.seed, l.bytes.size());
+      for (auto& l : live) all_hold = all_hold && testing::intact(l.bytes, l.seed, l.bytes.size());
       BOOST_TEST(all_hold);
       detail::free_reverse(a, live);
     }
@@ -315,22 +304,22 @@ inline void check_hammer(Allocator a, const Capabilities& caps) {
       if (!r) {
         out_of_memory.fetch_add(1, std::memory_order_relaxed);
       } else {
-        detail::fill(*r, seed);
+        testing::fill(*r, seed);
         Bytes b = *r;
         if (i % 5 == 0) {
           const std::size_t n = 1 + rng() % detail::cap_len(caps, 1024);
           auto m = a.realloc_bytes(b, al, n);
           if (m) {
-            if (!detail::holds(*m, seed, std::min(len, n))) bad.fetch_add(1);
+            if (!testing::intact(*m, seed, std::min(len, n))) bad.fetch_add(1);
             b = *m;
-            detail::fill(b, seed);
+            testing::fill(b, seed);
           }
         }
         window.push_back({b, al, seed});
       }
       if (window.size() > 8 || (i == kHammerIterations - 1)) {
         for (auto& l : window) {
-          if (!detail::holds(l.bytes, l.seed, l.bytes.size())) bad.fetch_add(1);
+          if (!testing::intact(l.bytes, l.seed, l.bytes.size())) bad.fetch_add(1);
         }
         detail::free_reverse(a, window);
       }
@@ -353,7 +342,7 @@ inline void check_hammer(Allocator a, const Capabilities& caps) {
           out_of_memory.fetch_add(1, std::memory_order_relaxed);
           continue;
         }
-        detail::fill(*r, t * 64 + i);
+        testing::fill(*r, t * 64 + i);
         batches[t].push_back({*r, detail::align_of(8), t * 64 + i});
       }
     });
@@ -364,7 +353,7 @@ inline void check_hammer(Allocator a, const Capabilities& caps) {
     threads.emplace_back([&, t] {
       auto& theirs = batches[(t + 1) % 4];
       for (auto& l : theirs) {
-        if (!detail::holds(l.bytes, l.seed, l.bytes.size())) bad.fetch_add(1);
+        if (!testing::intact(l.bytes, l.seed, l.bytes.size())) bad.fetch_add(1);
       }
       detail::free_reverse(a, theirs);
     });

@@ -91,17 +91,17 @@ BOOST_AUTO_TEST_CASE(locked_runs_under_the_mutex_with_the_child) {
 
 BOOST_AUTO_TEST_CASE(alignment_is_preserved) {
   alloy::ThreadSafeAllocator safe(alloy::c_allocator());
-  BOOST_TEST(alloy::test::misaligned_count(safe.allocator(), 65536) == 0);
+  BOOST_TEST(alloy::testing::misaligned_count(safe.allocator(), 65536) == 0);
   UnsyncedSlots slots;
   alloy::ThreadSafeAllocator safe_slots(slots.allocator());
-  BOOST_TEST(alloy::test::misaligned_count(safe_slots.allocator(), 512) == 0);
+  BOOST_TEST(alloy::testing::misaligned_count(safe_slots.allocator(), 512) == 0);
 }
 
 namespace {
 void hammer_unsynchronised_child(alloy::ThreadSafeAllocator::Lock lock) {
   UnsyncedSlots slots;
   alloy::ThreadSafeAllocator safe(slots.allocator(), lock);
-  auto r = alloy::test::hammer(safe.allocator(), 4, 20000);
+  auto r = alloy::testing::hammer(safe.allocator(), 4, 20000);
   BOOST_TEST(r.corrupted == 0u);
   BOOST_TEST(r.failures == 0u);  // 4 x 16 live blocks fit in 256 slots
   safe.locked([&](alloy::Allocator) {
@@ -133,5 +133,5 @@ BOOST_AUTO_TEST_CASE(std_mutex_variant_serialises_the_same) {
     return slots.allocs;
   });
   BOOST_TEST(allocs == 1u);
-  BOOST_TEST(alloy::test::misaligned_count(safe.allocator(), 512) == 0);
+  BOOST_TEST(alloy::testing::misaligned_count(safe.allocator(), 512) == 0);
 }
