@@ -39,6 +39,13 @@ class MemoryResource final : public std::pmr::memory_resource {
   explicit MemoryResource(Allocator handle) noexcept : handle_(handle) {}
   Allocator handle() const noexcept { return handle_; }
 
+  // allocate() with size feedback (as C++23's allocate_at_least): at least
+  // `bytes`, `count` bytes really usable, from the handle's alloc_at_least.
+  // deallocate(ptr, n, alignment) takes any n from `bytes` to `count`.
+  // Throws std::bad_alloc as allocate() does.
+  AllocationResult<void*> allocate_at_least(std::size_t bytes,
+                                            std::size_t alignment = alignof(std::max_align_t));
+
  private:
   void* do_allocate(std::size_t bytes, std::size_t alignment) override;
   void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;

@@ -58,6 +58,28 @@ class StdAllocator {
     return static_cast<T*>(p);
   }
 
+  // C++23's allocate_at_least, in C++20 too (a member; std::allocator_traits
+  // reaches it from C++23 on): at least n elements, `count` of them usable
+  // (what the handle's alloc_at_least reported, in whole T). deallocate takes
+  // any n from the asked one to `count`. Throws as allocate().
+#if defined(__cpp_lib_allocate_at_least)
+  using AtLeast = std::allocation_result<T*, std::size_t>;
+#else
+  using AtLeast = AllocationResult<T*>;
+#endif
+  [[nodiscard]] ALLOY_HELPER AtLeast allocate_at_least(std::size_t n) {
+    std::size_t bytes = 0;
+    if (detail::mul_overflows(n, sizeof(T), &bytes) ||
+        !detail::size_fits(bytes, Alignment::of<T>())) {
+      throw std::bad_array_new_length();
+    }
+    if (n == 0) n = 1;
+    Bytes b = handle_.raw_alloc_at_least(n * sizeof(T), Alignment::of<T>(),
+                                         ALLOY_RETURN_ADDRESS());
+    if (b.data() == nullptr) throw std::bad_alloc();
+    return {reinterpret_cast<T*>(b.data()), b.size() / sizeof(T)};
+  }
+
   ALLOY_HELPER void deallocate(T* p, std::size_t n) noexcept {
     if (p == nullptr) return;
     if (n == 0) n = 1;

@@ -181,7 +181,7 @@ class NodePool {
     }
     return nullptr;
   }
-  friend void* node_pool_vt_alloc(void*, std::size_t, Alignment, std::uintptr_t);
+  struct Entries;  // the handle's table (memory_pool.cc)
   // acquire()'s slow path: its return address is the caller's call.
   ALLOY_HELPER void* acquire_slow();
   // A node from the next slab (a new one from the child, given `ret_addr`).
