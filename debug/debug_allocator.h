@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/engine/biased_lock.h"
 #include "alloy/debug/internal/quarantine.h"
 #include "alloy/debug/internal/records.h"
@@ -140,7 +141,7 @@ class DebugAllocator {
   DebugAllocator(const DebugAllocator&) = delete;
   DebugAllocator& operator=(const DebugAllocator&) = delete;
 
-  Allocator allocator() { return Allocator{this, &kVTable}; }
+  Allocator allocator() { return Allocator{this, &vtable_for<DebugAllocator>}; }
   Allocator child() const { return child_; }
   const DebugOptions& options() const { return options_; }
 
@@ -174,9 +175,15 @@ class DebugAllocator {
   static void* vt_remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
                         std::uintptr_t ret);
   static void vt_free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret);
-  static const VTable kVTable;
+  static Bytes vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                 std::uintptr_t ret);
+  static void* vt_alloc_zeroed(void* ctx, std::size_t len, Alignment alignment,
+                               std::uintptr_t ret);
+  static Ownership vt_owns(void* ctx, const void* ptr);
+  ALLOY_VTABLE_ENTRIES;
 
-  void* do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret);
+  enum class AllocKind : std::uint8_t { kPlain, kAtLeast, kZeroed };
+  Bytes do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret, AllocKind kind);
   [[gnu::noinline]] void inject_failure_locked(bool resize, std::int64_t index, std::size_t len,
                                                std::uintptr_t ret);
   void* do_resize(Bytes memory, Alignment alignment, std::size_t new_len, std::uintptr_t ret,
