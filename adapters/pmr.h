@@ -16,6 +16,9 @@
 // PTRDIFF_MAX (rounded to the alignment) with kSizeOverflow before the
 // resource sees them, as every handle does.
 //
+// MemoryResource::allocate_at_least(bytes, alignment) gives the handle's
+// size feedback to callers that want it (pmr itself has no such call).
+//
 // Cost: one virtual call plus one indirect call. resize is never in place
 // and remap always says "copy it yourself" through a resource, since pmr has
 // neither. Thread safety: as the wrapped resource or handle.

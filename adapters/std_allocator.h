@@ -12,6 +12,10 @@
 // the STL is the caller; for direct use, the user's line. Both are kept out
 // of line so that holds in every build mode.
 //
+// allocate_at_least(n) (C++23's, a member in C++20 too) returns {ptr, count}
+// from the handle's size feedback; deallocate takes any n from the asked one
+// to count.
+//
 // Cost: one indirect call per allocate/deallocate; the object is the two-word
 // handle. Copies compare equal when they share ctx and vtable, so containers
 // can swap and move storage between them. Thread safety: as the handle's.

@@ -1,18 +1,25 @@
 // alloy::Allocator — the handle every alloy allocator hands out.
 //
 // Two words: a context pointer and a pointer to a static table of four
-// functions. Library code takes an `Allocator` by value and never learns which
-// strategy is behind it; the caller decides (page, c, arena, pool, debug, ...).
+// functions (and three optional ones). Library code takes an `Allocator` by
+// value and never learns which strategy is behind it; the caller decides
+// (page, c, arena, pool, debug, ...).
 //
 //   alloc  (ctx, len, alignment, ret_addr)          -> pointer, or null = out of memory
 //   resize (ctx, memory, alignment, new_len, ret)   -> true if it grew/shrank in place
 //   remap  (ctx, memory, alignment, new_len, ret)   -> new pointer (may move), or null =
 //                                                      "do alloc + copy + free yourself"
 //   free   (ctx, memory, alignment, ret_addr)
+// Optional (null: the handle falls back, at no cost to the allocator):
+//   alloc_at_least (ctx, len, alignment, ret)  -> {ptr, usable >= len}   (else usable = len)
+//   alloc_zeroed   (ctx, len, alignment, ret)  -> zeroed block            (else alloc + memset)
+//   owns           (ctx, ptr)                  -> Ownership kYes/kNo/...  (else kUnknown)
+// Tables are built with make_vtable<T>() (make_vtable.h).
 //
 // Each entry's contract is written at its `VTable` field. In short: `memory`
-// is always the exact (pointer, length) the caller was given, so every free is
-// a sized free; `alignment` is the one used at allocation; lengths reaching
+// is always the (pointer, length) the caller was given (for a block from
+// alloc_at_least, any length from the asked to the reported one: the
+// freed-length rule), so every free is a sized free; `alignment` is the one used at allocation; lengths reaching
 // the table are never zero (the typed helpers answer zero-length requests
 // themselves, as Zig does) and never more than PTRDIFF_MAX once rounded up to
 // the alignment (Rust's Layout rule: the handle refuses larger sizes before
@@ -97,8 +104,10 @@ enum class Ownership : std::uint8_t {
 };
 constexpr Ownership ownership(bool yes) { return yes ? Ownership::kYes : Ownership::kNo; }
 
-// The four entries of an allocator. "The block" is memory handed out by this
-// table's alloc (or moved by its remap) and not yet freed. The handle's raw_*
+// The four entries of an allocator, and three optional ones. "The block" is
+// memory handed out by this table's alloc, alloc_at_least or alloc_zeroed (or
+// moved by its remap) and not yet freed; "its length" is the length asked,
+// or any length the freed-length rule (at alloc_at_least) allows. The handle's raw_*
 // calls check the marked (*) rules without NDEBUG; the others are what
 // DebugAllocator checks.
 struct VTable {
@@ -115,7 +124,8 @@ struct VTable {
                  std::uintptr_t ret_addr);
   // Grows or shrinks the block in place, without moving it.
   //  * memory is a live block (non-null, non-empty (*)): the exact
-  //    (pointer, length) from the most recent alloc, resize or remap.
+  //    (pointer, length) from the most recent alloc, resize or remap (after
+  //    alloc_at_least: any length the freed-length rule allows).
   //  * alignment is the one passed to the alloc that made the block.
   //  * new_len is non-zero (*) (to shrink to nothing, free) and within the
   //    same size limit as alloc (the handle answers false above it).
@@ -134,7 +144,8 @@ struct VTable {
                  std::size_t new_len, std::uintptr_t ret_addr);
   // Gives the block back.
   //  * memory is a live block (non-null, non-empty (*)): the exact
-  //    (pointer, length) from the most recent alloc, resize or remap.
+  //    (pointer, length) from the most recent alloc, resize or remap (after
+  //    alloc_at_least: any length the freed-length rule allows).
   //  * alignment is the one passed to the alloc that made the block.
   //  * afterwards the block is dead; freeing it again is a double free.
   void (*free)(void* ctx, Bytes memory, Alignment alignment,

@@ -13,6 +13,10 @@
 // Through the handle, alloc serves len <= node size and alignment <= node
 // alignment (others get null); free takes the node back.
 //
+// Optional entries (NodePool's handle, MemoryPool's too): alloc_at_least
+// reports node_size(); owns() (a walk of the slabs) is the handle's owns; no
+// zeroed entry.
+//
 // Wrong frees (release(), MemoryPool::destroy/deallocate, the handle's free)
 // are REFUSED: the node is not put on the free list, in_use() does not move,
 // ~T is not run, and the refusal is counted (refused_frees()), kept

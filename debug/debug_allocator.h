@@ -8,6 +8,13 @@
 // block, checked on free, resize and check()), writes after free (freed
 // blocks are filled with a pattern and held in a bounded quarantine, checked
 // when they leave it and on check()), and leaks (check_leaks()/deinit()).
+// Size feedback: alloc_at_least asks the child for len + canary with its
+// alloc_at_least and reports the child's extra, less the canary, as the
+// user's; the record keeps both lengths, and free/resize/remap accept any
+// length between them (the freed-length rule; others are kWrongSize). The
+// canary sits after the reported length. alloc_zeroed uses the child's.
+// owns() is kYes for live blocks; a free of a pointer that is not live says
+// whether the child owns it (when the child can tell).
 // Each finding becomes a debug::Report sent to DebugOptions::sink (stderr
 // text by default) with the relevant call sites. The bad call is refused (not
 // forwarded to the child) and the program goes on, unless abort_on_error. An

@@ -2,7 +2,8 @@
 // resize/remap) of any child fail, to test out-of-memory paths.
 //
 // Every call reaching the handle is numbered from 0. The alloc whose number is
-// `fail_alloc_index` returns null without calling the child; the same for
+// `fail_alloc_index` returns null without calling the child (alloc_at_least
+// and alloc_zeroed are allocs: same numbers, same failures); the same for
 // resize/remap (they share one counter, as a remap is a resize that may move)
 // and `fail_resize_index`. The return address of the failed call is kept, so a
 // test can name the line of code whose failure was not handled. With
