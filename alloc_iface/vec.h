@@ -4,7 +4,11 @@
 // Result; on error the Vec is exactly as it was (strong guarantee). Growth
 // first asks the allocator to resize in place, then (for trivially copyable
 // T) to remap, which may move pages without copying, and only then allocates,
-// moves and frees. Capacity at least doubles, so push is amortised O(1).
+// moves and frees. Capacity at least doubles, so push is amortised O(1). New
+// storage comes from alloc_at_least: capacity() is what the block really
+// holds (a size class, a pool node, whole pages), so the next growth comes
+// later; the block is freed with capacity() elements, within the
+// freed-length rule.
 //
 // Values and constructor arguments may refer to the Vec's own elements
 // (v.try_push(v[0]), v.try_resize(n, v[k]), v.try_append(v.span()),
@@ -399,10 +403,10 @@ class Vec {
       return Err(AllocError::kSizeOverflow);
     }
     if (data_ == nullptr) {
-      void* p = allocator_.raw_alloc(bytes, align, ret);
-      if (p == nullptr) return Err(AllocError::kOutOfMemory);
-      data_ = static_cast<T*>(p);
-      capacity_ = new_capacity;
+      Bytes got = allocator_.raw_alloc_at_least(bytes, align, ret);
+      if (got.data() == nullptr) return Err(AllocError::kOutOfMemory);
+      data_ = reinterpret_cast<T*>(got.data());
+      capacity_ = got.size() / sizeof(T);  // size feedback: >= new_capacity
       construct_or_undo(make, data_, nullptr);
       return Ok();
     }
@@ -424,10 +428,9 @@ class Vec {
     } else {
       (void)allow_remap;
     }
-    void* p = allocator_.raw_alloc(bytes, align, ret);
-    if (p == nullptr) return Err(AllocError::kOutOfMemory);
-    T* fresh = static_cast<T*>(p);
-    Bytes fresh_bytes(static_cast<std::byte*>(p), bytes);
+    Bytes fresh_bytes = allocator_.raw_alloc_at_least(bytes, align, ret);
+    if (fresh_bytes.data() == nullptr) return Err(AllocError::kOutOfMemory);
+    T* fresh = reinterpret_cast<T*>(fresh_bytes.data());
     // The new elements first: their sources may be old elements.
     construct_or_undo(make, fresh + size_, &fresh_bytes);
     if constexpr (std::is_trivially_copyable_v<T>) {
@@ -440,7 +443,7 @@ class Vec {
     }
     allocator_.raw_free(old, align, ret);
     data_ = fresh;
-    capacity_ = new_capacity;
+    capacity_ = fresh_bytes.size() / sizeof(T);  // size feedback: >= new_capacity
     return Ok();
   }
 

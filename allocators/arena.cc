@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/page_allocator.h"
 #include "alloy/allocators/wrong_free.h"
 
@@ -12,9 +13,6 @@ namespace {
 // Doubling stops here so one burst cannot make the next chunk absurd.
 constexpr std::size_t kMaxGrowth = std::size_t{1} << 30;
 constexpr Alignment kHugePage = Alignment::from_log2(21);  // 2 MiB on x86-64
-
-constexpr VTable kArenaVTable = {Arena::vt_alloc, Arena::vt_resize, Arena::vt_remap,
-                                 Arena::vt_free};
 }  // namespace
 
 Arena::Arena(Allocator child, Options options)
@@ -26,7 +24,7 @@ Arena::Arena(Allocator child, Options options)
 
 Arena::~Arena() { free_chunks(ALLOY_RETURN_ADDRESS()); }
 
-Allocator Arena::allocator() { return Allocator{this, &kArenaVTable}; }
+Allocator Arena::allocator() { return Allocator{this, &vtable_for<Arena>}; }
 
 void Arena::use_chunk(Chunk* c) {
   cur_ = c->begin();

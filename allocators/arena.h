@@ -117,13 +117,18 @@ class Arena {
   std::size_t ceiling() const { return ceiling_; }
   void set_ceiling(std::size_t bytes) { ceiling_ = bytes == 0 ? kNoCeiling : bytes; }
 
-  // Vtable entry points (public so the table can be constant-initialised).
+ private:
+  // The handle's entries (make_vtable.h); ctx is the Arena.
+  ALLOY_VTABLE_ENTRIES;
   static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t);
   static bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,
                         std::uintptr_t);
   static void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
                         std::uintptr_t);
   static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t);
+  static Ownership vt_owns(void* ctx, const void* p) {
+    return ownership(static_cast<Arena*>(ctx)->owns(p));
+  }
 
  private:
   using Chunk = internal::Chunk;  // the chunk list (allocators/internal/chunk_list.h)

@@ -2,31 +2,40 @@
 
 #include <algorithm>
 
+#include "alloy/alloc_iface/make_vtable.h"
+
 namespace alloy {
 
-// The handle's alloc: a new slab is asked for with the handle's ret_addr.
-void* node_pool_vt_alloc(void* ctx, std::size_t len, Alignment alignment,
-                         std::uintptr_t ret_addr) {
-  auto* pool = static_cast<NodePool*>(ctx);
-  if (len > pool->node_size() || alignment > pool->node_alignment()) return nullptr;
-  if (void* p = pool->take()) [[likely]] return p;
-  return pool->acquire_slow_at(ret_addr);
-}
-
-namespace {
-bool vt_resize(void* ctx, Bytes, Alignment, std::size_t new_len, std::uintptr_t) {
-  return new_len <= static_cast<NodePool*>(ctx)->node_size();
-}
-void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
-  return new_len <= static_cast<NodePool*>(ctx)->node_size() ? memory.data() : nullptr;
-}
-void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
-  (void)static_cast<NodePool*>(ctx)->release_sized(memory.data(), memory.size(), ret_addr);
-}
-
-constexpr VTable kNodePoolVTable = {node_pool_vt_alloc, vt_resize, vt_remap, vt_free};
-
-}  // namespace
+struct NodePool::Entries {
+  // A new slab is asked for with the handle's ret_addr.
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment,
+                        std::uintptr_t ret_addr) {
+    auto* pool = static_cast<NodePool*>(ctx);
+    if (len > pool->node_size() || alignment > pool->node_alignment()) return nullptr;
+    if (void* p = pool->take()) [[likely]] return p;
+    return pool->acquire_slow_at(ret_addr);
+  }
+  static bool vt_resize(void* ctx, Bytes, Alignment, std::size_t new_len, std::uintptr_t) {
+    return new_len <= static_cast<NodePool*>(ctx)->node_size();
+  }
+  static void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                        std::uintptr_t) {
+    return new_len <= static_cast<NodePool*>(ctx)->node_size() ? memory.data() : nullptr;
+  }
+  static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+    (void)static_cast<NodePool*>(ctx)->release_sized(memory.data(), memory.size(), ret_addr);
+  }
+  static Ownership vt_owns(void* ctx, const void* p) {
+    return ownership(static_cast<NodePool*>(ctx)->owns(p));
+  }
+  // Size feedback: every node is node_size() bytes.
+  static Bytes vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                 std::uintptr_t ret_addr) {
+    void* p = vt_alloc(ctx, len, alignment, ret_addr);
+    if (p == nullptr) return Bytes();
+    return Bytes(static_cast<std::byte*>(p), static_cast<NodePool*>(ctx)->node_size());
+  }
+};
 
 NodePool::NodePool(Allocator child, std::size_t node_size, Alignment node_alignment,
                    Options options)
@@ -42,7 +51,7 @@ NodePool::NodePool(Allocator child, std::size_t node_size, Alignment node_alignm
 
 NodePool::~NodePool() { (void)reset_at(ResetMode::free_all(), ALLOY_RETURN_ADDRESS()); }
 
-Allocator NodePool::allocator() { return Allocator{this, &kNodePoolVTable}; }
+Allocator NodePool::allocator() { return Allocator{this, &vtable_for<Entries>}; }
 
 std::uintptr_t NodePool::first_node(const Slab* s) const {
   return node_alignment_.forward(s->begin());

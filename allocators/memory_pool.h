@@ -13,6 +13,10 @@
 // Through the handle, alloc serves len <= node size and alignment <= node
 // alignment (others get null); free takes the node back.
 //
+// Optional entries (NodePool's handle, MemoryPool's too): alloc_at_least
+// reports node_size(); owns() (a walk of the slabs) is the handle's owns; no
+// zeroed entry.
+//
 // Wrong frees (release(), MemoryPool::destroy/deallocate, the handle's free)
 // are REFUSED: the node is not put on the free list, in_use() does not move,
 // ~T is not run, and the refusal is counted (refused_frees()), kept
@@ -180,7 +184,7 @@ class NodePool {
     }
     return nullptr;
   }
-  friend void* node_pool_vt_alloc(void*, std::size_t, Alignment, std::uintptr_t);
+  struct Entries;  // the handle's table (memory_pool.cc)
   // acquire()'s slow path: its return address is the caller's call.
   ALLOY_HELPER void* acquire_slow();
   // A node from the next slab (a new one from the child, given `ret_addr`).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/wrong_free.h"
 #include "alloy/base/config.h"
 
@@ -11,17 +12,6 @@
 #endif
 
 namespace alloy {
-
-// The handle's alloc: a new chunk is asked for with the handle's ret_addr.
-void* scratch_vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t ret_addr) {
-  auto* self = static_cast<Scratch*>(ctx);
-  if (void* p = bump_take(self->cur_, self->end_, len, alignment.bytes())) [[likely]] {
-    Scratch::unpoison(p, len);
-    return p;
-  }
-  return self->alloc_slow_at(len, alignment.bytes(), ret_addr);
-}
-
 namespace {
 
 constexpr Alignment kChunkAlignment = Alignment::from_log2(4);
@@ -39,18 +29,6 @@ void poison(std::uintptr_t lo, std::uintptr_t hi) {
 #endif
 }
 
-bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
-  return static_cast<Scratch*>(ctx)->resize_last(memory, new_len);
-}
-void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
-  return static_cast<Scratch*>(ctx)->resize_last(memory, new_len) ? memory.data() : nullptr;
-}
-void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
-  static_cast<Scratch*>(ctx)->free_last(memory, ret_addr);
-}
-
-constexpr VTable kScratchVTable = {scratch_vt_alloc, vt_resize, vt_remap, vt_free};
-
 }  // namespace
 
 Scratch& Scratch::local() {
@@ -63,7 +41,34 @@ Scratch::Scratch(Allocator child, std::size_t first_chunk)
 
 Scratch::~Scratch() { release_at(ALLOY_RETURN_ADDRESS()); }
 
-Allocator Scratch::allocator() { return Allocator{this, &kScratchVTable}; }
+struct Scratch::Entries {
+  // A new chunk is asked for with the handle's ret_addr.
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment,
+                        std::uintptr_t ret_addr) {
+    auto* self = static_cast<Scratch*>(ctx);
+    if (void* p = bump_take(self->cur_, self->end_, len, alignment.bytes())) [[likely]] {
+      Scratch::unpoison(p, len);
+      return p;
+    }
+    return self->alloc_slow_at(len, alignment.bytes(), ret_addr);
+  }
+  static bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                        std::uintptr_t) {
+    return static_cast<Scratch*>(ctx)->resize_last(memory, new_len);
+  }
+  static void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                        std::uintptr_t) {
+    return static_cast<Scratch*>(ctx)->resize_last(memory, new_len) ? memory.data() : nullptr;
+  }
+  static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+    static_cast<Scratch*>(ctx)->free_last(memory, ret_addr);
+  }
+  static Ownership vt_owns(void* ctx, const void* p) {
+    return ownership(static_cast<Scratch*>(ctx)->owns(p));
+  }
+};
+
+Allocator Scratch::allocator() { return Allocator{this, &vtable_for<Entries>}; }
 
 void Scratch::unpoison([[maybe_unused]] void* p, [[maybe_unused]] std::size_t len) {
 #if defined(ALLOY_HAVE_ASAN) && !defined(NDEBUG)

@@ -118,7 +118,7 @@ class Scratch {
   static void unpoison(void* p, std::size_t len);
   // alloc_inline's slow path: its return address is the caller's call.
   ALLOY_HELPER void* alloc_slow(std::size_t len, std::size_t align);
-  friend void* scratch_vt_alloc(void*, std::size_t, Alignment, std::uintptr_t);
+  struct Entries;  // the handle's table (scratch.cc)
   // A new (or retained) chunk for the block; `ret_addr` goes to the child.
   void* alloc_slow_at(std::size_t len, std::size_t align, std::uintptr_t ret_addr);
   void enter(Chunk* c);

@@ -8,6 +8,13 @@
 // block, checked on free, resize and check()), writes after free (freed
 // blocks are filled with a pattern and held in a bounded quarantine, checked
 // when they leave it and on check()), and leaks (check_leaks()/deinit()).
+// Size feedback: alloc_at_least asks the child for len + canary with its
+// alloc_at_least and reports the child's extra, less the canary, as the
+// user's; the record keeps both lengths, and free/resize/remap accept any
+// length between them (the freed-length rule; others are kWrongSize). The
+// canary sits after the reported length. alloc_zeroed uses the child's.
+// owns() is kYes for live blocks; a free of a pointer that is not live says
+// whether the child owns it (when the child can tell).
 // Each finding becomes a debug::Report sent to DebugOptions::sink (stderr
 // text by default) with the relevant call sites. The bad call is refused (not
 // forwarded to the child) and the program goes on, unless abort_on_error. An
@@ -47,6 +54,7 @@
 
 #include "alloy/alloc_iface/allocator.h"
 #include "alloy/alloc_iface/ceiling.h"
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/engine/biased_lock.h"
 #include "alloy/debug/internal/quarantine.h"
 #include "alloy/debug/internal/records.h"
@@ -156,7 +164,7 @@ class DebugAllocator {
   DebugAllocator(const DebugAllocator&) = delete;
   DebugAllocator& operator=(const DebugAllocator&) = delete;
 
-  Allocator allocator() { return Allocator{this, &kVTable}; }
+  Allocator allocator() { return Allocator{this, &vtable_for<DebugAllocator>}; }
   Allocator child() const { return child_; }
   const DebugOptions& options() const { return options_; }
   // The ceiling on live bytes (DebugOptions::ceiling; kNoCeiling = none).
@@ -194,9 +202,15 @@ class DebugAllocator {
   static void* vt_remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
                         std::uintptr_t ret);
   static void vt_free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret);
-  static const VTable kVTable;
+  static Bytes vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                 std::uintptr_t ret);
+  static void* vt_alloc_zeroed(void* ctx, std::size_t len, Alignment alignment,
+                               std::uintptr_t ret);
+  static Ownership vt_owns(void* ctx, const void* ptr);
+  ALLOY_VTABLE_ENTRIES;
 
-  void* do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret);
+  enum class AllocKind : std::uint8_t { kPlain, kAtLeast, kZeroed };
+  Bytes do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret, AllocKind kind);
   [[gnu::noinline]] void inject_failure_locked(bool resize, std::int64_t index, std::size_t len,
                                                std::uintptr_t ret);
   void* do_resize(Bytes memory, Alignment alignment, std::size_t new_len, std::uintptr_t ret,

@@ -9,6 +9,15 @@
 // its blocks. Heap::default_allocator() is the process default heap, the one
 // alloy::engine::alloc and the malloc adapter use.
 //
+// Optional entries: alloc_at_least on both tables reports the block's usable
+// size (its size class, its slices, its mapping), which free and resize
+// accept as its length. The default heap's alloc_zeroed is calloc's path
+// (engine::alloc_zeroed: no memset for memory fresh from the OS) for
+// alignments up to 16; a Heap's table has none (alloc + memset), because the
+// engine core has no zeroed alloc for a user heap. owns: a Heap answers for
+// its own blocks only; the default heap for every engine block (its free
+// takes a block of any heap).
+//
 // Cost per call: alloc takes the heap's lock around the engine's size-class
 // path; Heap::free (and the handle's free) checks the pointer (a few loads
 // and a division: block_check) and frees under the lock when it is free at

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/make_vtable.h"
 
 namespace alloy::fuzz {
 
@@ -129,9 +130,10 @@ class CheckingChild {
   ~CheckingChild() {
     for (auto& [addr, g] : given) std::free(g.raw);
   }
-  Allocator allocator() { return Allocator{this, &kVTable}; }
+  Allocator allocator() { return Allocator{this, &vtable_for<CheckingChild>}; }
 
  private:
+  ALLOY_VTABLE_ENTRIES;
   static CheckingChild* self(void* ctx) { return static_cast<CheckingChild*>(ctx); }
   Given& find(Bytes m, Alignment a, const char* op) {
     auto it = given.find(reinterpret_cast<std::uintptr_t>(m.data()));
@@ -173,7 +175,6 @@ class CheckingChild {
     std::free(g.raw);
     c->given.erase(reinterpret_cast<std::uintptr_t>(m.data()));
   }
-  static constexpr VTable kVTable{vt_alloc, vt_resize, vt_remap, vt_free};
 };
 
 }  // namespace alloy::fuzz

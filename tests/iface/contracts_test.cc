@@ -10,6 +10,7 @@
 
 #include "alloy/alloc_iface/allocator.h"
 #include "alloy/alloc_iface/box.h"
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/alloc_iface/vec.h"
 #include "alloy/allocators/arena.h"
 #include "alloy/allocators/c_allocator.h"
@@ -26,13 +27,28 @@ namespace {
 
 // A table that breaks the alignment promise of alloc and remap.
 alignas(64) std::byte g_buffer[256];
-void* misaligned_alloc(void*, std::size_t, Alignment, std::uintptr_t) { return g_buffer + 1; }
-void* misaligned_remap(void*, Bytes, Alignment, std::size_t, std::uintptr_t) {
-  return g_buffer + 1;
-}
-void ignore_free(void*, Bytes, Alignment, std::uintptr_t) {}
-constexpr alloy::VTable kMisaligned = {misaligned_alloc, alloy::no_resize, misaligned_remap,
-                                       ignore_free};
+struct Misaligned {
+  static void* vt_alloc(void*, std::size_t, Alignment, std::uintptr_t) { return g_buffer + 1; }
+  static void* vt_remap(void*, Bytes, Alignment, std::size_t, std::uintptr_t) {
+    return g_buffer + 1;
+  }
+  static Bytes vt_alloc_at_least(void*, std::size_t, Alignment, std::uintptr_t) {
+    return Bytes(g_buffer + 1, 8);
+  }
+  static void* vt_alloc_zeroed(void*, std::size_t, Alignment, std::uintptr_t) {
+    return g_buffer + 1;
+  }
+  static void vt_free(void*, Bytes, Alignment, std::uintptr_t) {}
+};
+constexpr alloy::VTable kMisaligned = alloy::make_vtable<Misaligned>();
+
+// A table whose alloc_at_least reports less than was asked.
+struct ShortFeedback {
+  static void* vt_alloc(void*, std::size_t, Alignment, std::uintptr_t) { return g_buffer; }
+  static Bytes vt_alloc_at_least(void*, std::size_t len, Alignment, std::uintptr_t) {
+    return Bytes(g_buffer, len - 1);
+  }
+};
 
 [[maybe_unused]] bool mentions(const std::string& err, const char* what) {
   return err.find(what) != std::string::npos;
@@ -97,6 +113,32 @@ BOOST_AUTO_TEST_CASE(misaligned_results_are_named) {
   });
   BOOST_TEST(d2.aborted());
   BOOST_TEST(mentions(d2.err, "VTable::remap contract: the result must be aligned"), d2.err);
+}
+
+BOOST_AUTO_TEST_CASE(optional_entries_have_named_contracts) {
+  Allocator bad{nullptr, &kMisaligned};
+  auto d1 = run_in_child([bad] { (void)bad.raw_alloc_at_least(8, Alignment::from_log2(4), 0); });
+  BOOST_TEST(d1.aborted());
+  BOOST_TEST(mentions(d1.err, "VTable::alloc_at_least contract: the result must be aligned"),
+             d1.err);
+  auto d2 = run_in_child([bad] { (void)bad.raw_alloc_zeroed(8, Alignment::from_log2(4), 0); });
+  BOOST_TEST(d2.aborted());
+  BOOST_TEST(mentions(d2.err, "VTable::alloc_zeroed contract: the result must be aligned"),
+             d2.err);
+  static constexpr alloy::VTable kShort = alloy::make_vtable<ShortFeedback>();
+  Allocator short_feedback{nullptr, &kShort};
+  auto d3 = run_in_child([short_feedback] { (void)short_feedback.raw_alloc_at_least(8, Alignment{}, 0); });
+  BOOST_TEST(d3.aborted());
+  BOOST_TEST(mentions(d3.err, "VTable::alloc_at_least contract: the usable length must be at "
+                              "least len"),
+             d3.err);
+  Allocator c = alloy::c_allocator();
+  auto d4 = run_in_child([c] { (void)c.raw_alloc_at_least(0, Alignment{}, 0); });
+  BOOST_TEST(d4.aborted());
+  BOOST_TEST(mentions(d4.err, "VTable::alloc_at_least contract: len must be non-zero"), d4.err);
+  auto d5 = run_in_child([c] { (void)c.raw_alloc_zeroed(0, Alignment{}, 0); });
+  BOOST_TEST(d5.aborted());
+  BOOST_TEST(mentions(d5.err, "VTable::alloc_zeroed contract: len must be non-zero"), d5.err);
 }
 
 BOOST_AUTO_TEST_CASE(every_use_of_an_unset_handle_is_reported) {

@@ -3,7 +3,10 @@
 // length, kSizeOverflow, the resize and remap contracts (false / null leave
 // the block untouched), contents kept across realloc, no overlap among many
 // live blocks, free-all-then-reuse, requests past the stated limits, and a
-// bounded 4-thread hammer (with cross-thread frees) for the thread-safe ones.
+// bounded 4-thread hammer (with cross-thread frees) for the thread-safe ones;
+// and the optional entries: size feedback with the freed-length rule, zeroed
+// memory, ownership (each checked for every allocator, the claims in
+// Capabilities checked against what the handle does).
 //
 // Each allocator states its limits in one Capabilities value and gets the
 // suite in one line: a Boost.Test case whose body builds a fresh allocator
@@ -53,6 +56,20 @@ struct Capabilities {
   // size, to 1 byte) answers true. False for handles whose resize is
   // no_resize (those over a std::pmr::memory_resource).
   bool can_resize = true;
+  // Size feedback: some request gets more usable bytes than it asked for
+  // from alloc_at_least (a size class, a node, whole pages). False: every
+  // request gets exactly its length (no entry, or a child without one).
+  // check_size_feedback checks the feedback itself and the freed-length rule
+  // for every allocator, and that the claim matches.
+  bool size_feedback = false;
+  // The table has an alloc_zeroed entry (its own, or a wrapper's that
+  // forwards to the child's). check_zeroed checks zeroed memory for every
+  // allocator, and that the claim matches the table.
+  bool zeroed_entry = false;
+  // owns() answers for this allocator's blocks: kYes for each live block,
+  // kNo for memory of no allocator. Without it, live blocks may get kYes or
+  // kUnknown, never kNo (check_owns).
+  bool owns = false;
 };
 
 // 4 threads x this many alloc/verify/free steps; fixed, never timed.
@@ -382,6 +399,116 @@ inline void check_beyond_limits(Allocator a, const Capabilities& caps) {
   }
 }
 
+// alloc_at_least: at least the length asked, all of it writable and kept;
+// the freed-length rule (free and realloc with the asked length, the
+// reported one, or one between); the claim `size_feedback` matches.
+inline void check_size_feedback(Allocator a, const Capabilities& caps) {
+  const Alignment al = detail::align_of(std::min<std::size_t>(8, caps.max_alignment));
+  bool any_extra = false;
+  int i = 0;
+  for (std::size_t want : {1, 7, 24, 100, 1000, 5000, 70000}) {
+    const std::size_t len = detail::cap_len(caps, want);
+    BOOST_TEST_CONTEXT("alloc_at_least " << len << " (form " << i % 3 << ")") {
+      auto r = a.alloc_bytes_at_least(len, al);
+      BOOST_TEST_REQUIRE(r.has_value());
+      BOOST_TEST_REQUIRE(r->size() >= len);
+      BOOST_TEST(detail::aligned(r->data(), al.bytes()));
+      any_extra = any_extra || r->size() > len;
+      testing::fill(*r, len + 5);  // every reported byte is the caller's
+      BOOST_TEST(testing::intact(*r, len + 5, r->size()));
+      switch (i++ % 3) {
+        case 0:  // freed with the asked length
+          a.free_bytes(Bytes(r->data(), len), al);
+          break;
+        case 1: {  // grown from the reported length: contents kept
+          auto g = a.realloc_bytes(*r, al, detail::cap_len(caps, r->size() + 100));
+          BOOST_TEST_REQUIRE(g.has_value());
+          BOOST_TEST(testing::intact(*g, len + 5, std::min(g->size(), r->size())));
+          a.free_bytes(*g, al);
+          break;
+        }
+        default:  // freed with a length between the two
+          a.free_bytes(Bytes(r->data(), len + (r->size() - len) / 2), al);
+          break;
+      }
+    }
+  }
+  BOOST_TEST(any_extra == caps.size_feedback);
+  auto typed = a.alloc_at_least<std::uint32_t>(detail::cap_len(caps, 40) / 4);
+  BOOST_TEST_REQUIRE(typed.has_value());
+  BOOST_TEST(typed->size() >= detail::cap_len(caps, 40) / 4);
+  a.free(*typed);
+  auto z = a.alloc_bytes_at_least(0, al);
+  BOOST_TEST_REQUIRE(z.has_value());
+  BOOST_TEST(z->empty());
+}
+
+// alloc_zeroed (also over memory just dirtied and freed) and
+// realloc_bytes_zeroed's zero tail; the claim `zeroed_entry` matches.
+inline void check_zeroed(Allocator a, const Capabilities& caps) {
+  const Alignment al = detail::align_of(std::min<std::size_t>(16, caps.max_alignment));
+  auto all_zero = [](Bytes b, std::size_t from) {
+    for (std::size_t i = from; i < b.size(); ++i) {
+      if (b[i] != std::byte{0}) return false;
+    }
+    return true;
+  };
+  for (std::size_t want : {1, 100, 4096, 70000}) {
+    const std::size_t len = detail::cap_len(caps, want);
+    BOOST_TEST_CONTEXT("alloc_zeroed " << len) {
+      auto dirty = a.alloc_bytes(len, al);
+      BOOST_TEST_REQUIRE(dirty.has_value());
+      std::memset(dirty->data(), 0xAB, len);
+      a.free_bytes(*dirty, al);
+      auto z = a.alloc_bytes_zeroed(len, al);
+      BOOST_TEST_REQUIRE(z.has_value());
+      BOOST_TEST(z->size() == len);
+      BOOST_TEST(detail::aligned(z->data(), al.bytes()));
+      BOOST_TEST(all_zero(*z, 0));
+      a.free_bytes(*z, al);
+    }
+  }
+  auto typed = a.alloc_zeroed<std::uint64_t>(detail::cap_len(caps, 64) / 8);
+  BOOST_TEST_REQUIRE(typed.has_value());
+  bool zeros = true;
+  for (std::uint64_t v : *typed) zeros = zeros && v == 0;
+  BOOST_TEST(zeros);
+  a.free(*typed);
+  // Grow zeroed: the old bytes kept, the new ones zero, moving or not.
+  const std::size_t small = detail::cap_len(caps, 16);
+  auto r = a.alloc_bytes(small, al);
+  BOOST_TEST_REQUIRE(r.has_value());
+  testing::fill(*r, 77);
+  const std::size_t big = detail::cap_len(caps, 3000);
+  auto g = a.realloc_bytes_zeroed(*r, al, big);
+  BOOST_TEST_REQUIRE(g.has_value());
+  BOOST_TEST(g->size() == big);
+  BOOST_TEST(testing::intact(*g, 77, std::min(small, big)));
+  BOOST_TEST(all_zero(*g, std::min(small, big)));
+  a.free_bytes(*g, al);
+  BOOST_TEST((a.vtable->alloc_zeroed != nullptr) == caps.zeroed_entry);
+}
+
+// owns(): an allocator never disowns its live blocks; one that claims
+// `owns` says kYes for each and kNo for memory of no allocator.
+inline void check_owns(Allocator a, const Capabilities& caps) {
+  alignas(64) static std::byte foreign[64];
+  std::vector<detail::Live> live;
+  for (std::uintptr_t i = 0; i < 8; ++i) {
+    const std::size_t len = detail::cap_len(caps, 8 + i * 300);
+    auto r = a.alloc_bytes(len, detail::align_of(8));
+    BOOST_TEST_REQUIRE(r.has_value());
+    live.push_back({*r, detail::align_of(8), i});
+  }
+  for (auto& l : live) {
+    const Ownership o = a.owns(l.bytes.data());
+    BOOST_TEST((o != Ownership::kNo));
+    if (caps.owns) BOOST_TEST((o == Ownership::kYes));
+  }
+  if (caps.owns) BOOST_TEST((a.owns(foreign) == Ownership::kNo));
+  detail::free_reverse(a, live);
+}
+
 // The handle factory: called once per check with a function to hand the
 // fresh allocator's handle to; the allocator lives for that call.
 using Check = std::function<void(Allocator)>;
@@ -398,6 +525,8 @@ void run_all(const Capabilities& caps, Factory&& with_handle) {
       {"remap_contract", &check_remap_contract},   {"contents_kept", &check_contents_kept},
       {"no_overlap", &check_no_overlap},           {"free_then_reuse", &check_free_then_reuse},
       {"beyond_limits", &check_beyond_limits},     {"hammer", &check_hammer},
+      {"size_feedback", &check_size_feedback},     {"zeroed", &check_zeroed},
+      {"owns", &check_owns},
   };
   for (const Named& c : checks) {
     if (c.fn == &check_hammer && !caps.thread_safe) continue;
