@@ -16,6 +16,9 @@
 // PTRDIFF_MAX (rounded to the alignment) with kSizeOverflow before the
 // resource sees them, as every handle does.
 //
+// MemoryResource::allocate_at_least(bytes, alignment) gives the handle's
+// size feedback to callers that want it (pmr itself has no such call).
+//
 // Cost: one virtual call plus one indirect call. resize is never in place
 // and remap always says "copy it yourself" through a resource, since pmr has
 // neither. Thread safety: as the wrapped resource or handle.
@@ -38,6 +41,13 @@ class MemoryResource final : public std::pmr::memory_resource {
  public:
   explicit MemoryResource(Allocator handle) noexcept : handle_(handle) {}
   Allocator handle() const noexcept { return handle_; }
+
+  // allocate() with size feedback (as C++23's allocate_at_least): at least
+  // `bytes`, `count` bytes really usable, from the handle's alloc_at_least.
+  // deallocate(ptr, n, alignment) takes any n from `bytes` to `count`.
+  // Throws std::bad_alloc as allocate() does.
+  AllocationResult<void*> allocate_at_least(std::size_t bytes,
+                                            std::size_t alignment = alignof(std::max_align_t));
 
  private:
   void* do_allocate(std::size_t bytes, std::size_t alignment) override;

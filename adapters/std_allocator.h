@@ -12,6 +12,10 @@
 // the STL is the caller; for direct use, the user's line. Both are kept out
 // of line so that holds in every build mode.
 //
+// allocate_at_least(n) (C++23's, a member in C++20 too) returns {ptr, count}
+// from the handle's size feedback; deallocate takes any n from the asked one
+// to count.
+//
 // Cost: one indirect call per allocate/deallocate; the object is the two-word
 // handle. Copies compare equal when they share ctx and vtable, so containers
 // can swap and move storage between them. Thread safety: as the handle's.
@@ -56,6 +60,28 @@ class StdAllocator {
     void* p = handle_.raw_alloc(n * sizeof(T), Alignment::of<T>(), ALLOY_RETURN_ADDRESS());
     if (p == nullptr) throw std::bad_alloc();
     return static_cast<T*>(p);
+  }
+
+  // C++23's allocate_at_least, in C++20 too (a member; std::allocator_traits
+  // reaches it from C++23 on): at least n elements, `count` of them usable
+  // (what the handle's alloc_at_least reported, in whole T). deallocate takes
+  // any n from the asked one to `count`. Throws as allocate().
+#if defined(__cpp_lib_allocate_at_least)
+  using AtLeast = std::allocation_result<T*, std::size_t>;
+#else
+  using AtLeast = AllocationResult<T*>;
+#endif
+  [[nodiscard]] ALLOY_HELPER AtLeast allocate_at_least(std::size_t n) {
+    std::size_t bytes = 0;
+    if (detail::mul_overflows(n, sizeof(T), &bytes) ||
+        !detail::size_fits(bytes, Alignment::of<T>())) {
+      throw std::bad_array_new_length();
+    }
+    if (n == 0) n = 1;
+    Bytes b = handle_.raw_alloc_at_least(n * sizeof(T), Alignment::of<T>(),
+                                         ALLOY_RETURN_ADDRESS());
+    if (b.data() == nullptr) throw std::bad_alloc();
+    return {reinterpret_cast<T*>(b.data()), b.size() / sizeof(T)};
   }
 
   ALLOY_HELPER void deallocate(T* p, std::size_t n) noexcept {

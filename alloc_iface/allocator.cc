@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "alloy/alloc_iface/make_vtable.h"
+
 namespace alloy {
 
 bool no_resize(void*, Bytes, Alignment, std::size_t, std::uintptr_t) { return false; }
@@ -42,26 +44,28 @@ constexpr bool kReportUnset = false;
 constexpr bool kReportUnset = true;
 #endif
 
-void* unset_alloc(void*, std::size_t, Alignment, std::uintptr_t) {
-  if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (alloc)");
-  return nullptr;
-}
-bool unset_resize(void*, Bytes, Alignment, std::size_t, std::uintptr_t) {
-  if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (resize)");
-  return false;
-}
-void* unset_remap(void*, Bytes, Alignment, std::size_t, std::uintptr_t) {
-  if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (remap)");
-  return nullptr;
-}
-void unset_free(void*, Bytes, Alignment, std::uintptr_t) {
-  // It handed nothing out, so whatever this is belongs elsewhere: refused.
-  if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (free)");
-}
+struct UnsetEntries {
+  static void* vt_alloc(void*, std::size_t, Alignment, std::uintptr_t) {
+    if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (alloc)");
+    return nullptr;
+  }
+  static bool vt_resize(void*, Bytes, Alignment, std::size_t, std::uintptr_t) {
+    if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (resize)");
+    return false;
+  }
+  static void* vt_remap(void*, Bytes, Alignment, std::size_t, std::uintptr_t) {
+    if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (remap)");
+    return nullptr;
+  }
+  static void vt_free(void*, Bytes, Alignment, std::uintptr_t) {
+    // It handed nothing out, so whatever this is belongs elsewhere: refused.
+    if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (free)");
+  }
+};
 
 }  // namespace
 
-const VTable kUnsetVTable = {unset_alloc, unset_resize, unset_remap, unset_free};
+const VTable kUnsetVTable = make_vtable<UnsetEntries>();
 
 }  // namespace detail
 
@@ -112,6 +116,63 @@ Result<Bytes> Allocator::realloc_bytes_at(Bytes memory, Alignment alignment,
   void* p = raw_alloc(new_len, alignment, ret_addr);
   if (p == nullptr) return Err(AllocError::kOutOfMemory);
   std::memcpy(p, memory.data(), std::min(memory.size(), new_len));
+  raw_free(memory, alignment, ret_addr);
+  return Bytes(static_cast<std::byte*>(p), new_len);
+}
+
+ALLOY_HELPER Result<Bytes> Allocator::alloc_bytes_at_least(std::size_t len,
+                                                           Alignment alignment) const {
+  return alloc_bytes_at_least_at(len, alignment, ALLOY_RETURN_ADDRESS());
+}
+
+Result<Bytes> Allocator::alloc_bytes_at_least_at(std::size_t len, Alignment alignment,
+                                                 std::uintptr_t ret_addr) const {
+  if (!detail::size_fits(len, alignment)) return Err(AllocError::kSizeOverflow);
+  if (len == 0) return Bytes(detail::dangling<std::byte>(alignment), 0);
+  Bytes b = raw_alloc_at_least(len, alignment, ret_addr);
+  if (b.data() == nullptr) return Err(AllocError::kOutOfMemory);
+  return b;
+}
+
+ALLOY_HELPER Result<Bytes> Allocator::alloc_bytes_zeroed(std::size_t len,
+                                                         Alignment alignment) const {
+  return alloc_bytes_zeroed_at(len, alignment, ALLOY_RETURN_ADDRESS());
+}
+
+Result<Bytes> Allocator::alloc_bytes_zeroed_at(std::size_t len, Alignment alignment,
+                                               std::uintptr_t ret_addr) const {
+  if (!detail::size_fits(len, alignment)) return Err(AllocError::kSizeOverflow);
+  if (len == 0) return Bytes(detail::dangling<std::byte>(alignment), 0);
+  void* p = raw_alloc_zeroed(len, alignment, ret_addr);
+  if (p == nullptr) return Err(AllocError::kOutOfMemory);
+  return Bytes(static_cast<std::byte*>(p), len);
+}
+
+ALLOY_HELPER Result<Bytes> Allocator::realloc_bytes_zeroed(Bytes memory, Alignment alignment,
+                                                           std::size_t new_len) const {
+  return realloc_bytes_zeroed_at(memory, alignment, new_len, ALLOY_RETURN_ADDRESS());
+}
+
+Result<Bytes> Allocator::realloc_bytes_zeroed_at(Bytes memory, Alignment alignment,
+                                                 std::size_t new_len,
+                                                 std::uintptr_t ret_addr) const {
+  if (!detail::size_fits(new_len, alignment)) return Err(AllocError::kSizeOverflow);
+  if (memory.empty()) return alloc_bytes_zeroed_at(new_len, alignment, ret_addr);
+  const std::size_t old_len = memory.size();
+  if (new_len <= old_len) return realloc_bytes_at(memory, alignment, new_len, ret_addr);
+  if (raw_resize(memory, alignment, new_len, ret_addr)) {
+    std::memset(memory.data() + old_len, 0, new_len - old_len);
+    return Bytes(memory.data(), new_len);
+  }
+  if (void* p = raw_remap(memory, alignment, new_len, ret_addr)) {
+    std::memset(static_cast<std::byte*>(p) + old_len, 0, new_len - old_len);
+    return Bytes(static_cast<std::byte*>(p), new_len);
+  }
+  // Fresh zeroed memory (no memset where the allocator knows it is zero),
+  // then the old bytes over its head.
+  void* p = raw_alloc_zeroed(new_len, alignment, ret_addr);
+  if (p == nullptr) return Err(AllocError::kOutOfMemory);
+  std::memcpy(p, memory.data(), old_len);
   raw_free(memory, alignment, ret_addr);
   return Bytes(static_cast<std::byte*>(p), new_len);
 }

@@ -1,18 +1,25 @@
 // alloy::Allocator — the handle every alloy allocator hands out.
 //
 // Two words: a context pointer and a pointer to a static table of four
-// functions. Library code takes an `Allocator` by value and never learns which
-// strategy is behind it; the caller decides (page, c, arena, pool, debug, ...).
+// functions (and three optional ones). Library code takes an `Allocator` by
+// value and never learns which strategy is behind it; the caller decides
+// (page, c, arena, pool, debug, ...).
 //
 //   alloc  (ctx, len, alignment, ret_addr)          -> pointer, or null = out of memory
 //   resize (ctx, memory, alignment, new_len, ret)   -> true if it grew/shrank in place
 //   remap  (ctx, memory, alignment, new_len, ret)   -> new pointer (may move), or null =
 //                                                      "do alloc + copy + free yourself"
 //   free   (ctx, memory, alignment, ret_addr)
+// Optional (null: the handle falls back, at no cost to the allocator):
+//   alloc_at_least (ctx, len, alignment, ret)  -> {ptr, usable >= len}   (else usable = len)
+//   alloc_zeroed   (ctx, len, alignment, ret)  -> zeroed block            (else alloc + memset)
+//   owns           (ctx, ptr)                  -> Ownership kYes/kNo/...  (else kUnknown)
+// Tables are built with make_vtable<T>() (make_vtable.h).
 //
 // Each entry's contract is written at its `VTable` field. In short: `memory`
-// is always the exact (pointer, length) the caller was given, so every free is
-// a sized free; `alignment` is the one used at allocation; lengths reaching
+// is always the (pointer, length) the caller was given (for a block from
+// alloc_at_least, any length from the asked to the reported one: the
+// freed-length rule), so every free is a sized free; `alignment` is the one used at allocation; lengths reaching
 // the table are never zero (the typed helpers answer zero-length requests
 // themselves, as Zig does) and never more than PTRDIFF_MAX once rounded up to
 // the alignment (Rust's Layout rule: the handle refuses larger sizes before
@@ -89,8 +96,18 @@ namespace alloy {
 
 using Bytes = std::span<std::byte>;
 
-// The four entries of an allocator. "The block" is memory handed out by this
-// table's alloc (or moved by its remap) and not yet freed. The handle's raw_*
+// What Allocator::owns answers.
+enum class Ownership : std::uint8_t {
+  kUnknown,  // the allocator cannot tell (no owns entry)
+  kNo,
+  kYes,
+};
+constexpr Ownership ownership(bool yes) { return yes ? Ownership::kYes : Ownership::kNo; }
+
+// The four entries of an allocator, and three optional ones. "The block" is
+// memory handed out by this table's alloc, alloc_at_least or alloc_zeroed (or
+// moved by its remap) and not yet freed; "its length" is the length asked,
+// or any length the freed-length rule (at alloc_at_least) allows. The handle's raw_*
 // calls check the marked (*) rules without NDEBUG; the others are what
 // DebugAllocator checks.
 struct VTable {
@@ -107,7 +124,8 @@ struct VTable {
                  std::uintptr_t ret_addr);
   // Grows or shrinks the block in place, without moving it.
   //  * memory is a live block (non-null, non-empty (*)): the exact
-  //    (pointer, length) from the most recent alloc, resize or remap.
+  //    (pointer, length) from the most recent alloc, resize or remap (after
+  //    alloc_at_least: any length the freed-length rule allows).
   //  * alignment is the one passed to the alloc that made the block.
   //  * new_len is non-zero (*) (to shrink to nothing, free) and within the
   //    same size limit as alloc (the handle answers false above it).
@@ -126,11 +144,57 @@ struct VTable {
                  std::size_t new_len, std::uintptr_t ret_addr);
   // Gives the block back.
   //  * memory is a live block (non-null, non-empty (*)): the exact
-  //    (pointer, length) from the most recent alloc, resize or remap.
+  //    (pointer, length) from the most recent alloc, resize or remap (after
+  //    alloc_at_least: any length the freed-length rule allows).
   //  * alignment is the one passed to the alloc that made the block.
   //  * afterwards the block is dead; freeing it again is a double free.
   void (*free)(void* ctx, Bytes memory, Alignment alignment,
                std::uintptr_t ret_addr);
+
+  // ---- Optional entries: null when the allocator lacks them; the handle's
+  // helpers then fall back, so an allocator without one pays nothing. ----
+
+  // Size feedback (Rust's allocate returning the real length, C++23's
+  // allocate_at_least). Null: the handle calls alloc and reports len.
+  //  * len, alignment, ret_addr: as for alloc.
+  //  * returns {ptr, usable}: ptr as alloc's result (aligned (*)), and
+  //    usable >= len (*) bytes the caller may use, all of them; or {null, 0}
+  //    (*) when it cannot. Answer truthfully: what the block really holds
+  //    (a size class, a pool's node, whole pages), or len when nothing more
+  //    is cheap to know.
+  //  * The freed-length rule: the block's length, for the resize, remap and
+  //    free that follow, may be ANY value in [len, usable] (the asked one,
+  //    the reported one or any between); DebugAllocator checks it. A block
+  //    that a resize or remap changed has the new_len it was given, exactly.
+  //  * Wrappers that charge bytes (counting, limit) charge the usable length
+  //    they report; wrappers that add bytes of their own (the debug canary)
+  //    report only what the user may touch.
+  Bytes (*alloc_at_least)(void* ctx, std::size_t len, Alignment alignment,
+                          std::uintptr_t ret_addr) = nullptr;
+  // Zeroed memory (calloc, Rust's allocate_zeroed). Null: alloc + memset.
+  //  * as alloc (same rules (*)); every one of the len bytes is zero. For
+  //    allocators that know fresh OS memory is zero (the engine, the page
+  //    allocator) and skip the memset for it.
+  void* (*alloc_zeroed)(void* ctx, std::size_t len, Alignment alignment,
+                        std::uintptr_t ret_addr) = nullptr;
+  // Ownership (foonathan's is_owning). Null: the handle answers kUnknown.
+  //  * ptr is any address (may be null, interior, foreign, freed).
+  //  * kYes for the start of every live block this table handed out; kNo
+  //    for a block of another allocator (one that does not share this
+  //    allocator's memory); kUnknown when it cannot tell (a wrapper whose
+  //    child cannot). An interior or freed pointer of its own may get kYes
+  //    or kNo. Cheap: address arithmetic or a short walk, no allocation
+  //    through this table; thread safety as the allocator's alloc.
+  Ownership (*owns)(void* ctx, const void* ptr) = nullptr;
+};
+
+// The allocation_result of C++23's allocate_at_least, for StdAllocator and
+// MemoryResource in C++20 too: `count` elements (bytes for MemoryResource)
+// at `ptr`, at least the number asked for.
+template <class Pointer>
+struct AllocationResult {
+  Pointer ptr;
+  std::size_t count;
 };
 
 // Stubs for allocators that cannot do an operation.
@@ -140,6 +204,16 @@ void* no_remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len
                std::uintptr_t ret_addr);
 void no_free(void* ctx, Bytes memory, Alignment alignment,
              std::uintptr_t ret_addr);
+
+namespace detail {
+template <class T>
+struct VTableAccess;  // make_vtable.h
+}  // namespace detail
+
+// In a class whose vt_* entries are private: lets make_vtable (and only it)
+// reach them. See make_vtable.h.
+#define ALLOY_VTABLE_ENTRIES \
+  template <class> friend struct ::alloy::detail::VTableAccess
 
 namespace detail {
 // The table of a default-constructed handle (see the header comment).
@@ -236,6 +310,46 @@ struct Allocator {
                           "VTable::remap contract: the result must be aligned to `alignment`");
     return p;
   }
+  // alloc with size feedback: {ptr, usable >= len}, or {null, 0}. Without
+  // an alloc_at_least entry, alloc and usable == len.
+  Bytes raw_alloc_at_least(std::size_t len, Alignment alignment,
+                           std::uintptr_t ret_addr) const {
+    ALLOY_DETAIL_CONTRACT(len != 0, "VTable::alloc_at_least contract: len must be non-zero");
+    if (!detail::nonzero_size_fits(len, alignment)) [[unlikely]] return Bytes();
+    if (vtable->alloc_at_least == nullptr) {
+      void* p = vtable->alloc(ctx, len, alignment, ret_addr);
+      ALLOY_DETAIL_CONTRACT(alignment.check(p),
+                            "VTable::alloc contract: the result must be aligned to `alignment`");
+      return p == nullptr ? Bytes() : Bytes(static_cast<std::byte*>(p), len);
+    }
+    Bytes b = vtable->alloc_at_least(ctx, len, alignment, ret_addr);
+    ALLOY_DETAIL_CONTRACT(b.data() != nullptr || b.empty(),
+                          "VTable::alloc_at_least contract: a null result must have length 0");
+    ALLOY_DETAIL_CONTRACT(b.data() == nullptr || b.size() >= len,
+                          "VTable::alloc_at_least contract: the usable length must be at least "
+                          "len");
+    ALLOY_DETAIL_CONTRACT(alignment.check(b.data()),
+                          "VTable::alloc_at_least contract: the result must be aligned to "
+                          "`alignment`");
+    return b;
+  }
+  // alloc with every byte zero. Without an alloc_zeroed entry, alloc + memset.
+  void* raw_alloc_zeroed(std::size_t len, Alignment alignment,
+                         std::uintptr_t ret_addr) const {
+    ALLOY_DETAIL_CONTRACT(len != 0, "VTable::alloc_zeroed contract: len must be non-zero");
+    if (!detail::nonzero_size_fits(len, alignment)) [[unlikely]] return nullptr;
+    void* p = nullptr;
+    if (vtable->alloc_zeroed == nullptr) {
+      p = vtable->alloc(ctx, len, alignment, ret_addr);
+      if (p != nullptr) std::memset(p, 0, len);
+    } else {
+      p = vtable->alloc_zeroed(ctx, len, alignment, ret_addr);
+    }
+    ALLOY_DETAIL_CONTRACT(alignment.check(p),
+                          "VTable::alloc_zeroed contract: the result must be aligned to "
+                          "`alignment`");
+    return p;
+  }
   void raw_free(Bytes memory, Alignment alignment,
                 std::uintptr_t ret_addr) const {
     ALLOY_DETAIL_CONTRACT(memory.data() != nullptr && !memory.empty(),
@@ -243,6 +357,13 @@ struct Allocator {
                           "non-empty)");
     if (memory.empty()) [[unlikely]] return;
     vtable->free(ctx, memory, alignment, ret_addr);
+  }
+
+  // Whether `ptr` is this allocator's (see VTable::owns); kUnknown when its
+  // table has no owns entry.
+  Ownership owns(const void* ptr) const {
+    if (vtable->owns == nullptr) return Ownership::kUnknown;
+    return vtable->owns(ctx, ptr);
   }
 
   // ---- Bytes. ----
@@ -258,6 +379,18 @@ struct Allocator {
   Result<Bytes> realloc_bytes(Bytes memory, Alignment alignment,
                               std::size_t new_len) const;
   void free_bytes(Bytes memory, Alignment alignment) const;
+  // At least `len` bytes: the span is as long as the block really is (its
+  // size class, its pool node, its pages); free, resize or remap it with any
+  // length from `len` to the span's (see VTable::alloc_at_least).
+  Result<Bytes> alloc_bytes_at_least(std::size_t len, Alignment alignment) const;
+  // `len` zero bytes (calloc): no memset where the allocator knows its memory
+  // is fresh from the OS.
+  Result<Bytes> alloc_bytes_zeroed(std::size_t len, Alignment alignment) const;
+  // realloc_bytes whose new bytes (past memory.size()) are zero (Rust's
+  // grow_zeroed): resize or remap and zero the tail, else alloc_zeroed + copy
+  // + free. On error `memory` is intact.
+  Result<Bytes> realloc_bytes_zeroed(Bytes memory, Alignment alignment,
+                                     std::size_t new_len) const;
 
   // ---- Single objects. ----
 
@@ -301,6 +434,43 @@ struct Allocator {
     if (!alignment) return Err(AllocError::kInvalidAlignment);
     return alloc_array<T>(n, alignment->max(Alignment::of<T>()),
                           ALLOY_RETURN_ADDRESS());
+  }
+
+  // At least n elements: the span holds as many as the block really fits
+  // (>= n). Free it (or realloc it) as it is, or with any size from n up.
+  template <class T>
+  ALLOY_HELPER Result<std::span<T>> alloc_at_least(std::size_t n) const {
+    static_assert(detail::kPlainData<T>, "alloc_at_least<T>(n) is for plain data; use Vec<T>");
+    std::size_t bytes = 0;
+    if (detail::mul_overflows(n, sizeof(T), &bytes)) return Err(AllocError::kSizeOverflow);
+    auto r = alloc_bytes_at_least_at(bytes, Alignment::of<T>(), ALLOY_RETURN_ADDRESS());
+    if (!r) return Err(r.error());
+    return std::span<T>(reinterpret_cast<T*>(r->data()), bytes == 0 ? 0 : r->size() / sizeof(T));
+  }
+
+  // n elements, every byte zero (calloc; Rust's allocate_zeroed).
+  template <class T>
+  ALLOY_HELPER Result<std::span<T>> alloc_zeroed(std::size_t n) const {
+    static_assert(detail::kPlainData<T>, "alloc_zeroed<T>(n) is for plain data");
+    std::size_t bytes = 0;
+    if (detail::mul_overflows(n, sizeof(T), &bytes)) return Err(AllocError::kSizeOverflow);
+    auto r = alloc_bytes_zeroed_at(bytes, Alignment::of<T>(), ALLOY_RETURN_ADDRESS());
+    if (!r) return Err(r.error());
+    return std::span<T>(reinterpret_cast<T*>(r->data()), n);
+  }
+
+  // realloc whose new elements (past old.size()) are zero bytes (Rust's
+  // grow_zeroed). On error the old span is untouched; n == 0 frees.
+  template <class T>
+  ALLOY_HELPER Result<std::span<T>> realloc_zeroed(std::span<T> old, std::size_t n) const {
+    static_assert(detail::kPlainData<T>, "realloc_zeroed is for plain data");
+    std::size_t bytes = 0;
+    if (detail::mul_overflows(n, sizeof(T), &bytes)) return Err(AllocError::kSizeOverflow);
+    auto r = realloc_bytes_zeroed_at(to_bytes(old), Alignment::of<T>(), bytes,
+                                     ALLOY_RETURN_ADDRESS());
+    if (!r) return Err(r.error());
+    if (r->empty()) return std::span<T>(detail::dangling<T>(Alignment::of<T>()), 0);
+    return std::span<T>(reinterpret_cast<T*>(r->data()), n);
   }
 
   // Resizes an array to n elements, keeping the first min(old, n). Tries
@@ -368,6 +538,12 @@ struct Allocator {
   }
   bool resize_bytes_at(Bytes memory, Alignment alignment, std::size_t new_len,
                        std::uintptr_t ret_addr) const;
+  Result<Bytes> alloc_bytes_at_least_at(std::size_t len, Alignment alignment,
+                                        std::uintptr_t ret_addr) const;
+  Result<Bytes> alloc_bytes_zeroed_at(std::size_t len, Alignment alignment,
+                                      std::uintptr_t ret_addr) const;
+  Result<Bytes> realloc_bytes_zeroed_at(Bytes memory, Alignment alignment,
+                                        std::size_t new_len, std::uintptr_t ret_addr) const;
   Result<Bytes> realloc_bytes_at(Bytes memory, Alignment alignment,
                                  std::size_t new_len, std::uintptr_t ret_addr) const;
 

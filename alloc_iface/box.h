@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/base/assert.h"
 
 namespace alloy {
 
@@ -50,7 +51,10 @@ class Box {
   ~Box() { reset(); }
 
   T* get() const { return ptr_; }
-  T& operator*() const { return *ptr_; }
+  T& operator*() const {
+    ALLOY_ASSERT_MSG(ptr_ != nullptr, "alloy::Box: dereference of an empty Box");
+    return *ptr_;
+  }
   T* operator->() const { return ptr_; }
   explicit operator bool() const { return ptr_ != nullptr; }
   Allocator allocator() const { return allocator_; }

@@ -4,7 +4,11 @@
 // Result; on error the Vec is exactly as it was (strong guarantee). Growth
 // first asks the allocator to resize in place, then (for trivially copyable
 // T) to remap, which may move pages without copying, and only then allocates,
-// moves and frees. Capacity at least doubles, so push is amortised O(1).
+// moves and frees. Capacity at least doubles, so push is amortised O(1). New
+// storage comes from alloc_at_least: capacity() is what the block really
+// holds (a size class, a pool node, whole pages), so the next growth comes
+// later; the block is freed with capacity() elements, within the
+// freed-length rule.
 //
 // Values and constructor arguments may refer to the Vec's own elements
 // (v.try_push(v[0]), v.try_resize(n, v[k]), v.try_append(v.span()),
@@ -36,6 +40,7 @@
 #include <utility>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/base/assert.h"
 
 namespace alloy {
 
@@ -87,13 +92,26 @@ class Vec {
   bool empty() const { return size_ == 0; }
   T* data() { return data_; }
   const T* data() const { return data_; }
-  T& operator[](std::size_t i) { return data_[i]; }
-  const T& operator[](std::size_t i) const { return data_[i]; }
+  // Unchecked with NDEBUG; ALLOY_ASSERT (base/assert.h) checks i < size() otherwise.
+  T& operator[](std::size_t i) {
+    ALLOY_ASSERT_MSG(i < size_, "alloy::Vec index past the end");
+    return data_[i];
+  }
+  const T& operator[](std::size_t i) const {
+    ALLOY_ASSERT_MSG(i < size_, "alloy::Vec index past the end");
+    return data_[i];
+  }
   // Bounds-checked access: null past the end.
   T* get(std::size_t i) { return i < size_ ? data_ + i : nullptr; }
   const T* get(std::size_t i) const { return i < size_ ? data_ + i : nullptr; }
-  T& front() { return data_[0]; }
-  T& back() { return data_[size_ - 1]; }
+  T& front() {
+    ALLOY_ASSERT_MSG(size_ != 0, "alloy::Vec::front of an empty Vec");
+    return data_[0];
+  }
+  T& back() {
+    ALLOY_ASSERT_MSG(size_ != 0, "alloy::Vec::back of an empty Vec");
+    return data_[size_ - 1];
+  }
   iterator begin() { return data_; }
   iterator end() { return data_ + size_; }
   const_iterator begin() const { return data_; }
@@ -385,10 +403,10 @@ class Vec {
       return Err(AllocError::kSizeOverflow);
     }
     if (data_ == nullptr) {
-      void* p = allocator_.raw_alloc(bytes, align, ret);
-      if (p == nullptr) return Err(AllocError::kOutOfMemory);
-      data_ = static_cast<T*>(p);
-      capacity_ = new_capacity;
+      Bytes got = allocator_.raw_alloc_at_least(bytes, align, ret);
+      if (got.data() == nullptr) return Err(AllocError::kOutOfMemory);
+      data_ = reinterpret_cast<T*>(got.data());
+      capacity_ = got.size() / sizeof(T);  // size feedback: >= new_capacity
       construct_or_undo(make, data_, nullptr);
       return Ok();
     }
@@ -410,10 +428,9 @@ class Vec {
     } else {
       (void)allow_remap;
     }
-    void* p = allocator_.raw_alloc(bytes, align, ret);
-    if (p == nullptr) return Err(AllocError::kOutOfMemory);
-    T* fresh = static_cast<T*>(p);
-    Bytes fresh_bytes(static_cast<std::byte*>(p), bytes);
+    Bytes fresh_bytes = allocator_.raw_alloc_at_least(bytes, align, ret);
+    if (fresh_bytes.data() == nullptr) return Err(AllocError::kOutOfMemory);
+    T* fresh = reinterpret_cast<T*>(fresh_bytes.data());
     // The new elements first: their sources may be old elements.
     construct_or_undo(make, fresh + size_, &fresh_bytes);
     if constexpr (std::is_trivially_copyable_v<T>) {
@@ -426,7 +443,7 @@ class Vec {
     }
     allocator_.raw_free(old, align, ret);
     data_ = fresh;
-    capacity_ = new_capacity;
+    capacity_ = fresh_bytes.size() / sizeof(T);  // size feedback: >= new_capacity
     return Ok();
   }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/page_allocator.h"
 #include "alloy/allocators/wrong_free.h"
 
@@ -12,33 +13,29 @@ namespace {
 // Doubling stops here so one burst cannot make the next chunk absurd.
 constexpr std::size_t kMaxGrowth = std::size_t{1} << 30;
 constexpr Alignment kHugePage = Alignment::from_log2(21);  // 2 MiB on x86-64
-
-constexpr VTable kArenaVTable = {Arena::vt_alloc, Arena::vt_resize, Arena::vt_remap,
-                                 Arena::vt_free};
 }  // namespace
 
 Arena::Arena(Allocator child, Options options)
-    : child_(child),
+    : chunks_(child),
       next_size_(std::max(options.first_chunk, kHeader + 64)),
       first_size_(next_size_),
-      ceiling_(options.ceiling),
+      ceiling_(options.ceiling == 0 ? kNoCeiling : options.ceiling),  // 0: deprecated "none"
       huge_pages_(options.huge_pages && child == page_allocator()) {}
 
 Arena::~Arena() { free_chunks(ALLOY_RETURN_ADDRESS()); }
 
-Allocator Arena::allocator() { return Allocator{this, &kArenaVTable}; }
+Allocator Arena::allocator() { return Allocator{this, &vtable_for<Arena>}; }
 
 void Arena::use_chunk(Chunk* c) {
-  head_ = c;
-  cur_ = reinterpret_cast<std::uintptr_t>(c) + kHeader;
-  end_ = reinterpret_cast<std::uintptr_t>(c) + c->size;
+  cur_ = c->begin();
+  end_ = c->end();
 }
 
 bool Arena::add_chunk(std::size_t min_size, std::size_t wanted_size,
                       std::uintptr_t ret_addr) {
-  if (ceiling_ != 0) {
-    if (child_bytes_ >= ceiling_) return false;
-    const std::size_t room = ceiling_ - child_bytes_;
+  if (ceiling_ != kNoCeiling) {
+    if (chunks_.bytes() >= ceiling_) return false;
+    const std::size_t room = ceiling_ - chunks_.bytes();
     if (min_size > room) return false;
     wanted_size = std::min(wanted_size, room);
   }
@@ -46,20 +43,15 @@ bool Arena::add_chunk(std::size_t min_size, std::size_t wanted_size,
   auto alignment_for = [this](std::size_t bytes) {
     return huge_pages_ && bytes >= kHugePage.bytes() ? kHugePage : kChunkAlignment;
   };
-  void* p = child_.raw_alloc(size, alignment_for(size), ret_addr);
-  if (p == nullptr && wanted_size > min_size) {
+  Chunk* c = chunks_.append(size, alignment_for(size), ret_addr);
+  if (c == nullptr && wanted_size > min_size) {
     size = min_size;  // the child may still serve the bare minimum
-    p = child_.raw_alloc(size, alignment_for(size), ret_addr);
+    c = chunks_.append(size, alignment_for(size), ret_addr);
   }
-  if (p == nullptr) return false;
-  if (alignment_for(size) == kHugePage) {
-    madvise(p, size, MADV_HUGEPAGE);  // a hint: fine if THP is off
+  if (c == nullptr) return false;
+  if (c->alignment == kHugePage) {
+    madvise(c, size, MADV_HUGEPAGE);  // a hint: fine if THP is off
   }
-  auto* c = static_cast<Chunk*>(p);
-  c->prev = head_;
-  c->size = size;
-  c->alignment = alignment_for(size);
-  child_bytes_ += size;
   use_chunk(c);
   return true;
 }
@@ -81,30 +73,19 @@ void* Arena::alloc_slow_at(std::size_t len, std::size_t align, std::uintptr_t re
   return reinterpret_cast<void*>(p);
 }
 
-void Arena::free_chunk(Chunk* c, std::uintptr_t ret_addr) {
-  child_.raw_free(Bytes(reinterpret_cast<std::byte*>(c), c->size), c->alignment, ret_addr);
-}
-
 void Arena::free_chunks(std::uintptr_t ret_addr) {
-  Chunk* c = head_;
-  while (c != nullptr) {
-    Chunk* prev = c->prev;
-    free_chunk(c, ret_addr);
-    c = prev;
-  }
-  head_ = nullptr;
+  chunks_.free_all(ret_addr);
   cur_ = end_ = 0;
-  child_bytes_ = 0;
 }
 
 bool Arena::reset(ResetMode mode) {
   const std::uintptr_t ret_addr = ALLOY_RETURN_ADDRESS();
-  if (mode.kind == ResetMode::Kind::kFreeAll || head_ == nullptr) {
+  if (mode.kind == ResetMode::Kind::kFreeAll || chunks_.empty()) {
     free_chunks(ret_addr);
     next_size_ = first_size_;
     return true;
   }
-  std::size_t target = child_bytes_;
+  std::size_t target = chunks_.bytes();
   if (mode.kind == ResetMode::Kind::kRetainWithLimit && mode.limit < target) {
     target = mode.limit;
   }
@@ -113,19 +94,9 @@ bool Arena::reset(ResetMode mode) {
     return true;
   }
   // Keep the newest (largest) chunk, give back the older ones.
-  Chunk* keep = head_;
-  for (Chunk* c = keep->prev; c != nullptr;) {
-    Chunk* prev = c->prev;
-    free_chunk(c, ret_addr);
-    c = prev;
-  }
-  keep->prev = nullptr;
-  child_bytes_ = keep->size;
-  if (keep->size == target ||
-      child_.raw_resize(Bytes(reinterpret_cast<std::byte*>(keep), keep->size),
-                        keep->alignment, target, ret_addr)) {
-    keep->size = target;
-    child_bytes_ = target;
+  Chunk* keep = chunks_.last();
+  chunks_.free_before(keep, ret_addr);
+  if (chunks_.resize(keep, target, ret_addr)) {
     use_chunk(keep);
     return true;
   }
@@ -134,26 +105,11 @@ bool Arena::reset(ResetMode mode) {
   return add_chunk(target, target, ret_addr);
 }
 
-std::size_t Arena::query_capacity() const {
-  std::size_t total = 0;
-  for (const Chunk* c = head_; c != nullptr; c = c->prev) total += c->size - kHeader;
-  return total;
-}
+std::size_t Arena::query_capacity() const { return chunks_.usable_bytes(); }
 
-std::size_t Arena::chunk_count() const {
-  std::size_t n = 0;
-  for (const Chunk* c = head_; c != nullptr; c = c->prev) ++n;
-  return n;
-}
+std::size_t Arena::chunk_count() const { return chunks_.count(); }
 
-bool Arena::owns(const void* p) const {
-  const auto addr = reinterpret_cast<std::uintptr_t>(p);
-  for (const Chunk* c = head_; c != nullptr; c = c->prev) {
-    const auto base = reinterpret_cast<std::uintptr_t>(c);
-    if (addr >= base + kHeader && addr < base + c->size) return true;
-  }
-  return false;
-}
+bool Arena::owns(const void* p) const { return chunks_.find(p) != nullptr; }
 
 bool Arena::resize_last(Bytes memory, std::size_t new_len) {
   const auto start = reinterpret_cast<std::uintptr_t>(memory.data());
@@ -184,8 +140,8 @@ void Arena::vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr)
   auto* self = static_cast<Arena*>(ctx);
   const auto start = reinterpret_cast<std::uintptr_t>(memory.data());
   WrongFree wrong = WrongFree::kNone;
-  if (self->head_ != nullptr && start >= reinterpret_cast<std::uintptr_t>(self->head_) + kHeader &&
-      start < self->end_) {
+  const Chunk* newest = self->chunks_.last();
+  if (newest != nullptr && start >= newest->begin() && start < self->end_) {
     if (bump_apply_free(start, memory.size(), self->cur_)) return;
     wrong = WrongFree::kDouble;
   } else if (kCheckedFrees && !self->owns(memory.data())) {

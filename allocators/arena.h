@@ -6,8 +6,9 @@
 // frees only rewind the most recent allocation; everything else is released
 // together by reset() or by the destructor, which walks the chunk list once
 // — the cost depends on the number of chunks, never on the number of objects.
-// An optional ceiling caps the bytes the arena may take from its child;
-// over it, alloc returns null and the arena stays usable.
+// An optional ceiling caps the bytes the arena may take from its child
+// (alloy::kNoCeiling, the default, is none; see alloc_iface/ceiling.h); over
+// it, alloc returns null and the arena stays usable.
 //
 // With the page allocator as child, big chunks are backed by transparent huge
 // pages when the kernel allows (Options::huge_pages).
@@ -48,8 +49,11 @@
 #include <utility>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/ceiling.h"
 #include "alloy/allocators/bump_cursor.h"
+#include "alloy/allocators/internal/chunk_list.h"
 #include "alloy/allocators/reset_mode.h"
+#include "alloy/base/assert.h"
 
 namespace alloy {
 
@@ -57,7 +61,9 @@ class Arena {
  public:
   struct Options {
     std::size_t first_chunk = 4096;  // bytes of the first chunk, header included
-    std::size_t ceiling = 0;         // max bytes taken from the child; 0 = no cap
+    // Max bytes taken from the child; kNoCeiling = no cap. 0 also means no
+    // cap for one release (the old spelling, deprecated): say kNoCeiling.
+    std::size_t ceiling = kNoCeiling;
     // With the page allocator as child, chunks of 2 MiB or more are 2 MiB
     // aligned and advised MADV_HUGEPAGE: fewer page faults while filling, and
     // dropping the arena unmaps a few huge pages instead of thousands.
@@ -79,6 +85,7 @@ class Arena {
   // with the address of the caller's call.
   ALLOY_INLINE_ENTRY void* alloc_inline(std::size_t len,
                                         std::size_t align = alignof(std::max_align_t)) {
+    ALLOY_ASSERT_MSG(len != 0, "Arena::alloc_inline: len must be non-zero");
     if (void* p = bump_take(cur_, end_, len, align)) [[likely]] return p;
     return alloc_slow(len, align);
   }
@@ -99,31 +106,33 @@ class Arena {
   // Usable bytes in the chunks held now (headers excluded).
   std::size_t query_capacity() const;
   // Bytes taken from the child, headers included (what the ceiling counts).
-  std::size_t child_bytes() const { return child_bytes_; }
+  std::size_t child_bytes() const { return chunks_.bytes(); }
   std::size_t chunk_count() const;
   // Whether `p` lies inside one of this arena's chunks.
   bool owns(const void* p) const;
 
   std::size_t refused_frees() const { return refused_; }
 
+  // kNoCeiling when uncapped (also after set_ceiling(0), the deprecated spelling).
   std::size_t ceiling() const { return ceiling_; }
-  void set_ceiling(std::size_t bytes) { ceiling_ = bytes; }
+  void set_ceiling(std::size_t bytes) { ceiling_ = bytes == 0 ? kNoCeiling : bytes; }
 
-  // Vtable entry points (public so the table can be constant-initialised).
+ private:
+  // The handle's entries (make_vtable.h); ctx is the Arena.
+  ALLOY_VTABLE_ENTRIES;
   static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t);
   static bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,
                         std::uintptr_t);
   static void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
                         std::uintptr_t);
   static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t);
+  static Ownership vt_owns(void* ctx, const void* p) {
+    return ownership(static_cast<Arena*>(ctx)->owns(p));
+  }
 
  private:
-  struct Chunk {
-    Chunk* prev;          // older chunk
-    std::size_t size;     // bytes from the child, this header included
-    Alignment alignment;  // as asked of the child (sized, aligned free)
-  };
-  static constexpr std::size_t kHeader = sizeof(Chunk);
+  using Chunk = internal::Chunk;  // the chunk list (allocators/internal/chunk_list.h)
+  static constexpr std::size_t kHeader = internal::kChunkHeader;
   static constexpr Alignment kChunkAlignment = Alignment::from_log2(4);
 
   // alloc_inline's slow path: its return address is the caller's call.
@@ -133,14 +142,11 @@ class Arena {
   bool add_chunk(std::size_t min_size, std::size_t wanted_size, std::uintptr_t ret_addr);
   void use_chunk(Chunk* c);
   void free_chunks(std::uintptr_t ret_addr);
-  void free_chunk(Chunk* c, std::uintptr_t ret_addr);
   bool resize_last(Bytes memory, std::size_t new_len);
 
-  Allocator child_;
-  Chunk* head_ = nullptr;  // newest chunk (where cur_/end_ point)
+  internal::ChunkList chunks_;  // oldest first; last() is where cur_/end_ point
   std::uintptr_t cur_ = 0;
   std::uintptr_t end_ = 0;
-  std::size_t child_bytes_ = 0;
   std::size_t next_size_;
   std::size_t first_size_;
   std::size_t ceiling_;

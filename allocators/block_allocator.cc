@@ -1,5 +1,7 @@
 #include "alloy/allocators/block_allocator.h"
 
+#include "alloy/alloc_iface/make_vtable.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -7,23 +9,33 @@
 namespace alloy {
 namespace {
 
-void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
-  auto* self = static_cast<BlockAllocator*>(ctx);
-  if (len > self->block_size() || alignment > self->block_alignment()) return nullptr;
-  return self->alloc_block();
-}
-bool vt_resize(void* ctx, Bytes, Alignment, std::size_t new_len, std::uintptr_t) {
-  return new_len <= static_cast<BlockAllocator*>(ctx)->block_size();
-}
-void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
-  return new_len <= static_cast<BlockAllocator*>(ctx)->block_size() ? memory.data()
-                                                                      : nullptr;
-}
-void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
-  (void)static_cast<BlockAllocator*>(ctx)->free_sized(memory.data(), memory.size(), ret_addr);
-}
-
-constexpr VTable kBlockVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
+struct BlockEntries {
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+    auto* self = static_cast<BlockAllocator*>(ctx);
+    if (len > self->block_size() || alignment > self->block_alignment()) return nullptr;
+    return self->alloc_block();
+  }
+  static bool vt_resize(void* ctx, Bytes, Alignment, std::size_t new_len, std::uintptr_t) {
+    return new_len <= static_cast<BlockAllocator*>(ctx)->block_size();
+  }
+  static void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
+    return new_len <= static_cast<BlockAllocator*>(ctx)->block_size() ? memory.data()
+                                                                        : nullptr;
+  }
+  static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+    (void)static_cast<BlockAllocator*>(ctx)->free_sized(memory.data(), memory.size(), ret_addr);
+  }
+  static Ownership vt_owns(void* ctx, const void* p) {
+    return ownership(static_cast<BlockAllocator*>(ctx)->owns(p));
+  }
+  // Size feedback: every block is block_size() bytes.
+  static Bytes vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                 std::uintptr_t ret) {
+    void* p = vt_alloc(ctx, len, alignment, ret);
+    if (p == nullptr) return Bytes();
+    return Bytes(static_cast<std::byte*>(p), static_cast<BlockAllocator*>(ctx)->block_size());
+  }
+};
 
 }  // namespace
 
@@ -51,7 +63,7 @@ BlockAllocator::BlockAllocator(Bytes buffer, std::size_t block_size)
   reset();
 }
 
-Allocator BlockAllocator::allocator() { return Allocator{this, &kBlockVTable}; }
+Allocator BlockAllocator::allocator() { return Allocator{this, &vtable_for<BlockEntries>}; }
 
 void BlockAllocator::reset() {
   if (total_ == 0) return;

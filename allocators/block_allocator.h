@@ -17,6 +17,9 @@
 // block size (at most 4 KiB); through the handle, requests up to the block
 // size with at most that alignment are served, others get null.
 //
+// Optional entries: alloc_at_least reports block_size(); owns() is the
+// handle's owns; no zeroed entry.
+//
 // Cost: alloc scans words from the hint (O(1) amortised when blocks are
 // freed in bulk or mostly at the end; O(words) worst case); free is O(1).
 // Bitmap overhead: 1 bit per block. Thread safety: none.

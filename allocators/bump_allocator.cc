@@ -1,34 +1,38 @@
 #include "alloy/allocators/bump_allocator.h"
 
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
 namespace {
 
-void* bump_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
-  return static_cast<BumpAllocator*>(ctx)->alloc_inline(len, alignment.bytes());
-}
+struct BumpEntries {
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+    return static_cast<BumpAllocator*>(ctx)->alloc_inline(len, alignment.bytes());
+  }
 
-bool bump_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,
-                 std::uintptr_t) {
-  return static_cast<BumpAllocator*>(ctx)->resize(memory, new_len);
-}
+  static bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                   std::uintptr_t) {
+    return static_cast<BumpAllocator*>(ctx)->resize(memory, new_len);
+  }
 
-void* bump_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
-                 std::uintptr_t) {
-  return static_cast<BumpAllocator*>(ctx)->resize(memory, new_len) ? memory.data()
-                                                                    : nullptr;
-}
+  static void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                   std::uintptr_t) {
+    return static_cast<BumpAllocator*>(ctx)->resize(memory, new_len) ? memory.data()
+                                                                      : nullptr;
+  }
 
-void bump_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
-  static_cast<BumpAllocator*>(ctx)->free(memory, ret_addr);
-}
-
-constexpr VTable kBumpVTable = {bump_alloc, bump_resize, bump_remap, bump_free};
+  static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+    static_cast<BumpAllocator*>(ctx)->free(memory, ret_addr);
+  }
+  static Ownership vt_owns(void* ctx, const void* p) {
+    return ownership(static_cast<BumpAllocator*>(ctx)->owns(p));
+  }
+};
 
 }  // namespace
 
-Allocator BumpAllocator::allocator() { return Allocator{this, &kBumpVTable}; }
+Allocator BumpAllocator::allocator() { return Allocator{this, &vtable_for<BumpEntries>}; }
 
 bool BumpAllocator::resize(Bytes memory, std::size_t new_len) {
   const auto start = reinterpret_cast<std::uintptr_t>(memory.data());

@@ -21,10 +21,15 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "alloy/base/assert.h"
+
 namespace alloy {
 
 [[gnu::always_inline]] inline void* bump_take(std::uintptr_t& cur, std::uintptr_t end,
                                               std::size_t len, std::size_t align) {
+  ALLOY_ASSERT_MSG(align != 0 && (align & (align - 1)) == 0,
+                   "bump_take: align must be a power of two");
+  ALLOY_ASSERT(cur <= end);
   const std::uintptr_t p = (cur + (align - 1)) & ~(std::uintptr_t{align} - 1);
   if (p <= end && len <= end - p) [[likely]] {
     cur = p + len;

@@ -12,6 +12,11 @@
 // DebugAllocator (or a CountingAllocator, which refuses frees of more than
 // is live) in front to catch them.
 //
+// Optional entries: alloc_at_least reports malloc_usable_size (the bytes
+// resize accepts anyway; under ASan/TSan that is the length asked); no
+// zeroed entry (alloc + memset) and no owns (malloc cannot tell its own
+// pointers from others' cheaply).
+//
 // Cost: whatever the process's malloc costs (glibc: tens of ns); sizes passed
 // to free are ignored. Thread safety: as malloc, fully thread-safe.
 //

@@ -1,5 +1,6 @@
 #include "alloy/allocators/fixed_buffer_allocator.h"
 
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/bump_cursor.h"
 #include "alloy/allocators/wrong_free.h"
 
@@ -17,25 +18,27 @@ std::size_t fit(Bytes buffer, std::size_t index, std::size_t len, Alignment alig
   return start;
 }
 
+// The handle's entries, for either allocator (Self's alloc, resize, free).
 template <class Self>
-void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
-  return static_cast<Self*>(ctx)->alloc(len, alignment);
-}
-template <class Self>
-bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
-  return static_cast<Self*>(ctx)->resize(memory, new_len);
-}
-template <class Self>
-void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
-  return static_cast<Self*>(ctx)->resize(memory, new_len) ? memory.data() : nullptr;
-}
-template <class Self>
-void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
-  static_cast<Self*>(ctx)->free(memory, ret_addr);
-}
-
-template <class Self>
-constexpr VTable kVTable = {vt_alloc<Self>, vt_resize<Self>, vt_remap<Self>, vt_free<Self>};
+struct Entries {
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+    return static_cast<Self*>(ctx)->alloc(len, alignment);
+  }
+  static bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                        std::uintptr_t) {
+    return static_cast<Self*>(ctx)->resize(memory, new_len);
+  }
+  static void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                        std::uintptr_t) {
+    return static_cast<Self*>(ctx)->resize(memory, new_len) ? memory.data() : nullptr;
+  }
+  static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+    static_cast<Self*>(ctx)->free(memory, ret_addr);
+  }
+  static Ownership vt_owns(void* ctx, const void* p) {
+    return ownership(static_cast<Self*>(ctx)->owns(p));
+  }
+};
 
 bool inside(Bytes buffer, const void* p) {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
@@ -71,7 +74,7 @@ void report(const char* who, WrongFree wrong, Bytes memory, std::uintptr_t ret_a
 // ---- FixedBufferAllocator ----
 
 Allocator FixedBufferAllocator::allocator() {
-  return Allocator{this, &kVTable<FixedBufferAllocator>};
+  return Allocator{this, &vtable_for<Entries<FixedBufferAllocator>>};
 }
 
 void* FixedBufferAllocator::alloc(std::size_t len, Alignment alignment) {
@@ -105,7 +108,7 @@ bool FixedBufferAllocator::owns(const void* p) const { return inside(buffer_, p)
 // ---- ThreadSafeFixedBufferAllocator ----
 
 Allocator ThreadSafeFixedBufferAllocator::allocator() {
-  return Allocator{this, &kVTable<ThreadSafeFixedBufferAllocator>};
+  return Allocator{this, &vtable_for<Entries<ThreadSafeFixedBufferAllocator>>};
 }
 
 void* ThreadSafeFixedBufferAllocator::alloc(std::size_t len, Alignment alignment) {

@@ -2,35 +2,44 @@
 
 #include <algorithm>
 
+#include "alloy/alloc_iface/make_vtable.h"
+
 namespace alloy {
 
-// The handle's alloc: a new slab is asked for with the handle's ret_addr.
-void* node_pool_vt_alloc(void* ctx, std::size_t len, Alignment alignment,
-                         std::uintptr_t ret_addr) {
-  auto* pool = static_cast<NodePool*>(ctx);
-  if (len > pool->node_size() || alignment > pool->node_alignment()) return nullptr;
-  if (void* p = pool->take()) [[likely]] return p;
-  return pool->acquire_slow_at(ret_addr);
-}
-
-namespace {
-bool vt_resize(void* ctx, Bytes, Alignment, std::size_t new_len, std::uintptr_t) {
-  return new_len <= static_cast<NodePool*>(ctx)->node_size();
-}
-void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
-  return new_len <= static_cast<NodePool*>(ctx)->node_size() ? memory.data() : nullptr;
-}
-void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
-  (void)static_cast<NodePool*>(ctx)->release_sized(memory.data(), memory.size(), ret_addr);
-}
-
-constexpr VTable kNodePoolVTable = {node_pool_vt_alloc, vt_resize, vt_remap, vt_free};
-
-}  // namespace
+struct NodePool::Entries {
+  // A new slab is asked for with the handle's ret_addr.
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment,
+                        std::uintptr_t ret_addr) {
+    auto* pool = static_cast<NodePool*>(ctx);
+    if (len > pool->node_size() || alignment > pool->node_alignment()) return nullptr;
+    if (void* p = pool->take()) [[likely]] return p;
+    return pool->acquire_slow_at(ret_addr);
+  }
+  static bool vt_resize(void* ctx, Bytes, Alignment, std::size_t new_len, std::uintptr_t) {
+    return new_len <= static_cast<NodePool*>(ctx)->node_size();
+  }
+  static void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                        std::uintptr_t) {
+    return new_len <= static_cast<NodePool*>(ctx)->node_size() ? memory.data() : nullptr;
+  }
+  static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+    (void)static_cast<NodePool*>(ctx)->release_sized(memory.data(), memory.size(), ret_addr);
+  }
+  static Ownership vt_owns(void* ctx, const void* p) {
+    return ownership(static_cast<NodePool*>(ctx)->owns(p));
+  }
+  // Size feedback: every node is node_size() bytes.
+  static Bytes vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                 std::uintptr_t ret_addr) {
+    void* p = vt_alloc(ctx, len, alignment, ret_addr);
+    if (p == nullptr) return Bytes();
+    return Bytes(static_cast<std::byte*>(p), static_cast<NodePool*>(ctx)->node_size());
+  }
+};
 
 NodePool::NodePool(Allocator child, std::size_t node_size, Alignment node_alignment,
                    Options options)
-    : child_(child),
+    : slabs_(child),
       node_alignment_(node_alignment.max(Alignment::of<FreeNode>())),
       next_slab_nodes_(std::max<std::size_t>(options.first_slab_nodes, 1)),
       max_slab_nodes_(std::max(options.max_slab_nodes, next_slab_nodes_)),
@@ -42,17 +51,19 @@ NodePool::NodePool(Allocator child, std::size_t node_size, Alignment node_alignm
 
 NodePool::~NodePool() { (void)reset_at(ResetMode::free_all(), ALLOY_RETURN_ADDRESS()); }
 
-Allocator NodePool::allocator() { return Allocator{this, &kNodePoolVTable}; }
+Allocator NodePool::allocator() { return Allocator{this, &vtable_for<Entries>}; }
 
 std::uintptr_t NodePool::first_node(const Slab* s) const {
-  return node_alignment_.forward(reinterpret_cast<std::uintptr_t>(s) + sizeof(Slab));
+  return node_alignment_.forward(s->begin());
 }
 
 std::size_t NodePool::slab_size_for(std::size_t nodes) const {
   std::size_t body = 0;
   if (__builtin_mul_overflow(nodes, node_size_, &body)) return 0;
   std::size_t total = 0;
-  if (__builtin_add_overflow(body, sizeof(Slab) + node_alignment_.bytes(), &total)) return 0;
+  if (__builtin_add_overflow(body, internal::kChunkHeader + node_alignment_.bytes(), &total)) {
+    return 0;
+  }
   return total;
 }
 
@@ -60,27 +71,17 @@ void NodePool::start_carving(Slab* s) {
   carve_slab_ = s;
   carve_lo_ = first_node(s);
   carve_ = reinterpret_cast<std::byte*>(carve_lo_);
-  carve_end_ = carve_ + s->nodes * node_size_;
+  carve_end_ = carve_ + s->user * node_size_;
 }
 
 bool NodePool::add_slab(std::size_t nodes, std::uintptr_t ret_addr) {
   const std::size_t bytes = slab_size_for(nodes);
   if (bytes == 0 || bytes > PTRDIFF_MAX) return false;
   const Alignment slab_alignment = node_alignment_.max(Alignment::of<Slab>());
-  void* p = child_.raw_alloc(bytes, slab_alignment, ret_addr);
-  if (p == nullptr) return false;
-  auto* s = static_cast<Slab*>(p);
-  s->next = nullptr;
-  s->bytes = bytes;
-  s->nodes = nodes;
-  if (last_ != nullptr) {
-    last_->next = s;
-  } else {
-    first_ = s;
-  }
-  last_ = s;
+  Slab* s = slabs_.append(bytes, slab_alignment, ret_addr);
+  if (s == nullptr) return false;
+  s->user = nodes;
   capacity_nodes_ += nodes;
-  slab_bytes_ += bytes;
   return true;
 }
 
@@ -99,7 +100,7 @@ void* NodePool::acquire_slow_at(std::uintptr_t ret_addr) {
   }
   if (!add_slab(nodes, ret_addr)) return nullptr;
   if (growable()) next_slab_nodes_ = std::min(next_slab_nodes_ * 2, max_slab_nodes_);
-  start_carving(last_);
+  start_carving(slabs_.last());
   return take();
 }
 
@@ -115,7 +116,7 @@ bool NodePool::preheat_at(std::size_t n, std::uintptr_t ret_addr) {
   const std::size_t nodes = std::max(missing, growable() ? next_slab_nodes_ : missing);
   if (!add_slab(nodes, ret_addr)) return false;
   if (growable()) next_slab_nodes_ = std::min(next_slab_nodes_ * 2, max_slab_nodes_);
-  if (carve_slab_ == nullptr) start_carving(first_);
+  if (carve_slab_ == nullptr) start_carving(slabs_.first());
   return true;
 }
 
@@ -129,32 +130,18 @@ bool NodePool::reset_at(ResetMode mode, std::uintptr_t ret_addr) {
   Slab* keep_last = nullptr;
   std::size_t kept_bytes = 0;
   std::size_t kept_nodes = 0;
-  Slab* s = first_;
-  while (s != nullptr && s->bytes <= budget - kept_bytes) {
-    kept_bytes += s->bytes;
-    kept_nodes += s->nodes;
+  for (Slab* s = slabs_.first(); s != nullptr && s->size <= budget - kept_bytes; s = s->next) {
+    kept_bytes += s->size;
+    kept_nodes += s->user;
     keep_last = s;
-    s = s->next;
   }
-  while (s != nullptr) {
-    Slab* next = s->next;
-    child_.raw_free(Bytes(reinterpret_cast<std::byte*>(s), s->bytes),
-                    node_alignment_.max(Alignment::of<Slab>()), ret_addr);
-    s = next;
-  }
-  if (keep_last != nullptr) {
-    keep_last->next = nullptr;
-  } else {
-    first_ = nullptr;
-  }
-  last_ = keep_last;
+  slabs_.free_after(keep_last, ret_addr);
   capacity_nodes_ = kept_nodes;
-  slab_bytes_ = kept_bytes;
   free_ = nullptr;
   in_use_ = 0;
   hit_ = nullptr;
-  if (first_ != nullptr) {
-    start_carving(first_);
+  if (!slabs_.empty()) {
+    start_carving(slabs_.first());
   } else {
     carve_slab_ = nullptr;
     carve_ = carve_end_ = nullptr;
@@ -163,17 +150,13 @@ bool NodePool::reset_at(ResetMode mode, std::uintptr_t ret_addr) {
   return true;
 }
 
-std::size_t NodePool::slab_count() const {
-  std::size_t n = 0;
-  for (const Slab* s = first_; s != nullptr; s = s->next) ++n;
-  return n;
-}
+std::size_t NodePool::slab_count() const { return slabs_.count(); }
 
 bool NodePool::owns(const void* p) const {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
-  for (const Slab* s = first_; s != nullptr; s = s->next) {
+  for (const Slab* s = slabs_.first(); s != nullptr; s = s->next) {
     const std::uintptr_t lo = first_node(s);
-    if (a >= lo && a < lo + s->nodes * node_size_) return true;
+    if (a >= lo && a < lo + s->user * node_size_) return true;
   }
   return false;
 }
@@ -186,16 +169,16 @@ WrongFree NodePool::check_free(const void* p, std::size_t len) const {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
   std::uintptr_t lo = 0;
   if (carve_slab_ != nullptr && a >= carve_lo_ &&
-      a < carve_lo_ + carve_slab_->nodes * node_size_) {
+      a < carve_lo_ + carve_slab_->user * node_size_) {
     if (a >= reinterpret_cast<std::uintptr_t>(carve_)) return WrongFree::kForeign;
     lo = carve_lo_;
   } else if (hit_ != nullptr && a >= first_node(hit_) &&
-             a < first_node(hit_) + hit_->nodes * node_size_) {
+             a < first_node(hit_) + hit_->user * node_size_) {
     lo = first_node(hit_);
   } else {
-    for (const Slab* s = first_; s != nullptr && s != carve_slab_; s = s->next) {
+    for (const Slab* s = slabs_.first(); s != nullptr && s != carve_slab_; s = s->next) {
       const std::uintptr_t first = first_node(s);
-      if (a >= first && a < first + s->nodes * node_size_) {
+      if (a >= first && a < first + s->user * node_size_) {
         lo = first;
         hit_ = s;
         break;

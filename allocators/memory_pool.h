@@ -13,6 +13,10 @@
 // Through the handle, alloc serves len <= node size and alignment <= node
 // alignment (others get null); free takes the node back.
 //
+// Optional entries (NodePool's handle, MemoryPool's too): alloc_at_least
+// reports node_size(); owns() (a walk of the slabs) is the handle's owns; no
+// zeroed entry.
+//
 // Wrong frees (release(), MemoryPool::destroy/deallocate, the handle's free)
 // are REFUSED: the node is not put on the free list, in_use() does not move,
 // ~T is not run, and the refusal is counted (refused_frees()), kept
@@ -55,6 +59,7 @@
 #include <utility>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/allocators/internal/chunk_list.h"
 #include "alloy/allocators/reset_mode.h"
 #include "alloy/allocators/wrong_free.h"
 
@@ -118,7 +123,7 @@ class NodePool {
   std::size_t capacity() const { return capacity_nodes_; }  // nodes in held slabs
   std::size_t available() const { return capacity_nodes_ - in_use_; }
   std::size_t slab_count() const;
-  std::size_t slab_bytes() const { return slab_bytes_; }
+  std::size_t slab_bytes() const { return slabs_.bytes(); }
   bool growable() const { return fixed_capacity_ == 0; }
   bool owns(const void* p) const;
 
@@ -158,11 +163,9 @@ class NodePool {
   WrongFree check_free(const void* p, std::size_t len) const;
   // check_free, then refuse and report or push. `ret_addr` 0: our caller.
   [[gnu::noinline]] bool release_slow(void* p, std::size_t len, std::uintptr_t ret_addr);
-  struct Slab {
-    Slab* next;
-    std::size_t bytes;  // from the child, header included
-    std::size_t nodes;
-  };
+  // A slab is a chunk of the family's chunk list
+  // (allocators/internal/chunk_list.h); its `user` word counts its nodes.
+  using Slab = internal::Chunk;
 
   // A node from the free list or the slab being carved, or null.
   [[gnu::always_inline]] inline void* take() {
@@ -181,7 +184,7 @@ class NodePool {
     }
     return nullptr;
   }
-  friend void* node_pool_vt_alloc(void*, std::size_t, Alignment, std::uintptr_t);
+  struct Entries;  // the handle's table (memory_pool.cc)
   // acquire()'s slow path: its return address is the caller's call.
   ALLOY_HELPER void* acquire_slow();
   // A node from the next slab (a new one from the child, given `ret_addr`).
@@ -193,7 +196,7 @@ class NodePool {
   std::uintptr_t first_node(const Slab* s) const;
   std::size_t slab_size_for(std::size_t nodes) const;
 
-  Allocator child_;
+  internal::ChunkList slabs_;  // oldest first
   std::size_t node_size_;
   Alignment node_alignment_;
   std::size_t next_slab_nodes_;
@@ -206,11 +209,8 @@ class NodePool {
   std::uintptr_t carve_lo_ = 0;     // first node of carve_slab_
   Slab* carve_slab_ = nullptr;
   mutable const Slab* hit_ = nullptr;  // last fully carved slab a free was found in
-  Slab* first_ = nullptr;
-  Slab* last_ = nullptr;
   std::size_t in_use_ = 0;
   std::size_t capacity_nodes_ = 0;
-  std::size_t slab_bytes_ = 0;
   WrongFreeLog log_;
 };
 

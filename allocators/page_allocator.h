@@ -18,6 +18,10 @@
 // double frees. Use a checked child-owning allocator (arena, pool) or the
 // DebugAllocator in front when that matters.
 //
+// Optional entries: alloc_at_least reports whole pages (what free and resize
+// round to); alloc_zeroed is alloc itself (fresh mappings are zero, no
+// memset); no owns (mincore says mapped, not whose).
+//
 // Cost: one or two syscalls per call, rounding every length up to a page.
 // Best as the child of an arena or pool, or for big buffers.
 // Thread safety: fully thread-safe (the kernel serialises).

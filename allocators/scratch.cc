@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/wrong_free.h"
 #include "alloy/base/config.h"
 
@@ -11,17 +12,6 @@
 #endif
 
 namespace alloy {
-
-// The handle's alloc: a new chunk is asked for with the handle's ret_addr.
-void* scratch_vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t ret_addr) {
-  auto* self = static_cast<Scratch*>(ctx);
-  if (void* p = bump_take(self->cur_, self->end_, len, alignment.bytes())) [[likely]] {
-    Scratch::unpoison(p, len);
-    return p;
-  }
-  return self->alloc_slow_at(len, alignment.bytes(), ret_addr);
-}
-
 namespace {
 
 constexpr Alignment kChunkAlignment = Alignment::from_log2(4);
@@ -39,18 +29,6 @@ void poison(std::uintptr_t lo, std::uintptr_t hi) {
 #endif
 }
 
-bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
-  return static_cast<Scratch*>(ctx)->resize_last(memory, new_len);
-}
-void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
-  return static_cast<Scratch*>(ctx)->resize_last(memory, new_len) ? memory.data() : nullptr;
-}
-void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
-  static_cast<Scratch*>(ctx)->free_last(memory, ret_addr);
-}
-
-constexpr VTable kScratchVTable = {scratch_vt_alloc, vt_resize, vt_remap, vt_free};
-
 }  // namespace
 
 Scratch& Scratch::local() {
@@ -59,11 +37,38 @@ Scratch& Scratch::local() {
 }
 
 Scratch::Scratch(Allocator child, std::size_t first_chunk)
-    : child_(child), next_size_(std::max(first_chunk, kHeader + 64)) {}
+    : chunks_(child), next_size_(std::max(first_chunk, kHeader + 64)) {}
 
 Scratch::~Scratch() { release_at(ALLOY_RETURN_ADDRESS()); }
 
-Allocator Scratch::allocator() { return Allocator{this, &kScratchVTable}; }
+struct Scratch::Entries {
+  // A new chunk is asked for with the handle's ret_addr.
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment,
+                        std::uintptr_t ret_addr) {
+    auto* self = static_cast<Scratch*>(ctx);
+    if (void* p = bump_take(self->cur_, self->end_, len, alignment.bytes())) [[likely]] {
+      Scratch::unpoison(p, len);
+      return p;
+    }
+    return self->alloc_slow_at(len, alignment.bytes(), ret_addr);
+  }
+  static bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                        std::uintptr_t) {
+    return static_cast<Scratch*>(ctx)->resize_last(memory, new_len);
+  }
+  static void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+                        std::uintptr_t) {
+    return static_cast<Scratch*>(ctx)->resize_last(memory, new_len) ? memory.data() : nullptr;
+  }
+  static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+    static_cast<Scratch*>(ctx)->free_last(memory, ret_addr);
+  }
+  static Ownership vt_owns(void* ctx, const void* p) {
+    return ownership(static_cast<Scratch*>(ctx)->owns(p));
+  }
+};
+
+Allocator Scratch::allocator() { return Allocator{this, &vtable_for<Entries>}; }
 
 void Scratch::unpoison([[maybe_unused]] void* p, [[maybe_unused]] std::size_t len) {
 #if defined(ALLOY_HAVE_ASAN) && !defined(NDEBUG)
@@ -77,13 +82,11 @@ void Scratch::enter(Chunk* c) {
   end_ = end_of(c);
 }
 
-void Scratch::free_chain(Chunk* c, std::uintptr_t ret_addr) {
-  while (c != nullptr) {
-    Chunk* next = c->next;
-    unpoison(c, c->size);  // the child may hand these bytes to anyone next
-    child_.raw_free(Bytes(reinterpret_cast<std::byte*>(c), c->size), kChunkAlignment, ret_addr);
-    c = next;
+void Scratch::free_after(Chunk* c, std::uintptr_t ret_addr) {
+  for (Chunk* n = c != nullptr ? c->next : chunks_.first(); n != nullptr; n = n->next) {
+    unpoison(n, n->size);  // the child may hand these bytes to anyone next
   }
+  chunks_.free_after(c, ret_addr);
 }
 
 void* Scratch::alloc_slow(std::size_t len, std::size_t align) {
@@ -97,31 +100,17 @@ void* Scratch::alloc_slow_at(std::size_t len, std::size_t align, std::uintptr_t 
   }
   // Reuse the next retained chunk when it is big enough; otherwise the
   // retained tail (all free by definition) makes way for a bigger chunk.
-  Chunk* next = current_ != nullptr ? current_->next : first_;
+  Chunk* next = current_ != nullptr ? current_->next : chunks_.first();
   if (next != nullptr && next->size < need) {
-    if (next->prev != nullptr) next->prev->next = nullptr;
-    if (next == first_) first_ = nullptr;
-    free_chain(next, ret_addr);
+    free_after(current_, ret_addr);
     next = nullptr;
   }
-  if (next == nullptr) {
+  if (next == nullptr) {  // current_ is the newest chunk (or there is none)
     std::size_t size = std::max(need, next_size_);
-    void* p = child_.raw_alloc(size, kChunkAlignment, ret_addr);
-    if (p == nullptr && size > need) {
-      size = need;
-      p = child_.raw_alloc(size, kChunkAlignment, ret_addr);
-    }
-    if (p == nullptr) return nullptr;
+    next = chunks_.append(size, kChunkAlignment, ret_addr);
+    if (next == nullptr && size > need) next = chunks_.append(need, kChunkAlignment, ret_addr);
+    if (next == nullptr) return nullptr;
     next_size_ = std::min(next_size_ * 2, kMaxGrowth);
-    next = static_cast<Chunk*>(p);
-    next->prev = current_;
-    next->next = nullptr;
-    next->size = size;
-    if (current_ != nullptr) {
-      current_->next = next;
-    } else {
-      first_ = next;
-    }
   }
   enter(next);
   const std::uintptr_t p = (cur_ + (align - 1)) & ~(std::uintptr_t{align} - 1);
@@ -145,9 +134,9 @@ bool Scratch::restore(Checkpoint cp) {
     if (!found) return false;
   }
   if (target == nullptr) {
-    if (first_ == nullptr) return true;  // nothing was ever allocated
-    target = first_;
-    cp.cur = start_of(first_);
+    if (chunks_.empty()) return true;  // nothing was ever allocated
+    target = chunks_.first();
+    cp.cur = start_of(target);
   }
   if (kPoisons) {
     for (Chunk* c = target;; c = c->next) {
@@ -166,30 +155,16 @@ bool Scratch::restore(Checkpoint cp) {
 void Scratch::release() { release_at(ALLOY_RETURN_ADDRESS()); }
 
 void Scratch::release_at(std::uintptr_t ret_addr) {
-  free_chain(first_, ret_addr);
-  first_ = current_ = nullptr;
+  free_after(nullptr, ret_addr);
+  current_ = nullptr;
   cur_ = end_ = 0;
 }
 
-std::size_t Scratch::capacity() const {
-  std::size_t total = 0;
-  for (const Chunk* c = first_; c != nullptr; c = c->next) total += c->size - kHeader;
-  return total;
-}
+std::size_t Scratch::capacity() const { return chunks_.usable_bytes(); }
 
-std::size_t Scratch::chunk_count() const {
-  std::size_t n = 0;
-  for (const Chunk* c = first_; c != nullptr; c = c->next) ++n;
-  return n;
-}
+std::size_t Scratch::chunk_count() const { return chunks_.count(); }
 
-bool Scratch::owns(const void* p) const {
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  for (const Chunk* c = first_; c != nullptr; c = c->next) {
-    if (a >= start_of(c) && a < end_of(c)) return true;
-  }
-  return false;
-}
+bool Scratch::owns(const void* p) const { return chunks_.find(p) != nullptr; }
 
 bool Scratch::resize_last(Bytes memory, std::size_t new_len) {
   const auto start = reinterpret_cast<std::uintptr_t>(memory.data());
@@ -211,7 +186,7 @@ void Scratch::free_last(Bytes memory, std::uintptr_t ret_addr) {
     // a restore. None: foreign.
     wrong = WrongFree::kForeign;
     bool past_current = current_ == nullptr;
-    for (const Chunk* c = first_; c != nullptr; c = c->next) {
+    for (const Chunk* c = chunks_.first(); c != nullptr; c = c->next) {
       if (start >= start_of(c) && start < end_of(c)) {
         wrong = past_current ? WrongFree::kDouble : WrongFree::kNone;
         break;

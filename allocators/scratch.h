@@ -44,7 +44,9 @@
 
 #include "alloy/alloc_iface/allocator.h"
 #include "alloy/allocators/bump_cursor.h"
+#include "alloy/allocators/internal/chunk_list.h"
 #include "alloy/allocators/page_allocator.h"
+#include "alloy/base/assert.h"
 
 namespace alloy {
 
@@ -70,6 +72,7 @@ class Scratch {
   // the child with the address of the caller's call.
   ALLOY_INLINE_ENTRY void* alloc_inline(std::size_t len,
                                         std::size_t align = alignof(std::max_align_t)) {
+    ALLOY_ASSERT_MSG(len != 0, "Scratch::alloc_inline: len must be non-zero");
     if (void* p = bump_take(cur_, end_, len, align)) [[likely]] {
       unpoison(p, len);
       return p;
@@ -107,31 +110,25 @@ class Scratch {
   std::size_t refused_frees() const { return refused_; }
 
  private:
-  struct Chunk {
-    Chunk* prev;
-    Chunk* next;
-    std::size_t size;  // bytes from the child, header included
-  };
-  static constexpr std::size_t kHeader = sizeof(Chunk);
+  // Arena's chunk list (allocators/internal/chunk_list.h): chunks after
+  // current_ are retained, empty, for reuse.
+  using Chunk = internal::Chunk;
+  static constexpr std::size_t kHeader = internal::kChunkHeader;
 
   static void unpoison(void* p, std::size_t len);
   // alloc_inline's slow path: its return address is the caller's call.
   ALLOY_HELPER void* alloc_slow(std::size_t len, std::size_t align);
-  friend void* scratch_vt_alloc(void*, std::size_t, Alignment, std::uintptr_t);
+  struct Entries;  // the handle's table (scratch.cc)
   // A new (or retained) chunk for the block; `ret_addr` goes to the child.
   void* alloc_slow_at(std::size_t len, std::size_t align, std::uintptr_t ret_addr);
   void enter(Chunk* c);
-  void free_chain(Chunk* c, std::uintptr_t ret_addr);
+  // Unpoisons and gives back every chunk after `c` (null: every chunk).
+  void free_after(Chunk* c, std::uintptr_t ret_addr);
   void release_at(std::uintptr_t ret_addr);
-  static std::uintptr_t start_of(const Chunk* c) {
-    return reinterpret_cast<std::uintptr_t>(c) + kHeader;
-  }
-  static std::uintptr_t end_of(const Chunk* c) {
-    return reinterpret_cast<std::uintptr_t>(c) + c->size;
-  }
+  static std::uintptr_t start_of(const Chunk* c) { return c->begin(); }
+  static std::uintptr_t end_of(const Chunk* c) { return c->end(); }
 
-  Allocator child_;
-  Chunk* first_ = nullptr;
+  internal::ChunkList chunks_;  // oldest first
   Chunk* current_ = nullptr;
   std::uintptr_t cur_ = 0;
   std::uintptr_t end_ = 0;

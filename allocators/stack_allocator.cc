@@ -1,5 +1,7 @@
 #include "alloy/allocators/stack_allocator.h"
 
+#include "alloy/alloc_iface/make_vtable.h"
+
 #include <cstdio>
 #include <cstring>
 
@@ -15,21 +17,24 @@ struct BlockHeader {
 };
 constexpr std::size_t kHeader = sizeof(BlockHeader);
 
-void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
-  return static_cast<StackAllocator*>(ctx)->alloc(len, alignment);
-}
-bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
-  return static_cast<StackAllocator*>(ctx)->resize(memory, new_len);
-}
-void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
-  return static_cast<StackAllocator*>(ctx)->resize(memory, new_len) ? memory.data()
-                                                                     : nullptr;
-}
-void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
-  (void)static_cast<StackAllocator*>(ctx)->free(memory, ret_addr);
-}
-
-constexpr VTable kStackVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
+struct StackEntries {
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+    return static_cast<StackAllocator*>(ctx)->alloc(len, alignment);
+  }
+  static bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
+    return static_cast<StackAllocator*>(ctx)->resize(memory, new_len);
+  }
+  static void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
+    return static_cast<StackAllocator*>(ctx)->resize(memory, new_len) ? memory.data()
+                                                                       : nullptr;
+  }
+  static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+    (void)static_cast<StackAllocator*>(ctx)->free(memory, ret_addr);
+  }
+  static Ownership vt_owns(void* ctx, const void* p) {
+    return ownership(static_cast<StackAllocator*>(ctx)->owns(p));
+  }
+};
 
 const char* describe(StackAllocator::ErrorKind kind) {
   switch (kind) {
@@ -53,7 +58,7 @@ const char* describe(StackAllocator::ErrorKind kind) {
 
 }  // namespace
 
-Allocator StackAllocator::allocator() { return Allocator{this, &kStackVTable}; }
+Allocator StackAllocator::allocator() { return Allocator{this, &vtable_for<StackEntries>}; }
 
 void* StackAllocator::alloc(std::size_t len, Alignment alignment) {
   const auto base = reinterpret_cast<std::uintptr_t>(buffer_.data());

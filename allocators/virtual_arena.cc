@@ -4,28 +4,32 @@
 
 #include <algorithm>
 
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/page_allocator.h"
 #include "alloy/allocators/wrong_free.h"
 
 namespace alloy {
 namespace {
 
-void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
-  return static_cast<VirtualArena*>(ctx)->alloc_inline(len, alignment.bytes());
-}
-bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
-  return static_cast<VirtualArena*>(ctx)->resize_last(memory, new_len);
-}
-void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
-  // Pointers never move: remap is resize in place or nothing.
-  return static_cast<VirtualArena*>(ctx)->resize_last(memory, new_len) ? memory.data()
-                                                                         : nullptr;
-}
-void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
-  static_cast<VirtualArena*>(ctx)->free_last(memory, ret_addr);
-}
-
-constexpr VTable kVirtualArenaVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
+struct VirtualArenaEntries {
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+    return static_cast<VirtualArena*>(ctx)->alloc_inline(len, alignment.bytes());
+  }
+  static bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
+    return static_cast<VirtualArena*>(ctx)->resize_last(memory, new_len);
+  }
+  static void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t) {
+    // Pointers never move: remap is resize in place or nothing.
+    return static_cast<VirtualArena*>(ctx)->resize_last(memory, new_len) ? memory.data()
+                                                                           : nullptr;
+  }
+  static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+    static_cast<VirtualArena*>(ctx)->free_last(memory, ret_addr);
+  }
+  static Ownership vt_owns(void* ctx, const void* p) {
+    return ownership(static_cast<VirtualArena*>(ctx)->owns(p));
+  }
+};
 
 std::uintptr_t round_up(std::uintptr_t v, std::size_t to) { return (v + to - 1) / to * to; }
 
@@ -47,7 +51,7 @@ VirtualArena::~VirtualArena() {
   if (base_ != 0) munmap(reinterpret_cast<void*>(base_), reserved_);
 }
 
-Allocator VirtualArena::allocator() { return Allocator{this, &kVirtualArenaVTable}; }
+Allocator VirtualArena::allocator() { return Allocator{this, &vtable_for<VirtualArenaEntries>}; }
 
 bool VirtualArena::commit_to(std::uintptr_t end) {
   if (end <= committed_end_) return true;

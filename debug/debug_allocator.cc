@@ -81,9 +81,6 @@ class DebugAllocator::Guard {
   BiasedLock::Mode mode_ = BiasedLock::Mode::kOwner;
 };
 
-const VTable DebugAllocator::kVTable = {DebugAllocator::vt_alloc, DebugAllocator::vt_resize,
-                                        DebugAllocator::vt_remap, DebugAllocator::vt_free};
-
 DebugAllocator::DebugAllocator(Allocator child, DebugOptions options)
     : child_(child),
       options_(std::move(options)),
@@ -92,9 +89,38 @@ DebugAllocator::DebugAllocator(Allocator child, DebugOptions options)
                    .history = options_.freed_history}) {
   if (options_.sample_every == 0) options_.sample_every = 1;
   if (options_.thread_safe) lock_if_thread_safe_ = &lock_;
-  if (options_.fail_alloc_from >= 0) {
-    fail_alloc_at_ = static_cast<std::uint64_t>(options_.fail_alloc_from);
+  if (options_.fail_alloc_index != DebugOptions::kNever) fail_alloc_at_ = options_.fail_alloc_index;
+  if (options_.fail_resize_index != DebugOptions::kNever) {
+    fail_resize_at_ = options_.fail_resize_index;
   }
+  // The deprecated spellings, for one release: the stricter value applies.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  options_.ceiling = std::min(options_.ceiling, options_.memory_limit);
+  options_.memory_limit = options_.ceiling;
+  if (options_.fail_alloc_from >= 0) {
+    fail_alloc_at_ =
+        std::min(fail_alloc_at_, static_cast<std::uint64_t>(options_.fail_alloc_from));
+  }
+  if (options_.fail_resize_from >= 0) {
+    fail_resize_at_ =
+        std::min(fail_resize_at_, static_cast<std::uint64_t>(options_.fail_resize_from));
+  }
+#pragma GCC diagnostic pop
+}
+
+std::size_t DebugAllocator::ceiling() const {
+  Guard guard(lock_ptr());
+  return options_.ceiling;
+}
+
+void DebugAllocator::set_ceiling(std::size_t bytes) {
+  Guard guard(lock_ptr());
+  options_.ceiling = bytes;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  options_.memory_limit = bytes;  // options() reads the same under either name
+#pragma GCC diagnostic pop
 }
 
 DebugAllocator::~DebugAllocator() {
@@ -108,7 +134,24 @@ DebugAllocator::~DebugAllocator() {
 
 void* DebugAllocator::vt_alloc(void* ctx, std::size_t len, Alignment alignment,
                                std::uintptr_t ret) {
-  return static_cast<DebugAllocator*>(ctx)->do_alloc(len, alignment, ret);
+  return static_cast<DebugAllocator*>(ctx)
+      ->do_alloc(len, alignment, ret, AllocKind::kPlain)
+      .data();
+}
+Bytes DebugAllocator::vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                        std::uintptr_t ret) {
+  return static_cast<DebugAllocator*>(ctx)->do_alloc(len, alignment, ret, AllocKind::kAtLeast);
+}
+void* DebugAllocator::vt_alloc_zeroed(void* ctx, std::size_t len, Alignment alignment,
+                                      std::uintptr_t ret) {
+  return static_cast<DebugAllocator*>(ctx)->do_alloc(len, alignment, ret, AllocKind::kZeroed)
+      .data();
+}
+// A live block of this allocator; a freed (or quarantined) one is not.
+Ownership DebugAllocator::vt_owns(void* ctx, const void* ptr) {
+  auto* self = static_cast<DebugAllocator*>(ctx);
+  Guard guard(self->lock_ptr());
+  return ownership(self->live_.find(reinterpret_cast<std::uintptr_t>(ptr)) != nullptr);
 }
 bool DebugAllocator::vt_resize(void* ctx, Bytes memory, Alignment alignment,
                                std::size_t new_len, std::uintptr_t ret) {
@@ -169,12 +212,26 @@ Report DebugAllocator::not_live_report_locked(std::uintptr_t addr, std::size_t l
   r.kind = ErrorKind::kInvalidPointer;
   // Rare path: a linear search says whether it points inside a live block.
   live_.for_each([&](std::uintptr_t base, const Record& rec) {
-    if (addr > base && addr < base + rec.size && r.block_address == 0) {
+    if (addr > base && addr < base + rec.usable() && r.block_address == 0) {
       fill_block_report(r, base, rec);
       r.note = fmt::format("points {} bytes into a live block of {} bytes", addr - base,
                            rec.size);
     }
   });
+  if (r.block_address == 0) {
+    // Not ours at all: the child's owns entry (if it has one) says whose.
+    switch (child_.owns(reinterpret_cast<const void*>(addr))) {
+      case Ownership::kYes:
+        r.note = "the child allocator owns it: its memory, not handed out through this "
+                 "DebugAllocator (or a block the quarantine already gave back)";
+        break;
+      case Ownership::kNo:
+        r.note = "foreign: not memory of the child allocator either";
+        break;
+      case Ownership::kUnknown:
+        break;
+    }
+  }
   return r;
 }
 
@@ -248,7 +305,7 @@ inline bool DebugAllocator::evict_one_locked(std::vector<Report>& out) {
 // back to the child at once if too big), evicts what no longer fits.
 void DebugAllocator::quarantine_locked(std::uintptr_t addr, const Record& rec,
                                        std::uintptr_t free_ret, std::vector<Report>& out) {
-  const std::size_t size = rec.size;
+  const std::size_t size = rec.usable();
   const bool hold = quarantine_.would_hold(size);
   if (!hold) {
     child_.raw_free(Bytes(reinterpret_cast<std::byte*>(addr), size + options_.canary_bytes),
@@ -283,36 +340,57 @@ void DebugAllocator::inject_failure_locked(bool resize, std::int64_t index, std:
   if (options_.on_injected_failure) options_.on_injected_failure(*injected_);
 }
 
-void* DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret) {
+Bytes DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret,
+                               AllocKind kind) {
   Guard guard(lock_ptr());
   deinit_done_ = false;
   const std::uint64_t index = stats_.alloc_calls++;
-  void* result = nullptr;
+  Bytes result;
   std::size_t total = 0;
   if (index >= fail_alloc_at_) [[unlikely]] {
     inject_failure_locked(false, static_cast<std::int64_t>(index), len, ret);
-  } else if (len <= options_.memory_limit - std::min(options_.memory_limit, stats_.live_bytes) &&
+  } else if (len <= options_.ceiling - std::min(options_.ceiling, stats_.live_bytes) &&
              !__builtin_add_overflow(len, options_.canary_bytes, &total)) [[likely]] {
-    result = child_.raw_alloc(total, alignment, ret);
+    if (kind == AllocKind::kAtLeast) [[unlikely]] {
+      // The child's extra bytes, less the canary, are the user's too.
+      result = child_.raw_alloc_at_least(total, alignment, ret);
+      if (result.data() != nullptr) {
+        result = Bytes(result.data(), result.size() - options_.canary_bytes);
+      }
+    } else {
+      void* p = kind == AllocKind::kZeroed ? child_.raw_alloc_zeroed(total, alignment, ret)
+                                           : child_.raw_alloc(total, alignment, ret);
+      if (p != nullptr) result = Bytes(static_cast<std::byte*>(p), len);
+    }
   }
-  if (result == nullptr) [[unlikely]] {
+  if (result.data() == nullptr) [[unlikely]] {
     ++stats_.failed_allocs;
+    result = Bytes();
   } else {
-    auto* block = static_cast<std::byte*>(result);
-    debug::internal::write_canary(block, len, options_.canary_bytes);
+    const std::size_t extra =
+        std::min<std::size_t>(result.size() - len, std::numeric_limits<std::uint32_t>::max());
+    result = Bytes(result.data(), len + extra);
+    std::byte* block = result.data();
+    debug::internal::write_canary(block, len + extra, options_.canary_bytes);
     StackTrace* trace = should_sample_locked() ? traces_.take() : nullptr;
-    Record* rec = live_.claim_new(reinterpret_cast<std::uintptr_t>(result));
+    Record* rec = live_.claim_new(reinterpret_cast<std::uintptr_t>(block));
     rec->size = len;
+    rec->extra = static_cast<std::uint32_t>(extra);
     rec->ret_addr = ret;
     rec->trace = trace;
     rec->seq = next_seq_++;
     rec->alignment = alignment;
-    stats_.live_bytes += len;
-    stats_.total_bytes += len;
+    stats_.live_bytes += len + extra;
+    stats_.total_bytes += len + extra;
     stats_.peak_live_bytes = std::max(stats_.peak_live_bytes, stats_.live_bytes);
     stats_.peak_live_count = std::max(stats_.peak_live_count, live_.size());
   }
-  if (options_.verbose) [[unlikely]] log_call("alloc", len, 0, alignment, nullptr, result, ret);
+  if (options_.verbose) [[unlikely]] {
+    log_call(kind == AllocKind::kAtLeast  ? "alloc_at_least"
+             : kind == AllocKind::kZeroed ? "alloc_zeroed"
+                                          : "alloc",
+             len, result.size(), alignment, nullptr, result.data(), ret);
+  }
   return result;
 }
 
@@ -331,9 +409,9 @@ void* DebugAllocator::do_resize(Bytes memory, Alignment alignment, std::size_t n
       r.new_size = new_len;
       r.this_call = this_call_site(ret);
       reports.push_back(std::move(r));
-    } else if (found->size != memory.size() || found->alignment != alignment) {
+    } else if (!found->accepts(memory.size()) || found->alignment != alignment) {
       Report r;
-      r.kind = found->size != memory.size() ? ErrorKind::kWrongSize
+      r.kind = !found->accepts(memory.size()) ? ErrorKind::kWrongSize
                                             : ErrorKind::kWrongAlignment;
       r.operation = op;
       r.address = addr;
@@ -341,13 +419,18 @@ void* DebugAllocator::do_resize(Bytes memory, Alignment alignment, std::size_t n
       r.passed_alignment = alignment;
       r.new_size = new_len;
       fill_block_report(r, addr, *found);
+      if (found->extra != 0) {
+        r.note = fmt::format("the freed-length rule: alloc_at_least reported {} bytes, so any "
+                             "length from {} to {} is right",
+                             found->usable(), found->size, found->usable());
+      }
       r.this_call = this_call_site(ret);
       reports.push_back(std::move(r));
     } else {
       Record& rec = *found;
       auto* block = memory.data();
       if (auto [first, count] =
-              debug::internal::check_canary(block, rec.size, options_.canary_bytes);
+              debug::internal::check_canary(block, rec.usable(), options_.canary_bytes);
           count != 0) {
         Report r;
         r.kind = ErrorKind::kOverrun;
@@ -361,18 +444,18 @@ void* DebugAllocator::do_resize(Bytes memory, Alignment alignment, std::size_t n
         fill_block_report(r, addr, rec);
         r.this_call = this_call_site(ret);
         reports.push_back(std::move(r));
-        debug::internal::write_canary(block, rec.size, options_.canary_bytes);  // reported once
+        debug::internal::write_canary(block, rec.usable(), options_.canary_bytes);  // reported once
       }
       std::size_t total = 0;
-      const bool grows = new_len > rec.size;
+      const bool grows = new_len > rec.usable();
       const bool over_limit =
-          grows && new_len - rec.size > options_.memory_limit -
-                                            std::min(options_.memory_limit, stats_.live_bytes);
-      if (options_.fail_resize_from >= 0 && index >= options_.fail_resize_from) {
+          grows && new_len - rec.usable() > options_.ceiling -
+                                            std::min(options_.ceiling, stats_.live_bytes);
+      if (static_cast<std::uint64_t>(index) >= fail_resize_at_) {
         inject_failure_locked(true, index, new_len, ret);
       } else if (!over_limit &&
                  !__builtin_add_overflow(new_len, options_.canary_bytes, &total)) {
-        Bytes whole(block, rec.size + options_.canary_bytes);
+        Bytes whole(block, rec.usable() + options_.canary_bytes);
         if (may_move) {
           result = child_.raw_remap(whole, alignment, total, ret);
         } else if (child_.raw_resize(whole, alignment, total, ret)) {
@@ -382,10 +465,11 @@ void* DebugAllocator::do_resize(Bytes memory, Alignment alignment, std::size_t n
       if (result != nullptr) {
         auto* moved = static_cast<std::byte*>(result);
         debug::internal::write_canary(moved, new_len, options_.canary_bytes);
-        stats_.live_bytes = stats_.live_bytes - rec.size + new_len;
+        stats_.live_bytes = stats_.live_bytes - rec.usable() + new_len;
         stats_.peak_live_bytes = std::max(stats_.peak_live_bytes, stats_.live_bytes);
-        if (grows) stats_.total_bytes += new_len - rec.size;
+        if (grows) stats_.total_bytes += new_len - rec.usable();
         rec.size = new_len;
+        rec.extra = 0;  // resized: new_len exactly
         if (moved != block) {
           // Same block at a new address: it keeps its allocation site.
           const Record moved_rec = rec;
@@ -413,16 +497,20 @@ void DebugAllocator::do_free(Bytes memory, Alignment alignment, std::uintptr_t r
     // free_slow, which looks again.
     Guard guard(lock_ptr());
     Record* found = live_.find(addr);
-    if (found != nullptr && found->size == size && found->alignment == alignment &&
+    if (found != nullptr && found->accepts(size) && found->alignment == alignment &&
         found->trace == nullptr && !options_.verbose &&
-        debug::internal::canary_intact(memory.data(), size, options_.canary_bytes)) [[likely]] {
+        debug::internal::canary_intact(memory.data(), found->usable(),
+                                       options_.canary_bytes)) [[likely]] {
       const std::uintptr_t alloc_ret = found->ret_addr;
+      // The whole usable length (alloc_at_least may have given more than
+      // the length freed), canary after it.
+      const std::size_t usable = found->usable();
       live_.erase_value(found);
-      stats_.live_bytes -= size;
+      stats_.live_bytes -= usable;
       ++stats_.total_frees;
-      if (quarantine_.would_hold(size)) [[likely]] {
-        fill_freed(memory.data(), size + options_.canary_bytes);
-        quarantine_.push_held(addr, alloc_ret, ret, size, alignment);
+      if (quarantine_.would_hold(usable)) [[likely]] {
+        fill_freed(memory.data(), usable + options_.canary_bytes);
+        quarantine_.push_held(addr, alloc_ret, ret, usable, alignment);
         // One block in, about one out: the child takes them back one at a
         // time, which keeps glibc in its per-thread cache (evicting in
         // batches overflowed it and cost ~50 more instructions per free).
@@ -435,9 +523,9 @@ void DebugAllocator::do_free(Bytes memory, Alignment alignment, std::uintptr_t r
       } else {
         // Too big to hold (or no quarantine): straight back to the child,
         // remembered in the history only.
-        child_.raw_free(Bytes(memory.data(), size + options_.canary_bytes), alignment, ret);
+        child_.raw_free(Bytes(memory.data(), usable + options_.canary_bytes), alignment, ret);
         if (!quarantine_.keeps_history()) return;
-        quarantine_.push_released(addr, alloc_ret, ret, size, alignment);
+        quarantine_.push_released(addr, alloc_ret, ret, usable, alignment);
       }
       quarantine_.trim(traces_);
       if (pending_.empty()) [[likely]] return;
@@ -463,22 +551,27 @@ void DebugAllocator::free_slow(Bytes memory, Alignment alignment, std::uintptr_t
       Report r = not_live_report_locked(addr, memory.size(), alignment, Operation::kFree);
       r.this_call = this_call_site(ret);
       reports.push_back(std::move(r));
-    } else if (found->size != memory.size() || found->alignment != alignment) {
+    } else if (!found->accepts(memory.size()) || found->alignment != alignment) {
       Report r;
-      r.kind = found->size != memory.size() ? ErrorKind::kWrongSize
+      r.kind = !found->accepts(memory.size()) ? ErrorKind::kWrongSize
                                             : ErrorKind::kWrongAlignment;
       r.operation = Operation::kFree;
       r.address = addr;
       r.passed_size = memory.size();
       r.passed_alignment = alignment;
       fill_block_report(r, addr, *found);
+      if (found->extra != 0) {
+        r.note = fmt::format("the freed-length rule: alloc_at_least reported {} bytes, so any "
+                             "length from {} to {} is right",
+                             found->usable(), found->size, found->usable());
+      }
       r.this_call = this_call_site(ret);
       reports.push_back(std::move(r));
     } else {
       Record rec = *found;
       live_.erase(addr);
       if (auto [first, count] =
-              debug::internal::check_canary(memory.data(), rec.size, options_.canary_bytes);
+              debug::internal::check_canary(memory.data(), rec.usable(), options_.canary_bytes);
           count != 0) {
         Report r;
         r.kind = ErrorKind::kOverrun;
@@ -491,9 +584,9 @@ void DebugAllocator::free_slow(Bytes memory, Alignment alignment, std::uintptr_t
         fill_block_report(r, addr, rec);
         r.this_call = this_call_site(ret);
         reports.push_back(std::move(r));
-        debug::internal::write_canary(memory.data(), rec.size, options_.canary_bytes);
+        debug::internal::write_canary(memory.data(), rec.usable(), options_.canary_bytes);
       }
-      stats_.live_bytes -= rec.size;
+      stats_.live_bytes -= rec.usable();
       ++stats_.total_frees;
       quarantine_locked(addr, rec, ret, reports);
     }
@@ -544,7 +637,7 @@ std::size_t DebugAllocator::check() {
     Guard guard(lock_ptr());
     live_.for_each([&](std::uintptr_t addr, const Record& rec) {
       auto [first, count] = debug::internal::check_canary(reinterpret_cast<const std::byte*>(addr),
-                                                          rec.size, options_.canary_bytes);
+                                                          rec.usable(), options_.canary_bytes);
       if (count == 0) return;
       Report r;
       r.kind = ErrorKind::kOverrun;
@@ -554,7 +647,7 @@ std::size_t DebugAllocator::check() {
       r.bad_bytes = count;
       fill_block_report(r, addr, rec);
       reports.push_back(std::move(r));
-      debug::internal::write_canary(reinterpret_cast<std::byte*>(addr), rec.size,
+      debug::internal::write_canary(reinterpret_cast<std::byte*>(addr), rec.usable(),
                                     options_.canary_bytes);
     });
     quarantine_.for_each_held([&](std::uint64_t pos, const Freed& f) {
@@ -590,10 +683,10 @@ std::size_t DebugAllocator::deinit() {
     quarantine_.trim(traces_);
     if (options_.free_leaks_on_deinit) {
       live_.for_each([&](std::uintptr_t addr, const Record& rec) {
-        child_.raw_free(Bytes(reinterpret_cast<std::byte*>(addr), rec.size + options_.canary_bytes),
+        child_.raw_free(Bytes(reinterpret_cast<std::byte*>(addr), rec.usable() + options_.canary_bytes),
                         rec.alignment, rec.ret_addr);
         traces_.release(rec.trace);
-        stats_.live_bytes -= rec.size;
+        stats_.live_bytes -= rec.usable();
       });
       live_.clear();
     }

@@ -8,6 +8,13 @@
 // block, checked on free, resize and check()), writes after free (freed
 // blocks are filled with a pattern and held in a bounded quarantine, checked
 // when they leave it and on check()), and leaks (check_leaks()/deinit()).
+// Size feedback: alloc_at_least asks the child for len + canary with its
+// alloc_at_least and reports the child's extra, less the canary, as the
+// user's; the record keeps both lengths, and free/resize/remap accept any
+// length between them (the freed-length rule; others are kWrongSize). The
+// canary sits after the reported length. alloc_zeroed uses the child's.
+// owns() is kYes for live blocks; a free of a pointer that is not live says
+// whether the child owns it (when the child can tell).
 // Each finding becomes a debug::Report sent to DebugOptions::sink (stderr
 // text by default) with the relevant call sites. The bad call is refused (not
 // forwarded to the child) and the program goes on, unless abort_on_error. An
@@ -47,6 +54,8 @@
 #include <vector>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/ceiling.h"
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/engine/biased_lock.h"
 #include "alloy/debug/internal/quarantine.h"
 #include "alloy/debug/internal/records.h"
@@ -63,6 +72,11 @@ enum class TraceMode : std::uint8_t {
 
 struct InjectedFailure;
 
+// The pragmas keep the synthesized constructors of a struct with
+// [[deprecated]] fields quiet (GCC 12 flags them); user code that names
+// memory_limit or fail_*_from still gets the warning.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 struct DebugOptions {
   TraceMode traces = TraceMode::kSampled;
   std::uint32_t sample_every = 64;
@@ -76,8 +90,11 @@ struct DebugOptions {
   // Metadata of blocks already given back to the child, kept so a late
   // double free is still named as one, with its first free.
   std::size_t freed_history = 1024;
-  // Live bytes above this make alloc/resize fail (return null/false).
-  std::size_t memory_limit = std::numeric_limits<std::size_t>::max();
+  // Live bytes above this make alloc/resize fail (return null/false);
+  // kNoCeiling (alloc_iface/ceiling.h) = none. set_ceiling() moves it.
+  std::size_t ceiling = kNoCeiling;
+  // The old name, for one release: the lower of the two applies.
+  [[deprecated("use ceiling")]] std::size_t memory_limit = kNoCeiling;
   // Off: no lock at all, for single-threaded speed.
   bool thread_safe = true;
   // std::abort() after reporting a misuse (not after leak reports).
@@ -92,15 +109,22 @@ struct DebugOptions {
   bool json_to_stderr = false;
   // deinit() gives leaked blocks back to the child after reporting them.
   bool free_leaks_on_deinit = true;
-  // Failure injection (used by check_all_allocation_failures): the alloc
-  // call with this index, and every later one, returns null; likewise the
-  // resize/remap calls (counted together) for fail_resize_from. -1 = never.
-  std::int64_t fail_alloc_from = -1;
-  std::int64_t fail_resize_from = -1;
+  // Failure injection (used by check_all_allocation_failures), spelled as
+  // FailingAllocator's: the 0-based alloc call with this index, and every
+  // later one, returns null (FailingAllocator's keep_failing = true);
+  // likewise the resize/remap calls (counted together) for
+  // fail_resize_index. kNever = none.
+  static constexpr std::size_t kNever = SIZE_MAX;
+  std::size_t fail_alloc_index = kNever;
+  std::size_t fail_resize_index = kNever;
+  // The old names, for one release (-1 = never; the lower index applies).
+  [[deprecated("use fail_alloc_index")]] std::int64_t fail_alloc_from = -1;
+  [[deprecated("use fail_resize_index")]] std::int64_t fail_resize_from = -1;
   // Called (under the allocator's lock) when the first failure is injected.
   // Like `log`, it must not call this allocator, nor wait for a thread that does.
   std::function<void(const InjectedFailure&)> on_injected_failure;
 };
+#pragma GCC diagnostic pop
 
 struct DebugStats {
   std::size_t live_bytes = 0;
@@ -141,9 +165,13 @@ class DebugAllocator {
   DebugAllocator(const DebugAllocator&) = delete;
   DebugAllocator& operator=(const DebugAllocator&) = delete;
 
-  Allocator allocator() { return Allocator{this, &kVTable}; }
+  Allocator allocator() { return Allocator{this, &vtable_for<DebugAllocator>}; }
   Allocator child() const { return child_; }
   const DebugOptions& options() const { return options_; }
+  // The ceiling on live bytes (DebugOptions::ceiling; kNoCeiling = none).
+  // Lowering it below what is live refuses growth; live blocks stay valid.
+  std::size_t ceiling() const;
+  void set_ceiling(std::size_t bytes);
 
   // Reports every live block as a leak; returns how many there are.
   std::size_t check_leaks();
@@ -182,9 +210,15 @@ class DebugAllocator {
   static void* vt_remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
                         std::uintptr_t ret);
   static void vt_free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret);
-  static const VTable kVTable;
+  static Bytes vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                 std::uintptr_t ret);
+  static void* vt_alloc_zeroed(void* ctx, std::size_t len, Alignment alignment,
+                               std::uintptr_t ret);
+  static Ownership vt_owns(void* ctx, const void* ptr);
+  ALLOY_VTABLE_ENTRIES;
 
-  void* do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret);
+  enum class AllocKind : std::uint8_t { kPlain, kAtLeast, kZeroed };
+  Bytes do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret, AllocKind kind);
   [[gnu::noinline]] void inject_failure_locked(bool resize, std::int64_t index, std::size_t len,
                                                std::uintptr_t ret);
   void* do_resize(Bytes memory, Alignment alignment, std::size_t new_len, std::uintptr_t ret,
@@ -223,8 +257,10 @@ class DebugAllocator {
   DebugStats stats_;
   std::uint64_t next_seq_ = 0;
   std::uint32_t sample_countdown_ = 1;
-  // options_.fail_alloc_from as the first alloc_calls value to fail.
+  // options_.fail_alloc_index (or the deprecated fail_alloc_from) as the
+  // first alloc_calls value to fail; the same for resize_calls.
   std::uint64_t fail_alloc_at_ = std::numeric_limits<std::uint64_t>::max();
+  std::uint64_t fail_resize_at_ = std::numeric_limits<std::uint64_t>::max();
   std::optional<InjectedFailure> injected_;
   bool deinit_done_ = false;
 };

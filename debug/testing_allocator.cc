@@ -172,8 +172,10 @@ RunRecord run_once(const std::function<debug::internal::RunResult(Allocator)>& r
                    std::int64_t fail_resize) {
   RunRecord rec;
   DebugOptions o = options.debug;
-  o.fail_alloc_from = fail_alloc;
-  o.fail_resize_from = fail_resize;
+  o.fail_alloc_index =
+      fail_alloc < 0 ? DebugOptions::kNever : static_cast<std::size_t>(fail_alloc);
+  o.fail_resize_index =
+      fail_resize < 0 ? DebugOptions::kNever : static_cast<std::size_t>(fail_resize);
   o.abort_on_error = false;
   o.sink = debug::collect_into(&rec.reports);
   g_fail_text_len = 0;

@@ -21,6 +21,7 @@
 //   heaps.cc    HeapCore lifetime (init, register, collect, release)
 //   entry.cc    the public entry points of engine.h
 //   stats.cc    write_stats
+//   validate.cc the invariants as code (tests and fuzzers call it)
 //   block_ops.cc  alloy::Heap's block operations on a HeapCore
 #pragma once
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <new>
 
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/engine/engine.h"
 #include "alloy/allocators/engine/fast_path.h"
 #include "alloy/allocators/engine/internal.h"
@@ -19,24 +20,73 @@ namespace d = engine::detail;
 
 constexpr std::size_t kCoreBytes = (sizeof(HeapCore) + 4095) & ~std::size_t{4095};
 
-void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
-  return d::heap_alloc_raw(static_cast<HeapCore*>(ctx), len, alignment.bytes());
-}
-bool vt_resize(void*, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t ret) {
-  return d::heap_resize(memory.data(), new_len, ret);
-}
-void* vt_remap(void*, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t ret) {
-  return d::heap_remap(memory.data(), new_len, ret);
-}
-void vt_free(void*, Bytes memory, Alignment, std::uintptr_t ret) {
-  d::heap_free_sized(memory.data(), memory.size(), ret);
-}
-constexpr VTable kHeapVTable = {vt_alloc, vt_resize, vt_remap, vt_free};
+// The entries shared by both tables: a block of any heap is resized,
+// remapped and freed by the heap that owns it.
+struct BlockEntries {
+  static bool vt_resize(void*, Bytes memory, Alignment, std::size_t new_len, std::uintptr_t ret) {
+    return d::heap_resize(memory.data(), new_len, ret);
+  }
+  static void* vt_remap(void*, Bytes memory, Alignment, std::size_t new_len,
+                        std::uintptr_t ret) {
+    return d::heap_remap(memory.data(), new_len, ret);
+  }
+  static void vt_free(void*, Bytes memory, Alignment, std::uintptr_t ret) {
+    d::heap_free_sized(memory.data(), memory.size(), ret);
+  }
+};
 
-void* def_alloc(void*, std::size_t len, Alignment alignment, std::uintptr_t) {
-  return engine::alloc_aligned(len, alignment.bytes());
+// Size feedback for a block of either table: its size class (or its whole
+// slices, or its mapping), which resize, remap and free accept as its length.
+inline Bytes usable_block(void* p) {
+  if (p == nullptr) return Bytes();
+  return Bytes(static_cast<std::byte*>(p), engine::usable_size(p));
 }
-constexpr VTable kDefaultVTable = {def_alloc, vt_resize, vt_remap, vt_free};
+
+// Heap::allocator(): ctx is the heap's HeapCore.
+struct HeapEntries : BlockEntries {
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+    return d::heap_alloc_raw(static_cast<HeapCore*>(ctx), len, alignment.bytes());
+  }
+  static Bytes vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                 std::uintptr_t ret) {
+    return usable_block(vt_alloc(ctx, len, alignment, ret));
+  }
+  // No alloc_zeroed entry: the core has no zeroed alloc for a user heap, so
+  // the handle's alloc + memset serves it.
+  // This heap's blocks: engine memory whose segment belongs to this heap. A
+  // block's start lies in its segment's first 4 MiB unit (a huge block's
+  // offset is below 4 MiB), so segment_of names its head.
+  static Ownership vt_owns(void* ctx, const void* p) {
+    if (!engine::owns(p)) return Ownership::kNo;
+    d::Segment* seg = d::segment_of(p);
+    if (!d::is_segment_head(seg)) return Ownership::kNo;
+    return ownership(seg->local->heap == static_cast<HeapCore*>(ctx));
+  }
+};
+
+// Heap::default_allocator(): ctx is null, the per-thread fast path.
+struct DefaultEntries : BlockEntries {
+  static void* vt_alloc(void*, std::size_t len, Alignment alignment, std::uintptr_t) {
+    return engine::alloc_aligned(len, alignment.bytes());
+  }
+  static Bytes vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                 std::uintptr_t ret) {
+    return usable_block(vt_alloc(ctx, len, alignment, ret));
+  }
+  // calloc's path: blocks above 64 KiB from memory the OS has not handed out
+  // (or that was purged) are not written. It serves malloc's 16-byte
+  // alignment; larger ones take alloc_aligned + memset.
+  static void* vt_alloc_zeroed(void* ctx, std::size_t len, Alignment alignment,
+                               std::uintptr_t ret) {
+    if (alignment.bytes() <= 16) return engine::alloc_zeroed(len);
+    void* p = vt_alloc(ctx, len, alignment, ret);
+    if (p != nullptr) std::memset(p, 0, len);
+    return p;
+  }
+  // The default heap's free takes a block of any heap (it goes back to the
+  // heap that owns it), so every engine block is "ours" here.
+  static Ownership vt_owns(void*, const void* p) { return ownership(engine::owns(p)); }
+};
 
 }  // namespace
 
@@ -69,8 +119,8 @@ void Heap::destroy() noexcept {
   core_ = nullptr;
 }
 
-Allocator Heap::allocator() const noexcept { return Allocator{core_, &kHeapVTable}; }
-Allocator Heap::default_allocator() noexcept { return Allocator{nullptr, &kDefaultVTable}; }
+Allocator Heap::allocator() const noexcept { return Allocator{core_, &vtable_for<HeapEntries>}; }
+Allocator Heap::default_allocator() noexcept { return Allocator{nullptr, &vtable_for<DefaultEntries>}; }
 void Heap::collect_default() noexcept { engine::collect(); }
 
 void* Heap::alloc(std::size_t size, std::size_t alignment) noexcept {
@@ -93,6 +143,12 @@ void Heap::set_ceiling(std::size_t bytes) noexcept {
   core_->ceiling.store(bytes, std::memory_order_relaxed);
 }
 std::size_t Heap::ceiling() const noexcept { return core_->ceiling.load(std::memory_order_relaxed); }
+const char* Heap::find_broken_invariant() noexcept {
+  if (core_ == nullptr) return nullptr;
+  d::Violation v;
+  return d::validate_heap_core(core_, &v) ? nullptr : v.what;
+}
+
 std::size_t Heap::committed() const noexcept {
   return core_->committed.load(std::memory_order_relaxed);
 }

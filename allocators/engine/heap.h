@@ -9,6 +9,15 @@
 // its blocks. Heap::default_allocator() is the process default heap, the one
 // alloy::engine::alloc and the malloc adapter use.
 //
+// Optional entries: alloc_at_least on both tables reports the block's usable
+// size (its size class, its slices, its mapping), which free and resize
+// accept as its length. The default heap's alloc_zeroed is calloc's path
+// (engine::alloc_zeroed: no memset for memory fresh from the OS) for
+// alignments up to 16; a Heap's table has none (alloc + memset), because the
+// engine core has no zeroed alloc for a user heap. owns: a Heap answers for
+// its own blocks only; the default heap for every engine block (its free
+// takes a block of any heap).
+//
 // Cost per call: alloc takes the heap's lock around the engine's size-class
 // path; Heap::free (and the handle's free) checks the pointer (a few loads
 // and a division: block_check) and frees under the lock when it is free at
@@ -90,6 +99,7 @@
 #include <type_traits>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/ceiling.h"
 
 namespace alloy {
 namespace engine::detail {
@@ -99,8 +109,8 @@ struct HeapCore;
 struct HeapOptions {
   // Committed bytes the heap may hold (slices handed to pages, plus 8 KiB of
   // header per 4 MiB segment, plus huge mappings; see "Ceilings" above: 12
-  // KiB is the smallest that serves a block).
-  std::size_t ceiling = SIZE_MAX;
+  // KiB is the smallest that serves a block). kNoCeiling: none.
+  std::size_t ceiling = kNoCeiling;
   // Return empty pages to the OS at once instead of after the purge delay.
   bool eager_purge = false;
 };
@@ -174,6 +184,13 @@ class Heap {
 
   HeapStats stats() noexcept;
   void collect() noexcept;
+
+  // Walks the heap's pages, free lists, queues and span bins under its lock
+  // and returns the first broken invariant ("free list holds a pointer that
+  // is not a carved block of its page", ...), or null when all hold. O(live
+  // and free blocks): for tests, fuzzers and debugging a suspected memory
+  // corruption, not for production paths.
+  const char* find_broken_invariant() noexcept;
 
   // Calls fn(ctx, block, usable_size) for every live block. The heap's lock
   // is held one page at a time, so other threads' allocations wait at most one

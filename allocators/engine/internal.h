@@ -445,6 +445,22 @@ void* heap_remap(void* p, std::size_t size, std::uintptr_t caller) noexcept;
 // held), so a free from the callback neither retakes nor releases the lock.
 extern __thread HeapCore* t_visiting __attribute__((tls_model("initial-exec")));
 
+// ---- Invariants (validate.cc). ----
+// The first invariant found broken: what, and the structure it was found at.
+struct Violation {
+  const char* what = nullptr;
+  const void* where = nullptr;
+};
+// Walks ThreadHeap l whole (segments, spans, small pages and their free
+// lists, page queues, free-span bins, direct slots); false and *out on the
+// first broken invariant. Only l's owner may call it (plain fields): the
+// calling thread for its own default-heap ThreadHeap (validate_current_thread),
+// or under the heap's lock (validate_heap_core does it). O(blocks): for tests
+// and fuzz harnesses after each batch, never on an allocation path.
+bool validate_thread_heap(const ThreadHeap* l, Violation* out) noexcept;
+bool validate_current_thread(Violation* out) noexcept;
+bool validate_heap_core(HeapCore* h, Violation* out) noexcept;
+
 // Slow paths (alloc.cc, free.cc, huge.cc, threads.cc).
 void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept;
 // Sampled heap profiles (sampling.cc): on while a rate is set; the heap that

@@ -111,13 +111,37 @@ void page_collect(Span* pg) noexcept {
                                                   std::memory_order_relaxed)) {
     }
     Block* tf = reinterpret_cast<Block*>(w & ~kTfFlags);
-    {
-      std::uint32_t count = 1;
-      Block* tail = tf;
-      while (tail->next != nullptr) {
-        tail = tail->next;
-        ++count;
+    // Bounded by what the page has handed out, and every link must point
+    // into this page's carved blocks: a longer list is a cycle, a stray link is a
+    // freed block written to after free. Either is reported and the list
+    // dropped, not followed: its blocks stay counted as used (leaked) and the
+    // page stays consistent.
+    const std::uint32_t limit = static_cast<std::uint32_t>(live(pg));
+    const std::uintptr_t start = page_start(segment_of(pg), pg);
+    const std::uintptr_t end = pg->kind == kSmallPage
+                                   ? start + std::uintptr_t{pg->capacity} * pg->block_size
+                                   : start + (std::uintptr_t{pg->slice_count} << kSliceShift);
+    // (A range and word-alignment test, no division: this walk is on the
+    // cross-thread free path of every producer/consumer program.)
+    auto stray = [&](const Block* b) {
+      const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(b);
+      return a < start || a >= end || (a & (alignof(Block) - 1)) != 0;
+    };
+    std::uint32_t count = 1;
+    Block* tail = tf;
+    bool corrupt = stray(tf);
+    while (!corrupt && tail->next != nullptr) {
+      if (++count > limit || stray(tail->next)) {
+        corrupt = true;
+        break;
       }
+      tail = tail->next;
+    }
+    if (corrupt) {
+      report("engine", "cross-thread free list of page", pg, pg->block_size,
+             "corrupted (a link outside the page, or longer than its live blocks); the list is dropped",
+             0);
+    } else {
       if (pg->kind == kSmallPage) {
         tail->next = pg->local_free;
         pg->local_free = tf;

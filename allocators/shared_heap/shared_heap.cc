@@ -1,7 +1,7 @@
 // alloy::SharedHeap implementation.
 //
 // This file holds the public surface that is neither mapping nor the
-// allocation path: error names, the cap, stats, visit, roots, verify and the
+// allocation path: error names, the ceiling, stats, visit, roots, verify and the
 // test hooks. The rest lives in its own units:
 //   internal/layout.h     the on-shm format (versioned), its invariants
 //   internal/header_io.*  writing a fresh header, checking a mapped one
@@ -80,7 +80,7 @@ SharedHeapError detached_error() {
 }
 }  // namespace
 
-SharedResult<void> SharedHeap::set_cap(std::size_t bytes) {
+SharedResult<void> SharedHeap::set_ceiling(std::size_t bytes) {
   if (base_ == nullptr) return detached_error();
   auto* h = reinterpret_cast<Header*>(base_);
   HeapLock lock(h);
@@ -98,7 +98,11 @@ SharedResult<SharedHeapStats> SharedHeap::stats() const {
   SharedHeapStats s;
   s.mapping_bytes = h->mapping_bytes;
   s.heap_bytes = h->heap_end - h->heap_begin;
-  s.cap_bytes = h->cap;
+  s.ceiling_bytes = h->cap;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  s.cap_bytes = h->cap;  // the old name, for one release
+#pragma GCC diagnostic pop
   s.bytes_in_use = h->c.bytes_in_use;
   s.payload_bytes = h->c.payload_bytes;
   s.peak_bytes_in_use = h->c.peak_bytes_in_use;

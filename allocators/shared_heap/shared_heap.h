@@ -43,6 +43,7 @@
 
 #include "alloy/alloc_iface/alignment.h"
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/ceiling.h"
 
 namespace alloy {
 
@@ -146,10 +147,17 @@ static_assert(sizeof(SharedOffset<int>) == 8);
 
 // ---- Reports ----------------------------------------------------------------
 
+// The pragmas keep the synthesized constructors of a struct with a
+// [[deprecated]] field quiet (GCC 12 flags them); user code that names the
+// field still gets the warning.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 struct SharedHeapStats {
   std::size_t mapping_bytes = 0;      // size of the whole shared object
   std::size_t heap_bytes = 0;         // the part blocks are carved from
-  std::size_t cap_bytes = 0;          // ceiling on bytes_in_use
+  std::size_t ceiling_bytes = 0;      // ceiling on bytes_in_use (set_ceiling)
+  // The same value under its old name, for one release.
+  [[deprecated("use ceiling_bytes")]] std::size_t cap_bytes = 0;
   std::size_t bytes_in_use = 0;       // live blocks, headers included
   std::size_t payload_bytes = 0;      // sum of the lengths callers asked for
   std::size_t peak_bytes_in_use = 0;
@@ -159,7 +167,7 @@ struct SharedHeapStats {
   std::size_t largest_free_block = 0; // block bytes, header included
   std::uint64_t allocs = 0;
   std::uint64_t frees = 0;
-  std::uint64_t failed_allocs = 0;    // out of space or over the cap
+  std::uint64_t failed_allocs = 0;    // out of space or over the ceiling
   std::uint64_t rejected_frees = 0;   // not a live block / wrong size
   std::uint64_t recoveries = 0;       // lock owner died; heap rebuilt
   std::uint64_t rolled_back_allocs = 0;
@@ -167,6 +175,7 @@ struct SharedHeapStats {
   std::uint64_t list_repairs = 0;     // damaged free lists rebuilt from the chain
   std::uint32_t attached_processes = 0;
 };
+#pragma GCC diagnostic pop
 
 // One live block, as visit() reports it.
 struct SharedBlockInfo {
@@ -263,9 +272,14 @@ class SharedHeap {
         reinterpret_cast<const std::byte*>(p) - base_)};
   }
 
-  // ---- Ceiling. Allocations fail (null) once bytes_in_use would pass the cap.
-  // The cap is shared: every process sees and honours it. Clamped to the heap.
-  SharedResult<void> set_cap(std::size_t bytes);
+  // ---- Ceiling. Allocations fail (null) once bytes_in_use would pass the
+  // ceiling. It is shared: every process sees and honours it. Clamped to the
+  // heap, so alloy::kNoCeiling (alloc_iface/ceiling.h) is "the whole heap",
+  // the initial value; stats().ceiling_bytes reads it.
+  SharedResult<void> set_ceiling(std::size_t bytes);
+  [[deprecated("use set_ceiling")]] SharedResult<void> set_cap(std::size_t bytes) {
+    return set_ceiling(bytes);
+  }
 
   SharedResult<SharedHeapStats> stats() const;
 
@@ -299,7 +313,7 @@ class SharedHeap {
   SharedFreeStatus free_checked(void* p, std::size_t len, Alignment alignment);
 
   // Checks the header (magic, version, layout, checksum, geometry, as
-  // attach() does; the error then has that code), the cap, intent record,
+  // attach() does; the error then has that code), the ceiling, intent record,
   // attachment slots and roots, then walks the heap and cross-checks the
   // chain, free lists, block bitmap and counters: ok() or kHeapCorrupt with
   // a message that says what disagrees. Every walk is bounded (the geometry

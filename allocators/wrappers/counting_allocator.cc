@@ -1,5 +1,7 @@
 #include "alloy/allocators/wrappers/counting_allocator.h"
 
+#include "alloy/alloc_iface/make_vtable.h"
+
 namespace alloy {
 namespace {
 
@@ -67,7 +69,7 @@ struct CountingAllocator::Ops {
     }
   }
 
-  static void* alloc(void* ctx, std::size_t len, Alignment alignment,
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment,
                      std::uintptr_t ret_addr) {
     auto* self = static_cast<CountingAllocator*>(ctx);
     add<kShared>(self->allocs_, 1);
@@ -80,7 +82,39 @@ struct CountingAllocator::Ops {
     return p;
   }
 
-  static bool resize(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
+  // Size feedback: the child's answer, charged in full (the usable length is
+  // the caller's to use and to free with).
+  static Bytes vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                 std::uintptr_t ret_addr) {
+    auto* self = static_cast<CountingAllocator*>(ctx);
+    add<kShared>(self->allocs_, 1);
+    Bytes b = self->child_.raw_alloc_at_least(len, alignment, ret_addr);
+    if (b.data() == nullptr) {
+      add<kShared>(self->alloc_failures_, 1);
+      return b;
+    }
+    add_live<kShared>(self->live_bytes_, self->peak_bytes_, b.size());
+    return b;
+  }
+
+  static void* vt_alloc_zeroed(void* ctx, std::size_t len, Alignment alignment,
+                               std::uintptr_t ret_addr) {
+    auto* self = static_cast<CountingAllocator*>(ctx);
+    add<kShared>(self->allocs_, 1);
+    void* p = self->child_.raw_alloc_zeroed(len, alignment, ret_addr);
+    if (p == nullptr) {
+      add<kShared>(self->alloc_failures_, 1);
+      return nullptr;
+    }
+    add_live<kShared>(self->live_bytes_, self->peak_bytes_, len);
+    return p;
+  }
+
+  static Ownership vt_owns(void* ctx, const void* ptr) {
+    return static_cast<CountingAllocator*>(ctx)->child_.owns(ptr);
+  }
+
+  static bool vt_resize(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
                      std::uintptr_t ret_addr) {
     auto* self = static_cast<CountingAllocator*>(ctx);
     add<kShared>(self->resizes_, 1);
@@ -92,7 +126,7 @@ struct CountingAllocator::Ops {
     return true;
   }
 
-  static void* remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
+  static void* vt_remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
                      std::uintptr_t ret_addr) {
     auto* self = static_cast<CountingAllocator*>(ctx);
     add<kShared>(self->remaps_, 1);
@@ -105,7 +139,7 @@ struct CountingAllocator::Ops {
     return p;
   }
 
-  static void free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret_addr) {
+  static void vt_free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret_addr) {
     auto* self = static_cast<CountingAllocator*>(ctx);
     if (memory.size() > self->live_bytes_.load(kRelaxed) || self->live_blocks() == 0) {
       // More than is live: not a block (of that length) that came through here.
@@ -123,10 +157,8 @@ struct CountingAllocator::Ops {
   }
 };
 
-const VTable CountingAllocator::kSharedVTable = {Ops<true>::alloc, Ops<true>::resize,
-                                                 Ops<true>::remap, Ops<true>::free};
-const VTable CountingAllocator::kSingleThreadVTable = {
-    Ops<false>::alloc, Ops<false>::resize, Ops<false>::remap, Ops<false>::free};
+const VTable CountingAllocator::kSharedVTable = make_vtable<Ops<true>>();
+const VTable CountingAllocator::kSingleThreadVTable = make_vtable<Ops<false>>();
 
 std::size_t CountingAllocator::live_blocks() const {
   // Frees first: a free is never counted before its alloc, so reading the

@@ -3,7 +3,11 @@
 // Live blocks, live bytes, the peak of live bytes, and the number of alloc,
 // resize, remap and free calls with how many of them the child refused.
 // `stats()` takes a snapshot that prints with fmt ("{}"). Bytes are the
-// lengths callers asked for, not what the child rounded them up to.
+// lengths callers asked for, not what the child rounded them up to, except
+// for alloc_at_least: the child's usable length is reported and counted
+// (free such a block with that length, as Vec and StdAllocator do, or the
+// difference stays counted as live). alloc_zeroed counts as an alloc; owns
+// is the child's.
 //
 // Wrong frees: the counter keeps no per-block record and passes frees on to
 // the child, which checks ownership. The wrong free it can see, in every

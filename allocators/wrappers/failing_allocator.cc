@@ -36,7 +36,7 @@ void FailingAllocator::reset(Options options) {
   failed_resize_ret_addr_.store(0, kRelaxed);
 }
 
-void* FailingAllocator::do_alloc(void* ctx, std::size_t len, Alignment alignment,
+void* FailingAllocator::vt_alloc(void* ctx, std::size_t len, Alignment alignment,
                                  std::uintptr_t ret_addr) {
   auto* self = static_cast<FailingAllocator*>(ctx);
   const std::size_t index = self->alloc_count_.fetch_add(1, kRelaxed);
@@ -47,6 +47,38 @@ void* FailingAllocator::do_alloc(void* ctx, std::size_t len, Alignment alignment
   void* p = self->child_.raw_alloc(len, alignment, ret_addr);
   if (p != nullptr) self->allocated_bytes_.fetch_add(len, kRelaxed);
   return p;
+}
+
+// alloc_at_least and alloc_zeroed are allocs: they take the same numbers
+// and fail at the same index.
+Bytes FailingAllocator::vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                          std::uintptr_t ret_addr) {
+  auto* self = static_cast<FailingAllocator*>(ctx);
+  const std::size_t index = self->alloc_count_.fetch_add(1, kRelaxed);
+  if (index_hit(index, self->options_.fail_alloc_index, self->options_.keep_failing)) {
+    remember(self->failed_ret_addr_, ret_addr);
+    return Bytes();
+  }
+  Bytes b = self->child_.raw_alloc_at_least(len, alignment, ret_addr);
+  if (b.data() != nullptr) self->allocated_bytes_.fetch_add(b.size(), kRelaxed);
+  return b;
+}
+
+void* FailingAllocator::vt_alloc_zeroed(void* ctx, std::size_t len, Alignment alignment,
+                                        std::uintptr_t ret_addr) {
+  auto* self = static_cast<FailingAllocator*>(ctx);
+  const std::size_t index = self->alloc_count_.fetch_add(1, kRelaxed);
+  if (index_hit(index, self->options_.fail_alloc_index, self->options_.keep_failing)) {
+    remember(self->failed_ret_addr_, ret_addr);
+    return nullptr;
+  }
+  void* p = self->child_.raw_alloc_zeroed(len, alignment, ret_addr);
+  if (p != nullptr) self->allocated_bytes_.fetch_add(len, kRelaxed);
+  return p;
+}
+
+Ownership FailingAllocator::vt_owns(void* ctx, const void* ptr) {
+  return static_cast<FailingAllocator*>(ctx)->child_.owns(ptr);
 }
 
 bool FailingAllocator::resize_must_fail(std::uintptr_t ret_addr) {
@@ -64,7 +96,7 @@ void FailingAllocator::count_resize(std::size_t old_len, std::size_t new_len) {
   }
 }
 
-bool FailingAllocator::do_resize(void* ctx, Bytes memory, Alignment alignment,
+bool FailingAllocator::vt_resize(void* ctx, Bytes memory, Alignment alignment,
                                  std::size_t new_len, std::uintptr_t ret_addr) {
   auto* self = static_cast<FailingAllocator*>(ctx);
   if (self->resize_must_fail(ret_addr)) return false;
@@ -73,7 +105,7 @@ bool FailingAllocator::do_resize(void* ctx, Bytes memory, Alignment alignment,
   return true;
 }
 
-void* FailingAllocator::do_remap(void* ctx, Bytes memory, Alignment alignment,
+void* FailingAllocator::vt_remap(void* ctx, Bytes memory, Alignment alignment,
                                  std::size_t new_len, std::uintptr_t ret_addr) {
   auto* self = static_cast<FailingAllocator*>(ctx);
   if (self->resize_must_fail(ret_addr)) return nullptr;
@@ -82,7 +114,7 @@ void* FailingAllocator::do_remap(void* ctx, Bytes memory, Alignment alignment,
   return p;
 }
 
-void FailingAllocator::do_free(void* ctx, Bytes memory, Alignment alignment,
+void FailingAllocator::vt_free(void* ctx, Bytes memory, Alignment alignment,
                                std::uintptr_t ret_addr) {
   auto* self = static_cast<FailingAllocator*>(ctx);
   self->free_count_.fetch_add(1, kRelaxed);

@@ -2,7 +2,8 @@
 // resize/remap) of any child fail, to test out-of-memory paths.
 //
 // Every call reaching the handle is numbered from 0. The alloc whose number is
-// `fail_alloc_index` returns null without calling the child; the same for
+// `fail_alloc_index` returns null without calling the child (alloc_at_least
+// and alloc_zeroed are allocs: same numbers, same failures); the same for
 // resize/remap (they share one counter, as a remap is a resize that may move)
 // and `fail_resize_index`. The return address of the failed call is kept, so a
 // test can name the line of code whose failure was not handled. With
@@ -29,6 +30,7 @@
 #include <cstdint>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/make_vtable.h"
 
 namespace alloy {
 
@@ -51,7 +53,7 @@ class FailingAllocator {
   FailingAllocator& operator=(const FailingAllocator&) = delete;
 
   // The handle; valid while this object lives (it points at it).
-  Allocator allocator() { return Allocator{this, &kVTable}; }
+  Allocator allocator() { return Allocator{this, &vtable_for<FailingAllocator>}; }
   Allocator child() const { return child_; }
 
   // Calls seen so far, including failed ones (induced or from the child).
@@ -83,15 +85,20 @@ class FailingAllocator {
   void reset(Options options);
 
  private:
-  static void* do_alloc(void* ctx, std::size_t len, Alignment alignment,
+  ALLOY_VTABLE_ENTRIES;  // the handle's entries (make_vtable.h)
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment,
                         std::uintptr_t ret_addr);
-  static bool do_resize(void* ctx, Bytes memory, Alignment alignment,
+  static bool vt_resize(void* ctx, Bytes memory, Alignment alignment,
                         std::size_t new_len, std::uintptr_t ret_addr);
-  static void* do_remap(void* ctx, Bytes memory, Alignment alignment,
+  static void* vt_remap(void* ctx, Bytes memory, Alignment alignment,
                         std::size_t new_len, std::uintptr_t ret_addr);
-  static void do_free(void* ctx, Bytes memory, Alignment alignment,
+  static void vt_free(void* ctx, Bytes memory, Alignment alignment,
                       std::uintptr_t ret_addr);
-  static constexpr VTable kVTable = {do_alloc, do_resize, do_remap, do_free};
+  static Bytes vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                 std::uintptr_t ret_addr);
+  static void* vt_alloc_zeroed(void* ctx, std::size_t len, Alignment alignment,
+                               std::uintptr_t ret_addr);
+  static Ownership vt_owns(void* ctx, const void* ptr);
 
   // Takes the next resize/remap number; true if that call must fail.
   bool resize_must_fail(std::uintptr_t ret_addr);

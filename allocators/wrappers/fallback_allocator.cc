@@ -5,34 +5,63 @@
 
 namespace alloy {
 
-void* FallbackAllocator::do_alloc(void* ctx, std::size_t len, Alignment alignment,
+void* FallbackAllocator::vt_alloc(void* ctx, std::size_t len, Alignment alignment,
                                   std::uintptr_t ret_addr) {
   auto* self = static_cast<FallbackAllocator*>(ctx);
   if (void* p = self->primary_.raw_alloc(len, alignment, ret_addr)) return p;
   return self->fallback_.raw_alloc(len, alignment, ret_addr);
 }
 
-bool FallbackAllocator::do_resize(void* ctx, Bytes memory, Alignment alignment,
+bool FallbackAllocator::vt_resize(void* ctx, Bytes memory, Alignment alignment,
                                   std::size_t new_len, std::uintptr_t ret_addr) {
   auto* self = static_cast<FallbackAllocator*>(ctx);
   return self->route(memory.data()).raw_resize(memory, alignment, new_len, ret_addr);
 }
 
-void* FallbackAllocator::do_remap(void* ctx, Bytes memory, Alignment alignment,
+void* FallbackAllocator::vt_remap(void* ctx, Bytes memory, Alignment alignment,
                                   std::size_t new_len, std::uintptr_t ret_addr) {
   auto* self = static_cast<FallbackAllocator*>(ctx);
   return self->route(memory.data()).raw_remap(memory, alignment, new_len, ret_addr);
 }
 
-void FallbackAllocator::do_free(void* ctx, Bytes memory, Alignment alignment,
+void FallbackAllocator::vt_free(void* ctx, Bytes memory, Alignment alignment,
                                 std::uintptr_t ret_addr) {
   auto* self = static_cast<FallbackAllocator*>(ctx);
   self->route(memory.data()).raw_free(memory, alignment, ret_addr);
 }
 
+Bytes FallbackAllocator::vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                           std::uintptr_t ret_addr) {
+  auto* self = static_cast<FallbackAllocator*>(ctx);
+  Bytes b = self->primary_.raw_alloc_at_least(len, alignment, ret_addr);
+  if (b.data() != nullptr) return b;
+  return self->fallback_.raw_alloc_at_least(len, alignment, ret_addr);
+}
+
+void* FallbackAllocator::vt_alloc_zeroed(void* ctx, std::size_t len, Alignment alignment,
+                                         std::uintptr_t ret_addr) {
+  auto* self = static_cast<FallbackAllocator*>(ctx);
+  if (void* p = self->primary_.raw_alloc_zeroed(len, alignment, ret_addr)) return p;
+  return self->fallback_.raw_alloc_zeroed(len, alignment, ret_addr);
+}
+
+Ownership FallbackAllocator::vt_owns(void* ctx, const void* ptr) {
+  auto* self = static_cast<FallbackAllocator*>(ctx);
+  if (self->owns_.owns != nullptr) {
+    if (self->owns_(ptr)) return Ownership::kYes;
+    return self->fallback_.owns(ptr);
+  }
+  const Ownership primary = self->primary_.owns(ptr);
+  if (primary == Ownership::kYes) return Ownership::kYes;
+  const Ownership fallback = self->fallback_.owns(ptr);
+  // Not the fallback's, and the primary cannot tell: maybe the primary's.
+  if (primary == Ownership::kUnknown && fallback == Ownership::kNo) return Ownership::kUnknown;
+  return fallback;
+}
+
 namespace detail {
 
-void* InlineBump::do_alloc(void* ctx, std::size_t len, Alignment alignment,
+void* InlineBump::vt_alloc(void* ctx, std::size_t len, Alignment alignment,
                            std::uintptr_t) {
   auto* self = static_cast<InlineBump*>(ctx);
   const auto cur = reinterpret_cast<std::uintptr_t>(self->cur_);
@@ -43,7 +72,7 @@ void* InlineBump::do_alloc(void* ctx, std::size_t len, Alignment alignment,
   return self->cur_ - len;
 }
 
-bool InlineBump::do_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,
+bool InlineBump::vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,
                            std::uintptr_t) {
   auto* self = static_cast<InlineBump*>(ctx);
   if (!self->is_last(memory)) return new_len <= memory.size();
@@ -52,12 +81,12 @@ bool InlineBump::do_resize(void* ctx, Bytes memory, Alignment, std::size_t new_l
   return true;
 }
 
-void* InlineBump::do_remap(void* ctx, Bytes memory, Alignment alignment,
+void* InlineBump::vt_remap(void* ctx, Bytes memory, Alignment alignment,
                            std::size_t new_len, std::uintptr_t ret_addr) {
-  return do_resize(ctx, memory, alignment, new_len, ret_addr) ? memory.data() : nullptr;
+  return vt_resize(ctx, memory, alignment, new_len, ret_addr) ? memory.data() : nullptr;
 }
 
-void InlineBump::do_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
+void InlineBump::vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t ret_addr) {
   auto* self = static_cast<InlineBump*>(ctx);
   WrongFree wrong = WrongFree::kForeign;
   if (self->owns(memory.data())) {

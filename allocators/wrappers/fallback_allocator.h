@@ -3,19 +3,25 @@
 // form with an inline N-byte buffer as the primary (Zig's
 // StackFallbackAllocator, generalised to any pair).
 //
-// Ownership is answered by an `Owner` supplied with the primary: a function
-// pointer and a context, `owns(ctx, ptr)`, true when `ptr` came from the
-// primary. `Owner::of(obj)` builds one from any object with `bool
-// owns(const void*) const` (a bump, an arena); `Owner::range(begin, end)` from
-// an address range. alloc tries the primary and, if it returns null, the
-// fallback. resize, remap and free go to whichever owns the block; nothing
-// migrates inside resize/remap: a primary block that cannot grow returns
-// null/false and the caller's realloc moves it (alloc, copy, free), which may
-// land it in the fallback.
+// Ownership is answered by the primary's handle (its VTable's owns entry,
+// Allocator::owns): the two-handle constructor needs nothing else. When the
+// primary cannot tell (kUnknown), the fallback is asked instead (its kNo
+// means the primary's). An `Owner` given to the three-argument constructor
+// overrides both: a function pointer and a context, `owns(ctx, ptr)`, true
+// when `ptr` came from the primary; `Owner::of(obj)` builds one from any
+// object with `bool owns(const void*) const`, `AddressRange{begin,
+// end}.owner()` from an address range (for a primary whose table cannot answer). alloc (and
+// alloc_at_least, alloc_zeroed) tries the primary and, if it returns null,
+// the fallback. resize, remap and free go to whichever owns the block;
+// nothing migrates inside resize/remap: a primary block that cannot grow
+// returns null/false and the caller's realloc moves it (alloc, copy, free),
+// which may land it in the fallback. Its own owns answers kYes for either
+// child's blocks.
 //
 // Cost: alloc is one indirect call (two when the primary is full); the other
-// calls add one ownership test (an indirect call to the Owner; two compares
-// for the address-range and StackFallback owners) before the child's call.
+// calls add one ownership test (an indirect call to the primary's owns entry
+// or to the Owner; two compares for an address range or StackFallback's
+// buffer) before the child's call.
 // Thread safety: as the two children and the Owner together. StackFallback's
 // inline buffer is single-threaded; share it through ThreadSafeAllocator.
 //
@@ -38,6 +44,7 @@
 #include <cstdint>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/make_vtable.h"
 
 namespace alloy {
 
@@ -74,34 +81,53 @@ struct AddressRange {
 
 class FallbackAllocator {
  public:
+  // Routes by the handles' own owns entries: the primary's, else the
+  // fallback's. Without NDEBUG, aborts if neither table has one.
+  FallbackAllocator(Allocator primary, Allocator fallback)
+      : primary_(primary), fallback_(fallback) {
+    ALLOY_DETAIL_CONTRACT(primary.vtable->owns != nullptr || fallback.vtable->owns != nullptr,
+                          "FallbackAllocator: neither handle can answer owns(); pass an Owner");
+  }
+  // Routes by `primary_owns` (an override for primaries whose table cannot
+  // answer owns).
   FallbackAllocator(Allocator primary, Owner primary_owns, Allocator fallback)
       : primary_(primary), owns_(primary_owns), fallback_(fallback) {}
   FallbackAllocator(const FallbackAllocator&) = delete;
   FallbackAllocator& operator=(const FallbackAllocator&) = delete;
 
   // The handle; valid while this object lives.
-  Allocator allocator() { return Allocator{this, &kVTable}; }
+  Allocator allocator() { return Allocator{this, &vtable_for<FallbackAllocator>}; }
   Allocator primary() const { return primary_; }
   Allocator fallback() const { return fallback_; }
-  bool primary_owns(const void* ptr) const { return owns_(ptr); }
+  bool primary_owns(const void* ptr) const {
+    if (owns_.owns != nullptr) return owns_(ptr);
+    const Ownership o = primary_.owns(ptr);
+    if (o != Ownership::kUnknown) return o == Ownership::kYes;
+    return fallback_.owns(ptr) == Ownership::kNo;
+  }
 
  private:
-  static void* do_alloc(void* ctx, std::size_t len, Alignment alignment,
+  ALLOY_VTABLE_ENTRIES;  // the handle's entries (make_vtable.h)
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment,
                         std::uintptr_t ret_addr);
-  static bool do_resize(void* ctx, Bytes memory, Alignment alignment,
+  static bool vt_resize(void* ctx, Bytes memory, Alignment alignment,
                         std::size_t new_len, std::uintptr_t ret_addr);
-  static void* do_remap(void* ctx, Bytes memory, Alignment alignment,
+  static void* vt_remap(void* ctx, Bytes memory, Alignment alignment,
                         std::size_t new_len, std::uintptr_t ret_addr);
-  static void do_free(void* ctx, Bytes memory, Alignment alignment,
+  static void vt_free(void* ctx, Bytes memory, Alignment alignment,
                       std::uintptr_t ret_addr);
-  static constexpr VTable kVTable = {do_alloc, do_resize, do_remap, do_free};
+  static Bytes vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                 std::uintptr_t ret_addr);
+  static void* vt_alloc_zeroed(void* ctx, std::size_t len, Alignment alignment,
+                               std::uintptr_t ret_addr);
+  static Ownership vt_owns(void* ctx, const void* ptr);
 
   const Allocator& route(const void* ptr) const {
-    return owns_(ptr) ? primary_ : fallback_;
+    return primary_owns(ptr) ? primary_ : fallback_;
   }
 
   Allocator primary_;
-  Owner owns_;
+  Owner owns_;  // empty: ask the handles
   Allocator fallback_;
 };
 
@@ -117,7 +143,7 @@ class InlineBump {
   InlineBump(const InlineBump&) = delete;
   InlineBump& operator=(const InlineBump&) = delete;
 
-  Allocator allocator() { return Allocator{this, &kVTable}; }
+  Allocator allocator() { return Allocator{this, &vtable_for<InlineBump>}; }
   bool owns(const void* ptr) const {
     const auto p = reinterpret_cast<std::uintptr_t>(ptr);
     return p >= reinterpret_cast<std::uintptr_t>(begin_) &&
@@ -129,15 +155,18 @@ class InlineBump {
   std::size_t refused_frees() const { return refused_; }
 
  private:
-  static void* do_alloc(void* ctx, std::size_t len, Alignment alignment,
+  ALLOY_VTABLE_ENTRIES;  // the handle's entries (make_vtable.h)
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment,
                         std::uintptr_t ret_addr);
-  static bool do_resize(void* ctx, Bytes memory, Alignment alignment,
+  static bool vt_resize(void* ctx, Bytes memory, Alignment alignment,
                         std::size_t new_len, std::uintptr_t ret_addr);
-  static void* do_remap(void* ctx, Bytes memory, Alignment alignment,
+  static void* vt_remap(void* ctx, Bytes memory, Alignment alignment,
                         std::size_t new_len, std::uintptr_t ret_addr);
-  static void do_free(void* ctx, Bytes memory, Alignment alignment,
+  static void vt_free(void* ctx, Bytes memory, Alignment alignment,
                       std::uintptr_t ret_addr);
-  static constexpr VTable kVTable = {do_alloc, do_resize, do_remap, do_free};
+  static Ownership vt_owns(void* ctx, const void* ptr) {
+    return ownership(static_cast<InlineBump*>(ctx)->owns(ptr));
+  }
 
   bool is_last(Bytes memory) const { return memory.data() + memory.size() == cur_; }
 
@@ -158,7 +187,7 @@ class StackFallback {
 
  public:
   explicit StackFallback(Allocator fallback)
-      : bump_(buffer_, N), fallback_(bump_.allocator(), Owner::of(bump_), fallback) {}
+      : bump_(buffer_, N), fallback_(bump_.allocator(), fallback) {}
   StackFallback(const StackFallback&) = delete;
   StackFallback& operator=(const StackFallback&) = delete;
 

@@ -1,5 +1,7 @@
 #include "alloy/allocators/wrappers/limit_allocator.h"
 
+#include "alloy/alloc_iface/make_vtable.h"
+
 namespace alloy {
 namespace {
 constexpr auto kRelaxed = std::memory_order_relaxed;
@@ -63,7 +65,7 @@ struct LimitAllocator::Ops {
     }
   }
 
-  static void* alloc(void* ctx, std::size_t len, Alignment alignment,
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment,
                      std::uintptr_t ret_addr) {
     auto* self = static_cast<LimitAllocator*>(ctx);
     if (!reserve(self, len)) return nullptr;
@@ -72,7 +74,35 @@ struct LimitAllocator::Ops {
     return p;
   }
 
-  static bool resize(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
+  // Size feedback: len is reserved first; the child's extra is charged too
+  // when the ceiling has room for it, else only len is reported.
+  static Bytes vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
+                                 std::uintptr_t ret_addr) {
+    auto* self = static_cast<LimitAllocator*>(ctx);
+    if (!reserve(self, len)) return Bytes();
+    Bytes b = self->child_.raw_alloc_at_least(len, alignment, ret_addr);
+    if (b.data() == nullptr) {
+      release(self, len);
+      return b;
+    }
+    if (b.size() > len && !reserve(self, b.size() - len)) return Bytes(b.data(), len);
+    return b;
+  }
+
+  static void* vt_alloc_zeroed(void* ctx, std::size_t len, Alignment alignment,
+                               std::uintptr_t ret_addr) {
+    auto* self = static_cast<LimitAllocator*>(ctx);
+    if (!reserve(self, len)) return nullptr;
+    void* p = self->child_.raw_alloc_zeroed(len, alignment, ret_addr);
+    if (p == nullptr) release(self, len);
+    return p;
+  }
+
+  static Ownership vt_owns(void* ctx, const void* ptr) {
+    return static_cast<LimitAllocator*>(ctx)->child_.owns(ptr);
+  }
+
+  static bool vt_resize(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
                      std::uintptr_t ret_addr) {
     auto* self = static_cast<LimitAllocator*>(ctx);
     const std::size_t old_len = memory.size();
@@ -88,7 +118,7 @@ struct LimitAllocator::Ops {
     return false;
   }
 
-  static void* remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
+  static void* vt_remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
                      std::uintptr_t ret_addr) {
     auto* self = static_cast<LimitAllocator*>(ctx);
     const std::size_t old_len = memory.size();
@@ -103,7 +133,7 @@ struct LimitAllocator::Ops {
     return p;
   }
 
-  static void free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret_addr) {
+  static void vt_free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret_addr) {
     auto* self = static_cast<LimitAllocator*>(ctx);
     if (memory.size() > self->used_.load(kRelaxed)) {
       // Longer than everything counted: not a block (of that length) we gave.
@@ -117,9 +147,7 @@ struct LimitAllocator::Ops {
   }
 };
 
-const VTable LimitAllocator::kSharedVTable = {Ops<true>::alloc, Ops<true>::resize,
-                                              Ops<true>::remap, Ops<true>::free};
-const VTable LimitAllocator::kSingleThreadVTable = {
-    Ops<false>::alloc, Ops<false>::resize, Ops<false>::remap, Ops<false>::free};
+const VTable LimitAllocator::kSharedVTable = make_vtable<Ops<true>>();
+const VTable LimitAllocator::kSingleThreadVTable = make_vtable<Ops<false>>();
 
 }  // namespace alloy

@@ -4,8 +4,13 @@
 // the child rounds up to). An alloc, or a growing resize/remap, that would
 // take the total above the ceiling returns null/false without calling the
 // child: nothing changes, and the caller may free something and retry.
-// `set_ceiling` moves the ceiling at run time; lowering it below what is in
+// alloy::kNoCeiling (alloc_iface/ceiling.h) is none, as for every cappable
+// allocator. `set_ceiling` moves the ceiling at run time; lowering it below what is in
 // use keeps existing blocks and refuses new ones until enough are freed.
+//
+// Optional entries are forwarded: alloc_at_least reserves the asked length,
+// then the child's extra if the ceiling has room for it (else it reports the
+// asked length); alloc_zeroed is an alloc; owns is the child's.
 //
 // Wrong frees: the limit keeps no per-block record, so it trusts the lengths
 // it is given and passes frees on to the child, which checks ownership

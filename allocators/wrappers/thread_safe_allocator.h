@@ -7,6 +7,9 @@
 // Lock::kStdMutex picks std::mutex instead, which is several times cheaper
 // uncontended here (Debian's abseil runs its deadlock detection on every lock).
 //
+// The optional entries (alloc_at_least, alloc_zeroed, owns) are forwarded
+// under the lock too.
+//
 // Wrong frees are passed to the child under the lock, unchanged: a foreign,
 // double or wrong-size free gets exactly what the child promises for it.
 //

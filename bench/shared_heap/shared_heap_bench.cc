@@ -2,8 +2,8 @@
 // allocator, a mixed-size batch, and the same lock contended by threads of one
 // process or by a second process hammering the heap.
 //
-//   bazel build --config=opt //allocators/shared_heap:shared_heap_bench
-//   bazel-bin/allocators/shared_heap/shared_heap_bench --benchmark_repetitions=5
+//   bazel build --config=opt //bench/shared_heap:shared_heap_bench
+//   bazel-bin/bench/shared_heap/shared_heap_bench --benchmark_repetitions=5
 #include <benchmark/benchmark.h>
 #include <signal.h>
 #include <sys/wait.h>

@@ -28,6 +28,12 @@ struct Record {
   StackTrace* trace = nullptr;  // null unless sampled
   std::uint64_t seq = 0;        // allocation order, for leak reports and visit()
   Alignment alignment;
+  // Usable bytes past `size` (alloc_at_least's feedback): the block may be
+  // freed, resized or remapped with any length in [size, size + extra], and
+  // its canary starts at size + extra. 0 for a plain alloc.
+  std::uint32_t extra = 0;
+  std::size_t usable() const { return size + extra; }
+  bool accepts(std::size_t len) const { return len >= size && len - size <= extra; }
 };
 
 using RecordTable = AddressMap<Record>;

@@ -72,70 +72,90 @@ constexpr Capabilities kGeneral{};  // any alignment to 64 KiB, any size
 constexpr Capabilities kShared{.thread_safe = true};
 // std::pmr has no in-place resize: resource_allocator's resize is no_resize.
 constexpr Capabilities kPmr{.thread_safe = true, .can_resize = false};
+// Regions over a buffer or chunks: exact lengths, ownership by range.
+constexpr Capabilities kRegion{.owns = true};
+// glibc's malloc_usable_size gives more than asked; under the sanitizers'
+// malloc it is the length asked.
+#if defined(ALLOY_HAVE_SANITIZER)
+constexpr bool kLibcFeedback = false;
+#else
+constexpr bool kLibcFeedback = true;
+#endif
+// Wrappers: every optional entry forwarded (zeroed_entry), feedback as the
+// child's, owns unknown over c_allocator.
+constexpr Capabilities kWrapperOverC{.thread_safe = true, .size_feedback = kLibcFeedback,
+                                     .zeroed_entry = true};
+constexpr Capabilities kWrapperOverRecording{.zeroed_entry = true};
+constexpr Capabilities kEngine{.thread_safe = true, .size_feedback = true, .owns = true};
 
 }  // namespace
 
 // ---- Kernel and libc. ----
-ALLOY_CONFORMANCE_CASE(page_allocator, kShared,
+ALLOY_CONFORMANCE_CASE(page_allocator,
+                       (Capabilities{.thread_safe = true, .size_feedback = true,
+                                     .zeroed_entry = true}),
                        [](const Check& check) { check(alloy::page_allocator()); })
-ALLOY_CONFORMANCE_CASE(c_allocator, kShared,
+ALLOY_CONFORMANCE_CASE(c_allocator,
+                       (Capabilities{.thread_safe = true, .size_feedback = kLibcFeedback}),
                        [](const Check& check) { check(alloy::c_allocator()); })
 
 // ---- Buffer and region allocators. ----
-ALLOY_CONFORMANCE_CASE(bump_allocator, kGeneral, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(bump_allocator, kRegion, [](const Check& check) {
   Buffer buf;
   alloy::BumpAllocator bump(buf.bytes());
   check(bump.allocator());
 })
-ALLOY_CONFORMANCE_CASE(fixed_buffer_allocator, kGeneral, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(fixed_buffer_allocator, kRegion, [](const Check& check) {
   Buffer buf;
   alloy::FixedBufferAllocator fixed(buf.bytes());
   check(fixed.allocator());
 })
 // Only the last block's bytes come back, so the hammer may run out.
 ALLOY_CONFORMANCE_CASE(thread_safe_fixed_buffer_allocator,
-                       (Capabilities{.thread_safe = true, .frees_reuse = false}),
+                       (Capabilities{.thread_safe = true, .frees_reuse = false, .owns = true}),
                        [](const Check& check) {
                          Buffer buf;
                          alloy::ThreadSafeFixedBufferAllocator fixed(buf.bytes());
                          check(fixed.allocator());
                        })
-ALLOY_CONFORMANCE_CASE(arena, kGeneral, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(arena, kRegion, [](const Check& check) {
   alloy::Arena arena(alloy::page_allocator());
   check(arena.allocator());
 })
-ALLOY_CONFORMANCE_CASE(arena_over_c, kGeneral, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(arena_over_c, kRegion, [](const Check& check) {
   over_recording<alloy::Arena>(check);
 })
-ALLOY_CONFORMANCE_CASE(stack_allocator, kGeneral, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(stack_allocator, kRegion, [](const Check& check) {
   Buffer buf;
   alloy::StackAllocator stack(buf.bytes());
   check(stack.allocator());
 })
-ALLOY_CONFORMANCE_CASE(scratch, kGeneral, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(scratch, kRegion, [](const Check& check) {
   alloy::Scratch scratch;
   check(scratch.allocator());
 })
-ALLOY_CONFORMANCE_CASE(scratch_small_chunks, kGeneral, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(scratch_small_chunks, kRegion, [](const Check& check) {
   over_recording<alloy::Scratch>(check, std::size_t{4096});
 })
-ALLOY_CONFORMANCE_CASE(scratch_scope_local, kGeneral, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(scratch_scope_local, kRegion, [](const Check& check) {
   alloy::ScratchScope scope;
   check(scope.allocator());
 })
-ALLOY_CONFORMANCE_CASE(virtual_arena, kGeneral, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(virtual_arena, kRegion, [](const Check& check) {
   alloy::VirtualArena va(alloy::VirtualArena::Options{.reserve = std::size_t{1} << 30});
   check(va.allocator());
 })
 
 // ---- Pools: blocks up to the node size and alignment. ----
-ALLOY_CONFORMANCE_CASE(node_pool, (Capabilities{.max_alignment = 16, .max_len = 96}),
+ALLOY_CONFORMANCE_CASE(node_pool, (Capabilities{.max_alignment = 16, .max_len = 96, .size_feedback = true,
+                                     .owns = true}),
                        [](const Check& check) {
                          over_recording<alloy::NodePool>(check, std::size_t{96},
                                                          Alignment::from_log2(4));
                        })
 ALLOY_CONFORMANCE_CASE(node_pool_bounded,
-                       (Capabilities{.max_alignment = 64, .max_len = 256}),
+                       (Capabilities{.max_alignment = 64, .max_len = 256, .size_feedback = true,
+                                     .owns = true}),
                        [](const Check& check) {
                          alloy::NodePool pool(alloy::page_allocator(), 256, Alignment::from_log2(6),
                                               alloy::NodePool::Options{.capacity = 512});
@@ -147,11 +167,13 @@ struct Node {
 };
 }  // namespace
 ALLOY_CONFORMANCE_CASE(memory_pool,
-                       (Capabilities{.max_alignment = alignof(Node), .max_len = sizeof(Node)}),
+                       (Capabilities{.max_alignment = alignof(Node), .max_len = sizeof(Node),
+                                     .size_feedback = true, .owns = true}),
                        [](const Check& check) {
                          over_recording<alloy::MemoryPool<Node>>(check);
                        })
-ALLOY_CONFORMANCE_CASE(block_allocator, (Capabilities{.max_alignment = 256, .max_len = 768}),
+ALLOY_CONFORMANCE_CASE(block_allocator, (Capabilities{.max_alignment = 256, .max_len = 768, .size_feedback = true,
+                                     .owns = true}),
                        [](const Check& check) {
                          Buffer buf;
                          alloy::BlockAllocator blocks(buf.bytes().first(1 << 20), 768);
@@ -159,57 +181,85 @@ ALLOY_CONFORMANCE_CASE(block_allocator, (Capabilities{.max_alignment = 256, .max
                        })
 
 // ---- Wrappers over the C allocator (and over single-threaded children). ----
-ALLOY_CONFORMANCE_CASE(counting_allocator, kShared, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(counting_allocator, kWrapperOverC, [](const Check& check) {
   alloy::CountingAllocator counting(alloy::c_allocator());
   check(counting.allocator());
 })
-ALLOY_CONFORMANCE_CASE(counting_allocator_single_thread, kGeneral, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(counting_allocator_single_thread, kWrapperOverRecording, [](const Check& check) {
   over_recording<alloy::CountingAllocator>(check, alloy::Threading::kSingleThread);
 })
-ALLOY_CONFORMANCE_CASE(limit_allocator, kShared, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(limit_allocator, kWrapperOverC, [](const Check& check) {
   alloy::LimitAllocator capped(alloy::c_allocator(), std::size_t{1} << 30);
   check(capped.allocator());
 })
-ALLOY_CONFORMANCE_CASE(limit_allocator_single_thread, kGeneral, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(limit_allocator_single_thread, kWrapperOverRecording, [](const Check& check) {
   over_recording<alloy::LimitAllocator>(check, std::size_t{1} << 30,
                                         alloy::Threading::kSingleThread);
 })
-ALLOY_CONFORMANCE_CASE(thread_safe_allocator_over_arena, kShared, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(thread_safe_allocator_over_arena,
+                       (Capabilities{.thread_safe = true, .zeroed_entry = true, .owns = true}), [](const Check& check) {
   alloy::Arena arena(alloy::page_allocator());
   alloy::ThreadSafeAllocator shared(arena.allocator());
   check(shared.allocator());
 })
-ALLOY_CONFORMANCE_CASE(thread_safe_allocator_std_mutex, kShared, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(thread_safe_allocator_std_mutex, kWrapperOverC, [](const Check& check) {
   alloy::CountingAllocator counting(alloy::c_allocator(), alloy::Threading::kSingleThread);
   alloy::ThreadSafeAllocator shared(counting.allocator(), alloy::ThreadSafeAllocator::Lock::kStdMutex);
   check(shared.allocator());
 })
-ALLOY_CONFORMANCE_CASE(fallback_allocator, kGeneral, [](const Check& check) {
-  std::byte storage[4096];
-  alloy::FixedBufferAllocator primary(alloy::Bytes(storage, sizeof storage));
-  alloy::FallbackAllocator fb(primary.allocator(), alloy::Owner::of(primary),
-                              alloy::c_allocator());
-  check(fb.allocator());
-})
-ALLOY_CONFORMANCE_CASE(stack_fallback, kGeneral, [](const Check& check) {
+// An Owner override; the c_allocator fallback cannot tell, so owns is mixed.
+ALLOY_CONFORMANCE_CASE(fallback_allocator,
+                       (Capabilities{.size_feedback = kLibcFeedback, .zeroed_entry = true}),
+                       [](const Check& check) {
+                         std::byte storage[4096];
+                         alloy::FixedBufferAllocator primary(alloy::Bytes(storage, sizeof storage));
+                         alloy::FallbackAllocator fb(primary.allocator(), alloy::Owner::of(primary),
+                                                     alloy::c_allocator());
+                         check(fb.allocator());
+                       })
+// Routed by the handles' own owns entries: both children answer.
+ALLOY_CONFORMANCE_CASE(fallback_allocator_by_owns,
+                       (Capabilities{.size_feedback = true, .zeroed_entry = true, .owns = true}),
+                       [](const Check& check) {
+                         std::byte storage[4096];
+                         alloy::FixedBufferAllocator primary(alloy::Bytes(storage, sizeof storage));
+                         alloy::FallbackAllocator fb(primary.allocator(),
+                                                     alloy::Heap::default_allocator());
+                         check(fb.allocator());
+                       })
+ALLOY_CONFORMANCE_CASE(stack_fallback, kWrapperOverRecording, [](const Check& check) {
   over_recording<alloy::StackFallback<4096>>(check);
 })
-ALLOY_CONFORMANCE_CASE(segregator, kGeneral, [](const Check& check) {
-  alloy::Arena small(alloy::page_allocator());
-  alloy::Segregator seg(256, small.allocator(), alloy::c_allocator());
-  check(seg.allocator());
-})
-ALLOY_CONFORMANCE_CASE(failing_allocator_never_failing, kGeneral, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(segregator,
+                       (Capabilities{.size_feedback = kLibcFeedback, .zeroed_entry = true}),
+                       [](const Check& check) {
+                         alloy::Arena small(alloy::page_allocator());
+                         alloy::Segregator seg(256, small.allocator(), alloy::c_allocator());
+                         check(seg.allocator());
+                       })
+// A pool below the threshold (its node size capped there), the engine above.
+ALLOY_CONFORMANCE_CASE(segregator_pool_and_heap,
+                       (Capabilities{.max_alignment = 16, .size_feedback = true,
+                                     .zeroed_entry = true, .owns = true}),
+                       [](const Check& check) {
+                         alloy::NodePool pool(alloy::page_allocator(), 512, Alignment::from_log2(4));
+                         alloy::Segregator seg(256, pool.allocator(),
+                                               alloy::Heap::default_allocator());
+                         check(seg.allocator());
+                       })
+ALLOY_CONFORMANCE_CASE(failing_allocator_never_failing, kWrapperOverRecording, [](const Check& check) {
   over_recording<alloy::FailingAllocator>(check);
 })
 
 // ---- The engine heap and the shared heap. ----
-ALLOY_CONFORMANCE_CASE(heap, kShared, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(heap, kEngine, [](const Check& check) {
   auto heap = alloy::Heap::create();
   BOOST_TEST_REQUIRE(heap.has_value());
   check(heap->allocator());
 })
-ALLOY_CONFORMANCE_CASE(heap_default_allocator, kShared,
+ALLOY_CONFORMANCE_CASE(heap_default_allocator,
+                       (Capabilities{.thread_safe = true, .size_feedback = true,
+                                     .zeroed_entry = true, .owns = true}),
                        [](const Check& check) { check(alloy::Heap::default_allocator()); })
 ALLOY_CONFORMANCE_CASE(shared_heap,
                        (Capabilities{.max_alignment = alloy::SharedHeap::kMaxAlignment,
@@ -221,10 +271,19 @@ ALLOY_CONFORMANCE_CASE(shared_heap,
                        })
 
 // ---- Debugging allocators. ----
-ALLOY_CONFORMANCE_CASE(debug_allocator, kGeneral, [](const Check& check) {
-  over_recording<alloy::DebugAllocator>(check);
-})
-ALLOY_CONFORMANCE_CASE(testing_allocator, kGeneral, [](const Check& check) {
+ALLOY_CONFORMANCE_CASE(debug_allocator, (Capabilities{.zeroed_entry = true, .owns = true}),
+                       [](const Check& check) { over_recording<alloy::DebugAllocator>(check); })
+// Over the engine: its size classes less the canary are the user's.
+ALLOY_CONFORMANCE_CASE(debug_allocator_over_heap,
+                       (Capabilities{.thread_safe = true, .size_feedback = true,
+                                     .zeroed_entry = true, .owns = true}),
+                       [](const Check& check) {
+                         alloy::DebugAllocator debug(alloy::Heap::default_allocator());
+                         check(debug.allocator());
+                         BOOST_TEST(debug.stats().errors == 0u);
+                       })
+ALLOY_CONFORMANCE_CASE(testing_allocator, (Capabilities{.zeroed_entry = true, .owns = true}),
+                       [](const Check& check) {
   over_recording<alloy::TestingAllocator>(check);
 })
 

@@ -25,6 +25,7 @@
 namespace {
 
 using alloy::Alignment;
+using alloy::Bytes;
 using alloy::debug::ErrorKind;
 using alloy::debug::Operation;
 using alloy::debug::Report;
@@ -157,6 +158,101 @@ BOOST_AUTO_TEST_CASE(free_with_wrong_size_is_refused_and_block_stays_live) {
   BOOST_TEST(r.alloc_site.mentions("free_with_wrong_size_is_refused_and_block_stays_live"));
   BOOST_TEST(c.debug.stats().live_count == 1u);
   a.free(*s);
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+// Size feedback: the block may be freed (or resized) with any length from
+// the asked one to the reported one, and with no other.
+BOOST_AUTO_TEST_CASE(freed_length_rule_accepts_the_range_and_refuses_outside) {
+  Collected c({}, alloy::page_allocator());  // whole pages: lots of feedback
+  auto a = c.a();
+  const Alignment al = Alignment::of<std::max_align_t>();
+  auto first = a.alloc_bytes_at_least(100, al);
+  BOOST_REQUIRE(first.ok());
+  const std::size_t usable = first->size();
+  BOOST_TEST(usable == alloy::page_size() - alloy::DebugOptions{}.canary_bytes);
+  std::memset(first->data(), 1, usable);  // every reported byte is the user's: no overrun
+  a.free_bytes(first->first(100), al);    // the asked length
+  for (std::size_t len : {usable, std::size_t{2000}}) {  // the reported one, one between
+    auto b = a.alloc_bytes_at_least(100, al);
+    BOOST_REQUIRE(b.ok());
+    a.free_bytes(b->first(len), al);
+  }
+  BOOST_TEST(c.reports.empty());
+  for (std::size_t len : {std::size_t{99}, usable + 1}) {
+    auto b = a.alloc_bytes_at_least(100, al);
+    BOOST_REQUIRE(b.ok());
+    a.free_bytes(Bytes(b->data(), len), al);
+    BOOST_REQUIRE(!c.reports.empty());
+    const Report& r = c.reports.back();
+    BOOST_TEST(r.kind == ErrorKind::kWrongSize);
+    BOOST_TEST(r.passed_size == len);
+    BOOST_TEST(r.note.find("any length from 100 to " + std::to_string(usable)) !=
+               std::string::npos, r.note);
+    a.free_bytes(b->first(100), al);  // refused calls leave the block live
+  }
+  BOOST_TEST(c.reports.size() == 2u);
+  // A resize from the reported length is right; afterwards the block is new_len exactly.
+  auto g = a.alloc_bytes_at_least(100, al);
+  BOOST_REQUIRE(g.ok());
+  BOOST_TEST(a.resize_bytes(*g, al, 300));
+  a.free_bytes(Bytes(g->data(), 301), al);  // not 300: refused
+  BOOST_TEST(c.reports.size() == 3u);
+  a.free_bytes(Bytes(g->data(), 300), al);
+  BOOST_TEST(c.reports.size() == 3u);
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(an_overrun_past_the_reported_length_is_caught) {
+  Collected c({}, alloy::page_allocator());
+  auto a = c.a();
+  auto b = a.alloc_bytes_at_least(100, Alignment{});
+  BOOST_REQUIRE(b.ok());
+  b->data()[b->size()] = std::byte{0};  // the canary starts at the reported end
+  a.free_bytes(*b, Alignment{});
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+  BOOST_TEST(c.reports[0].kind == ErrorKind::kOverrun);
+  BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(owns_and_the_foreign_free_report_ask_the_child) {
+  alloy::DebugAllocator inner(alloy::c_allocator());  // a child that answers owns
+  Collected c({}, inner.allocator());
+  auto a = c.a();
+  auto mine = a.alloc<char>(10);
+  BOOST_REQUIRE(mine.ok());
+  BOOST_TEST((a.owns(mine->data()) == alloy::Ownership::kYes));
+  auto childs = inner.allocator().alloc<char>(10);  // the child's, not through `a`
+  BOOST_REQUIRE(childs.ok());
+  BOOST_TEST((a.owns(childs->data()) == alloy::Ownership::kNo));
+  a.free(*childs);
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 1u);
+  BOOST_TEST(c.reports[0].kind == ErrorKind::kInvalidPointer);
+  BOOST_TEST(c.reports[0].note.find("the child allocator owns it") != std::string::npos,
+             c.reports[0].note);
+  alignas(16) static char not_ours[64];
+  a.free(std::span<char>(not_ours, 64));
+  BOOST_REQUIRE_EQUAL(c.reports.size(), 2u);
+  BOOST_TEST(c.reports[1].note.find("foreign: not memory of the child") != std::string::npos,
+             c.reports[1].note);
+  inner.allocator().free(*childs);
+  a.free(*mine);
+  BOOST_TEST((a.owns(mine->data()) == alloy::Ownership::kNo));  // freed
+  BOOST_TEST(c.debug.deinit() == 0u);
+  BOOST_TEST(inner.deinit() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(alloc_zeroed_is_zero_and_tracked) {
+  Collected c;
+  auto a = c.a();
+  auto z = a.alloc_zeroed<int>(50);
+  BOOST_REQUIRE(z.ok());
+  bool zero = true;
+  for (int v : *z) zero = zero && v == 0;
+  BOOST_TEST(zero);
+  BOOST_TEST(c.debug.stats().live_count == 1u);
+  a.free(*z);
+  BOOST_TEST(c.reports.empty());
   BOOST_TEST(c.debug.deinit() == 0u);
 }
 
@@ -374,9 +470,9 @@ BOOST_AUTO_TEST_CASE(stats_track_live_peak_and_totals) {
   BOOST_TEST(c.debug.deinit() == 0u);
 }
 
-BOOST_AUTO_TEST_CASE(memory_limit_is_honoured_and_allocator_stays_usable) {
+BOOST_AUTO_TEST_CASE(ceiling_is_honoured_and_allocator_stays_usable) {
   alloy::DebugOptions o;
-  o.memory_limit = 1000;
+  o.ceiling = 1000;
   Collected c(o);
   auto a = c.a();
   auto x = a.alloc<char>(600);
@@ -390,6 +486,54 @@ BOOST_AUTO_TEST_CASE(memory_limit_is_honoured_and_allocator_stays_usable) {
   a.free(*x);
   a.free(*y);
   BOOST_TEST(c.debug.deinit() == 0u);
+}
+
+// Issue 11: one spelling for "no ceiling" (kNoCeiling, the default) and for
+// failure injection (fail_alloc_index, as FailingAllocator's); the old names
+// (memory_limit, fail_alloc_from) still work for one release.
+BOOST_AUTO_TEST_CASE(ceiling_and_failure_injection_spellings) {
+  {
+    Collected c(alloy::DebugOptions{});
+    BOOST_TEST(c.debug.ceiling() == alloy::kNoCeiling);
+    c.debug.set_ceiling(100);
+    BOOST_TEST(c.debug.options().ceiling == 100u);
+    BOOST_TEST(!c.a().alloc<char>(101).ok());
+    c.debug.set_ceiling(alloy::kNoCeiling);
+    auto x = c.a().alloc<char>(101);
+    BOOST_REQUIRE(x.ok());
+    c.a().free(*x);
+  }
+  {
+    alloy::DebugOptions o;
+    o.fail_alloc_index = 1;
+    Collected c(o);
+    auto x = c.a().alloc<char>(8);
+    BOOST_REQUIRE(x.ok());
+    BOOST_TEST(!c.a().alloc<char>(8).ok());
+    BOOST_TEST(!c.a().alloc<char>(8).ok());  // and every later one
+    c.a().free(*x);
+  }
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  {
+    alloy::DebugOptions o;
+    o.memory_limit = 100;
+    o.fail_resize_from = 0;
+    Collected c(o);
+    BOOST_TEST(c.debug.ceiling() == 100u);
+    BOOST_TEST(!c.a().alloc<char>(101).ok());
+    auto x = c.a().alloc<char>(8);
+    BOOST_REQUIRE(x.ok());
+    BOOST_TEST(!c.a().resize(*x, 4));  // the first resize fails
+    c.a().free(*x);
+  }
+  {
+    alloy::DebugOptions o;
+    o.fail_alloc_from = 0;
+    Collected c(o);
+    BOOST_TEST(!c.a().alloc<char>(8).ok());
+  }
+#pragma GCC diagnostic pop
 }
 
 BOOST_AUTO_TEST_CASE(remap_and_vec_growth_keep_tracking) {

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "alloy/allocators/engine/heap.h"
 #include "alloy/allocators/engine/internal.h"
 #include "alloy/base/config.h"
+#include "tests/support/pattern.h"
 
 namespace engine = alloy::engine;
 
@@ -28,20 +30,12 @@ namespace {
 // Pattern over the whole block up to 32 KiB, else over its first and last
 // 16 KiB (keeps sanitizer runs fast; overlap is also checked exactly).
 constexpr std::size_t kEdge = 16 << 10;
+// The pattern (tests/support/pattern.h) over its first and last kEdge bytes.
 void fill(void* p, std::size_t n, std::uint8_t seed) {
-  auto* b = static_cast<std::uint8_t*>(p);
-  for (std::size_t i = 0; i < n; ++i) {
-    if (n > 2 * kEdge && i == kEdge) i = n - kEdge;
-    b[i] = static_cast<std::uint8_t>(seed + i * 7);
-  }
+  alloy::testing::fill(p, n, seed, {.edge = kEdge});
 }
 bool check(const void* p, std::size_t n, std::uint8_t seed) {
-  auto* b = static_cast<const std::uint8_t*>(p);
-  for (std::size_t i = 0; i < n; ++i) {
-    if (n > 2 * kEdge && i == kEdge) i = n - kEdge;
-    if (b[i] != static_cast<std::uint8_t>(seed + i * 7)) return false;
-  }
-  return true;
+  return alloy::testing::intact(p, n, seed, {.edge = kEdge});
 }
 
 std::size_t rss_bytes() {
@@ -53,7 +47,19 @@ std::size_t rss_bytes() {
   return got == 2 ? resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE)) : 0;
 }
 
+// Every case ends with this thread's ThreadHeap intact: all of the engine's
+// structural invariants hold (validate.cc).
+struct EngineIntact {
+  void teardown() {
+    engine::detail::Violation v;
+    const bool ok = engine::detail::validate_current_thread(&v);
+    BOOST_TEST(ok, "engine invariant broken: " << (v.what ? v.what : "") << " at " << v.where);
+  }
+};
+
 }  // namespace
+
+BOOST_AUTO_TEST_SUITE(engine_cases, *boost::unit_test::fixture<EngineIntact>())
 
 BOOST_AUTO_TEST_CASE(every_size_up_to_4k_is_aligned_usable_and_distinct) {
   std::vector<void*> live;
@@ -526,3 +532,27 @@ BOOST_AUTO_TEST_CASE(freed_blocks_are_poisoned_for_asan) {
   BOOST_CHECK(__asan_address_is_poisoned(q + 63));
 }
 #endif
+
+// The validator itself: a free list pointing outside its page (what a
+// use-after-free write does to the link) is found and named.
+BOOST_AUTO_TEST_CASE(validator_finds_a_corrupted_free_list) {
+  auto* keep = static_cast<std::uintptr_t*>(engine::alloc(48));
+  auto* freed = static_cast<std::uintptr_t*>(engine::alloc(48));
+  BOOST_REQUIRE(keep != nullptr && freed != nullptr);
+  engine::free(freed);
+#if defined(ALLOY_HAVE_ASAN)
+  ASAN_UNPOISON_MEMORY_REGION(freed, sizeof(std::uintptr_t));
+#endif
+  const std::uintptr_t link = freed[0];
+  freed[0] = reinterpret_cast<std::uintptr_t>(keep) + 1;  // not a block start
+  engine::detail::Violation v;
+  const bool ok = engine::detail::validate_current_thread(&v);
+  freed[0] = link;
+  BOOST_TEST(!ok);
+  BOOST_TEST(std::string(v.what ? v.what : "") ==
+             "free list holds a pointer that is not a carved block of its page");
+  BOOST_TEST(engine::detail::validate_current_thread(&v));
+  engine::free(keep);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -7,9 +7,11 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -17,6 +19,12 @@
 #include "alloy/allocators/engine/heap.h"
 #include "alloy/allocators/engine/internal.h"
 #include "alloy/base/config.h"
+#include "tests/support/capture_stderr.h"
+#include "tests/support/pattern.h"
+
+#if defined(ALLOY_HAVE_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
 
 namespace engine = alloy::engine;
 
@@ -26,14 +34,8 @@ struct Tagged {
   std::size_t n;
   std::uint8_t tag;
 };
-void fill(const Tagged& t) { std::memset(t.p, t.tag, t.n); }
-bool check(const Tagged& t) {
-  auto* b = static_cast<const std::uint8_t*>(t.p);
-  for (std::size_t i = 0; i < t.n; ++i) {
-    if (b[i] != t.tag) return false;
-  }
-  return true;
-}
+void fill(const Tagged& t) { alloy::testing::fill(t.p, t.n, t.tag); }
+bool check(const Tagged& t) { return alloy::testing::intact(t.p, t.n, t.tag); }
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(four_threads_free_each_others_blocks) {
@@ -72,6 +74,13 @@ BOOST_AUTO_TEST_CASE(four_threads_free_each_others_blocks) {
       for (auto& t : mine) {
         if (!check(t)) ++bad;
         engine::free(t.p);
+      }
+      // This thread's ThreadHeap after each round, with other threads'
+      // frees of its blocks in flight (validate.cc).
+      engine::detail::Violation v;
+      if (!engine::detail::validate_current_thread(&v)) {
+        ++bad;
+        std::fprintf(stderr, "thread %d round %d: %s at %p\n", id, r, v.what, v.where);
       }
     }
     done.fetch_add(1);
@@ -206,4 +215,39 @@ BOOST_AUTO_TEST_CASE(many_short_threads_do_not_leak_locals) {
   std::size_t n = 0;
   for (auto* l = engine::detail::g_default_heap.idle; l != nullptr; l = l->pool_next) ++n;
   BOOST_CHECK_LE(n, 8u);  // exited threads' ThreadHeaps are reused, not accumulated
+}
+
+// A use-after-free write to a block on a page's cross-thread free list (its
+// link now points outside the page) is reported when the owner collects the
+// list, and the list is dropped rather than followed: the page stays
+// consistent and the engine usable.
+BOOST_AUTO_TEST_CASE(corrupted_cross_thread_free_list_is_reported_not_followed) {
+  auto* b0 = static_cast<std::uintptr_t*>(engine::alloc(48));
+  auto* b1 = static_cast<std::uintptr_t*>(engine::alloc(48));
+  auto* b2 = static_cast<std::uintptr_t*>(engine::alloc(48));
+  BOOST_REQUIRE(b0 != nullptr && b1 != nullptr && b2 != nullptr);
+  std::thread([&] {
+    engine::free(b1);
+    engine::free(b2);  // b2's link is b1 now
+  }).join();
+#if defined(ALLOY_HAVE_ASAN)
+  ASAN_UNPOISON_MEMORY_REGION(b2, sizeof(std::uintptr_t));
+#endif
+  std::uintptr_t outside = 0;
+  b2[0] = reinterpret_cast<std::uintptr_t>(&outside);
+  std::string text;
+  {
+    alloy::testing::CaptureStderr err;
+    engine::collect();
+    text = err.text();
+  }
+  BOOST_TEST(text.find("cross-thread free list of page") != std::string::npos, text);
+  BOOST_TEST(text.find("corrupted") != std::string::npos);
+  engine::detail::Violation v;
+  BOOST_TEST(engine::detail::validate_current_thread(&v), (v.what ? v.what : ""));
+  engine::free(b0);
+  void* again = engine::alloc(48);
+  BOOST_TEST(again != nullptr);
+  BOOST_TEST(again != static_cast<void*>(b2));  // dropped blocks are not handed out
+  engine::free(again);
 }

@@ -22,6 +22,7 @@
 #include "alloy/allocators/engine/engine.h"
 #include "alloy/allocators/engine/heap.h"
 #include "alloy/allocators/engine/internal.h"
+#include "tests/support/pattern.h"
 
 namespace {
 
@@ -42,18 +43,11 @@ bool mapped(const void* p) {
   return mincore(a, page, &vec) == 0;
 }
 
-void fill(void* p, std::size_t n) {
-  auto* b = static_cast<unsigned char*>(p);
-  for (std::size_t i = 0; i < n; i += 97) b[i] = static_cast<unsigned char>(i / 97 + 1);
-  b[n - 1] = 0xA5;
-}
-bool intact(const void* p, std::size_t n) {
-  auto* b = static_cast<const unsigned char*>(p);
-  for (std::size_t i = 0; i + 1 < n; i += 97) {
-    if (b[i] != static_cast<unsigned char>(i / 97 + 1)) return false;
-  }
-  return true;
-}
+// Every 97th byte of the pattern (tests/support/pattern.h): enough to see a
+// block's contents kept, cheap for huge ones.
+constexpr alloy::testing::Coverage kSparse{.stride = 97};
+void fill(void* p, std::size_t n) { alloy::testing::fill(p, n, 1, kSparse); }
+bool intact(const void* p, std::size_t n) { return alloy::testing::intact(p, n, 1, kSparse); }
 
 std::vector<void*> visited(alloy::Heap& heap) {
   std::vector<void*> v;

@@ -312,3 +312,68 @@ BOOST_AUTO_TEST_CASE(visit_while_another_thread_allocates) {
   stop = true;
   churn.join();
 }
+
+// Size feedback: the block's usable size (its class, its slices, its
+// mapping), which free_sized in checked builds accepts as its length.
+BOOST_AUTO_TEST_CASE(alloc_at_least_reports_the_usable_size) {
+  alloy::Heap heap = make();
+  for (alloy::Allocator a : {heap.allocator(), alloy::Heap::default_allocator()}) {
+    for (std::size_t len : {std::size_t{1}, std::size_t{100}, std::size_t{1000},
+                            std::size_t{70000}, std::size_t{3} << 20}) {
+      auto b = a.alloc_bytes_at_least(len, alloy::Alignment::from_log2(4));
+      BOOST_REQUIRE(b.ok());
+      BOOST_TEST(b->size() >= len);
+      BOOST_TEST(b->size() == alloy::engine::usable_size(b->data()));
+      std::memset(b->data(), 0x3C, b->size());
+      a.free_bytes(*b, alloy::Alignment::from_log2(4));  // with the reported length
+    }
+  }
+  auto b = heap.allocator().alloc_bytes_at_least(100, alloy::Alignment{});
+  BOOST_REQUIRE(b.ok());
+  BOOST_TEST(b->size() > 100u);  // the size class of 100 bytes (104)
+  heap.allocator().free_bytes(*b, alloy::Alignment{});
+  BOOST_TEST(heap.stats().live_blocks == 0u);
+}
+
+// owns(): a heap answers for its own blocks only; the default allocator,
+// whose free takes a block of any heap, for every engine block.
+BOOST_AUTO_TEST_CASE(owns_tells_the_heaps_apart) {
+  alloy::Heap a = make();
+  alloy::Heap b = make();
+  alloy::Allocator def = alloy::Heap::default_allocator();
+  void* pa = a.alloc(100);
+  void* pb = b.alloc(5 << 20);  // a huge block
+  void* pd = def.alloc<char>(40)->data();
+  static char not_engine[16];
+  BOOST_TEST((a.allocator().owns(pa) == alloy::Ownership::kYes));
+  BOOST_TEST((a.allocator().owns(pb) == alloy::Ownership::kNo));
+  BOOST_TEST((a.allocator().owns(pd) == alloy::Ownership::kNo));
+  BOOST_TEST((b.allocator().owns(pb) == alloy::Ownership::kYes));
+  BOOST_TEST((a.allocator().owns(not_engine) == alloy::Ownership::kNo));
+  BOOST_TEST((def.owns(pa) == alloy::Ownership::kYes));
+  BOOST_TEST((def.owns(pd) == alloy::Ownership::kYes));
+  BOOST_TEST((def.owns(not_engine) == alloy::Ownership::kNo));
+  alloy::Heap::free(pa);
+  alloy::Heap::free(pb);
+  alloy::Heap::free(pd);
+}
+
+BOOST_AUTO_TEST_CASE(alloc_zeroed_is_zero_on_both_tables) {
+  alloy::Heap heap = make();
+  for (alloy::Allocator a : {heap.allocator(), alloy::Heap::default_allocator()}) {
+    for (std::size_t len : {std::size_t{24}, std::size_t{70000}, std::size_t{3} << 20}) {
+      for (std::size_t align : {std::size_t{16}, std::size_t{4096}}) {
+        const auto al = *alloy::Alignment::from_bytes(align);
+        auto dirty = a.alloc_bytes(len, al);
+        BOOST_REQUIRE(dirty.ok());
+        std::memset(dirty->data(), 0xFF, len);
+        a.free_bytes(*dirty, al);
+        auto z = a.alloc_bytes_zeroed(len, al);
+        BOOST_REQUIRE(z.ok());
+        BOOST_TEST(al.check(z->data()));
+        BOOST_TEST(std::all_of(z->begin(), z->end(), [](std::byte x) { return x == std::byte{0}; }));
+        a.free_bytes(*z, al);
+      }
+    }
+  }
+}

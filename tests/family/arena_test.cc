@@ -144,6 +144,23 @@ BOOST_AUTO_TEST_CASE(retain_reports_failure_when_child_refuses) {
   BOOST_CHECK(arena.alloc_inline(10, 8) != nullptr);
 }
 
+// Issue 11: "no ceiling" is alloy::kNoCeiling everywhere (the default); an
+// Arena's old spelling, 0, still means none for one release.
+BOOST_AUTO_TEST_CASE(no_ceiling_is_k_no_ceiling_and_zero_still_reads_as_none) {
+  Arena plain(alloy::c_allocator());
+  BOOST_CHECK_EQUAL(plain.ceiling(), alloy::kNoCeiling);
+  Arena legacy(alloy::c_allocator(), {.first_chunk = 1024, .ceiling = 0});
+  BOOST_CHECK_EQUAL(legacy.ceiling(), alloy::kNoCeiling);
+  BOOST_CHECK(legacy.allocator().alloc<char>(64 * 1024));
+  legacy.set_ceiling(2048);
+  BOOST_CHECK(!legacy.allocator().alloc<char>(64 * 1024));
+  legacy.set_ceiling(0);
+  BOOST_CHECK_EQUAL(legacy.ceiling(), alloy::kNoCeiling);
+  legacy.set_ceiling(alloy::kNoCeiling);
+  BOOST_CHECK(legacy.allocator().alloc<char>(64 * 1024));
+  BOOST_CHECK(legacy.reset(ResetMode::free_all()));
+}
+
 BOOST_AUTO_TEST_CASE(ceiling_is_honoured_and_arena_stays_usable) {
   Arena arena(alloy::c_allocator(), {.first_chunk = 1024, .ceiling = 16 * 1024});
   std::size_t served = 0;

@@ -1,5 +1,7 @@
-// Shared checks for the allocator-family suites: alignment sweeps, random
-// fills that prove live blocks do not overlap, contents kept across realloc.
+// Shared checks for the allocator-family suites: the alignment sweep with
+// every block live, random fills that prove live blocks do not overlap, the
+// bump-style wrong-free rules. The pattern and the sweep themselves are
+// tests/support/pattern.h.
 //
 // Cost: linear in the bytes checked. Thread safety: call from the test thread
 // (Boost.Test assertions are not thread-safe).
@@ -24,43 +26,15 @@
 #include "alloy/alloc_iface/allocator.h"
 #include "alloy/allocators/wrong_free.h"
 #include "tests/support/capture_stderr.h"
+#include "tests/support/pattern.h"
+#include "tests/support/sweep.h"
 
 namespace alloy::testing {
 
-inline std::byte pattern_byte(std::size_t block, std::size_t i) {
-  return static_cast<std::byte>((block * 131 + i * 7 + 1) & 0xff);
-}
-
-inline void fill(Bytes b, std::size_t block) {
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = pattern_byte(block, i);
-}
-
-inline bool intact(Bytes b, std::size_t block, std::size_t len) {
-  for (std::size_t i = 0; i < len && i < b.size(); ++i) {
-    if (b[i] != pattern_byte(block, i)) return false;
-  }
-  return true;
-}
-
-// Allocates 1 B..max_align aligned blocks, checks alignment, writes them all,
-// then verifies and frees them in reverse (so LIFO allocators rewind).
+// The alignment sweep (tests/support/pattern.h) with every block held live,
+// freed in reverse (so LIFO allocators rewind).
 inline void check_alignments(Allocator a, std::size_t max_align, std::size_t len = 24) {
-  std::vector<std::pair<Bytes, Alignment>> blocks;
-  std::size_t n = 0;
-  for (std::size_t align = 1; align <= max_align; align *= 2, ++n) {
-    const Alignment al = *Alignment::from_bytes(align);
-    auto r = a.alloc_bytes(len, al);
-    BOOST_REQUIRE_MESSAGE(r.ok(), "alignment " << align);
-    BOOST_CHECK_MESSAGE(al.check(r->data()), "alignment " << align);
-    fill(*r, n);
-    blocks.push_back({*r, al});
-  }
-  for (std::size_t i = 0; i < blocks.size(); ++i) {
-    BOOST_CHECK_MESSAGE(intact(blocks[i].first, i, len), "block " << i);
-  }
-  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) {
-    a.free_bytes(it->first, it->second);
-  }
+  BOOST_CHECK_EQUAL(misaligned_count(a, max_align, len, Hold::kAll), 0u);
 }
 
 // Allocates `count` random-sized blocks, fills each with its own pattern and

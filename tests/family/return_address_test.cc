@@ -54,7 +54,8 @@ struct Big {
   unsigned char bytes[10000];
 };
 
-constexpr Arena::Options kSmallChunks{.first_chunk = 4096, .ceiling = 0, .huge_pages = false};
+constexpr Arena::Options kSmallChunks{
+    .first_chunk = 4096, .ceiling = alloy::kNoCeiling, .huge_pages = false};
 constexpr NodePool::Options kSmallSlabs{.first_slab_nodes = 2, .max_slab_nodes = 64,
                                         .capacity = 0};
 

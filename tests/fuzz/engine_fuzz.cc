@@ -62,6 +62,13 @@ void check_visit(alloy::Heap& heap, const Shadow& shadow) {
   }
 }
 
+// The engine's own invariants (validate.cc) after every batch of operations.
+constexpr std::size_t kOpsPerValidation = 64;
+void check_invariants(alloy::Heap& heap) {
+  const char* broken = heap.find_broken_invariant();
+  FUZZ_CHECK(broken == nullptr, broken, nullptr, 0, 0);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -75,6 +82,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   alloy::Allocator a = heap.allocator();
   Shadow shadow;
   std::uint8_t seed = 1;
+  std::size_t ops = 0;
 
   while (in.remaining_bytes() > 0) {
     const int op = in.ConsumeIntegralInRange<int>(0, 11);
@@ -108,18 +116,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const std::size_t before = heap.committed();
       // The block after a resize, remap or realloc to new_len; null: unchanged.
       auto moved = [&](void* q, const char* lost_alignment) {
-        if (q == nullptr) {
-          shadow.check(b);
-          return;
-        }
-        auto* nb = static_cast<std::byte*>(q);
-        FUZZ_CHECK(reinterpret_cast<std::uintptr_t>(q) % b.align == 0, lost_alignment, q,
-                   new_len, b.align);
-        shadow.no_overlap(nb, new_len, i);
-        alloy::fuzz::check_prefix(nb, std::min(b.len, new_len), b.seed);
-        if (new_len > b.len) alloy::fuzz::fill(nb, b.len, new_len, b.seed);
-        b.p = nb;
-        b.len = new_len;
+        shadow.moved(i, q, new_len, lost_alignment);
       };
       if (op == 10) {
         moved(alloy::Heap::realloc(b.p, new_len, b.align), "realloc lost the alignment");
@@ -159,9 +156,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       FUZZ_CHECK(stats.live_blocks == shadow.live.size(), "stats.live_blocks wrong", nullptr,
                  stats.live_blocks, shadow.live.size());
     }
+    if (++ops % kOpsPerValidation == 0) check_invariants(heap);
   }
   shadow.check_all();
   check_visit(heap, shadow);
+  check_invariants(heap);
   for (const Block& b : shadow.live) {
     a.raw_free(alloy::Bytes(b.p, b.len), alloy::Alignment::from_bytes(b.align).value(), 0);
   }

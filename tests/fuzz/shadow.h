@@ -17,6 +17,7 @@
 //   shadow.remove(i);                              // before handing it back
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/make_vtable.h"
 
 namespace alloy::fuzz {
 
@@ -83,6 +85,25 @@ class Shadow {
     }
   }
   void check(const Block& b) const { check_prefix(b.p, b.len, b.seed); }
+  // Block i after a resize, remap or realloc to new_len that returned q (its
+  // new or unchanged address; null: the call failed and the block must be
+  // intact): aligned as before, disjoint, the common prefix kept, the growth
+  // filled.
+  void moved(std::size_t i, void* q, std::size_t new_len, const char* lost_alignment) {
+    Block& b = live[i];
+    if (q == nullptr) {
+      check(b);
+      return;
+    }
+    auto* nb = static_cast<std::byte*>(q);
+    FUZZ_CHECK(reinterpret_cast<std::uintptr_t>(q) % b.align == 0, lost_alignment, q, new_len,
+               b.align);
+    no_overlap(nb, new_len, i);
+    check_prefix(nb, std::min(b.len, new_len), b.seed);
+    if (new_len > b.len) fill(nb, b.len, new_len, b.seed);
+    b.p = nb;
+    b.len = new_len;
+  }
   void check_all() const {
     for (const Block& b : live) check(b);
   }
@@ -109,9 +130,10 @@ class CheckingChild {
   ~CheckingChild() {
     for (auto& [addr, g] : given) std::free(g.raw);
   }
-  Allocator allocator() { return Allocator{this, &kVTable}; }
+  Allocator allocator() { return Allocator{this, &vtable_for<CheckingChild>}; }
 
  private:
+  ALLOY_VTABLE_ENTRIES;
   static CheckingChild* self(void* ctx) { return static_cast<CheckingChild*>(ctx); }
   Given& find(Bytes m, Alignment a, const char* op) {
     auto it = given.find(reinterpret_cast<std::uintptr_t>(m.data()));
@@ -153,7 +175,6 @@ class CheckingChild {
     std::free(g.raw);
     c->given.erase(reinterpret_cast<std::uintptr_t>(m.data()));
   }
-  static constexpr VTable kVTable{vt_alloc, vt_resize, vt_remap, vt_free};
 };
 
 }  // namespace alloy::fuzz

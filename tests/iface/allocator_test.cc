@@ -11,6 +11,7 @@
 #include "alloy/alloc_iface/allocator.h"
 #include "alloy/allocators/c_allocator.h"
 #include "alloy/allocators/page_allocator.h"
+#include "tests/support/pattern.h"
 #include "tests/support/recording_allocator.h"
 
 using alloy::AllocError;
@@ -30,14 +31,12 @@ std::vector<Named> base_allocators() {
   return {{"c", alloy::c_allocator()}, {"page", alloy::page_allocator()}};
 }
 
+// The shared pattern (tests/support/pattern.h) over typed spans.
 void fill(std::span<std::uint8_t> s, std::uint8_t seed) {
-  for (std::size_t i = 0; i < s.size(); ++i) s[i] = static_cast<std::uint8_t>(seed + i * 7);
+  alloy::testing::fill(s.data(), s.size(), seed);
 }
 bool verify(std::span<const std::uint8_t> s, std::uint8_t seed, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) {
-    if (s[i] != static_cast<std::uint8_t>(seed + i * 7)) return false;
-  }
-  return true;
+  return alloy::testing::intact(s.data(), n, seed);
 }
 
 }  // namespace

@@ -9,28 +9,46 @@
 #include <string>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/box.h"
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/alloc_iface/vec.h"
+#include "alloy/allocators/arena.h"
 #include "alloy/allocators/c_allocator.h"
 #include "alloy/allocators/page_allocator.h"
-#include "tests/iface/death.h"
+#include "tests/support/death.h"
 
 using alloy::AllocError;
 using alloy::Alignment;
 using alloy::Allocator;
 using alloy::Bytes;
-using alloy_test::run_in_child;
+using alloy::testing::run_in_child;
 
 namespace {
 
 // A table that breaks the alignment promise of alloc and remap.
 alignas(64) std::byte g_buffer[256];
-void* misaligned_alloc(void*, std::size_t, Alignment, std::uintptr_t) { return g_buffer + 1; }
-void* misaligned_remap(void*, Bytes, Alignment, std::size_t, std::uintptr_t) {
-  return g_buffer + 1;
-}
-void ignore_free(void*, Bytes, Alignment, std::uintptr_t) {}
-constexpr alloy::VTable kMisaligned = {misaligned_alloc, alloy::no_resize, misaligned_remap,
-                                       ignore_free};
+struct Misaligned {
+  static void* vt_alloc(void*, std::size_t, Alignment, std::uintptr_t) { return g_buffer + 1; }
+  static void* vt_remap(void*, Bytes, Alignment, std::size_t, std::uintptr_t) {
+    return g_buffer + 1;
+  }
+  static Bytes vt_alloc_at_least(void*, std::size_t, Alignment, std::uintptr_t) {
+    return Bytes(g_buffer + 1, 8);
+  }
+  static void* vt_alloc_zeroed(void*, std::size_t, Alignment, std::uintptr_t) {
+    return g_buffer + 1;
+  }
+  static void vt_free(void*, Bytes, Alignment, std::uintptr_t) {}
+};
+constexpr alloy::VTable kMisaligned = alloy::make_vtable<Misaligned>();
+
+// A table whose alloc_at_least reports less than was asked.
+struct ShortFeedback {
+  static void* vt_alloc(void*, std::size_t, Alignment, std::uintptr_t) { return g_buffer; }
+  static Bytes vt_alloc_at_least(void*, std::size_t len, Alignment, std::uintptr_t) {
+    return Bytes(g_buffer, len - 1);
+  }
+};
 
 [[maybe_unused]] bool mentions(const std::string& err, const char* what) {
   return err.find(what) != std::string::npos;
@@ -95,6 +113,32 @@ BOOST_AUTO_TEST_CASE(misaligned_results_are_named) {
   });
   BOOST_TEST(d2.aborted());
   BOOST_TEST(mentions(d2.err, "VTable::remap contract: the result must be aligned"), d2.err);
+}
+
+BOOST_AUTO_TEST_CASE(optional_entries_have_named_contracts) {
+  Allocator bad{nullptr, &kMisaligned};
+  auto d1 = run_in_child([bad] { (void)bad.raw_alloc_at_least(8, Alignment::from_log2(4), 0); });
+  BOOST_TEST(d1.aborted());
+  BOOST_TEST(mentions(d1.err, "VTable::alloc_at_least contract: the result must be aligned"),
+             d1.err);
+  auto d2 = run_in_child([bad] { (void)bad.raw_alloc_zeroed(8, Alignment::from_log2(4), 0); });
+  BOOST_TEST(d2.aborted());
+  BOOST_TEST(mentions(d2.err, "VTable::alloc_zeroed contract: the result must be aligned"),
+             d2.err);
+  static constexpr alloy::VTable kShort = alloy::make_vtable<ShortFeedback>();
+  Allocator short_feedback{nullptr, &kShort};
+  auto d3 = run_in_child([short_feedback] { (void)short_feedback.raw_alloc_at_least(8, Alignment{}, 0); });
+  BOOST_TEST(d3.aborted());
+  BOOST_TEST(mentions(d3.err, "VTable::alloc_at_least contract: the usable length must be at "
+                              "least len"),
+             d3.err);
+  Allocator c = alloy::c_allocator();
+  auto d4 = run_in_child([c] { (void)c.raw_alloc_at_least(0, Alignment{}, 0); });
+  BOOST_TEST(d4.aborted());
+  BOOST_TEST(mentions(d4.err, "VTable::alloc_at_least contract: len must be non-zero"), d4.err);
+  auto d5 = run_in_child([c] { (void)c.raw_alloc_zeroed(0, Alignment{}, 0); });
+  BOOST_TEST(d5.aborted());
+  BOOST_TEST(mentions(d5.err, "VTable::alloc_zeroed contract: len must be non-zero"), d5.err);
 }
 
 BOOST_AUTO_TEST_CASE(every_use_of_an_unset_handle_is_reported) {
@@ -166,4 +210,49 @@ BOOST_AUTO_TEST_CASE(broken_rules_get_one_answer_from_every_allocator) {
   }
 }
 
+#endif
+
+// ALLOY_ASSERT (base/assert.h) at the contract points the handle's raw_*
+// checks do not see: Vec indexing and Box dereference, an arena's inline
+// alloc of zero bytes. On in debug and sanitizer builds, off with NDEBUG.
+#if ALLOY_ASSERTS
+BOOST_AUTO_TEST_CASE(alloy_assert_guards_vec_box_and_alloc_inline) {
+  auto index = run_in_child([] {
+    alloy::Vec<int> v(alloy::c_allocator());
+    (void)v.try_push(1);
+    (void)v[1];
+  });
+  BOOST_TEST(index.aborted());
+  BOOST_TEST(mentions(index.err, "alloy::Vec index past the end"), index.err);
+  BOOST_TEST(mentions(index.err, "vec.h:"), index.err);
+  auto back = run_in_child([] {
+    alloy::Vec<int> v(alloy::c_allocator());
+    (void)v.back();
+  });
+  BOOST_TEST(back.aborted());
+  BOOST_TEST(mentions(back.err, "back of an empty Vec"), back.err);
+  auto box = run_in_child([] {
+    auto b = alloy::Box<int>::adopt(alloy::c_allocator(), nullptr);  // empty
+    (void)*b;
+  });
+  BOOST_TEST(box.aborted());
+  BOOST_TEST(mentions(box.err, "empty Box"), box.err);
+  auto zero = run_in_child([] {
+    alloy::Arena arena(alloy::c_allocator());
+    (void)arena.alloc_inline(0);
+  });
+  BOOST_TEST(zero.aborted());
+  BOOST_TEST(mentions(zero.err, "Arena::alloc_inline: len must be non-zero"), zero.err);
+  auto align = run_in_child([] {
+    alloy::Arena arena(alloy::c_allocator());
+    (void)arena.alloc_inline(8, 3);
+  });
+  BOOST_TEST(align.aborted());
+  BOOST_TEST(mentions(align.err, "align must be a power of two"), align.err);
+  // Kept contracts pass.
+  alloy::Vec<int> v(alloy::c_allocator());
+  BOOST_REQUIRE(v.try_push(7).ok());
+  BOOST_TEST(v[0] == 7);
+  BOOST_TEST(v.back() == 7);
+}
 #endif

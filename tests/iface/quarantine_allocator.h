@@ -16,9 +16,10 @@
 #include <vector>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/c_allocator.h"
 
-namespace alloy_test {
+namespace alloy::testing {
 
 struct QuarantineAllocator {
   static constexpr unsigned char kPoison = 0xDB;
@@ -29,9 +30,10 @@ struct QuarantineAllocator {
   ~QuarantineAllocator() {
     for (auto b : quarantine) alloy::c_allocator().raw_free(b, kAlign, 0);
   }
-  alloy::Allocator allocator() { return alloy::Allocator{this, &kVTable}; }
+  alloy::Allocator allocator() { return alloy::Allocator{this, &alloy::vtable_for<QuarantineAllocator>}; }
 
  private:
+  ALLOY_VTABLE_ENTRIES;
   // One alignment for everything keeps the sized frees to c_allocator simple.
   static constexpr alloy::Alignment kAlign = alloy::Alignment::from_log2(6);
   static QuarantineAllocator* self(void* ctx) { return static_cast<QuarantineAllocator*>(ctx); }
@@ -41,13 +43,13 @@ struct QuarantineAllocator {
     quarantine.push_back(m);
     ++moves;
   }
-  static void* do_alloc(void*, std::size_t len, alloy::Alignment, std::uintptr_t ret) {
+  static void* vt_alloc(void*, std::size_t len, alloy::Alignment, std::uintptr_t ret) {
     return alloy::c_allocator().raw_alloc(len, kAlign, ret);
   }
-  static bool do_resize(void*, alloy::Bytes, alloy::Alignment, std::size_t, std::uintptr_t) {
+  static bool vt_resize(void*, alloy::Bytes, alloy::Alignment, std::size_t, std::uintptr_t) {
     return false;
   }
-  static void* do_remap(void* ctx, alloy::Bytes m, alloy::Alignment, std::size_t n,
+  static void* vt_remap(void* ctx, alloy::Bytes m, alloy::Alignment, std::size_t n,
                         std::uintptr_t ret) {
     auto* s = self(ctx);
     if (!s->allow_remap) return nullptr;
@@ -57,10 +59,9 @@ struct QuarantineAllocator {
     s->retire(m);
     return p;
   }
-  static void do_free(void* ctx, alloy::Bytes m, alloy::Alignment, std::uintptr_t) {
+  static void vt_free(void* ctx, alloy::Bytes m, alloy::Alignment, std::uintptr_t) {
     self(ctx)->retire(m);
   }
-  static constexpr alloy::VTable kVTable = {do_alloc, do_resize, do_remap, do_free};
 };
 
-}  // namespace alloy_test
+}  // namespace alloy::testing

@@ -5,7 +5,7 @@
 #include <type_traits>
 
 #include "alloy/alloc_iface/result.h"
-#include "tests/iface/death.h"
+#include "tests/support/death.h"
 
 using alloy::AllocError;
 using alloy::Err;
@@ -182,16 +182,16 @@ BOOST_AUTO_TEST_CASE(transform_error_and_or_else) {
 }
 
 BOOST_AUTO_TEST_CASE(error_on_a_success_aborts_with_a_message) {
-  auto d = alloy_test::run_in_child([] {
+  auto d = alloy::testing::run_in_child([] {
     Result<int> ok = 1;
     (void)ok.error();
   });
   BOOST_TEST(d.aborted());
   BOOST_TEST(d.err.find("alloy: Result::error() called on a success") != std::string::npos, d.err);
-  auto dv = alloy_test::run_in_child([] { (void)alloy::Ok().error(); });
+  auto dv = alloy::testing::run_in_child([] { (void)alloy::Ok().error(); });
   BOOST_TEST(dv.aborted());
   BOOST_TEST(dv.err.find("Result::error() called on a success") != std::string::npos, dv.err);
-  auto du = alloy_test::run_in_child([] {
+  auto du = alloy::testing::run_in_child([] {
     Result<int> bad = Err(AllocError::kOutOfMemory);
     (void)bad.value();
   });

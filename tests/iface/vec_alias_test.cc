@@ -15,7 +15,7 @@
 #include "tests/iface/quarantine_allocator.h"
 
 using alloy::Vec;
-using alloy_test::QuarantineAllocator;
+using alloy::testing::QuarantineAllocator;
 
 namespace {
 

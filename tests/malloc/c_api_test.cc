@@ -73,7 +73,7 @@ ALLOY_MALLOC_CASE(malloc_sizes_are_aligned_distinct_and_keep_contents) {
     fill(p, n, static_cast<unsigned>(n));
     blocks.push_back({p, n});
   }
-  for (auto [p, n] : blocks) BOOST_TEST(check(p, n, static_cast<unsigned>(n)));
+  for (auto [p, n] : blocks) BOOST_TEST(intact(p, n, static_cast<unsigned>(n)));
   // No two blocks overlap.
   for (std::size_t i = 0; i < blocks.size(); ++i) {
     for (std::size_t j = i + 1; j < blocks.size(); ++j) {
@@ -180,7 +180,7 @@ ALLOY_MALLOC_CASE(realloc_grows_and_shrinks_keeping_contents) {
     BOOST_TEST_REQUIRE(q != nullptr);
     BOOST_TEST(aligned_to(q, 16));
     std::size_t keep = prev < n ? prev : n;
-    BOOST_TEST(check(q, keep, 3));
+    BOOST_TEST(intact(q, keep, 3));
     fill(q, n, 3);
     p = q;
     prev = n;
@@ -206,7 +206,7 @@ ALLOY_MALLOC_CASE(realloc_failure_leaves_block_intact) {
     errno = 0;
     BOOST_TEST(std::realloc(opaque_ptr(p), opaque(n)) == nullptr);
     BOOST_TEST(errno == ENOMEM);
-    BOOST_TEST(check(p, 100, 9));
+    BOOST_TEST(intact(p, 100, 9));
   }
   std::free(p);
 }
@@ -233,7 +233,7 @@ ALLOY_MALLOC_CASE(posix_memalign_honours_alignment_and_rejects_bad_ones) {
       BOOST_TEST(aligned_to(p, a));
       BOOST_TEST(malloc_usable_size(p) >= n);
       fill(p, n, 1);
-      BOOST_TEST(check(p, n, 1));
+      BOOST_TEST(intact(p, n, 1));
       std::free(p);
     }
   }
@@ -273,7 +273,7 @@ ALLOY_MALLOC_CASE(alignments_above_the_segment_size) {
     // realloc keeps the contents (in an ordinary, 16-byte-aligned block).
     void* r = std::realloc(p, 50000);
     BOOST_TEST_REQUIRE(r != nullptr);
-    BOOST_TEST(check(r, 100, 2));
+    BOOST_TEST(intact(r, 100, 2));
     BOOST_TEST(alloy::engine::owns(r));
     std::free(r);
     free_aligned_sized(q, a, 3 << 20);
@@ -383,13 +383,13 @@ ALLOY_MALLOC_CASE(foreign_pointers_are_ignored_not_crashed_on) {
   void* moved = std::realloc(opaque_ptr(not_heap), 200);
   BOOST_TEST_REQUIRE(moved != nullptr);
   BOOST_TEST(alloy::engine::owns(moved));
-  BOOST_TEST(check(moved, 200, 5));
+  BOOST_TEST(intact(moved, 200, 5));
   std::free(moved);
   // ... also when the requested size runs past the end of the mapping.
   fill(mapped, kPage, 6);
   void* grown = std::realloc(opaque_ptr(mapped), 4 * kPage);
   BOOST_TEST_REQUIRE(grown != nullptr);
-  BOOST_TEST(check(grown, kPage, 6));
+  BOOST_TEST(intact(grown, kPage, 6));
   std::free(grown);
   munmap(mapped, kPage);
 }
@@ -415,7 +415,7 @@ ALLOY_MALLOC_CASE(free_of_blocks_from_an_alloy_heap) {
   fill(grown, 40, 8);
   void* moved = std::realloc(grown, 10000);  // may leave the heap: still valid
   BOOST_TEST_REQUIRE(moved != nullptr);
-  BOOST_TEST(check(moved, 40, 8));
+  BOOST_TEST(intact(moved, 40, 8));
   std::free(moved);
   BOOST_TEST(heap->stats().live_blocks == 0u);
   heap->destroy();
@@ -457,7 +457,7 @@ ALLOY_MALLOC_CASE(glibc_tuning_calls_are_harmless) {
   fill(survivor, 5000, 4);
   for (void* b : blocks) std::free(b);
   BOOST_TEST(malloc_trim(0) == 1);
-  BOOST_TEST(check(survivor, 5000, 4));
+  BOOST_TEST(intact(survivor, 5000, 4));
   std::free(survivor);
   struct mallinfo2 info = mallinfo2();
   BOOST_TEST(info.arena == 0u);

@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "alloy/allocators/engine/engine.h"
+#include "tests/support/pattern.h"
 
 #ifdef ALLOY_MALLOC_TESTS_DISABLED
 #define ALLOY_MALLOC_CASE(name) \
@@ -49,16 +50,6 @@ inline bool aligned_to(const void* p, std::size_t alignment) {
   return reinterpret_cast<std::uintptr_t>(p) % alignment == 0;
 }
 
-// Fills [p, p+n) with a pattern derived from `seed`.
-inline void fill(void* p, std::size_t n, unsigned seed) {
-  auto* b = static_cast<unsigned char*>(p);
-  for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<unsigned char>(seed + i * 7);
-}
-
-inline bool check(const void* p, std::size_t n, unsigned seed) {
-  auto* b = static_cast<const unsigned char*>(p);
-  for (std::size_t i = 0; i < n; ++i) {
-    if (b[i] != static_cast<unsigned char>(seed + i * 7)) return false;
-  }
-  return true;
-}
+// The fill/check byte pattern of every suite (tests/support/pattern.h).
+using alloy::testing::fill;
+using alloy::testing::intact;

@@ -63,8 +63,8 @@ ALLOY_MALLOC_CASE(plain_and_array_new_are_alloy_blocks) {
     BOOST_TEST(p != a);
     fill(p, n, 1);
     fill(a, n, 2);
-    BOOST_TEST(check(p, n, 1));
-    BOOST_TEST(check(a, n, 2));
+    BOOST_TEST(intact(p, n, 1));
+    BOOST_TEST(intact(a, n, 2));
     operator delete(p, n);  // sized
     operator delete[](a);   // unsized
   }

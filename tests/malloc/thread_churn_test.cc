@@ -60,7 +60,7 @@ void worker(int id, bool* ok) {
   }
   for (int i = 0; i < 50; ++i) {
     std::size_t n = static_cast<std::size_t>(1 + (id * 31 + i * 17) % 3000);
-    good = good && check(blocks[static_cast<std::size_t>(i)], n,
+    good = good && intact(blocks[static_cast<std::size_t>(i)], n,
                          static_cast<unsigned>(id + i));
   }
   // Free half, leave the other half to be freed by another thread later.

@@ -222,7 +222,7 @@ BOOST_AUTO_TEST_CASE(ceiling_is_shared_by_all_processes) {
   auto heap = SharedHeap::create(name.get(), 4 << 20);
   BOOST_REQUIRE(heap.ok());
   constexpr std::size_t kCap = 200 * 1024;
-  BOOST_REQUIRE(heap->set_cap(kCap).ok());
+  BOOST_REQUIRE(heap->set_ceiling(kCap).ok());
   struct Sync { std::atomic<int> go{0}; std::atomic<int> got[3] = {}; std::atomic<int> over{0}; };
   auto sync = heap->allocator().create<Sync>();
   BOOST_REQUIRE(sync.ok());
@@ -263,7 +263,7 @@ BOOST_AUTO_TEST_CASE(ceiling_is_shared_by_all_processes) {
   }
   BOOST_TEST(static_cast<std::size_t>(total) == s->live_blocks - 1);
   // Raising the cap in the parent lets anyone allocate again.
-  BOOST_REQUIRE(heap->set_cap(kCap * 2).ok());
+  BOOST_REQUIRE(heap->set_ceiling(kCap * 2).ok());
   auto more = heap->allocator().alloc<std::byte>(1000);
   BOOST_TEST(more.ok());
   auto v = heap->verify();

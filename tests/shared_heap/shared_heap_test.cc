@@ -157,20 +157,30 @@ BOOST_AUTO_TEST_CASE(ceiling_and_capacity_are_honoured) {
   for (auto b : blocks) a.free(b);
   blocks.clear();
   // A lower cap.
-  BOOST_REQUIRE(heap.set_cap(32 * 1024).ok());
+  BOOST_REQUIRE(heap.set_ceiling(32 * 1024).ok());
   for (;;) {
     auto r = a.alloc<std::byte>(1000);
     if (!r) break;
     blocks.push_back(*r);
   }
   s = heap.stats();
-  BOOST_TEST(s->cap_bytes == 32u * 1024);
+  BOOST_TEST(s->ceiling_bytes == 32u * 1024);
   BOOST_TEST(s->bytes_in_use <= 32u * 1024);
   BOOST_TEST(s->bytes_in_use + 1040 > 32u * 1024);  // it really filled up to the cap
   BOOST_TEST(!a.alloc<std::byte>(1000).ok());
   // Raising it lets allocations through again.
-  BOOST_REQUIRE(heap.set_cap(1u << 30).ok());
-  BOOST_TEST(heap.stats()->cap_bytes == heap.stats()->heap_bytes);
+  BOOST_REQUIRE(heap.set_ceiling(1u << 30).ok());
+  BOOST_TEST(heap.stats()->ceiling_bytes == heap.stats()->heap_bytes);
+  BOOST_REQUIRE(heap.set_ceiling(alloy::kNoCeiling).ok());  // "none": the whole heap
+  BOOST_TEST(heap.stats()->ceiling_bytes == heap.stats()->heap_bytes);
+  // Issue 11: the old spellings (set_cap, cap_bytes) forward for one release.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  BOOST_REQUIRE(heap.set_cap(64 * 1024).ok());
+  BOOST_TEST(heap.stats()->cap_bytes == 64u * 1024);
+#pragma GCC diagnostic pop
+  BOOST_TEST(heap.stats()->ceiling_bytes == 64u * 1024);
+  BOOST_REQUIRE(heap.set_ceiling(alloy::kNoCeiling).ok());
   auto more = a.alloc<std::byte>(1000);
   BOOST_TEST(more.ok());
   if (more) a.free(*more);

@@ -106,7 +106,7 @@ BOOST_AUTO_TEST_CASE(intent_left_set_and_cap_above_heap_are_reported) {
   require_verified(heap);
   h->cap = h->heap_end - h->heap_begin + 1;
   require_reported(heap, SharedHeapErrc::kHeapCorrupt, "cap");
-  BOOST_REQUIRE(heap.set_cap(1 << 30).ok());  // clamps to the heap size
+  BOOST_REQUIRE(heap.set_ceiling(1 << 30).ok());  // clamps to the heap size
   require_verified(heap);
 }
 

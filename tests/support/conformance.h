@@ -3,7 +3,10 @@
 // length, kSizeOverflow, the resize and remap contracts (false / null leave
 // the block untouched), contents kept across realloc, no overlap among many
 // live blocks, free-all-then-reuse, requests past the stated limits, and a
-// bounded 4-thread hammer (with cross-thread frees) for the thread-safe ones.
+// bounded 4-thread hammer (with cross-thread frees) for the thread-safe ones;
+// and the optional entries: size feedback with the freed-length rule, zeroed
+// memory, ownership (each checked for every allocator, the claims in
+// Capabilities checked against what the handle does).
 //
 // Each allocator states its limits in one Capabilities value and gets the
 // suite in one line: a Boost.Test case whose body builds a fresh allocator
@@ -34,6 +37,7 @@
 #include <vector>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "tests/support/pattern.h"
 
 namespace alloy::conformance {
 
@@ -52,6 +56,20 @@ struct Capabilities {
   // size, to 1 byte) answers true. False for handles whose resize is
   // no_resize (those over a std::pmr::memory_resource).
   bool can_resize = true;
+  // Size feedback: some request gets more usable bytes than it asked for
+  // from alloc_at_least (a size class, a node, whole pages). False: every
+  // request gets exactly its length (no entry, or a child without one).
+  // check_size_feedback checks the feedback itself and the freed-length rule
+  // for every allocator, and that the claim matches.
+  bool size_feedback = false;
+  // The table has an alloc_zeroed entry (its own, or a wrapper's that
+  // forwards to the child's). check_zeroed checks zeroed memory for every
+  // allocator, and that the claim matches the table.
+  bool zeroed_entry = false;
+  // owns() answers for this allocator's blocks: kYes for each live block,
+  // kNo for memory of no allocator. Without it, live blocks may get kYes or
+  // kUnknown, never kNo (check_owns).
+  bool owns = false;
 };
 
 // 4 threads x this many alloc/verify/free steps; fixed, never timed.
@@ -59,19 +77,6 @@ inline constexpr int kHammerIterations = 2000;
 
 namespace detail {
 
-inline std::byte pattern(std::uintptr_t seed, std::size_t i) {
-  return static_cast<std::byte>((seed * 131 + i * 7 + (i >> 8)) & 0xff);
-}
-inline void fill(Bytes b, std::uintptr_t seed) {
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = pattern(seed, i);
-}
-// True if the first n bytes of b still hold fill(b, seed).
-inline bool holds(Bytes b, std::uintptr_t seed, std::size_t n) {
-  for (std::size_t i = 0; i < n && i < b.size(); ++i) {
-    if (b[i] != pattern(seed, i)) return false;
-  }
-  return true;
-}
 inline bool aligned(const void* p, std::size_t alignment) {
   return reinterpret_cast<std::uintptr_t>(p) % alignment == 0;
 }
@@ -96,7 +101,8 @@ inline void free_reverse(Allocator a, std::vector<Live>& live) {
 // 1 B .. min(64 KiB, max_alignment), several sizes each, alloc + fill + free.
 inline void check_alignment_sweep(Allocator a, const Capabilities& caps) {
   const std::size_t top = std::min<std::size_t>(64 * 1024, caps.max_alignment);
-  for (std::size_t align = 1; align <= top; align *= 2) {
+  testing::for_each_alignment(top, [&](Alignment al) {
+    const std::size_t align = al.bytes();
     for (std::size_t want : {std::size_t{1}, std::size_t{7}, align, align + 24, std::size_t{1000}}) {
       const std::size_t len = detail::cap_len(caps, want);
       BOOST_TEST_CONTEXT("alignment " << align << ", len " << len) {
@@ -104,12 +110,12 @@ inline void check_alignment_sweep(Allocator a, const Capabilities& caps) {
         BOOST_TEST_REQUIRE(r.has_value());
         BOOST_TEST(r->size() == len);
         BOOST_TEST(detail::aligned(r->data(), align));
-        detail::fill(*r, len);
-        BOOST_TEST(detail::holds(*r, len, len));
+        testing::fill(*r, len);
+        BOOST_TEST(testing::intact(*r, len, len));
         a.free_bytes(*r, detail::align_of(align));
       }
     }
-  }
+  });
 }
 
 // Zero-length requests: an empty span, never a table call; freeing it and
@@ -153,7 +159,7 @@ inline void check_overflow(Allocator a, const Capabilities& caps) {
   auto block = a.alloc<std::uint64_t>(n);
   BOOST_TEST_REQUIRE(block.has_value());
   Bytes bytes(reinterpret_cast<std::byte*>(block->data()), block->size_bytes());
-  detail::fill(bytes, 3);
+  testing::fill(bytes, 3);
   BOOST_TEST(!a.resize(*block, SIZE_MAX / 4));
   auto moved = a.realloc(*block, SIZE_MAX / 4);
   BOOST_TEST_REQUIRE(!moved.has_value());
@@ -162,7 +168,7 @@ inline void check_overflow(Allocator a, const Capabilities& caps) {
   auto moved2 = a.realloc_bytes(bytes, Alignment::of<std::uint64_t>(), big + 1);
   BOOST_TEST(!moved2.has_value());
   BOOST_TEST(a.raw_remap(bytes, Alignment::of<std::uint64_t>(), big + 1, 0) == nullptr);
-  BOOST_TEST(detail::holds(bytes, 3, bytes.size()));
+  BOOST_TEST(testing::intact(bytes, 3, bytes.size()));
   a.free(*block);
 }
 
@@ -177,11 +183,11 @@ inline void check_resize_contract(Allocator a, const Capabilities& caps) {
     BOOST_TEST_CONTEXT("resize " << len << " -> " << new_len) {
       auto r = a.alloc_bytes(len, al);
       BOOST_TEST_REQUIRE(r.has_value());
-      detail::fill(*r, new_len);
+      testing::fill(*r, new_len);
       const bool ok = a.resize_bytes(*r, al, new_len);
-      BOOST_TEST(detail::holds(*r, new_len, std::min(len, new_len)));
+      BOOST_TEST(testing::intact(*r, new_len, std::min(len, new_len)));
       Bytes now = ok ? Bytes(r->data(), new_len) : *r;
-      if (ok) detail::fill(now, new_len + 1);  // all new_len bytes are ours
+      if (ok) testing::fill(now, new_len + 1);  // all new_len bytes are ours
       if (caps.can_resize && new_len <= len) BOOST_TEST(ok);
       BOOST_TEST(!a.resize_bytes(now, al, 0));
       BOOST_TEST(now.size() == (ok ? new_len : len));
@@ -200,16 +206,16 @@ inline void check_remap_contract(Allocator a, const Capabilities& caps) {
     BOOST_TEST_CONTEXT("remap " << len << " -> " << new_len) {
       auto r = a.alloc_bytes(len, al);
       BOOST_TEST_REQUIRE(r.has_value());
-      detail::fill(*r, 9);
+      testing::fill(*r, 9);
       void* p = a.raw_remap(*r, al, new_len, 0);
       Bytes now = *r;
       if (p != nullptr) {
         BOOST_TEST(detail::aligned(p, align));
         now = Bytes(static_cast<std::byte*>(p), new_len);
-        BOOST_TEST(detail::holds(now, 9, std::min(len, new_len)));
-        detail::fill(now, 10);
+        BOOST_TEST(testing::intact(now, 9, std::min(len, new_len)));
+        testing::fill(now, 10);
       } else {
-        BOOST_TEST(detail::holds(now, 9, len));
+        BOOST_TEST(testing::intact(now, 9, len));
       }
       a.free_bytes(now, al);
     }
@@ -224,7 +230,7 @@ inline void check_contents_kept(Allocator a, const Capabilities& caps) {
     auto r = a.alloc_bytes(detail::cap_len(caps, 16), al);
     BOOST_TEST_REQUIRE(r.has_value());
     Bytes b = *r;
-    detail::fill(b, 21);
+    testing::fill(b, 21);
     std::size_t kept = b.size();
     for (std::size_t want : {1000, 40, 5000, 8, 30000, 3, 64}) {
       const std::size_t n = detail::cap_len(caps, want);
@@ -234,9 +240,9 @@ inline void check_contents_kept(Allocator a, const Capabilities& caps) {
         BOOST_TEST(next->size() == n);
         BOOST_TEST(detail::aligned(next->data(), align));
         kept = std::min(kept, n);
-        BOOST_TEST(detail::holds(*next, 21, kept));
+        BOOST_TEST(testing::intact(*next, 21, kept));
         b = *next;
-        detail::fill(b, 21);
+        testing::fill(b, 21);
         kept = n;
       }
     }
@@ -257,11 +263,11 @@ inline void check_no_overlap(Allocator a, const Capabilities& caps) {
     auto r = a.alloc_bytes(len, detail::align_of(align));
     BOOST_TEST_REQUIRE(r.has_value());
     BOOST_TEST(detail::aligned(r->data(), align));
-    detail::fill(*r, i + 100);
+    testing::fill(*r, i + 100);
     live.push_back({*r, detail::align_of(align), i + 100});
   }
   bool all_hold = true;
-  for (auto& l : live) all_hold = all_hold && detail::holds(l.bytes, l.seed, l.bytes.size());
+  for (auto& l : live) all_hold = all_hold && testing::intact(l.bytes, l.seed, l.bytes.size());
   BOOST_TEST(all_hold);
   std::vector<detail::Live> sorted = live;
   std::sort(sorted.begin(), sorted.end(),
@@ -286,11 +292,11 @@ inline void check_free_then_reuse(Allocator a, const Capabilities& caps) {
         const std::size_t len = detail::cap_len(caps, 8 + i * 37);
         auto r = a.alloc_bytes(len, detail::align_of(8));
         BOOST_TEST_REQUIRE(r.has_value());
-        detail::fill(*r, i);
+        testing::fill(*r, i);
         live.push_back({*r, detail::align_of(8), i});
       }
       bool all_hold = true;
-      for (auto& l : live) all_hold = all_hold && detail::holds(l.bytes, l.seed, l.bytes.size());
+      for (auto& l : live) all_hold = all_hold && testing::intact(l.bytes, l.seed, l.bytes.size());
       BOOST_TEST(all_hold);
       detail::free_reverse(a, live);
     }
@@ -315,22 +321,22 @@ inline void check_hammer(Allocator a, const Capabilities& caps) {
       if (!r) {
         out_of_memory.fetch_add(1, std::memory_order_relaxed);
       } else {
-        detail::fill(*r, seed);
+        testing::fill(*r, seed);
         Bytes b = *r;
         if (i % 5 == 0) {
           const std::size_t n = 1 + rng() % detail::cap_len(caps, 1024);
           auto m = a.realloc_bytes(b, al, n);
           if (m) {
-            if (!detail::holds(*m, seed, std::min(len, n))) bad.fetch_add(1);
+            if (!testing::intact(*m, seed, std::min(len, n))) bad.fetch_add(1);
             b = *m;
-            detail::fill(b, seed);
+            testing::fill(b, seed);
           }
         }
         window.push_back({b, al, seed});
       }
       if (window.size() > 8 || (i == kHammerIterations - 1)) {
         for (auto& l : window) {
-          if (!detail::holds(l.bytes, l.seed, l.bytes.size())) bad.fetch_add(1);
+          if (!testing::intact(l.bytes, l.seed, l.bytes.size())) bad.fetch_add(1);
         }
         detail::free_reverse(a, window);
       }
@@ -353,7 +359,7 @@ inline void check_hammer(Allocator a, const Capabilities& caps) {
           out_of_memory.fetch_add(1, std::memory_order_relaxed);
           continue;
         }
-        detail::fill(*r, t * 64 + i);
+        testing::fill(*r, t * 64 + i);
         batches[t].push_back({*r, detail::align_of(8), t * 64 + i});
       }
     });
@@ -364,7 +370,7 @@ inline void check_hammer(Allocator a, const Capabilities& caps) {
     threads.emplace_back([&, t] {
       auto& theirs = batches[(t + 1) % 4];
       for (auto& l : theirs) {
-        if (!detail::holds(l.bytes, l.seed, l.bytes.size())) bad.fetch_add(1);
+        if (!testing::intact(l.bytes, l.seed, l.bytes.size())) bad.fetch_add(1);
       }
       detail::free_reverse(a, theirs);
     });
@@ -393,6 +399,116 @@ inline void check_beyond_limits(Allocator a, const Capabilities& caps) {
   }
 }
 
+// alloc_at_least: at least the length asked, all of it writable and kept;
+// the freed-length rule (free and realloc with the asked length, the
+// reported one, or one between); the claim `size_feedback` matches.
+inline void check_size_feedback(Allocator a, const Capabilities& caps) {
+  const Alignment al = detail::align_of(std::min<std::size_t>(8, caps.max_alignment));
+  bool any_extra = false;
+  int i = 0;
+  for (std::size_t want : {1, 7, 24, 100, 1000, 5000, 70000}) {
+    const std::size_t len = detail::cap_len(caps, want);
+    BOOST_TEST_CONTEXT("alloc_at_least " << len << " (form " << i % 3 << ")") {
+      auto r = a.alloc_bytes_at_least(len, al);
+      BOOST_TEST_REQUIRE(r.has_value());
+      BOOST_TEST_REQUIRE(r->size() >= len);
+      BOOST_TEST(detail::aligned(r->data(), al.bytes()));
+      any_extra = any_extra || r->size() > len;
+      testing::fill(*r, len + 5);  // every reported byte is the caller's
+      BOOST_TEST(testing::intact(*r, len + 5, r->size()));
+      switch (i++ % 3) {
+        case 0:  // freed with the asked length
+          a.free_bytes(Bytes(r->data(), len), al);
+          break;
+        case 1: {  // grown from the reported length: contents kept
+          auto g = a.realloc_bytes(*r, al, detail::cap_len(caps, r->size() + 100));
+          BOOST_TEST_REQUIRE(g.has_value());
+          BOOST_TEST(testing::intact(*g, len + 5, std::min(g->size(), r->size())));
+          a.free_bytes(*g, al);
+          break;
+        }
+        default:  // freed with a length between the two
+          a.free_bytes(Bytes(r->data(), len + (r->size() - len) / 2), al);
+          break;
+      }
+    }
+  }
+  BOOST_TEST(any_extra == caps.size_feedback);
+  auto typed = a.alloc_at_least<std::uint32_t>(detail::cap_len(caps, 40) / 4);
+  BOOST_TEST_REQUIRE(typed.has_value());
+  BOOST_TEST(typed->size() >= detail::cap_len(caps, 40) / 4);
+  a.free(*typed);
+  auto z = a.alloc_bytes_at_least(0, al);
+  BOOST_TEST_REQUIRE(z.has_value());
+  BOOST_TEST(z->empty());
+}
+
+// alloc_zeroed (also over memory just dirtied and freed) and
+// realloc_bytes_zeroed's zero tail; the claim `zeroed_entry` matches.
+inline void check_zeroed(Allocator a, const Capabilities& caps) {
+  const Alignment al = detail::align_of(std::min<std::size_t>(16, caps.max_alignment));
+  auto all_zero = [](Bytes b, std::size_t from) {
+    for (std::size_t i = from; i < b.size(); ++i) {
+      if (b[i] != std::byte{0}) return false;
+    }
+    return true;
+  };
+  for (std::size_t want : {1, 100, 4096, 70000}) {
+    const std::size_t len = detail::cap_len(caps, want);
+    BOOST_TEST_CONTEXT("alloc_zeroed " << len) {
+      auto dirty = a.alloc_bytes(len, al);
+      BOOST_TEST_REQUIRE(dirty.has_value());
+      std::memset(dirty->data(), 0xAB, len);
+      a.free_bytes(*dirty, al);
+      auto z = a.alloc_bytes_zeroed(len, al);
+      BOOST_TEST_REQUIRE(z.has_value());
+      BOOST_TEST(z->size() == len);
+      BOOST_TEST(detail::aligned(z->data(), al.bytes()));
+      BOOST_TEST(all_zero(*z, 0));
+      a.free_bytes(*z, al);
+    }
+  }
+  auto typed = a.alloc_zeroed<std::uint64_t>(detail::cap_len(caps, 64) / 8);
+  BOOST_TEST_REQUIRE(typed.has_value());
+  bool zeros = true;
+  for (std::uint64_t v : *typed) zeros = zeros && v == 0;
+  BOOST_TEST(zeros);
+  a.free(*typed);
+  // Grow zeroed: the old bytes kept, the new ones zero, moving or not.
+  const std::size_t small = detail::cap_len(caps, 16);
+  auto r = a.alloc_bytes(small, al);
+  BOOST_TEST_REQUIRE(r.has_value());
+  testing::fill(*r, 77);
+  const std::size_t big = detail::cap_len(caps, 3000);
+  auto g = a.realloc_bytes_zeroed(*r, al, big);
+  BOOST_TEST_REQUIRE(g.has_value());
+  BOOST_TEST(g->size() == big);
+  BOOST_TEST(testing::intact(*g, 77, std::min(small, big)));
+  BOOST_TEST(all_zero(*g, std::min(small, big)));
+  a.free_bytes(*g, al);
+  BOOST_TEST((a.vtable->alloc_zeroed != nullptr) == caps.zeroed_entry);
+}
+
+// owns(): an allocator never disowns its live blocks; one that claims
+// `owns` says kYes for each and kNo for memory of no allocator.
+inline void check_owns(Allocator a, const Capabilities& caps) {
+  alignas(64) static std::byte foreign[64];
+  std::vector<detail::Live> live;
+  for (std::uintptr_t i = 0; i < 8; ++i) {
+    const std::size_t len = detail::cap_len(caps, 8 + i * 300);
+    auto r = a.alloc_bytes(len, detail::align_of(8));
+    BOOST_TEST_REQUIRE(r.has_value());
+    live.push_back({*r, detail::align_of(8), i});
+  }
+  for (auto& l : live) {
+    const Ownership o = a.owns(l.bytes.data());
+    BOOST_TEST((o != Ownership::kNo));
+    if (caps.owns) BOOST_TEST((o == Ownership::kYes));
+  }
+  if (caps.owns) BOOST_TEST((a.owns(foreign) == Ownership::kNo));
+  detail::free_reverse(a, live);
+}
+
 // The handle factory: called once per check with a function to hand the
 // fresh allocator's handle to; the allocator lives for that call.
 using Check = std::function<void(Allocator)>;
@@ -409,6 +525,8 @@ void run_all(const Capabilities& caps, Factory&& with_handle) {
       {"remap_contract", &check_remap_contract},   {"contents_kept", &check_contents_kept},
       {"no_overlap", &check_no_overlap},           {"free_then_reuse", &check_free_then_reuse},
       {"beyond_limits", &check_beyond_limits},     {"hammer", &check_hammer},
+      {"size_feedback", &check_size_feedback},     {"zeroed", &check_zeroed},
+      {"owns", &check_owns},
   };
   for (const Named& c : checks) {
     if (c.fn == &check_hammer && !caps.thread_safe) continue;

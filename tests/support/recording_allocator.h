@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/c_allocator.h"
 
 namespace alloy::testing {
@@ -43,13 +44,14 @@ struct RecordingAllocator {
   // A child that has run out: allocations and growth fail (shrinks work).
   void refuse(bool on) { fail_allocs = fail_growth = on; }
 
-  Allocator allocator() { return Allocator{this, &kVTable}; }
+  Allocator allocator() { return Allocator{this, &vtable_for<RecordingAllocator>}; }
 
  private:
+  ALLOY_VTABLE_ENTRIES;
   static RecordingAllocator* self(void* ctx) { return static_cast<RecordingAllocator*>(ctx); }
   static Allocator child() { return c_allocator(); }
 
-  static void* do_alloc(void* ctx, std::size_t len, Alignment a, std::uintptr_t ret) {
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment a, std::uintptr_t ret) {
     auto* s = self(ctx);
     s->calls.push_back({Op::kAlloc, len, 0, a, ret});
     if (s->fail_allocs) return nullptr;
@@ -60,7 +62,7 @@ struct RecordingAllocator {
     }
     return p;
   }
-  static bool do_resize(void* ctx, Bytes m, Alignment a, std::size_t n, std::uintptr_t ret) {
+  static bool vt_resize(void* ctx, Bytes m, Alignment a, std::size_t n, std::uintptr_t ret) {
     auto* s = self(ctx);
     s->calls.push_back({Op::kResize, m.size(), n, a, ret});
     if (!s->allow_resize || (s->fail_growth && n > m.size())) return false;
@@ -68,7 +70,7 @@ struct RecordingAllocator {
     s->live_bytes = s->live_bytes - m.size() + n;
     return true;
   }
-  static void* do_remap(void* ctx, Bytes m, Alignment a, std::size_t n, std::uintptr_t ret) {
+  static void* vt_remap(void* ctx, Bytes m, Alignment a, std::size_t n, std::uintptr_t ret) {
     auto* s = self(ctx);
     s->calls.push_back({Op::kRemap, m.size(), n, a, ret});
     if (!s->allow_remap || (s->fail_growth && n > m.size())) return nullptr;
@@ -76,14 +78,13 @@ struct RecordingAllocator {
     if (p != nullptr) s->live_bytes = s->live_bytes - m.size() + n;
     return p;
   }
-  static void do_free(void* ctx, Bytes m, Alignment a, std::uintptr_t ret) {
+  static void vt_free(void* ctx, Bytes m, Alignment a, std::uintptr_t ret) {
     auto* s = self(ctx);
     s->calls.push_back({Op::kFree, m.size(), 0, a, ret});
     s->live_bytes -= m.size();
     ++s->frees;
     child().raw_free(m, a, ret);
   }
-  static constexpr VTable kVTable = {do_alloc, do_resize, do_remap, do_free};
 };
 
 }  // namespace alloy::testing

@@ -31,7 +31,7 @@ struct Stack {
 
 BOOST_AUTO_TEST_CASE(alignment_survives_every_layer) {
   auto s = std::make_unique<Stack>();
-  BOOST_TEST(alloy::test::misaligned_count(s->top, 65536) == 0);
+  BOOST_TEST(alloy::testing::misaligned_count(s->top, 65536) == 0);
   BOOST_TEST(s->counting.live_blocks() == 0u);
   BOOST_TEST(s->limit.used() == 0u);
   // Same for a large size, which takes the other side of the segregator.
@@ -65,7 +65,7 @@ BOOST_AUTO_TEST_CASE(a_failure_at_the_bottom_reaches_the_top_and_changes_nothing
 
 BOOST_AUTO_TEST_CASE(hammered_from_four_threads_through_the_whole_stack) {
   auto s = std::make_unique<Stack>();
-  auto r = alloy::test::hammer(s->top, 4, 20000);
+  auto r = alloy::testing::hammer(s->top, 4, 20000);
   BOOST_TEST(r.corrupted == 0u);
   BOOST_TEST(r.failures == 0u);
   const alloy::CountingStats st = s->counting.stats();

@@ -171,14 +171,14 @@ BOOST_AUTO_TEST_CASE(reset_totals_keeps_live_counts) {
 
 BOOST_AUTO_TEST_CASE(alignment_is_preserved) {
   CountingAllocator counting(alloy::c_allocator());
-  BOOST_TEST(alloy::test::misaligned_count(counting.allocator(), 65536) == 0);
+  BOOST_TEST(alloy::testing::misaligned_count(counting.allocator(), 65536) == 0);
   BOOST_TEST(counting.live_blocks() == 0u);
   BOOST_TEST(counting.stats().allocs == 17u);
 }
 
 BOOST_AUTO_TEST_CASE(hammered_from_four_threads_counts_stay_exact) {
   CountingAllocator counting(alloy::c_allocator());
-  auto r = alloy::test::hammer(counting.allocator(), 4, 20000);
+  auto r = alloy::testing::hammer(counting.allocator(), 4, 20000);
   BOOST_TEST(r.corrupted == 0u);
   BOOST_TEST(r.failures == 0u);
   CountingStats s = counting.stats();
@@ -216,7 +216,7 @@ BOOST_AUTO_TEST_CASE(single_thread_mode_behind_a_mutex_is_exact_under_four_threa
   CountingAllocator counting(alloy::c_allocator(),
                              CountingAllocator::Threading::kSingleThread);
   alloy::ThreadSafeAllocator safe(counting.allocator());
-  auto r = alloy::test::hammer(safe.allocator(), 4, 20000);
+  auto r = alloy::testing::hammer(safe.allocator(), 4, 20000);
   BOOST_TEST(r.corrupted == 0u);
   CountingStats s = counting.stats();
   BOOST_TEST(s.allocs == r.allocs);

@@ -157,15 +157,15 @@ BOOST_AUTO_TEST_CASE(alignment_is_preserved) {
   alloy::StackFallback<8192> sf(alloy::c_allocator());
   // Inline up to 4 KiB (the buffer is only max_align_t aligned, so the bump
   // aligns forward), then malloc for 64 KiB.
-  BOOST_TEST(alloy::test::misaligned_count(sf.allocator(), 65536) == 0);
+  BOOST_TEST(alloy::testing::misaligned_count(sf.allocator(), 65536) == 0);
   Fixture f;
-  BOOST_TEST(alloy::test::misaligned_count(f.a, 65536) == 0);
+  BOOST_TEST(alloy::testing::misaligned_count(f.a, 65536) == 0);
 }
 
 BOOST_AUTO_TEST_CASE(stack_fallback_behind_a_mutex_hammered_from_four_threads) {
   auto sf = std::make_unique<alloy::StackFallback<16384>>(alloy::c_allocator());
   alloy::ThreadSafeAllocator safe(sf->allocator());
-  auto r = alloy::test::hammer(safe.allocator(), 4, 20000);
+  auto r = alloy::testing::hammer(safe.allocator(), 4, 20000);
   BOOST_TEST(r.corrupted == 0u);
   BOOST_TEST(r.failures == 0u);
 }

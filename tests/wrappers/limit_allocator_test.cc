@@ -153,14 +153,14 @@ BOOST_AUTO_TEST_CASE(child_refusal_gives_the_reservation_back) {
 
 BOOST_AUTO_TEST_CASE(alignment_is_preserved) {
   LimitAllocator limit(alloy::c_allocator(), 1 << 20);
-  BOOST_TEST(alloy::test::misaligned_count(limit.allocator(), 65536) == 0);
+  BOOST_TEST(alloy::testing::misaligned_count(limit.allocator(), 65536) == 0);
   BOOST_TEST(limit.used() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(hammered_from_four_threads_never_overshoots) {
   // Small enough that threads keep hitting the ceiling.
   Fixture f(4096);
-  auto r = alloy::test::hammer(f.a, 4, 20000);
+  auto r = alloy::testing::hammer(f.a, 4, 20000);
   BOOST_TEST(r.corrupted == 0u);
   BOOST_TEST(r.failures > 0u);
   BOOST_TEST(f.limit.used() == 0u);
@@ -176,7 +176,7 @@ BOOST_AUTO_TEST_CASE(lowered_while_threads_run_settles_under_the_new_ceiling) {
     for (int i = 0; i < 200; ++i) f.limit.set_ceiling(i % 2 ? (1 << 16) : 2048);
     f.limit.set_ceiling(2048);
   });
-  auto r = alloy::test::hammer(f.a, 3, 10000);
+  auto r = alloy::testing::hammer(f.a, 3, 10000);
   lowerer.join();
   BOOST_TEST(r.corrupted == 0u);
   BOOST_TEST(f.limit.used() == 0u);

@@ -102,7 +102,8 @@ SITE void site_arena_over_chain(RecordingAllocator& rec) {
   LimitAllocator l(c.allocator(), 1 << 20);
   alloy::FailingAllocator f(l.allocator());
   alloy::Segregator s(1 << 16, f.allocator(), f.allocator());
-  alloy::Arena arena(s.allocator(), {.first_chunk = 4096, .ceiling = 0, .huge_pages = false});
+  alloy::Arena arena(s.allocator(),
+                     {.first_chunk = 4096, .ceiling = alloy::kNoCeiling, .huge_pages = false});
   escape(arena.allocator().alloc<int>(16).value().data());  // the first chunk
   escape(arena.alloc_inline(10000));                         // a second one
 }

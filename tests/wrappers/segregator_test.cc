@@ -98,16 +98,16 @@ BOOST_AUTO_TEST_CASE(realloc_across_the_threshold_moves_and_keeps_contents) {
 
 BOOST_AUTO_TEST_CASE(alignment_is_preserved) {
   Fixture f;
-  BOOST_TEST(alloy::test::misaligned_count(f.a, 65536) == 0);  // 24 B: small side
+  BOOST_TEST(alloy::testing::misaligned_count(f.a, 65536) == 0);  // 24 B: small side
   CountingAllocator small(alloy::c_allocator()), large(alloy::c_allocator());
   alloy::Segregator tiny(8, small.allocator(), large.allocator());  // 24 B: large side
-  BOOST_TEST(alloy::test::misaligned_count(tiny.allocator(), 65536) == 0);
+  BOOST_TEST(alloy::testing::misaligned_count(tiny.allocator(), 65536) == 0);
   BOOST_TEST(large.stats().allocs == 17u);
 }
 
 BOOST_AUTO_TEST_CASE(hammered_from_four_threads_frees_return_to_their_side) {
   Fixture f;
-  auto r = alloy::test::hammer(f.a, 4, 20000);
+  auto r = alloy::testing::hammer(f.a, 4, 20000);
   BOOST_TEST(r.corrupted == 0u);
   BOOST_TEST(r.failures == 0u);
   BOOST_TEST(f.small.live_blocks() == 0u);

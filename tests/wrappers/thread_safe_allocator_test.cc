@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE thread_safe_allocator
 #include <boost/test/unit_test.hpp>
 
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/c_allocator.h"
 #include "alloy/allocators/wrappers/thread_safe_allocator.h"
 #include "tests/wrappers/wrapper_test_util.h"
@@ -21,11 +22,12 @@ class UnsyncedSlots {
   UnsyncedSlots() {
     for (std::size_t i = 0; i < kSlots; ++i) push(storage_ + i * kSlot);
   }
-  alloy::Allocator allocator() { return {this, &kVTable}; }
+  alloy::Allocator allocator() { return {this, &alloy::vtable_for<UnsyncedSlots>}; }
 
   std::size_t allocs = 0, frees = 0, resizes = 0, live = 0;
 
  private:
+  ALLOY_VTABLE_ENTRIES;  // no vt_remap: the builder puts no_remap
   struct Node {
     Node* next;
   };
@@ -34,7 +36,7 @@ class UnsyncedSlots {
     n->next = head_;
     head_ = n;
   }
-  static void* do_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
     auto* self = static_cast<UnsyncedSlots*>(ctx);
     if (len > kSlot || alignment.bytes() > kSlot || self->head_ == nullptr) return nullptr;
     Node* n = self->head_;
@@ -43,18 +45,17 @@ class UnsyncedSlots {
     ++self->live;
     return n;
   }
-  static bool do_resize(void* ctx, Bytes, Alignment, std::size_t new_len, std::uintptr_t) {
+  static bool vt_resize(void* ctx, Bytes, Alignment, std::size_t new_len, std::uintptr_t) {
     auto* self = static_cast<UnsyncedSlots*>(ctx);
     ++self->resizes;
     return new_len <= kSlot;
   }
-  static void do_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
+  static void vt_free(void* ctx, Bytes memory, Alignment, std::uintptr_t) {
     auto* self = static_cast<UnsyncedSlots*>(ctx);
     self->push(memory.data());
     ++self->frees;
     --self->live;
   }
-  static constexpr alloy::VTable kVTable = {do_alloc, do_resize, alloy::no_remap, do_free};
 
   alignas(4096) std::byte storage_[kSlot * kSlots];
   Node* head_ = nullptr;
@@ -91,17 +92,17 @@ BOOST_AUTO_TEST_CASE(locked_runs_under_the_mutex_with_the_child) {
 
 BOOST_AUTO_TEST_CASE(alignment_is_preserved) {
   alloy::ThreadSafeAllocator safe(alloy::c_allocator());
-  BOOST_TEST(alloy::test::misaligned_count(safe.allocator(), 65536) == 0);
+  BOOST_TEST(alloy::testing::misaligned_count(safe.allocator(), 65536) == 0);
   UnsyncedSlots slots;
   alloy::ThreadSafeAllocator safe_slots(slots.allocator());
-  BOOST_TEST(alloy::test::misaligned_count(safe_slots.allocator(), 512) == 0);
+  BOOST_TEST(alloy::testing::misaligned_count(safe_slots.allocator(), 512) == 0);
 }
 
 namespace {
 void hammer_unsynchronised_child(alloy::ThreadSafeAllocator::Lock lock) {
   UnsyncedSlots slots;
   alloy::ThreadSafeAllocator safe(slots.allocator(), lock);
-  auto r = alloy::test::hammer(safe.allocator(), 4, 20000);
+  auto r = alloy::testing::hammer(safe.allocator(), 4, 20000);
   BOOST_TEST(r.corrupted == 0u);
   BOOST_TEST(r.failures == 0u);  // 4 x 16 live blocks fit in 256 slots
   safe.locked([&](alloy::Allocator) {
@@ -133,5 +134,5 @@ BOOST_AUTO_TEST_CASE(std_mutex_variant_serialises_the_same) {
     return slots.allocs;
   });
   BOOST_TEST(allocs == 1u);
-  BOOST_TEST(alloy::test::misaligned_count(safe.allocator(), 512) == 0);
+  BOOST_TEST(alloy::testing::misaligned_count(safe.allocator(), 512) == 0);
 }

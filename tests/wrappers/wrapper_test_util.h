@@ -1,5 +1,4 @@
-// Shared checks for the wrapper suites: alignment through a handle, and a
-// bounded 4-thread hammer that fills every block with a pattern unique to it
+// Shared checks for the wrapper suites: a bounded 4-thread hammer that fills every block with a pattern unique to it
 // and checks it before freeing (overlap or lost blocks show up as mismatches).
 //
 // Cost: linear in the blocks touched. Thread safety: the hammer runs its own
@@ -7,7 +6,7 @@
 //
 // Example:
 //   alloy::CountingAllocator counting(alloy::c_allocator());
-//   BOOST_TEST(alloy::test::misaligned_count(counting.allocator(), 64 * 1024) == 0);
+//   BOOST_TEST(alloy::testing::misaligned_count(counting.allocator(), 64 * 1024) == 0);
 //   // every alignment from 1 B to 64 KiB came back aligned, and was freed
 //   BOOST_TEST(counting.stats().live_bytes == 0u);
 //   // (hammer helpers below do the same from 4 threads)
@@ -22,26 +21,9 @@
 #include <vector>
 
 #include "alloy/alloc_iface/allocator.h"
+#include "tests/support/sweep.h"  // misaligned_count, the alignment sweep
 
-namespace alloy::test {
-
-// Allocates 24 bytes at every alignment from 1 to max_alignment; returns the
-// number that came back misaligned or null.
-inline int misaligned_count(Allocator a, std::size_t max_alignment) {
-  int bad = 0;
-  for (std::size_t align = 1; align <= max_alignment; align *= 2) {
-    const auto alignment = *Alignment::from_bytes(align);
-    auto r = a.alloc_bytes(24, alignment);
-    if (!r || !alignment.check(r->data())) {
-      ++bad;
-    }
-    if (r) {
-      std::memset(r->data(), 0xab, r->size());
-      a.free_bytes(*r, alignment);
-    }
-  }
-  return bad;
-}
+namespace alloy::testing {
 
 struct HammerResult {
   std::size_t allocs = 0;    // successful allocations (all later freed)
@@ -116,4 +98,4 @@ inline HammerResult hammer(Allocator a, int threads, int iterations,
   return {allocs.load(), failures.load(), corrupted.load()};
 }
 
-}  // namespace alloy::test
+}  // namespace alloy::testing

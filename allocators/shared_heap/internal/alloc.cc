@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string_view>
 
+#include "alloy/alloc_iface/make_vtable.h"
 #include "alloy/allocators/shared_heap/internal/lists.h"
 #include "alloy/allocators/shared_heap/internal/recovery.h"
 #include "alloy/allocators/shared_heap/internal/support.h"
@@ -252,31 +253,34 @@ bool heap_resize(Header* h, void* p, std::size_t len, Alignment alignment,
 
 namespace {
 
-void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
-  return heap_alloc(static_cast<Header*>(ctx), len, alignment);
-}
-bool vt_resize(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
-               std::uintptr_t) {
-  return heap_resize(static_cast<Header*>(ctx), memory.data(), memory.size(), alignment,
-                     new_len);
-}
-void vt_free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret_addr) {
-  SharedFreeStatus st =
-      heap_free(static_cast<Header*>(ctx), memory.data(), memory.size(), alignment);
-  if (st != SharedFreeStatus::kFreed) {
-    std::string_view why = to_string(st);
-    std::fprintf(stderr,
-                 "alloy::SharedHeap: refused free of %p (%zu bytes, alignment %zu) "
-                 "called from %#lx: %.*s\n",
-                 static_cast<void*>(memory.data()), memory.size(), alignment.bytes(),
-                 static_cast<unsigned long>(ret_addr), static_cast<int>(why.size()),
-                 why.data());
+// The handle's entries; no remap (blocks never move cheaply).
+struct Entries {
+  static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment, std::uintptr_t) {
+    return heap_alloc(static_cast<Header*>(ctx), len, alignment);
   }
-}
+  static bool vt_resize(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
+                 std::uintptr_t) {
+    return heap_resize(static_cast<Header*>(ctx), memory.data(), memory.size(), alignment,
+                       new_len);
+  }
+  static void vt_free(void* ctx, Bytes memory, Alignment alignment, std::uintptr_t ret_addr) {
+    SharedFreeStatus st =
+        heap_free(static_cast<Header*>(ctx), memory.data(), memory.size(), alignment);
+    if (st != SharedFreeStatus::kFreed) {
+      std::string_view why = to_string(st);
+      std::fprintf(stderr,
+                   "alloy::SharedHeap: refused free of %p (%zu bytes, alignment %zu) "
+                   "called from %#lx: %.*s\n",
+                   static_cast<void*>(memory.data()), memory.size(), alignment.bytes(),
+                   static_cast<unsigned long>(ret_addr), static_cast<int>(why.size()),
+                   why.data());
+    }
+  }
+};
 
 }  // namespace
 
-constexpr VTable kVTable = {vt_alloc, vt_resize, no_remap, vt_free};
+constexpr VTable kVTable = make_vtable<Entries>();
 
 }  // namespace alloy::shared_heap_internal
 

@@ -8,7 +8,7 @@
 // ASan's own reports end).
 //
 // Example:
-//   auto d = alloy_test::run_in_child([] { std::abort(); });
+//   auto d = alloy::testing::run_in_child([] { std::abort(); });
 //   BOOST_TEST(d.aborted());
 #pragma once
 
@@ -20,7 +20,7 @@
 #include <cstdio>
 #include <string>
 
-namespace alloy_test {
+namespace alloy::testing {
 
 struct Death {
   int status = 0;
@@ -52,4 +52,4 @@ Death run_in_child(F&& f) {
   return d;
 }
 
-}  // namespace alloy_test
+}  // namespace alloy::testing
