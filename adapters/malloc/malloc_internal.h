@@ -42,8 +42,10 @@ inline constexpr std::size_t kEngineMaxAlignment = engine::kMaxAlignment;
 using Line = base::LineWriter<512>;
 
 // Writes one report line to stderr when ALLOY_VERBOSE is set or `always`.
+// `label` names the number ("size", "alignment"). Lines that are not
+// `always` are rate-limited (the first 100, then 10 a second).
 void report(const char* what, const void* p, std::size_t size,
-            std::uintptr_t caller, bool always) noexcept;
+            std::uintptr_t caller, bool always, const char* label = "size") noexcept;
 
 // errno = ENOMEM, report if verbose, return null.
 [[gnu::cold]] void* fail_enomem(std::size_t size,
@@ -54,6 +56,18 @@ void report(const char* what, const void* p, std::size_t size,
 // free() of a pointer the engine does not own: a big-aligned block is
 // unmapped, anything else is counted and ignored.
 [[gnu::cold]] void free_not_engine(void* p, std::uintptr_t caller) noexcept;
+
+// A pointer inside the engine's memory that is not the start of a live block
+// was passed to `op` ("free", "realloc", "malloc_usable_size"): reported
+// always (what, where, why, the caller's module+offset), then abort() unless
+// ALLOY_ON_ERROR=report.
+[[gnu::cold]] void invalid_pointer(const char* op, const void* p, const char* why,
+                                   std::uintptr_t caller) noexcept;
+
+// free() of an engine pointer the inline push did not take (another
+// thread's page, an alloy::Heap block, a huge block, or the block freed last
+// on its page): checked (engine::check_block), then freed or reported.
+[[gnu::cold]] void free_engine_checked(void* p, std::uintptr_t caller) noexcept;
 
 // Blocks aligned above kEngineMaxAlignment (big_aligned.cc): own mappings.
 void* big_aligned_alloc(std::size_t size, std::size_t alignment) noexcept;
@@ -70,6 +84,9 @@ void check_sized_free(void* p, std::size_t size,
                                        std::uintptr_t caller) noexcept;
 
 int open_append(const char* path) noexcept;
+
+// Verbose lines dropped by the rate limit so far.
+std::size_t verbose_suppressed() noexcept;
 
 inline bool is_pow2(std::size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
@@ -117,13 +134,16 @@ inline void* alloc_aligned(std::size_t size, std::size_t alignment,
 // fast half is engine::try_inline_free.
 [[gnu::noinline]] void free_slow(void* p, std::uintptr_t caller) noexcept;
 
+// Every free of the adapter: the engine's inline push when p is this thread's
+// block, else the checked slow half.
 inline void free(void* p, std::uintptr_t caller) noexcept {
+  if (engine::try_inline_free(p)) [[likely]] return;
   if (p == nullptr) return;
   if (!engine::inline_owns(p)) [[unlikely]] {
     free_not_engine(p, caller);
     return;
   }
-  engine::inline_free(p);
+  free_engine_checked(p, caller);
 }
 
 // free_sized(), out of line (see free_slow).
@@ -138,15 +158,12 @@ inline void free_sized(void* p, std::size_t size,
   }
   if (size == 0) size = 1;
   if constexpr (kCheckSizedFree) {
-    if (size > engine::usable_size(p)) [[unlikely]] {
+    if (engine::check_block(p) == nullptr && size > engine::usable_size(p)) [[unlikely]]
       check_sized_free(p, size, caller);
-      engine::free(p);  // the block is still freed, by its own metadata
-      return;
-    }
   }
   // Size classes come from the block's page, so the size is not needed to
   // free it; it was only checked above.
-  engine::inline_free(p);
+  free(p, caller);
 }
 
 // Aligned blocks are freed unsized: the size class of an over-aligned block
@@ -161,10 +178,10 @@ inline void free_aligned_sized(void* p, std::size_t alignment,
     return;
   }
   if constexpr (kCheckSizedFree) {
-    if (size > engine::usable_size(p)) [[unlikely]]
+    if (engine::check_block(p) == nullptr && size > engine::usable_size(p)) [[unlikely]]
       check_sized_free(p, size, caller);
   }
-  engine::free(p);
+  free(p, caller);
 }
 
 inline void* calloc(std::size_t n, std::size_t size,
@@ -201,6 +218,11 @@ inline void* realloc(void* p, std::size_t size,
     return fail_enomem(size, caller);
   if (!engine::inline_owns(p)) [[unlikely]]
     return realloc_not_engine(p, size, caller);
+  if (const char* why = engine::check_block(p)) [[unlikely]] {
+    invalid_pointer("realloc", p, why, caller);
+    errno = EINVAL;
+    return nullptr;
+  }
   void* q = engine::realloc(p, size);
   if (q == nullptr) [[unlikely]]
     return fail_enomem(size, caller);
@@ -213,7 +235,7 @@ inline void* memalign(std::size_t alignment, std::size_t size,
                       std::uintptr_t caller) noexcept {
   if (alignment <= kNaturalAlignment) return alloc(size, caller);
   if (alignment > kMaxRequest + 1) {
-    report("memalign: invalid alignment", nullptr, alignment, caller, false);
+    report("memalign: invalid alignment", nullptr, alignment, caller, false, "alignment");
     errno = EINVAL;
     return nullptr;
   }

@@ -109,6 +109,8 @@ bool resize_in_place(void* p, std::size_t size) noexcept {
   return huge_grow(p, size, false) != nullptr;
 }
 
+void set_abort_on_error(bool on) noexcept { g_abort_on_error.store(on, std::memory_order_relaxed); }
+
 void set_eager_purge(bool on) noexcept {
   g_default_heap.eager.store(on, std::memory_order_relaxed);
 }

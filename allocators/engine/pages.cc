@@ -38,10 +38,12 @@ bool page_extend(Span* pg) noexcept {
   }
   char* start = reinterpret_cast<char*>(page_start(seg, pg)) + pg->capacity * bsize;
   for (std::size_t i = 0; i + 1 < count; ++i) {
-    reinterpret_cast<Block*>(start + i * bsize)->next = reinterpret_cast<Block*>(start + (i + 1) * bsize);
+    auto* b = reinterpret_cast<Block*>(start + i * bsize);
+    b->next = encode_link(b, reinterpret_cast<Block*>(start + (i + 1) * bsize));
     mark_freed(start + i * bsize, bsize);
   }
-  reinterpret_cast<Block*>(start + (count - 1) * bsize)->next = pg->free;
+  auto* last = reinterpret_cast<Block*>(start + (count - 1) * bsize);
+  last->next = encode_link(last, pg->free);
   mark_freed(start + (count - 1) * bsize, bsize);
   pg->free = reinterpret_cast<Block*>(start);
   pg->capacity = static_cast<std::uint16_t>(pg->capacity + count);
@@ -174,7 +176,8 @@ void* alloc_from_class(ThreadHeap* l, unsigned c) noexcept {
     queue_push_front(q, pg);
   }
   if (q->first != first_before) direct_update(l, c);
-  return page_take_block(pg, pg->free);
+  if (Block* b = page_pop_checked(pg)) return b;
+  return alloc_from_class(l, c);  // the list was corrupted and dropped
 }
 
 void* large_alloc(ThreadHeap* l, std::size_t size, std::size_t align, bool* zero) noexcept {

@@ -2,6 +2,8 @@
 // of ThreadHeaps, collect, and the fork handlers.
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alloy/allocators/engine/core_state.h"
@@ -113,12 +115,16 @@ void page_collect(Span* pg) noexcept {
     {
       std::uint32_t count = 1;
       Block* tail = tf;
-      while (tail->next != nullptr) {
-        tail = tail->next;
+      const std::uintptr_t start = page_start(segment_of(pg), pg);
+      for (Block* next; (next = decode_link(tail)) != nullptr; tail = next) {
+        if (!link_ok(pg, next, start)) {  // not followed: the rest is dropped
+          link_corrupted(pg, next);
+          break;
+        }
         ++count;
       }
       if (pg->kind == kSmallPage) {
-        tail->next = pg->local_free;
+        tail->next = encode_link(tail, pg->local_free);
         pg->local_free = tf;
       }
       pg->used -= static_cast<std::int32_t>(count);
@@ -134,7 +140,9 @@ void page_mark_free(Span* pg, std::uint64_t* bits) noexcept {
   const std::uintptr_t start = page_start(segment_of(pg), pg);
   Block* lists[2] = {pg->free, pg->local_free};
   for (Block* b : lists) {
-    for (; b != nullptr; b = b->next) {
+    if (!head_ok(pg, b)) continue;
+    for (; b != nullptr; b = decode_link(b)) {
+      if (!link_ok(pg, b, start)) break;
       const std::size_t i = (reinterpret_cast<std::uintptr_t>(b) - start) / pg->block_size;
       bits[i / 64] |= std::uint64_t{1} << (i % 64);
     }
@@ -149,12 +157,17 @@ void ensure_process_init() noexcept {
   // Taken only at thread start and exit, by every thread: no owner to favour,
   // and no membarrier syscalls in every program that uses the malloc adapter.
   g_default_heap.lock.make_plain();
-  void* bits = mmap(nullptr, kOwnsBitsBytes, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  void* heads = mmap(nullptr, kOwnsBitsBytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (heads != MAP_FAILED) g_head_bits.store(static_cast<std::uint64_t*>(heads), std::memory_order_release);
-  if (bits != MAP_FAILED) g_owns_bits.store(static_cast<std::uint64_t*>(bits), std::memory_order_release);
+  // The free-list secret (internal.h, encode_link): before any page exists.
+  std::uintptr_t key = 0;
+  if (getrandom(&key, sizeof key, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof key)) {
+    // No getrandom (old kernel, seccomp): the addresses ASLR chose and the clock.
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    key = (reinterpret_cast<std::uintptr_t>(&key) ^ static_cast<std::uintptr_t>(ts.tv_nsec)) *
+              0x9e3779b97f4a7c15u ^
+          reinterpret_cast<std::uintptr_t>(&g_init);
+  }
+  g_link_key = key;
   // glibc keeps the values of keys below PTHREAD_KEY_2NDLEVEL_SIZE (32) in
   // the thread descriptor; higher keys calloc a second level on first
   // setspecific, which is still safe here because t_local is set first.
