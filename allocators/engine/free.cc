@@ -94,7 +94,7 @@ void free_cross(Segment* seg, Span* pg, void* p) noexcept {
 }
 
 const char* block_check(const void* p, Segment** out_seg, Span** out_page) noexcept {
-  if (!inline_owns(p)) return "not engine memory";
+  if ((reinterpret_cast<std::uintptr_t>(p) >> 47) != 0 || !inline_owns(p)) return "not engine memory";
   Segment* seg = segment_of(p);
   // A unit past a huge mapping's first holds block bytes, not a header.
   if (!is_segment_head(seg)) return "not the start of a block";

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/single_threaded.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -182,8 +183,23 @@ namespace alloy::engine {
 
 using namespace detail;
 
+namespace {
+// Whether fork_prepare took the locks (fork_parent / fork_child release
+// them only then). Written and read by the forking thread only.
+bool g_fork_locked = false;
+}  // namespace
+
 void fork_prepare() noexcept {
+  g_fork_locked = false;
   if (g_init.load(std::memory_order_acquire) != 2) return;
+  // A single-threaded process takes no lock around fork, as glibc's own
+  // malloc does (posix/fork.c): with no other thread nobody can hold one
+  // mid-update except this thread itself, interrupted by a signal handler
+  // that forks, and taking the (non-reentrant) locks again would deadlock.
+  // The child of such a fork must not allocate before it execs or exits
+  // (POSIX async-signal-safety), as with glibc.
+  if (__libc_single_threaded) return;
+  g_fork_locked = true;
   g_heaps_lock.lock();
   for (HeapCore* h = g_heaps; h != nullptr; h = h->next_heap) {
     h->lock.lock();
@@ -223,13 +239,15 @@ void release_fork_locks(bool in_child) noexcept {
 }  // namespace
 
 void fork_parent() noexcept {
-  if (g_init.load(std::memory_order_acquire) != 2) return;
+  if (!g_fork_locked) return;
+  g_fork_locked = false;
   release_fork_locks(false);
 }
 
 void fork_child() noexcept {
   if (g_init.load(std::memory_order_acquire) != 2) return;
-  release_fork_locks(true);
+  if (g_fork_locked) release_fork_locks(true);
+  g_fork_locked = false;
   // ThreadHeaps of threads that do not exist in the child are orphaned, not
   // reused: their owners took no lock, so fork() may have copied one in the
   // middle of an update (a half-linked span bin, a popped block not yet
