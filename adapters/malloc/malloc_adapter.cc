@@ -202,11 +202,12 @@ void invalid_pointer(const char* op, const void* p, const char* why,
   if (options().abort_on_error) abort();
 }
 
-void free_engine_checked(void* p, std::uintptr_t caller) noexcept {
+void free_engine_checked(void* p, std::uintptr_t caller, std::size_t sized) noexcept {
   if (const char* why = engine::check_block(p, true)) {
     invalid_pointer("free", p, why, caller);
     return;
   }
+  if (maybe_secure() && engine::secure_mode() && secure_free(p, sized, caller)) return;
   engine::free(p);
 }
 
@@ -320,7 +321,7 @@ ALLOY_EXPORT void* calloc(std::size_t n, std::size_t size) noexcept {
 ALLOY_EXPORT void* realloc(void* p, std::size_t size) noexcept {
   // Growth loops mostly stay inside the block's size class: answer those
   // without a call (null is not the engine's, so it takes the slow half).
-  if (engine::inline_owns(p)) [[likely]] {
+  if (engine::inline_owns(p) && !mi::maybe_secure()) [[likely]] {
     if (void* q = engine::try_inline_realloc_in_place(p, size)) [[likely]] return q;
   }
   return mi::realloc_slow(p, size, ALLOY_CALLER());
@@ -382,6 +383,7 @@ ALLOY_EXPORT std::size_t malloc_usable_size(void* p) noexcept {
     mi::invalid_pointer("malloc_usable_size", p, why, ALLOY_CALLER());
     return 0;
   }
+  if (mi::maybe_secure() && engine::secure_mode()) return mi::secure_usable(p, ALLOY_CALLER());
   return engine::usable_size(p);
 }
 

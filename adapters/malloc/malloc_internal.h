@@ -67,7 +67,8 @@ void report(const char* what, const void* p, std::size_t size,
 // free() of an engine pointer the inline push did not take (another
 // thread's page, an alloy::Heap block, a huge block, or the block freed last
 // on its page): checked (engine::check_block), then freed or reported.
-[[gnu::cold]] void free_engine_checked(void* p, std::uintptr_t caller) noexcept;
+// `sized`: the size a sized free passed (0: none), checked in the secure mode.
+[[gnu::cold]] void free_engine_checked(void* p, std::uintptr_t caller, std::size_t sized = 0) noexcept;
 
 // Blocks aligned above kEngineMaxAlignment (big_aligned.cc): own mappings.
 void* big_aligned_alloc(std::size_t size, std::size_t alignment) noexcept;
@@ -82,6 +83,24 @@ void check_sized_free(void* p, std::size_t size,
 // realloc() of a pointer the engine does not own (big-aligned or foreign).
 [[gnu::cold]] void* realloc_not_engine(void* p, std::size_t size,
                                        std::uintptr_t caller) noexcept;
+
+// ---- The secure mode (secure.cc; README "Hardening"). ----
+// True unless the secure mode is known to be off (so before the engine's
+// first init too): a load and a compare, for the slow halves and the paths
+// without an inline fast half.
+inline bool maybe_secure() noexcept {
+  return engine::detail::g_secure_state != engine::detail::kSecureOff;
+}
+// A checked block of `size` bytes (canary, trailer); null with errno set.
+void* secure_alloc(std::size_t size, std::size_t alignment, std::uintptr_t caller) noexcept;
+// Checks (double free, canary, the size of a sized free when `sized` != 0),
+// fills, quarantines p; false (nothing done) for a block of an alloy::Heap.
+// p passed engine::check_block already.
+bool secure_free(void* p, std::size_t sized, std::uintptr_t caller) noexcept;
+// The size asked for (canary checked); p passed engine::check_block.
+std::size_t secure_usable(void* p, std::uintptr_t caller) noexcept;
+// Checked realloc of engine block p (always moves).
+void* secure_realloc(void* p, std::size_t size, std::uintptr_t caller) noexcept;
 
 int open_append(const char* path) noexcept;
 
@@ -107,6 +126,8 @@ inline constexpr bool kCheckSizedFree = false;
 
 inline void* alloc(std::size_t size, std::uintptr_t caller) noexcept {
   if (size == 0) size = 1;
+  if (maybe_secure() && engine::secure_mode()) [[unlikely]]
+    return secure_alloc(size, kNaturalAlignment, caller);
   // The engine's inlined fast path: a TLS load and a list pop when the
   // thread's page for this size class has a free block.
   void* p = size <= kMaxRequest ? engine::inline_alloc(size) : nullptr;
@@ -120,6 +141,8 @@ inline void* alloc_aligned(std::size_t size, std::size_t alignment,
                            std::uintptr_t caller) noexcept {
   if (alignment <= kNaturalAlignment) return alloc(size, caller);
   if (size == 0) size = 1;
+  if (alignment <= kEngineMaxAlignment && maybe_secure() && engine::secure_mode()) [[unlikely]]
+    return secure_alloc(size, alignment, caller);
   void* p = nullptr;
   if (size <= kMaxRequest && alignment <= kMaxRequest) {
     p = alignment <= kEngineMaxAlignment ? engine::alloc_aligned(size, alignment)
@@ -157,6 +180,10 @@ inline void free_sized(void* p, std::size_t size,
     return;
   }
   if (size == 0) size = 1;
+  if (maybe_secure() && engine::secure_mode()) [[unlikely]] {
+    free_engine_checked(p, caller, size);
+    return;
+  }
   if constexpr (kCheckSizedFree) {
     if (engine::check_block(p) == nullptr && size > engine::usable_size(p)) [[unlikely]]
       check_sized_free(p, size, caller);
@@ -177,6 +204,10 @@ inline void free_aligned_sized(void* p, std::size_t alignment,
     free_not_engine(p, caller);
     return;
   }
+  if (maybe_secure() && engine::secure_mode()) [[unlikely]] {
+    free_engine_checked(p, caller, size == 0 ? 1 : size);
+    return;
+  }
   if constexpr (kCheckSizedFree) {
     if (engine::check_block(p) == nullptr && size > engine::usable_size(p)) [[unlikely]]
       check_sized_free(p, size, caller);
@@ -191,6 +222,11 @@ inline void* calloc(std::size_t n, std::size_t size,
     return fail_enomem(SIZE_MAX, caller);
   if (bytes <= 1024) {  // the inlined fast path, then a short memset
     void* p = alloc(bytes, caller);
+    if (p != nullptr) std::memset(p, 0, bytes);
+    return p;
+  }
+  if (maybe_secure() && engine::secure_mode()) [[unlikely]] {
+    void* p = secure_alloc(bytes, kNaturalAlignment, caller);
     if (p != nullptr) std::memset(p, 0, bytes);
     return p;
   }
@@ -223,6 +259,8 @@ inline void* realloc(void* p, std::size_t size,
     errno = EINVAL;
     return nullptr;
   }
+  if (maybe_secure() && engine::secure_mode()) [[unlikely]]
+    return secure_realloc(p, size, caller);
   void* q = engine::realloc(p, size);
   if (q == nullptr) [[unlikely]]
     return fail_enomem(size, caller);

@@ -131,6 +131,7 @@ inline void queue_remove(PageQueue* q, Span* pg) noexcept {
 }
 inline void direct_update(ThreadHeap* l, unsigned c) noexcept {
   if (class_size(c) > kDirectMax) return;
+  if (g_secure_state == kSecureOn && l->heap->is_default) return;  // internal.h
   Span* pg = l->queues[c].first ? l->queues[c].first : &g_empty_page;
   for (unsigned i = kDirect.first[c]; i <= kDirect.last[c]; ++i) l->direct[i] = pg;
 }

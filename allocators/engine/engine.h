@@ -99,6 +99,19 @@ const char* check_block(const void* p, bool walk = false) noexcept;
 // pointer when off (the malloc adapter's ALLOY_ON_ERROR=report).
 void set_abort_on_error(bool on) noexcept;
 
+// The secure mode (ALLOY_SECURE=1 in the environment at the first
+// allocation, or a build with --define=alloy_secure=1): true when on. The
+// engine's part is to send every default-heap malloc and free to the slow
+// paths (where the malloc adapter adds canaries, fill checks and a
+// quarantine) and to carve fresh blocks in random order.
+bool secure_mode() noexcept;
+// In the secure mode, the adapter's free of p once it is done with it: p is
+// a checked live block of the default heap.
+void secure_release(void* p) noexcept;
+// True if p (a live engine block) belongs to the process default heap (not
+// to an alloy::Heap).
+bool in_default_heap(const void* p) noexcept;
+
 // When on, empty pages and spans go back to the OS immediately instead of
 // after the purge delay.
 void set_eager_purge(bool on) noexcept;

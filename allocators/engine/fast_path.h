@@ -170,9 +170,11 @@ inline void* try_inline_realloc_in_place(void* p, std::size_t size) noexcept {
   detail::Span* page = detail::span_of(seg, p);
   if (page->kind == detail::kSmallPage && detail::keeps_in_place(size, page->block_size) &&
       // p must be a block's start and not the block freed last (else the
-      // slow path reports it): a 32-bit remainder, the page is < 4 GiB.
-      static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(p) - detail::page_start(seg, page)) %
-              page->block_size == 0 &&
+      // slow path reports it); a multiply, not a division.
+      [&] {
+        const std::size_t off = reinterpret_cast<std::uintptr_t>(p) - detail::page_start(seg, page);
+        return detail::block_index(page->size_class, off) * page->block_size == off;
+      }() &&
       p != page->local_free) {
     return p;
   }

@@ -35,7 +35,10 @@ void free_local_slow(Span* pg) noexcept {
   }
   if (pg->kind == kLargeBlock
           ? reinterpret_cast<std::uintptr_t>(pg->local_free) != page_start(seg, pg)
-          : (reinterpret_cast<std::uintptr_t>(pg->local_free) - page_start(seg, pg)) % pg->block_size != 0) {
+          : [&] {
+              const std::size_t off = reinterpret_cast<std::uintptr_t>(pg->local_free) - page_start(seg, pg);
+              return block_index(pg->size_class, off) * pg->block_size != off;
+            }()) {
     refuse_local_push(pg, "not the start of a block",
                       reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)));
     return;
@@ -111,7 +114,9 @@ const char* block_check(const void* p, Segment** out_seg, Span** out_page) noexc
     pg = span_of(seg, p);
     const std::uintptr_t start = page_start(seg, pg);
     if (pg->kind == kSmallPage) {
-      if ((addr - start) % pg->block_size != 0 || (addr - start) / pg->block_size >= reserved(pg)) {
+      const std::size_t off = addr - start;
+      if (block_index(pg->size_class, off) * pg->block_size != off ||
+          off + pg->block_size > (std::size_t{pg->slice_count} << kSliceShift)) {
         return "not the start of a block";
       }
     } else if (pg->kind == kLargeBlock) {
@@ -144,7 +149,7 @@ const char* check_block(const void* p, bool walk) noexcept {
   }
   const std::uintptr_t start = page_start(seg, pg);
   const auto addr = reinterpret_cast<std::uintptr_t>(p);
-  if ((addr - start) / pg->block_size >= pg->capacity) return "never handed out";
+  if (block_index(pg->size_class, addr - start) >= pg->capacity) return "never handed out";
   if (tf == addr || p == pg->free || p == pg->local_free) return kDouble;
   if (!walk || !owned_here(seg)) return nullptr;
   // The owner's lists: plain fields of this thread's page.

@@ -154,6 +154,31 @@ constexpr std::size_t class_slices(unsigned c) {
   return class_size(c) * 8 <= kSliceSize ? 1 : 8;
 }
 
+// Block index of byte offset `off` (< 2^19) in a page of class c without a
+// division: (off * magic) >> 40, magic = 2^40 / size + 1. Exact because the
+// rounding error, below off / 2^40 < 2^-21, is smaller than the gap
+// 1 / size >= 2^-16 between off / size and the next integer.
+struct ClassMagic {
+  std::uint64_t m[kClasses] = {};
+  constexpr ClassMagic() {
+    for (unsigned c = 1; c < kClasses; ++c) m[c] = (std::uint64_t{1} << 40) / class_size(c) + 1;
+  }
+};
+inline constexpr ClassMagic kClassMagic;
+constexpr std::size_t block_index(unsigned c, std::size_t off) {
+  return static_cast<std::size_t>((off * kClassMagic.m[c]) >> 40);
+}
+constexpr bool block_index_is_exact() {
+  for (unsigned c = 1; c < kClasses; ++c) {
+    const std::size_t bs = class_size(c), span = class_slices(c) * kSliceSize;
+    for (std::size_t k = 1; k * bs <= span; ++k) {
+      if (block_index(c, k * bs) != k || block_index(c, k * bs - 1) != k - 1) return false;
+    }
+  }
+  return true;
+}
+static_assert(block_index_is_exact());
+
 struct Block {
   Block* next;
 };
@@ -384,11 +409,12 @@ inline bool head_ok(const void* page, const Block* b) noexcept {
 // leak). Slow path only.
 [[gnu::cold]] void link_corrupted(Span* page, const void* link) noexcept;
 // True if `link`, read from a free list of `page`, may be followed: null or
-// inside the page. For list walks (slow paths).
+// inside the page (a range test: whatever it reaches is the page's own
+// memory). For list walks (slow paths).
 inline bool link_ok(Span* page, const void* link, std::uintptr_t start) noexcept {
-  const auto a = reinterpret_cast<std::uintptr_t>(link);
-  return link == nullptr ||
-         (a - start < (std::size_t{page->slice_count} << kSliceShift) && (a - start) % page->block_size == 0);
+  return reinterpret_cast<std::uintptr_t>(link) - start <
+             (std::size_t{page->slice_count} << kSliceShift) ||
+         link == nullptr;
 }
 // After a detected misuse was reported: abort(), unless errors only report.
 void error_done() noexcept;
@@ -408,6 +434,22 @@ inline std::uintptr_t thread_id() noexcept {
   tp = reinterpret_cast<std::uintptr_t>(&t_local);
 #endif
   return tp;
+}
+
+// The secure mode (README "Hardening"; ALLOY_SECURE=1, or always on when
+// built with --define=alloy_secure=1): 0 until ensure_process_init decided,
+// then 1 (off) or 2 (on). Written once, under g_init_lock, before any block
+// exists. On, the default heap's fast paths are switched off by their own
+// tests, so they cost nothing when it is off: direct[] stays on the empty
+// page (every malloc takes the slow path) and a ThreadHeap's tid is
+// thread_id() ^ 1 (every owner compare fails, so every free takes the slow
+// path, where the malloc adapter's checks run); fresh blocks are carved in
+// random order.
+inline constexpr std::uint8_t kSecureUnknown = 0, kSecureOff = 1, kSecureOn = 2;
+extern std::uint8_t g_secure_state __attribute__((visibility("hidden")));
+// What a ThreadHeap's tid (and its segments' owner_tid) is for this thread.
+inline std::uintptr_t owner_id() noexcept {
+  return thread_id() ^ (g_secure_state == kSecureOn ? 1 : 0);
 }
 
 inline Segment* segment_of(const void* p) noexcept {

@@ -18,6 +18,7 @@ std::uint8_t g_owns_map[kOwnsUnits];
 // Until ensure_process_init draws the real one; no list exists before it.
 std::uintptr_t g_link_key = 0x5a17ed11c0ffee00u;
 std::atomic<bool> g_abort_on_error{true};
+std::uint8_t g_secure_state = kSecureUnknown;
 
 void error_done() noexcept {
   if (g_abort_on_error.load(std::memory_order_relaxed)) abort();

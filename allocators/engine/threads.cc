@@ -1,11 +1,16 @@
 // Threads: process init, a thread's ThreadHeap at start and exit, the idle pool
 // of ThreadHeaps, collect, and the fork handlers.
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/single_threaded.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cstring>
+
+extern char** environ;
 
 #include "alloy/allocators/engine/core_state.h"
 #include "alloy/allocators/engine/engine.h"
@@ -46,7 +51,7 @@ ThreadHeap* thread_init() noexcept {
     }
   }
   l->pool_next = nullptr;
-  l->tid = thread_id();
+  l->tid = owner_id();
   for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
     seg->owner_tid.store(l->tid, std::memory_order_release);
   }
@@ -150,6 +155,55 @@ void page_mark_free(Span* pg, std::uint64_t* bits) noexcept {
   }
 }
 
+namespace {
+// True if `env` (NAME=value) sets name to something other than "" or "0".
+bool env_on(const char* env, const char* name) noexcept {
+  const std::size_t n = std::strlen(name);
+  return std::strncmp(env, name, n) == 0 && env[n] == '=' && env[n + 1] != '\0' &&
+         !(env[n + 1] == '0' && env[n + 2] == '\0');
+}
+
+// ALLOY_SECURE from the environment, read before anything allocates: from
+// `environ` once libc has set it up, else (the first allocations under
+// LD_PRELOAD can come earlier) from /proc/self/environ with raw reads.
+bool secure_requested() noexcept {
+#if defined(ALLOY_SECURE_BUILD)
+  return true;
+#else
+  if (environ != nullptr) {
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (env_on(*e, "ALLOY_SECURE")) return true;
+    }
+    return false;
+  }
+  const int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[4096];
+  std::size_t have = 0;
+  bool on = false;
+  for (;;) {
+    const ssize_t got = read(fd, buf + have, sizeof buf - 1 - have);
+    if (got <= 0) break;
+    have += static_cast<std::size_t>(got);
+    buf[have] = '\0';
+    // Whole entries end in '\0'; keep a partial one for the next read.
+    std::size_t i = 0;
+    for (std::size_t j = 0; j < have; ++j) {
+      if (buf[j] == '\0') {
+        if (env_on(buf + i, "ALLOY_SECURE")) on = true;
+        i = j + 1;
+      }
+    }
+    if (i == 0 && have == sizeof buf - 1) i = have;  // an entry longer than the buffer: skip it
+    std::memmove(buf, buf + i, have - i);
+    have -= i;
+  }
+  close(fd);
+  return on;
+#endif
+}
+}  // namespace
+
 void ensure_process_init() noexcept {
   if (g_init.load(std::memory_order_acquire) == 2) return;
   Guard g(g_init_lock);
@@ -158,6 +212,7 @@ void ensure_process_init() noexcept {
   // Taken only at thread start and exit, by every thread: no owner to favour,
   // and no membarrier syscalls in every program that uses the malloc adapter.
   g_default_heap.lock.make_plain();
+  g_secure_state = secure_requested() ? kSecureOn : kSecureOff;
   // The free-list secret (internal.h, encode_link): before any page exists.
   std::uintptr_t key = 0;
   if (getrandom(&key, sizeof key, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof key)) {
@@ -266,7 +321,7 @@ void fork_child() noexcept {
     l->tid = 0;
   }
   if (mine != &g_empty_local) {
-    mine->tid = thread_id();
+    mine->tid = owner_id();
     for (Segment* seg = mine->segments; seg != nullptr; seg = seg->next) {
       seg->owner_tid.store(mine->tid, std::memory_order_relaxed);
     }

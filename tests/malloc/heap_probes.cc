@@ -69,12 +69,14 @@ void write_after_free(std::size_t n, std::size_t off, std::uintptr_t value) {
   free(p);
   std::memcpy(at(p, static_cast<std::ptrdiff_t>(off)), &value, sizeof value);
   // Enough allocations of the size for any allocator to hand p out again
-  // and then follow the link written into it.
+  // and then follow the link written into it, half of them freed again (so
+  // a quarantine moves on).
   for (int i = 0; i < (n <= 1024 ? 5000 : 4); ++i) {
     char* b = static_cast<char*>(malloc(n));
     // A steered allocation: the write after free chose b's address.
     if (reinterpret_cast<std::uintptr_t>(b) == value) std::memset(b, 0x42, 8);
     use(b);
+    if (i % 2 == 1) free(b);
   }
 }
 
