@@ -12,8 +12,7 @@
 // the block (its first 4 KiB with 0xdf, or all of it with zeros when
 // ALLOY_SECURE_ZERO=1), marks it freed and
 // parks it in a quarantine of 8 x 64 recent small frees. A block leaving the
-// quarantine, and a freed block handed out again, must still hold its fill
-// (write after free). malloc_usable_size answers n, so programs that use the
+// quarantine must still hold its fill (write after free). malloc_usable_size answers n, so programs that use the
 // usable size never write over the canary.
 //
 // Cost: each malloc and free takes the engine's slow path plus the checks
@@ -42,9 +41,6 @@ namespace d = ::alloy::engine::detail;
 constexpr std::size_t kTrailer = 8;
 constexpr std::size_t kCanaryMax = 64;
 constexpr std::size_t kFillMax = 4096;
-// A freed block is filled from its first byte; once it left the quarantine
-// the engine's link (and checked builds' mark) hold the first 16 bytes.
-constexpr std::size_t kFillFrom = 16;
 constexpr std::size_t kQuarantineMax = 64 * 1024;  // larger blocks are freed at once
 constexpr unsigned kShards = 8;
 constexpr unsigned kSlots = 64;
@@ -162,10 +158,10 @@ void* secure_alloc(std::size_t size, std::size_t alignment, std::uintptr_t calle
   void* p = alignment <= kNaturalAlignment ? engine::alloc(want) : engine::alloc_aligned(want, alignment);
   if (p == nullptr) return fail_enomem(size, caller);
   const std::size_t usable = engine::usable_size(p);
+  // (No fill check here: a block carved from a span that held other blocks
+  // since may find an old freed trailer at its end over memory that was
+  // rightly written since. cc1plus showed it.)
   std::uintptr_t* t = trailer(p, usable);
-  if (*t == freed_word(p) && !fill_intact(p, usable, kFillFrom)) {
-    misuse("malloc", p, "written after free (found handing it out again)", caller);
-  }
   auto* c = static_cast<unsigned char*>(p) + size;
   for (std::size_t i = 0, len = canary_len(size, usable); i < len; ++i) c[i] = canary_byte(p, i);
   *t = live_word(p, size);

@@ -221,3 +221,9 @@ PROBE_CASE(fork_from_a_signal_handler_does_not_hang) {
   BOOST_TEST(WIFEXITED(r.status), "status " << r.status << " (SIGALRM = hung)");
   BOOST_TEST(WEXITSTATUS(r.status) == 0);
 }
+
+// Runs in every build (the cases above are disabled under sanitizers, which
+// own malloc): the promised lists add up to the target of 25.
+BOOST_AUTO_TEST_CASE(the_secure_mode_promises_at_least_25_probes) {
+  BOOST_TEST(std::size(kDefaultCatches) + std::size(kSecureAlsoCatches) >= 25u);
+}
