@@ -7,7 +7,9 @@
 // Cost per call: alloc <= 1 KiB is a TLS load, a table load and a list pop
 // (try_inline_alloc is that pop alone, null where the slow path is needed);
 // free is address arithmetic, one compare of the owning thread and a list
-// push. Everything else branches to the out-of-line slow path.
+// push. Links are encoded (safe-linking, internal.h encode_link: two xors per
+// push or pop) and a list head is checked to lie in its page before it is
+// followed (head_ok). Everything else branches to the out-of-line slow path.
 // Thread safety: any thread; the fast path only touches the caller's own
 // pages, other threads' pages go through the lock-free cross-thread free.
 //
@@ -150,7 +152,7 @@ inline void inline_free(void* p) noexcept {
 inline bool try_inline_free(void* p) noexcept {
   // Null is not engine memory (unit 0 is never mapped by the engine), so it
   // takes the false branch with the foreign pointers.
-  if (!inline_owns(p)) return false;
+  if (!detail::owns_unmasked(p)) return false;
   detail::Segment* seg = detail::segment_of(p);
   if (!detail::owned_here(seg)) return false;
   detail::Span* page = detail::span_of(seg, p);

@@ -368,6 +368,22 @@ inline std::uint8_t owns_byte(const void* p) noexcept {
   return g_owns_map[u];
 #endif
 }
+// owns_byte without the mask, for the exported free's fast path (one
+// instruction less): a pointer at or above 2^47, which no user-space mapping
+// of a default Linux process has, indexes past the map. What that reads is
+// either 0 (the pointer is ignored as foreign) or not, and then the owner
+// load from its "segment", a kernel or non-canonical address, faults: such a
+// free faults, as it does in glibc's free, and never touches memory.
+inline bool owns_unmasked(const void* p) noexcept {
+#if defined(ALLOY_HAVE_TSAN) || !defined(__x86_64__)
+  return owns_byte(p) != 0;
+#else
+  const std::uintptr_t u = reinterpret_cast<std::uintptr_t>(p) >> kSegmentShift;
+  const std::uint8_t* map = g_owns_map;
+  __asm__("" : "+r"(map));  // an address, not an array the compiler may reason about
+  return map[u] != 0;
+#endif
+}
 
 // ---- Free-list links (safe-linking). ----
 // A link stored in a free block is encoded: next ^ g_link_key ^ the block's
