@@ -66,6 +66,7 @@ void read_options() {
     if (fd >= 0) g_options.stats_fd = fd;
   }
   if (g_options.eager_purge) engine::set_eager_purge(true);
+  internal::install_secure_hooks();
   g_options_state.store(2, std::memory_order_release);
 }
 
@@ -245,8 +246,8 @@ void* realloc_not_engine(void* p, std::size_t size,
   // end are indeterminate in realloc's result anyway.
   report("realloc of a pointer alloy does not own (copied)", p, size, caller,
          false);
-  void* q = engine::alloc(size);
-  if (q == nullptr) return fail_enomem(size, caller);
+  void* q = alloc(size, caller);  // through the adapter: the secure mode's layout too
+  if (q == nullptr) return nullptr;
   iovec local{q, size};
   iovec remote{p, size};
   int saved = errno;
@@ -256,7 +257,7 @@ void* realloc_not_engine(void* p, std::size_t size,
   if (got == 0 || (got < 0 && err == EFAULT)) {
     // Not one byte of p is readable: it is no block at all (0x1, a stale
     // pointer into an unmapped region). Report and fail; q is not leaked.
-    engine::free(q);
+    free(q, caller);
     invalid_pointer("realloc", p, "not alloy's and not readable", caller);
     errno = EINVAL;
     return nullptr;

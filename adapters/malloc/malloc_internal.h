@@ -99,7 +99,9 @@ void* secure_alloc(std::size_t size, std::size_t alignment, std::uintptr_t calle
 bool secure_free(void* p, std::size_t sized, std::uintptr_t caller) noexcept;
 // The size asked for (canary checked); p passed engine::check_block.
 std::size_t secure_usable(void* p, std::uintptr_t caller) noexcept;
-// Checked realloc of engine block p (always moves).
+// Registers the quarantine's flush at thread exit (once, at start-up).
+void install_secure_hooks() noexcept;
+// Checked realloc of engine block p (in place within the block, else moves).
 void* secure_realloc(void* p, std::size_t size, std::uintptr_t caller) noexcept;
 
 int open_append(const char* path) noexcept;

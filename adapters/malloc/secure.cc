@@ -4,21 +4,22 @@
 // (engine::secure_mode).
 //
 // A block of n bytes is allocated with 9 bytes more, laid out as
-//   [ n bytes | canary (up to 64 bytes, at least 1) ... | trailer (8 bytes) ]
+//   [ n bytes | canary (up to 16 bytes, at least 1) ... | trailer (8 bytes) ]
 // with the trailer, at the block's usable end, holding n ^ secret ^ address
 // (live) or ~(secret ^ address) (freed). free checks the block (engine
 // check_block: interior, unaligned, never handed out), the trailer (double
 // free, size), the canary (overflow), the size of a sized delete; then fills
 // the block (its first 4 KiB with 0xdf, or all of it with zeros when
 // ALLOY_SECURE_ZERO=1), marks it freed and
-// parks it in a quarantine of 8 x 64 recent small frees. A block leaving the
+// parks it in its thread's quarantine of the 64 most recent small frees. A block leaving the
 // quarantine must still hold its fill (write after free). malloc_usable_size answers n, so programs that use the
 // usable size never write over the canary.
 //
 // Cost: each malloc and free takes the engine's slow path plus the checks
-// above (fills and checks touch at most 4 KiB of a block; zeroing all of it).
-// Thread safety: the quarantine shards are guarded by try-locks (a busy
-// shard frees at once), so a fork from any state cannot deadlock on them.
+// above (fills and checks touch at most 256 bytes of a block and 16 of
+// canary; zeroing all of it); realloc stays in place within the block.
+// Thread safety: the quarantine is per thread (initial-exec TLS, 64 slots),
+// emptied when the thread exits (engine::set_thread_exit_hook); no locks.
 #include <errno.h>
 #include <stdlib.h>
 
@@ -39,10 +40,9 @@ namespace {
 namespace d = ::alloy::engine::detail;
 
 constexpr std::size_t kTrailer = 8;
-constexpr std::size_t kCanaryMax = 64;
-constexpr std::size_t kFillMax = 4096;
+constexpr std::size_t kCanaryMax = 16;
+constexpr std::size_t kFillMax = 256;
 constexpr std::size_t kQuarantineMax = 64 * 1024;  // larger blocks are freed at once
-constexpr unsigned kShards = 8;
 constexpr unsigned kSlots = 64;
 
 std::uintptr_t secret() noexcept { return d::g_link_key * 0x9e3779b97f4a7c15u; }
@@ -85,12 +85,20 @@ std::size_t fill_end(std::size_t usable) noexcept {
 void fill(void* p, std::size_t usable) noexcept {
   std::memset(p, fill_byte(), zero_fill() ? usable - kTrailer : fill_end(usable));
 }
-// Whether bytes [from, fill end) still hold the fill.
+// Whether bytes [from, fill end) still hold the fill (8 at a time; blocks
+// and fill ends are multiples of 8).
 bool fill_intact(const void* p, std::size_t usable, std::size_t from) noexcept {
   const auto* c = static_cast<const unsigned char*>(p);
-  const unsigned char f = fill_byte();
-  for (std::size_t i = from, end = fill_end(usable); i < end; ++i) {
-    if (c[i] != f) return false;
+  const std::uint64_t f = std::uint64_t{fill_byte()} * 0x0101010101010101u;
+  std::size_t i = from;
+  const std::size_t end = fill_end(usable);
+  for (; i + 8 <= end; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, c + i, 8);
+    if (w != f) return false;
+  }
+  for (; i < end; ++i) {
+    if (c[i] != static_cast<unsigned char>(f)) return false;
   }
   return true;
 }
@@ -100,13 +108,12 @@ bool fill_intact(const void* p, std::size_t usable, std::size_t from) noexcept {
   invalid_pointer(op, p, why, caller);
 }
 
-// ---- The quarantine. ----
-struct Shard {
-  std::atomic<bool> busy{false};
-  unsigned next = 0;
-  void* slot[kSlots] = {};
+// ---- The quarantine: per thread, so a free takes no lock and no atomic. ----
+struct Quarantine {
+  unsigned next;
+  void* slot[kSlots];
 };
-Shard g_shards[kShards];
+__thread Quarantine t_quarantine __attribute__((tls_model("initial-exec")));
 
 // Hands p (freed, filled, marked) to the engine, after checking its fill.
 void release(void* p, std::uintptr_t caller) noexcept {
@@ -122,17 +129,22 @@ void quarantine(void* p, std::size_t usable, std::uintptr_t caller) noexcept {
     engine::secure_release(p);
     return;
   }
-  const std::uintptr_t tid = d::thread_id();
-  Shard& s = g_shards[(tid * 0x9e3779b97f4a7c15u) >> 61];
-  if (s.busy.exchange(true, std::memory_order_acquire)) {
-    release(p, caller);
-    return;
-  }
-  void* old = s.slot[s.next];
-  s.slot[s.next] = p;
-  s.next = (s.next + 1) % kSlots;
-  s.busy.store(false, std::memory_order_release);
+  Quarantine& q = t_quarantine;
+  void* old = q.slot[q.next];
+  q.slot[q.next] = p;
+  q.next = (q.next + 1) % kSlots;
   if (old != nullptr) release(old, caller);
+}
+
+// The engine calls this when a thread exits, before it collects the
+// thread's heap: the thread's quarantined blocks go back.
+void flush_quarantine() noexcept {
+  Quarantine& q = t_quarantine;
+  for (void*& p : q.slot) {
+    void* b = p;
+    p = nullptr;
+    if (b != nullptr) release(b, 0);
+  }
 }
 
 // Null if p may be freed (or resized); else the reason. *n: its size.
@@ -168,6 +180,8 @@ void* secure_alloc(std::size_t size, std::size_t alignment, std::uintptr_t calle
   return p;
 }
 
+void install_secure_hooks() noexcept { engine::set_thread_exit_hook(flush_quarantine); }
+
 bool secure_free(void* p, std::size_t sized, std::uintptr_t caller) noexcept {
   if (!engine::in_default_heap(p)) return false;  // an alloy::Heap block: no trailer
   const std::size_t usable = engine::usable_size(p);
@@ -186,6 +200,14 @@ bool secure_free(void* p, std::size_t sized, std::uintptr_t caller) noexcept {
   return true;
 }
 
+// realloc within the block: the canary and trailer move to the new size.
+void* resize_in_block(void* p, std::size_t usable, std::size_t size) noexcept {
+  auto* c = static_cast<unsigned char*>(p) + size;
+  for (std::size_t i = 0, len = canary_len(size, usable); i < len; ++i) c[i] = canary_byte(p, i);
+  *trailer(p, usable) = live_word(p, size);
+  return p;
+}
+
 std::size_t secure_usable(void* p, std::uintptr_t caller) noexcept {
   if (!engine::in_default_heap(p)) return engine::usable_size(p);
   std::size_t n = 0;
@@ -199,10 +221,16 @@ std::size_t secure_usable(void* p, std::uintptr_t caller) noexcept {
 void* secure_realloc(void* p, std::size_t size, std::uintptr_t caller) noexcept {
   if (!engine::in_default_heap(p)) return engine::realloc(p, size);
   std::size_t n = 0;
-  if (const char* why = check(p, engine::usable_size(p), &n)) {
+  const std::size_t usable = engine::usable_size(p);
+  if (const char* why = check(p, usable, &n)) {
     misuse("realloc", p, why, caller);
     errno = EINVAL;
     return nullptr;
+  }
+  // In place while the new size, its canary byte and the trailer fit and
+  // the block would not be more than half empty (the engine's own rule).
+  if (size <= usable - kTrailer - 1 && size + kTrailer + 1 >= usable / 2) {
+    return resize_in_block(p, usable, size);
   }
   void* q = secure_alloc(size, kNaturalAlignment, caller);
   if (q == nullptr) return nullptr;

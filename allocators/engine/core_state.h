@@ -105,6 +105,7 @@ extern std::size_t g_huge_cache_count;             // g_huge_cache_lock
 extern std::size_t g_huge_cache_bytes;             // g_huge_cache_lock
 
 extern std::atomic<std::size_t> g_os_mapped;  // atomic: bytes the engine has mapped
+extern std::atomic<void (*)()> g_thread_exit_hook;  // atomic: engine::set_thread_exit_hook
 
 // ---- Small helpers every file uses. ----
 

@@ -108,6 +108,10 @@ bool secure_mode() noexcept;
 // In the secure mode, the adapter's free of p once it is done with it: p is
 // a checked live block of the default heap.
 void secure_release(void* p) noexcept;
+// A function the engine calls on an exiting thread before it collects that
+// thread's heap (the malloc adapter empties its per-thread quarantine
+// there); null for none. Set once, before threads exit.
+void set_thread_exit_hook(void (*hook)()) noexcept;
 // True if p (a live engine block) belongs to the process default heap (not
 // to an alloy::Heap).
 bool in_default_heap(const void* p) noexcept;

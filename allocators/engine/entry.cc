@@ -124,6 +124,10 @@ void secure_release(void* p) noexcept {
   }
 }
 
+void set_thread_exit_hook(void (*hook)()) noexcept {
+  g_thread_exit_hook.store(hook, std::memory_order_release);
+}
+
 bool in_default_heap(const void* p) noexcept { return segment_of(p)->local->heap->is_default; }
 
 void set_abort_on_error(bool on) noexcept { g_abort_on_error.store(on, std::memory_order_relaxed); }

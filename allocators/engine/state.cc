@@ -19,6 +19,7 @@ std::uint8_t g_owns_map[kOwnsUnits];
 std::uintptr_t g_link_key = 0x5a17ed11c0ffee00u;
 std::atomic<bool> g_abort_on_error{true};
 std::uint8_t g_secure_state = kSecureUnknown;
+std::atomic<void (*)()> g_thread_exit_hook{nullptr};
 
 void error_done() noexcept {
   if (g_abort_on_error.load(std::memory_order_relaxed)) abort();

@@ -21,6 +21,7 @@ namespace alloy::engine::detail {
 void thread_exit_hook(void* arg) noexcept {
   auto* l = static_cast<ThreadHeap*>(arg);
   if (l == nullptr || l == &g_empty_local) return;
+  if (auto hook = g_thread_exit_hook.load(std::memory_order_acquire)) hook();
   local_collect_impl(l, true);
   for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
     seg->owner_tid.store(0, std::memory_order_release);

@@ -9,6 +9,7 @@
 //                          table: caught (stopped with a message), fault
 //                          (killed by a signal without one), missed (exit 0)
 //   heap_probes NAME       runs one probe in this process
+//   heap_probes --correct-use      correct use every mode must accept (exit 0)
 //   heap_probes --fork-in-signal   glibc's fork-from-a-signal-handler test:
 //                          a single-threaded process whose SIGALRM handler
 //                          forks while the main thread is inside fork(),
@@ -27,6 +28,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -233,8 +235,34 @@ int fork_in_signal() {
 }
 }  // namespace
 
+// Correct use that the secure mode must not mistake for misuse: a foreign
+// block realloc'd into alloy and freed, realloc in place and moving,
+// malloc_usable_size, sized delete with the right size, frees on a thread
+// that then exits (its quarantine goes back). Exits 0.
+int correct_use() {
+  static char foreign[64] = "foreign";
+  char* f = static_cast<char*>(realloc(launder(foreign), 100));
+  if (f == nullptr || std::strcmp(f, "foreign") != 0) return 1;
+  free(f);
+  char* g = nullptr;
+  for (std::size_t n = 1; n < 100000; n += n / 3 + 1) {
+    g = static_cast<char*>(realloc(g, n));
+    if (g == nullptr || malloc_usable_size(g) < n) return 2;
+    std::memset(g, 'x', n);
+  }
+  free(g);
+  void* s = ::operator new(48);
+  ::operator delete(s, 48);
+  std::thread t([] {
+    for (int i = 0; i < 1000; ++i) free(malloc(static_cast<std::size_t>(i % 300 + 1)));
+  });
+  t.join();
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc == 2 && std::strcmp(argv[1], "--fork-in-signal") == 0) return fork_in_signal();
+  if (argc == 2 && std::strcmp(argv[1], "--correct-use") == 0) return correct_use();
   if (argc == 2) {
     for (const Probe& p : kProbes) {
       if (std::strcmp(p.name, argv[1]) == 0) {

@@ -168,6 +168,14 @@ PROBE_CASE(secure_mode_names_the_misuse) {
   BOOST_TEST(r.err.find("sized delete") != std::string::npos, r.err);
   r = run_caught("write_after_free_tail_small", {"ALLOY_SECURE=1"});
   BOOST_TEST(r.err.find("written after free") != std::string::npos, r.err);
+  for (const char* zero : {"ALLOY_SECURE_ZERO=0", "ALLOY_SECURE_ZERO=1"}) {
+    for (bool secure : {false, true}) {
+      r = run("--correct-use", false, {secure ? "ALLOY_SECURE=1" : "ALLOY_SECURE=0", zero});
+      BOOST_TEST(WIFEXITED(r.status));
+      BOOST_TEST(WEXITSTATUS(r.status) == 0, r.err);
+      BOOST_TEST(r.err == "");
+    }
+  }
   // Programs keep working: the fork-in-signal run allocates and frees a lot.
   r = run("--fork-in-signal", false, {"ALLOY_SECURE=1"});
   BOOST_TEST(WIFEXITED(r.status));
