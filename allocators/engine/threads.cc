@@ -158,7 +158,7 @@ void page_mark_free(Span* pg, std::uint64_t* bits) noexcept {
 
 namespace {
 // True if `env` (NAME=value) sets name to something other than "" or "0".
-bool env_on(const char* env, const char* name) noexcept {
+[[maybe_unused]] bool env_on(const char* env, const char* name) noexcept {
   const std::size_t n = std::strlen(name);
   return std::strncmp(env, name, n) == 0 && env[n] == '=' && env[n + 1] != '\0' &&
          !(env[n + 1] == '0' && env[n + 2] == '\0');
