@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -30,6 +31,11 @@ Options g_options;
 // 0 = not read yet, 1 = being read, 2 = read.
 std::atomic<int> g_options_state{0};
 std::atomic<std::size_t> g_foreign_frees{0};
+std::atomic<std::size_t> g_verbose_lines{0};
+std::atomic<std::size_t> g_verbose_suppressed{0};
+std::atomic<std::int64_t> g_verbose_second{-1};
+std::atomic<int> g_verbose_in_second{0};
+
 
 bool env_flag(const char* name) {
   const char* v = getenv(name);
@@ -61,6 +67,10 @@ void read_options() {
   }
   g_options.verbose = env_flag("ALLOY_VERBOSE");
   g_options.eager_purge = env_flag("ALLOY_EAGER_PURGE");
+  if (const char* e = getenv("ALLOY_ON_ERROR"); e != nullptr && std::strcmp(e, "report") == 0) {
+    g_options.abort_on_error = false;
+    engine::set_abort_on_error(false);
+  }
   if (const char* s = getenv("ALLOY_STATS");
       s != nullptr && s[0] != '\0' && !(s[0] == '0' && s[1] == '\0')) {
     g_options.stats = true;
@@ -77,6 +87,7 @@ void read_options() {
   if (g_options.profile_path != nullptr || g_options.leak_profile_path != nullptr) {
     engine::set_profile_rate(g_options.profile_rate > 0 ? g_options.profile_rate : 512 * 1024);
   }
+  internal::install_secure_hooks();
   g_options_state.store(2, std::memory_order_release);
 }
 
@@ -121,6 +132,13 @@ const char* with_pid(const char* path, char* out, std::size_t n) {
         .add("\n");
     line.write_to(2);
   }
+  if (std::size_t n = internal::verbose_suppressed(); n != 0) {
+    internal::Line line;
+    line.add("alloy malloc: ");
+    line.dec(n);
+    line.add(" verbose reports suppressed (rate limit: the first 100, then 10 a second)\n");
+    line.write_to(2);
+  }
 }
 
 }  // namespace
@@ -140,6 +158,12 @@ void write_stats(int fd) noexcept {
   line.add("\n");
   line.write_to(fd);
 }
+
+namespace internal {
+std::size_t verbose_suppressed() noexcept {
+  return g_verbose_suppressed.load(std::memory_order_relaxed);
+}
+}  // namespace internal
 
 std::size_t foreign_frees() noexcept {
   return g_foreign_frees.load(std::memory_order_relaxed);
@@ -185,9 +209,23 @@ void add_caller_location(Line& line, std::uintptr_t caller) noexcept {
   line.add(")");
 }
 
+// True if one more verbose line may be written now.
+bool verbose_allowed() noexcept {
+  if (g_verbose_lines.fetch_add(1, std::memory_order_relaxed) < 100) return true;
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  std::int64_t s = ts.tv_sec, cur = g_verbose_second.load(std::memory_order_relaxed);
+  if (cur != s && g_verbose_second.compare_exchange_strong(cur, s, std::memory_order_relaxed)) {
+    g_verbose_in_second.store(0, std::memory_order_relaxed);
+  }
+  if (g_verbose_in_second.fetch_add(1, std::memory_order_relaxed) < 10) return true;
+  g_verbose_suppressed.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
 void report(const char* what, const void* p, std::size_t size,
-            std::uintptr_t caller, bool always) noexcept {
-  if (!always && !options().verbose) return;
+            std::uintptr_t caller, bool always, const char* label) noexcept {
+  if (!always && (!options().verbose || !verbose_allowed())) return;
   int saved = errno;
   Line line;
   line.add("alloy malloc: ");
@@ -196,7 +234,9 @@ void report(const char* what, const void* p, std::size_t size,
     line.add(" ptr=");
     line.hex(reinterpret_cast<std::uintptr_t>(p));
   }
-  line.add(" size=");
+  line.add(" ");
+  line.add(label);
+  line.add("=");
   line.dec(size);
   line.add(" caller=");
   line.hex(caller);
@@ -210,6 +250,34 @@ void* fail_enomem(std::size_t size, std::uintptr_t caller) noexcept {
   report("out of memory", nullptr, size, caller, false);
   errno = ENOMEM;
   return nullptr;
+}
+
+void invalid_pointer(const char* op, const void* p, const char* why,
+                     std::uintptr_t caller) noexcept {
+  int saved = errno;
+  Line line;
+  line.add("alloy malloc: ");
+  line.add(op);
+  line.add("(): invalid pointer ");
+  line.hex(reinterpret_cast<std::uintptr_t>(p));
+  line.add(" (");
+  line.add(why);
+  line.add("), caller ");
+  line.hex(caller);
+  add_caller_location(line, caller);
+  line.add("\n");
+  line.write_to(2);
+  errno = saved;
+  if (options().abort_on_error) abort();
+}
+
+void free_engine_checked(void* p, std::uintptr_t caller, std::size_t sized) noexcept {
+  if (const char* why = engine::check_block(p, true)) {
+    invalid_pointer("free", p, why, caller);
+    return;
+  }
+  if (maybe_secure() && engine::secure_mode() && secure_free(p, sized, caller)) return;
+  engine::free(p);
 }
 
 void note_foreign_free(void* p, std::uintptr_t caller) noexcept {
@@ -246,11 +314,22 @@ void* realloc_not_engine(void* p, std::size_t size,
   // end are indeterminate in realloc's result anyway.
   report("realloc of a pointer alloy does not own (copied)", p, size, caller,
          false);
-  void* q = engine::alloc(size);
-  if (q == nullptr) return fail_enomem(size, caller);
+  void* q = alloc(size, caller);  // through the adapter: the secure mode's layout too
+  if (q == nullptr) return nullptr;
   iovec local{q, size};
   iovec remote{p, size};
+  int saved = errno;
   ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+  const int err = errno;
+  errno = saved;
+  if (got == 0 || (got < 0 && err == EFAULT)) {
+    // Not one byte of p is readable: it is no block at all (0x1, a stale
+    // pointer into an unmapped region). Report and fail; q is not leaked.
+    free(q, caller);
+    invalid_pointer("realloc", p, "not alloy's and not readable", caller);
+    errno = EINVAL;
+    return nullptr;
+  }
   if (got < 0) {
     // Not permitted here: copy what is certainly readable, the rest of p's
     // page (p itself was readable, or the caller would have crashed first).
@@ -264,7 +343,14 @@ void* realloc_not_engine(void* p, std::size_t size,
 }
 
 void* alloc_slow(std::size_t size, std::uintptr_t caller) noexcept { return alloc(size, caller); }
-void free_slow(void* p, std::uintptr_t caller) noexcept { free(p, caller); }
+void free_slow(void* p, std::uintptr_t caller) noexcept {
+  if (p == nullptr) return;
+  if (!engine::inline_owns(p)) [[unlikely]] {
+    free_not_engine(p, caller);
+    return;
+  }
+  free_engine_checked(p, caller);
+}
 void* realloc_slow(void* p, std::size_t size, std::uintptr_t caller) noexcept {
   return realloc(p, size, caller);
 }
@@ -304,7 +390,7 @@ ALLOY_EXPORT void* calloc(std::size_t n, std::size_t size) noexcept {
 ALLOY_EXPORT void* realloc(void* p, std::size_t size) noexcept {
   // Growth loops mostly stay inside the block's size class: answer those
   // without a call (null is not the engine's, so it takes the slow half).
-  if (engine::inline_owns(p)) [[likely]] {
+  if (engine::inline_owns(p) && !mi::maybe_secure()) [[likely]] {
     if (void* q = engine::try_inline_realloc_in_place(p, size)) [[likely]] return q;
   }
   return mi::realloc_slow(p, size, ALLOY_CALLER());
@@ -323,13 +409,13 @@ ALLOY_EXPORT int posix_memalign(void** out, std::size_t alignment,
                                 std::size_t size) noexcept {
   if (alignment < sizeof(void*) || !mi::is_pow2(alignment)) {
     mi::report("posix_memalign: invalid alignment", nullptr, alignment,
-               ALLOY_CALLER(), false);
+               ALLOY_CALLER(), false, "alignment");
     return EINVAL;
   }
-  int saved = errno;
   void* p = mi::alloc_aligned(size, alignment, ALLOY_CALLER());
   if (p == nullptr) {
-    errno = saved;  // posix_memalign reports through its result only
+    // The result says ENOMEM, and so does errno (alloc_aligned set it), as
+    // with glibc, mimalloc and tcmalloc: programs test either.
     return ENOMEM;
   }
   *out = p;
@@ -340,7 +426,7 @@ ALLOY_EXPORT void* aligned_alloc(std::size_t alignment,
                                  std::size_t size) noexcept {
   if (!mi::is_pow2(alignment)) {
     mi::report("aligned_alloc: invalid alignment", nullptr, alignment,
-               ALLOY_CALLER(), false);
+               ALLOY_CALLER(), false, "alignment");
     errno = EINVAL;
     return nullptr;
   }
@@ -362,6 +448,11 @@ ALLOY_EXPORT void* pvalloc(std::size_t size) noexcept {
 ALLOY_EXPORT std::size_t malloc_usable_size(void* p) noexcept {
   if (p == nullptr) return 0;
   if (!engine::inline_owns(p)) return mi::big_aligned_usable(p);
+  if (const char* why = engine::check_block(p)) [[unlikely]] {
+    mi::invalid_pointer("malloc_usable_size", p, why, ALLOY_CALLER());
+    return 0;
+  }
+  if (mi::maybe_secure() && engine::secure_mode()) return mi::secure_usable(p, ALLOY_CALLER());
   return engine::usable_size(p);
 }
 

@@ -22,10 +22,17 @@
 //                          "%p" in the path is the process id
 //   ALLOY_PROF_LEAKS=/path ... and a leak profile (live blocks only) there
 //   ALLOY_PROF_RATE=512k   mean bytes between samples (default 512 KiB)
+//   ALLOY_ON_ERROR=report  report a free, realloc or malloc_usable_size of a
+//                          pointer inside alloy's memory that is not a live
+//                          block (and a corrupted free list) and go on; by
+//                          default such a misuse is reported and abort()s
+//
+// Verbose reports are rate-limited (the first 100, then 10 a second); the
+// count of suppressed lines is printed at exit.
 //
 // Cost: one call into the engine per operation, plus one ownership check on
 // free. Failure paths set errno = ENOMEM (EINVAL for bad alignments) and
-// never abort. Thread safety: fully thread-safe, fork-safe (the engine
+// never abort; misuses of engine pointers abort (see ALLOY_ON_ERROR). Thread safety: fully thread-safe, fork-safe (the engine
 // registers its own pthread_atfork handlers), async-signal-unsafe like malloc.
 //
 // Example:
@@ -46,6 +53,7 @@ struct Options {
   bool stats = false;        // ALLOY_STATS set (and not "0")
   int stats_fd = 2;          // where the exit report goes
   bool verbose = false;      // ALLOY_VERBOSE set (and not "0")
+  bool abort_on_error = true;  // false with ALLOY_ON_ERROR=report
   bool eager_purge = false;  // ALLOY_EAGER_PURGE set (and not "0")
   const char* profile_path = nullptr;       // ALLOY_PROF
   const char* leak_profile_path = nullptr;  // ALLOY_PROF_LEAKS

@@ -43,8 +43,10 @@ inline constexpr std::size_t kEngineMaxAlignment = engine::kMaxAlignment;
 using Line = base::LineWriter<512>;
 
 // Writes one report line to stderr when ALLOY_VERBOSE is set or `always`.
+// `label` names the number ("size", "alignment"). Lines that are not
+// `always` are rate-limited (the first 100, then 10 a second).
 void report(const char* what, const void* p, std::size_t size,
-            std::uintptr_t caller, bool always) noexcept;
+            std::uintptr_t caller, bool always, const char* label = "size") noexcept;
 
 // errno = ENOMEM, report if verbose, return null.
 [[gnu::cold]] void* fail_enomem(std::size_t size,
@@ -55,6 +57,19 @@ void report(const char* what, const void* p, std::size_t size,
 // free() of a pointer the engine does not own: a big-aligned block is
 // unmapped, anything else is counted and ignored.
 [[gnu::cold]] void free_not_engine(void* p, std::uintptr_t caller) noexcept;
+
+// A pointer inside the engine's memory that is not the start of a live block
+// was passed to `op` ("free", "realloc", "malloc_usable_size"): reported
+// always (what, where, why, the caller's module+offset), then abort() unless
+// ALLOY_ON_ERROR=report.
+[[gnu::cold]] void invalid_pointer(const char* op, const void* p, const char* why,
+                                   std::uintptr_t caller) noexcept;
+
+// free() of an engine pointer the inline push did not take (another
+// thread's page, an alloy::Heap block, a huge block, or the block freed last
+// on its page): checked (engine::check_block), then freed or reported.
+// `sized`: the size a sized free passed (0: none), checked in the secure mode.
+[[gnu::cold]] void free_engine_checked(void* p, std::uintptr_t caller, std::size_t sized = 0) noexcept;
 
 // Blocks aligned above kEngineMaxAlignment (big_aligned.cc): own mappings.
 void* big_aligned_alloc(std::size_t size, std::size_t alignment) noexcept;
@@ -70,7 +85,30 @@ void check_sized_free(void* p, std::size_t size,
 [[gnu::cold]] void* realloc_not_engine(void* p, std::size_t size,
                                        std::uintptr_t caller) noexcept;
 
+// ---- The secure mode (secure.cc; README "Hardening"). ----
+// True unless the secure mode is known to be off (so before the engine's
+// first init too): a load and a compare, for the slow halves and the paths
+// without an inline fast half.
+inline bool maybe_secure() noexcept {
+  return engine::detail::g_secure_state != engine::detail::kSecureOff;
+}
+// A checked block of `size` bytes (canary, trailer); null with errno set.
+void* secure_alloc(std::size_t size, std::size_t alignment, std::uintptr_t caller) noexcept;
+// Checks (double free, canary, the size of a sized free when `sized` != 0),
+// fills, quarantines p; false (nothing done) for a block of an alloy::Heap.
+// p passed engine::check_block already.
+bool secure_free(void* p, std::size_t sized, std::uintptr_t caller) noexcept;
+// The size asked for (canary checked); p passed engine::check_block.
+std::size_t secure_usable(void* p, std::uintptr_t caller) noexcept;
+// Registers the quarantine's flush at thread exit (once, at start-up).
+void install_secure_hooks() noexcept;
+// Checked realloc of engine block p (in place within the block, else moves).
+void* secure_realloc(void* p, std::size_t size, std::uintptr_t caller) noexcept;
+
 int open_append(const char* path) noexcept;
+
+// Verbose lines dropped by the rate limit so far.
+std::size_t verbose_suppressed() noexcept;
 
 inline bool is_pow2(std::size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
@@ -98,6 +136,8 @@ inline constexpr bool kCheckSizedFree = false;
 
 inline void* alloc(std::size_t size, std::uintptr_t caller) noexcept {
   if (size == 0) size = 1;
+  if (maybe_secure() && engine::secure_mode()) [[unlikely]]
+    return secure_alloc(size, kNaturalAlignment, caller);
   // The engine's inlined fast path: a TLS load and a list pop when the
   // thread's page for this size class has a free block.
   void* p = size <= kMaxRequest ? engine::inline_alloc(size) : nullptr;
@@ -111,6 +151,8 @@ inline void* alloc_aligned(std::size_t size, std::size_t alignment,
                            std::uintptr_t caller) noexcept {
   if (alignment <= kNaturalAlignment) return alloc(size, caller);
   if (size == 0) size = 1;
+  if (alignment <= kEngineMaxAlignment && maybe_secure() && engine::secure_mode()) [[unlikely]]
+    return secure_alloc(size, alignment, caller);
   void* p = nullptr;
   if (size <= kMaxRequest && alignment <= kMaxRequest) {
     p = alignment <= kEngineMaxAlignment ? engine::alloc_aligned(size, alignment)
@@ -125,13 +167,16 @@ inline void* alloc_aligned(std::size_t size, std::size_t alignment,
 // fast half is engine::try_inline_free.
 [[gnu::noinline]] void free_slow(void* p, std::uintptr_t caller) noexcept;
 
+// Every free of the adapter: the engine's inline push when p is this thread's
+// block, else the checked slow half.
 inline void free(void* p, std::uintptr_t caller) noexcept {
+  if (engine::try_inline_free(p)) [[likely]] return;
   if (p == nullptr) return;
   if (!engine::inline_owns(p)) [[unlikely]] {
     free_not_engine(p, caller);
     return;
   }
-  engine::inline_free(p);
+  free_engine_checked(p, caller);
 }
 
 // free_sized(), out of line (see free_slow).
@@ -145,16 +190,17 @@ inline void free_sized(void* p, std::size_t size,
     return;
   }
   if (size == 0) size = 1;
+  if (maybe_secure() && engine::secure_mode()) [[unlikely]] {
+    free_engine_checked(p, caller, size);
+    return;
+  }
   if constexpr (kCheckSizedFree) {
-    if (size > engine::usable_size(p)) [[unlikely]] {
+    if (engine::check_block(p) == nullptr && size > engine::usable_size(p)) [[unlikely]]
       check_sized_free(p, size, caller);
-      engine::free(p);  // the block is still freed, by its own metadata
-      return;
-    }
   }
   // Size classes come from the block's page, so the size is not needed to
   // free it; it was only checked above.
-  engine::inline_free(p);
+  free(p, caller);
 }
 
 // Aligned blocks are freed unsized: the size class of an over-aligned block
@@ -168,11 +214,15 @@ inline void free_aligned_sized(void* p, std::size_t alignment,
     free_not_engine(p, caller);
     return;
   }
+  if (maybe_secure() && engine::secure_mode()) [[unlikely]] {
+    free_engine_checked(p, caller, size == 0 ? 1 : size);
+    return;
+  }
   if constexpr (kCheckSizedFree) {
-    if (size > engine::usable_size(p)) [[unlikely]]
+    if (engine::check_block(p) == nullptr && size > engine::usable_size(p)) [[unlikely]]
       check_sized_free(p, size, caller);
   }
-  engine::free(p);
+  free(p, caller);
 }
 
 inline void* calloc(std::size_t n, std::size_t size,
@@ -182,6 +232,11 @@ inline void* calloc(std::size_t n, std::size_t size,
     return fail_enomem(SIZE_MAX, caller);
   if (bytes <= 1024) {  // the inlined fast path, then a short memset
     void* p = alloc(bytes, caller);
+    if (p != nullptr) std::memset(p, 0, bytes);
+    return p;
+  }
+  if (maybe_secure() && engine::secure_mode()) [[unlikely]] {
+    void* p = secure_alloc(bytes, kNaturalAlignment, caller);
     if (p != nullptr) std::memset(p, 0, bytes);
     return p;
   }
@@ -209,6 +264,13 @@ inline void* realloc(void* p, std::size_t size,
     return fail_enomem(size, caller);
   if (!engine::inline_owns(p)) [[unlikely]]
     return realloc_not_engine(p, size, caller);
+  if (const char* why = engine::check_block(p)) [[unlikely]] {
+    invalid_pointer("realloc", p, why, caller);
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (maybe_secure() && engine::secure_mode()) [[unlikely]]
+    return secure_realloc(p, size, caller);
   void* q = engine::realloc(p, size);
   if (q == nullptr) [[unlikely]]
     return fail_enomem(size, caller);
@@ -221,7 +283,7 @@ inline void* memalign(std::size_t alignment, std::size_t size,
                       std::uintptr_t caller) noexcept {
   if (alignment <= kNaturalAlignment) return alloc(size, caller);
   if (alignment > kMaxRequest + 1) {
-    report("memalign: invalid alignment", nullptr, alignment, caller, false);
+    report("memalign: invalid alignment", nullptr, alignment, caller, false, "alignment");
     errno = EINVAL;
     return nullptr;
   }

@@ -125,7 +125,7 @@ inline void* aligned_new_impl(std::size_t size, std::align_val_t al,
   std::size_t a = checked_alignment(al);
   if (a == SIZE_MAX) [[unlikely]] {
     adapter::report("operator new: alignment not a power of two", nullptr,
-               static_cast<std::size_t>(al), caller, false);
+               static_cast<std::size_t>(al), caller, false, "alignment");
     throw_bad_alloc(size, caller);
   }
   return new_impl(size, a, caller);
@@ -136,7 +136,7 @@ inline void* aligned_new_nothrow_impl(std::size_t size, std::align_val_t al,
   std::size_t a = checked_alignment(al);
   if (a == SIZE_MAX) [[unlikely]] {
     adapter::report("operator new: alignment not a power of two", nullptr,
-               static_cast<std::size_t>(al), caller, false);
+               static_cast<std::size_t>(al), caller, false, "alignment");
     return nullptr;
   }
   return new_nothrow_impl(size, a, caller);

@@ -22,7 +22,9 @@ void* local_alloc(ThreadHeap* l, std::size_t size, std::size_t align) noexcept {
   if (size <= kSmallMax) {
     const unsigned c = class_of(size);
     Span* pg = l->queues[c].first;
-    if (pg != nullptr && pg->free != nullptr) return page_take_block(pg, pg->free);
+    if (pg != nullptr && pg->free != nullptr) {
+      if (Block* b = page_pop_checked(pg)) return b;
+    }
     return alloc_from_class(l, c);
   }
 big:
@@ -35,6 +37,10 @@ void* alloc_unsampled(ThreadHeap* l, std::size_t size, std::size_t align) noexce
   if (size <= kDirectMax && align <= 16 && size != 0) {
     // The page ran dry but the owner freed blocks into it: swap them in.
     Span* pg = l->direct[direct_slot(size, 16)];
+    // The inline pop refused a non-null head: report it (link_corrupted).
+    if (pg->free != nullptr) {
+      if (Block* b = page_pop_checked(pg)) return b;
+    }
     if (pg->local_free != nullptr) {
       Block* b = pg->local_free;
       pg->free = b;

@@ -40,8 +40,9 @@ void refuse(const char* op, const void* p, std::size_t size, const char* why,
 // page's capacity. The caller owns pg's ThreadHeap.
 bool on_free_list(d::Span* pg, const void* b) noexcept {
   std::size_t budget = std::size_t{pg->capacity} + 1;
+  const std::uintptr_t start = d::page_start(d::segment_of(pg), pg);
   for (d::Block* l : {pg->free, pg->local_free}) {
-    for (; l != nullptr && budget != 0; l = l->next, --budget) {
+    for (; l != nullptr && budget != 0 && d::link_ok(pg, l, start); l = d::decode_link(l), --budget) {
       if (l == b) return true;
     }
   }

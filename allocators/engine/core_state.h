@@ -79,8 +79,10 @@ struct HugeEntry {
 
 // ---- Process state (state.cc). Each global names what guards it. ----
 // Declared in internal.h: g_empty_page, g_empty_local, t_local (the thread's
-// own), g_default_heap (its lock guards its ThreadHeap pool), g_owns_bits and
-// g_head_bits (atomics, set once at init).
+// own), g_default_heap (its lock guards its ThreadHeap pool), g_owns_map
+// (relaxed atomic byte stores by owns_mark), g_link_key (written once in
+// ensure_process_init, before any free list exists), g_abort_on_error
+// (atomic).
 extern std::atomic<int> g_init;          // 0, then 2 once ensure_process_init ran; g_init_lock
 extern SpinLock g_init_lock;             // serializes ensure_process_init
 extern pthread_key_t g_key;              // written once under g_init_lock
@@ -104,9 +106,9 @@ extern std::size_t g_huge_cache_count;             // g_huge_cache_lock
 extern std::size_t g_huge_cache_bytes;             // g_huge_cache_lock
 
 extern std::atomic<std::size_t> g_os_mapped;  // atomic: bytes the engine has mapped
+extern std::atomic<void (*)()> g_thread_exit_hook;  // atomic: engine::set_thread_exit_hook
 
 // ---- Small helpers every file uses. ----
-inline std::uint64_t* owns_bits() noexcept { return g_owns_bits.load(std::memory_order_acquire); }
 
 constexpr std::uint64_t range_mask(std::size_t idx, std::size_t n) {
   return (n >= 64 ? ~std::uint64_t{0} : ((std::uint64_t{1} << n) - 1)) << idx;
@@ -131,6 +133,7 @@ inline void queue_remove(PageQueue* q, Span* pg) noexcept {
 }
 inline void direct_update(ThreadHeap* l, unsigned c) noexcept {
   if (class_size(c) > kDirectMax) return;
+  if (g_secure_state == kSecureOn && l->heap->is_default) return;  // internal.h
   Span* pg = l->queues[c].first ? l->queues[c].first : &g_empty_page;
   for (unsigned i = kDirect.first[c]; i <= kDirect.last[c]; ++i) l->direct[i] = pg;
 }

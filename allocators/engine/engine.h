@@ -84,6 +84,39 @@ void fork_child() noexcept;
 // with write(2); no allocation.
 void write_stats(int fd) noexcept;
 
+// Why p may not be freed, resized or measured: null when p is the start of
+// a live engine block; else a short reason ("not the start of a block",
+// "already free (a double free)", "segment metadata", ...). Checks p's span
+// (kind, block boundary, never-carved part of a page), a huge or large
+// block's state and the heads of a small block's free lists (the block freed
+// last on its page); with `walk`, when the calling thread owns p's page, it
+// also walks the page's free lists (O(free blocks of the page)). Slow paths
+// only (a division, a few loads).
+const char* check_block(const void* p, bool walk = false) noexcept;
+
+// What the engine does after it reported a misuse it found on its own (a
+// corrupted free list, a double or interior free caught on a slow path):
+// abort() when on (the default), or go on without following the bad
+// pointer when off (the malloc adapter's ALLOY_ON_ERROR=report).
+void set_abort_on_error(bool on) noexcept;
+
+// The secure mode (ALLOY_SECURE=1 in the environment at the first
+// allocation, or a build with --define=alloy_secure=1): true when on. The
+// engine's part is to send every default-heap malloc and free to the slow
+// paths (where the malloc adapter adds canaries, fill checks and a
+// quarantine) and to carve fresh blocks in random order.
+bool secure_mode() noexcept;
+// In the secure mode, the adapter's free of p once it is done with it: p is
+// a checked live block of the default heap.
+void secure_release(void* p) noexcept;
+// A function the engine calls on an exiting thread before it collects that
+// thread's heap (the malloc adapter empties its per-thread quarantine
+// there); null for none. Set once, before threads exit.
+void set_thread_exit_hook(void (*hook)()) noexcept;
+// True if p (a live engine block) belongs to the process default heap (not
+// to an alloy::Heap).
+bool in_default_heap(const void* p) noexcept;
+
 // When on, empty pages and spans go back to the OS immediately instead of
 // after the purge delay.
 void set_eager_purge(bool on) noexcept;

@@ -112,6 +112,29 @@ bool resize_in_place(void* p, std::size_t size) noexcept {
   return huge_grow(p, size, false) != nullptr;
 }
 
+bool secure_mode() noexcept {
+  if (g_secure_state == kSecureUnknown) ensure_process_init();
+  return g_secure_state == kSecureOn;
+}
+
+void secure_release(void* p) noexcept {
+  Segment* seg = segment_of(p);
+  Span* pg = span_of(seg, p);
+  if (seg->owner_tid.load(std::memory_order_relaxed) == owner_id() && pg->kind != kHugeBlock) {
+    local_push(pg, p);
+  } else {
+    free_cross(seg, pg, p);
+  }
+}
+
+void set_thread_exit_hook(void (*hook)()) noexcept {
+  g_thread_exit_hook.store(hook, std::memory_order_release);
+}
+
+bool in_default_heap(const void* p) noexcept { return segment_of(p)->local->heap->is_default; }
+
+void set_abort_on_error(bool on) noexcept { g_abort_on_error.store(on, std::memory_order_relaxed); }
+
 void set_eager_purge(bool on) noexcept {
   g_default_heap.eager.store(on, std::memory_order_relaxed);
 }

@@ -7,7 +7,9 @@
 // Cost per call: alloc <= 1 KiB is a TLS load, a table load and a list pop
 // (try_inline_alloc is that pop alone, null where the slow path is needed);
 // free is address arithmetic, one compare of the owning thread and a list
-// push. Everything else branches to the out-of-line slow path.
+// push. Links are encoded (safe-linking, internal.h encode_link: two xors per
+// push or pop) and a list head is checked to lie in its page before it is
+// followed (head_ok). Everything else branches to the out-of-line slow path.
 // Thread safety: any thread; the fast path only touches the caller's own
 // pages, other threads' pages go through the lock-free cross-thread free.
 //
@@ -38,7 +40,7 @@ namespace detail {
 // of page->free, and counts it used. Precondition: b == page->free, b != null.
 // The page's free-list encoding, if any, is decoded here and nowhere else.
 inline Block* page_take_block(Span* page, Block* b) noexcept {
-  page->free = b->next;
+  page->free = decode_link(b);
   page->used++;
 #if defined(ALLOY_HAVE_ASAN)
   ASAN_UNPOISON_MEMORY_REGION(b, page->block_size);
@@ -46,13 +48,24 @@ inline Block* page_take_block(Span* page, Block* b) noexcept {
   return b;
 }
 
+// page_take_block for the slow paths: pops page's head after head_ok; null
+// when the list is empty, or corrupted (reported by link_corrupted, which
+// drops the list).
+inline Block* page_pop_checked(Span* page) noexcept {
+  Block* b = page->free;
+  if (__builtin_expect(head_ok(page, b), 1)) return page_take_block(page, b);
+  if (b != nullptr) link_corrupted(page, b);
+  return nullptr;
+}
+
 // The pop from ThreadHeap `l`'s page for direct slot `slot` (direct_slot): null
-// when that page has no free block. direct[0] (size 0) is always the empty
-// page.
+// when that page has no free block, or when its head fails head_ok (the slow
+// path then reports the corrupted list). direct[0] (size 0) is always the
+// empty page.
 inline void* direct_pop(ThreadHeap* l, std::size_t slot) noexcept {
   Span* page = l->direct[slot];
   Block* b = page->free;
-  if (__builtin_expect(b == nullptr, 0)) return nullptr;
+  if (__builtin_expect(!head_ok(page, b), 0)) return nullptr;
   return page_take_block(page, b);
 }
 }  // namespace detail
@@ -73,14 +86,9 @@ inline void* inline_alloc(std::size_t size) noexcept {
   return detail::alloc_generic(detail::t_local, size, 16);
 }
 
-// Same contract as owns(): one bit test, no call (the malloc adapter checks
+// Same contract as owns(): one byte load, no call (the malloc adapter checks
 // every free against foreign pointers with it).
-inline bool inline_owns(const void* p) noexcept {
-  std::uint64_t* bits = detail::g_owns_bits.load(std::memory_order_acquire);
-  const std::uintptr_t u = reinterpret_cast<std::uintptr_t>(p) >> detail::kSegmentShift;
-  if (bits == nullptr || u >= detail::kOwnsBitsBytes * 8) return false;
-  return (std::atomic_ref<std::uint64_t>(bits[u / 64]).load(std::memory_order_relaxed) >> (u % 64)) & 1;
-}
+inline bool inline_owns(const void* p) noexcept { return detail::owns_byte(p) != 0; }
 
 namespace detail {
 // The owner's free: push onto the page's local list; the page's slow path
@@ -93,11 +101,34 @@ inline void local_push(Span* page, void* p) noexcept {
     ASAN_POISON_MEMORY_REGION(reinterpret_cast<char*>(p) + sizeof(void*),
                               page->block_size - sizeof(void*));
 #endif
-  b->next = page->local_free;
+  b->next = encode_link(b, page->local_free);
   page->local_free = b;
+#if defined(__x86_64__) && defined(__GNUC__)
+  // "decrement, then <= 0?" as one subl and the jle on its flags (GCC emits a
+  // load, a decrement, a store and a test otherwise).
+  __asm__ goto("subl $1, %0\n\tjle %l[slow]" : : "m"(page->used) : "memory", "cc" : slow);
+  return;
+slow:
+  free_local_slow(page);
+#else
   if (__builtin_expect(--page->used <= 0, 0)) {  // empty, or parked as full
     free_local_slow(page);
   }
+#endif
+}
+
+// True when the calling thread owns seg (its ThreadHeap's thread).
+inline bool owned_here(const Segment* seg) noexcept {
+  const std::uintptr_t owner = seg->owner_tid.load(std::memory_order_relaxed);
+#if defined(__x86_64__) && defined(__GNUC__)
+  // thread_id() is %fs:0: compare against it in memory (one instruction).
+  __asm__ goto("cmpq %%fs:0, %0\n\tjne %l[other]" : : "r"(owner) : "cc" : other);
+  return true;
+other:
+  return false;
+#else
+  return owner == thread_id();
+#endif
 }
 }  // namespace detail
 
@@ -114,26 +145,41 @@ inline void inline_free(void* p) noexcept {
 }
 
 // inline_owns and inline_free's same-thread push in one: true when p was
-// null or freed here, false (nothing done) when p is not the engine's or
-// belongs to another thread's page. For callers that keep their slow path
+// freed here, false (nothing done) when p is null, not the engine's, belongs
+// to another thread's page or is the block freed last on its page (an
+// immediate double free, for the caller's checked slow path). For callers that keep their slow path
 // out of line (the malloc adapter's free and operator delete).
 inline bool try_inline_free(void* p) noexcept {
-  if (p == nullptr) return true;
-  if (!inline_owns(p)) return false;
+  // Null is not engine memory (unit 0 is never mapped by the engine), so it
+  // takes the false branch with the foreign pointers.
+  if (!detail::owns_unmasked(p)) return false;
   detail::Segment* seg = detail::segment_of(p);
-  if (seg->owner_tid.load(std::memory_order_relaxed) != detail::thread_id()) return false;
-  detail::local_push(detail::span_of(seg, p), p);
+  if (!detail::owned_here(seg)) return false;
+  detail::Span* page = detail::span_of(seg, p);
+  // An immediate double free (p is the head of the list it would join): the
+  // caller's slow path checks p and reports it.
+  if (__builtin_expect(page->local_free == p, 0)) return false;
+  detail::local_push(page, p);
   return true;
 }
 
 // realloc's commonest case, inline: p (an engine block, checked by the
-// caller with inline_owns) is a small block whose size class still fits
-// `size` without wasting more than half of it; returns p. Null: ask
+// caller with inline_owns) is the start of a small block whose size class
+// still fits `size` without wasting more than half of it; returns p. Null: ask
 // engine::realloc (other kinds, growth, a large shrink).
 inline void* try_inline_realloc_in_place(void* p, std::size_t size) noexcept {
   detail::Segment* seg = detail::segment_of(p);
   detail::Span* page = detail::span_of(seg, p);
-  if (page->kind == detail::kSmallPage && detail::keeps_in_place(size, page->block_size)) return p;
+  if (page->kind == detail::kSmallPage && detail::keeps_in_place(size, page->block_size) &&
+      // p must be a block's start and not the block freed last (else the
+      // slow path reports it); a multiply, not a division.
+      [&] {
+        const std::size_t off = reinterpret_cast<std::uintptr_t>(p) - detail::page_start(seg, page);
+        return detail::block_index(page->size_class, off) * page->block_size == off;
+      }() &&
+      p != page->local_free) {
+    return p;
+  }
   return nullptr;
 }
 

@@ -9,9 +9,46 @@
 
 namespace alloy::engine::detail {
 
+namespace {
+// The owner's push (local_push) of the block at local_free's head was a
+// misuse: report it, then undo the push.
+[[gnu::cold]] void refuse_local_push(Span* pg, const char* why, std::uintptr_t caller) noexcept {
+  Block* b = pg->local_free;
+  report("engine", "free of", b, 0, why, caller);
+  pg->local_free = decode_link(b);
+  pg->used++;
+  error_done();
+}
+}  // namespace
+
 void free_local_slow(Span* pg) noexcept {
   Segment* seg = segment_of(pg);
   ThreadHeap* l = seg->local;
+  // The owner's fast path pushed p (local_free's head) without looking at
+  // the span: the misuses it lets through end here, because they make
+  // `used` drop to 0 or below (a span that is not a page or large block has
+  // used 0; a page freed more often than allocated underflows).
+  if (__builtin_expect(pg->kind != kSmallPage && pg->kind != kLargeBlock, 0)) {
+    refuse_local_push(pg, pg->kind == kMetaSlice ? "segment metadata" : "not a live block (a double free?)",
+                      reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)));
+    return;
+  }
+  if (pg->kind == kLargeBlock
+          ? reinterpret_cast<std::uintptr_t>(pg->local_free) != page_start(seg, pg)
+          : [&] {
+              const std::size_t off = reinterpret_cast<std::uintptr_t>(pg->local_free) - page_start(seg, pg);
+              return block_index(pg->size_class, off) * pg->block_size != off;
+            }()) {
+    refuse_local_push(pg, "not the start of a block",
+                      reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)));
+    return;
+  }
+  if (pg->kind == kSmallPage && is_full(pg) &&
+      !(pg->thread_free.load(std::memory_order_relaxed) & kTfFull)) {
+    refuse_local_push(pg, "already free (a double free)",
+                      reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)));
+    return;
+  }
   if (pg->used == 0 && pg->kind == kSmallPage) {
     // Common case first: the class's only page emptied; keep it.
     const PageQueue* q = &l->queues[pg->size_class];
@@ -46,7 +83,7 @@ void free_cross(Segment* seg, Span* pg, void* p) noexcept {
   bool announce;
   std::uintptr_t nw;
   do {
-    b->next = reinterpret_cast<Block*>(w & ~kTfFlags);
+    b->next = encode_link(b, reinterpret_cast<Block*>(w & ~kTfFlags));
     announce = (w & kTfFull) != 0 && (w & kTfAnnounced) == 0;
     nw = reinterpret_cast<std::uintptr_t>(b) | (w & kTfFlags) | (announce ? kTfAnnounced : 0);
   } while (!pg->thread_free.compare_exchange_weak(w, nw, std::memory_order_acq_rel,
@@ -62,7 +99,7 @@ void free_cross(Segment* seg, Span* pg, void* p) noexcept {
 }
 
 const char* block_check(const void* p, Segment** out_seg, Span** out_page) noexcept {
-  if (!inline_owns(p)) return "not engine memory";
+  if ((reinterpret_cast<std::uintptr_t>(p) >> 47) != 0 || !inline_owns(p)) return "not engine memory";
   Segment* seg = segment_of(p);
   // A unit past a huge mapping's first holds block bytes, not a header.
   if (!is_segment_head(seg)) return "not the start of a block";
@@ -79,7 +116,9 @@ const char* block_check(const void* p, Segment** out_seg, Span** out_page) noexc
     pg = span_of(seg, p);
     const std::uintptr_t start = page_start(seg, pg);
     if (pg->kind == kSmallPage) {
-      if ((addr - start) % pg->block_size != 0 || (addr - start) / pg->block_size >= reserved(pg)) {
+      const std::size_t off = addr - start;
+      if (block_index(pg->size_class, off) * pg->block_size != off ||
+          off + pg->block_size > (std::size_t{pg->slice_count} << kSliceShift)) {
         return "not the start of a block";
       }
     } else if (pg->kind == kLargeBlock) {
@@ -92,6 +131,43 @@ const char* block_check(const void* p, Segment** out_seg, Span** out_page) noexc
   *out_page = pg;
   return nullptr;
 }
+
+}  // namespace alloy::engine::detail
+
+namespace alloy::engine {
+
+using namespace detail;
+
+const char* check_block(const void* p, bool walk) noexcept {
+  Segment* seg;
+  Span* pg;
+  if (const char* why = block_check(p, &seg, &pg)) return why;
+  constexpr const char* kDouble = "already free (a double free)";
+  const std::uintptr_t tf = pg->thread_free.load(std::memory_order_acquire) & ~kTfFlags;
+  if (pg->kind == kHugeBlock) return nullptr;  // block_check looked at its kind
+  if (pg->kind == kLargeBlock) {
+    if (live(pg) == 0 || tf != 0) return kDouble;
+    return nullptr;
+  }
+  const std::uintptr_t start = page_start(seg, pg);
+  const auto addr = reinterpret_cast<std::uintptr_t>(p);
+  if (block_index(pg->size_class, addr - start) >= pg->capacity) return "never handed out";
+  if (tf == addr || p == pg->free || p == pg->local_free) return kDouble;
+  if (!walk || !owned_here(seg)) return nullptr;
+  // The owner's lists: plain fields of this thread's page.
+  std::size_t budget = std::size_t{pg->capacity} + 1;
+  for (Block* b : {pg->free, pg->local_free}) {
+    if (b != nullptr && !head_ok(pg, b)) continue;
+    for (; b != nullptr && budget != 0 && link_ok(pg, b, start); b = decode_link(b), --budget) {
+      if (b == p) return kDouble;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace alloy::engine
+
+namespace alloy::engine::detail {
 
 std::size_t usable_size_of(const void* p) noexcept {
   Segment* seg = segment_of(p);

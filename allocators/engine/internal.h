@@ -154,6 +154,31 @@ constexpr std::size_t class_slices(unsigned c) {
   return class_size(c) * 8 <= kSliceSize ? 1 : 8;
 }
 
+// Block index of byte offset `off` (< 2^19) in a page of class c without a
+// division: (off * magic) >> 40, magic = 2^40 / size + 1. Exact because the
+// rounding error, below off / 2^40 < 2^-21, is smaller than the gap
+// 1 / size >= 2^-16 between off / size and the next integer.
+struct ClassMagic {
+  std::uint64_t m[kClasses] = {};
+  constexpr ClassMagic() {
+    for (unsigned c = 1; c < kClasses; ++c) m[c] = (std::uint64_t{1} << 40) / class_size(c) + 1;
+  }
+};
+inline constexpr ClassMagic kClassMagic;
+constexpr std::size_t block_index(unsigned c, std::size_t off) {
+  return static_cast<std::size_t>((off * kClassMagic.m[c]) >> 40);
+}
+constexpr bool block_index_is_exact() {
+  for (unsigned c = 1; c < kClasses; ++c) {
+    const std::size_t bs = class_size(c), span = class_slices(c) * kSliceSize;
+    for (std::size_t k = 1; k * bs <= span; ++k) {
+      if (block_index(c, k * bs) != k || block_index(c, k * bs - 1) != k - 1) return false;
+    }
+  }
+  return true;
+}
+static_assert(block_index_is_exact());
+
 struct Block {
   Block* next;
 };
@@ -317,10 +342,99 @@ struct HeapCore {
   ThreadHeap local;  // user heap's only ThreadHeap
 };
 
-// One bit per 4 MiB unit of the 47-bit address space: set while the unit is
-// engine memory (segments, huge mappings). Mapped at process init.
-inline constexpr std::size_t kOwnsBitsBytes = (std::size_t{1} << 47) / kSegmentSize / 8;
-extern std::atomic<std::uint64_t*> g_owns_bits;
+// One byte per 4 MiB unit of the 47-bit address space: kOwned while the unit
+// is engine memory (segments, huge mappings), kOwnedHead where a segment or
+// huge mapping starts. A static array (32 MiB of .bss, untouched pages cost
+// nothing), so the free fast path tests ownership with one byte load at a
+// fixed address: no pointer to load, no null test. Written by owns_mark
+// (os.cc) with relaxed atomic stores.
+inline constexpr std::size_t kOwnsUnits = (std::size_t{1} << 47) >> kSegmentShift;
+inline constexpr std::uint8_t kOwned = 1;
+inline constexpr std::uint8_t kOwnedHead = 2;
+extern std::uint8_t g_owns_map[kOwnsUnits] __attribute__((visibility("hidden")));
+// Addresses at or above 2^47 (not user-space pointers on x86-64 or aarch64
+// with 48-bit VAs) are masked onto the map rather than bounds-checked, one
+// instruction less on every free: such a wild pointer may then read as owned
+// and fault in the free that follows, as it would in glibc's free.
+inline std::uint8_t owns_byte(const void* p) noexcept {
+  const std::uintptr_t u = (reinterpret_cast<std::uintptr_t>(p) >> kSegmentShift) & (kOwnsUnits - 1);
+#if defined(ALLOY_HAVE_TSAN)
+  return std::atomic_ref<std::uint8_t>(g_owns_map[u]).load(std::memory_order_relaxed);
+#else
+  // A byte load is atomic on every target; the plain read lets the compiler
+  // fold it into the compare (cmpb $0, map(u)). A unit's byte changes only
+  // while no block of it is live, so a racing reader sees either value
+  // for memory it does not own.
+  return g_owns_map[u];
+#endif
+}
+// owns_byte without the mask, for the exported free's fast path (one
+// instruction less): a pointer at or above 2^47, which no user-space mapping
+// of a default Linux process has, indexes past the map. What that reads is
+// either 0 (the pointer is ignored as foreign) or not, and then the owner
+// load from its "segment", a kernel or non-canonical address, faults: such a
+// free faults, as it does in glibc's free, and never touches memory.
+inline bool owns_unmasked(const void* p) noexcept {
+#if defined(ALLOY_HAVE_TSAN) || !defined(__x86_64__)
+  return owns_byte(p) != 0;
+#else
+  const std::uintptr_t u = reinterpret_cast<std::uintptr_t>(p) >> kSegmentShift;
+  const std::uint8_t* map = g_owns_map;
+  __asm__("" : "+r"(map));  // an address, not an array the compiler may reason about
+  return map[u] != 0;
+#endif
+}
+
+// ---- Free-list links (safe-linking). ----
+// A link stored in a free block is encoded: next ^ g_link_key ^ the block's
+// own address, with g_link_key a random secret drawn at process init. A
+// use-after-free write into a free block's first word cannot name an address
+// for a later malloc to return (the attacker does not know the key), and
+// whatever it decodes to is checked before it is followed: a list head must
+// lie in its page's segment (head_ok, on every pop) and list walks check every
+// link (link_ok); a failed check is reported (link_corrupted). Every push
+// goes through encode_link, every read of a link through decode_link.
+extern std::uintptr_t g_link_key __attribute__((visibility("hidden")));
+inline std::uintptr_t xor_link_key(std::uintptr_t v) noexcept {
+#if defined(__x86_64__) && defined(__GNUC__)
+  // One xor with a memory operand (GCC loads the key into a register first).
+  __asm__("xorq %1, %0" : "+r"(v) : "m"(g_link_key));
+  return v;
+#else
+  return v ^ g_link_key;
+#endif
+}
+inline Block* encode_link(const Block* b, const Block* next) noexcept {
+  return reinterpret_cast<Block*>(xor_link_key(reinterpret_cast<std::uintptr_t>(next)) ^
+                                  reinterpret_cast<std::uintptr_t>(b));
+}
+inline Block* decode_link(const Block* b) noexcept {
+  return reinterpret_cast<Block*>(xor_link_key(reinterpret_cast<std::uintptr_t>(b->next)) ^
+                                  reinterpret_cast<std::uintptr_t>(b));
+}
+// A list head b of `page` may be followed: it lies in the page's segment (the
+// descriptor is in the segment header). False for null too, so the fast
+// path's one test covers both "empty" and "corrupted".
+inline bool head_ok(const void* page, const Block* b) noexcept {
+  return ((reinterpret_cast<std::uintptr_t>(b) ^ reinterpret_cast<std::uintptr_t>(page)) >>
+          kSegmentShift) == 0;
+}
+// Reports a corrupted free list of `page` (the page and the bad link) and
+// aborts, or, when errors only report (engine::set_abort_on_error(false)),
+// empties the page's lists so the bad link is never followed (their blocks
+// leak). Slow path only.
+[[gnu::cold]] void link_corrupted(Span* page, const void* link) noexcept;
+// True if `link`, read from a free list of `page`, may be followed: null or
+// inside the page (a range test: whatever it reaches is the page's own
+// memory). For list walks (slow paths).
+inline bool link_ok(Span* page, const void* link, std::uintptr_t start) noexcept {
+  return reinterpret_cast<std::uintptr_t>(link) - start <
+             (std::size_t{page->slice_count} << kSliceShift) ||
+         link == nullptr;
+}
+// After a detected misuse was reported: abort(), unless errors only report.
+void error_done() noexcept;
+extern std::atomic<bool> g_abort_on_error;
 
 // Per-thread ThreadHeap of the default heap; &g_empty_local until first use.
 extern ThreadHeap g_empty_local;
@@ -336,6 +450,22 @@ inline std::uintptr_t thread_id() noexcept {
   tp = reinterpret_cast<std::uintptr_t>(&t_local);
 #endif
   return tp;
+}
+
+// The secure mode (README "Hardening"; ALLOY_SECURE=1, or always on when
+// built with --define=alloy_secure=1): 0 until ensure_process_init decided,
+// then 1 (off) or 2 (on). Written once, under g_init_lock, before any block
+// exists. On, the default heap's fast paths are switched off by their own
+// tests, so they cost nothing when it is off: direct[] stays on the empty
+// page (every malloc takes the slow path) and a ThreadHeap's tid is
+// thread_id() ^ 1 (every owner compare fails, so every free takes the slow
+// path, where the malloc adapter's checks run); fresh blocks are carved in
+// random order.
+inline constexpr std::uint8_t kSecureUnknown = 0, kSecureOff = 1, kSecureOn = 2;
+extern std::uint8_t g_secure_state __attribute__((visibility("hidden")));
+// What a ThreadHeap's tid (and its segments' owner_tid) is for this thread.
+inline std::uintptr_t owner_id() noexcept {
+  return thread_id() ^ (g_secure_state == kSecureOn ? 1 : 0);
 }
 
 inline Segment* segment_of(const void* p) noexcept {
@@ -378,15 +508,7 @@ void* huge_grow(void* p, std::size_t size, bool may_move) noexcept;
 bool huge_free(Segment* seg) noexcept;
 
 // ---- Block checks (heap.cc and free.cc; slow paths only). ----
-// One bit per 4 MiB unit, set where a segment or huge mapping starts (the
-// units owns() marks past a huge mapping's first are not heads).
-extern std::atomic<std::uint64_t*> g_head_bits;
-inline bool is_segment_head(const void* seg) noexcept {
-  std::uint64_t* bits = g_head_bits.load(std::memory_order_acquire);
-  const std::uintptr_t u = reinterpret_cast<std::uintptr_t>(seg) >> kSegmentShift;
-  if (bits == nullptr || u >= kOwnsBitsBytes * 8) return false;
-  return (std::atomic_ref<std::uint64_t>(bits[u / 64]).load(std::memory_order_relaxed) >> (u % 64)) & 1;
-}
+inline bool is_segment_head(const void* seg) noexcept { return (owns_byte(seg) & kOwnedHead) != 0; }
 // Null if p looks like the start of a live block of some heap (engine
 // memory, a segment head, a used page of the right kind, on a block
 // boundary), with *seg and *page set; else what is wrong with p. Reads

@@ -46,21 +46,11 @@ void os_purge(void* p, std::size_t n) noexcept { madvise(p, n, MADV_DONTNEED); }
 // Marks [start, start + len) as engine memory (or not), and start's unit as
 // a segment head.
 void owns_mark(const void* start, std::size_t len, bool on) noexcept {
-  std::uint64_t* bits = owns_bits();
-  if (bits == nullptr) return;
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(start) >> kSegmentShift;
-  if (std::uint64_t* heads = g_head_bits.load(std::memory_order_acquire);
-      heads != nullptr && a < kOwnsBitsBytes * 8) {
-    std::atomic_ref<std::uint64_t> w(heads[a / 64]);
-    const std::uint64_t m = std::uint64_t{1} << (a % 64);
-    if (on) w.fetch_or(m, std::memory_order_relaxed); else w.fetch_and(~m, std::memory_order_relaxed);
-  }
   const std::uintptr_t b = (reinterpret_cast<std::uintptr_t>(start) + len - 1) >> kSegmentShift;
-  for (std::uintptr_t u = a; u <= b; ++u) {
-    if (u >= kOwnsBitsBytes * 8) return;
-    std::atomic_ref<std::uint64_t> w(bits[u / 64]);
-    const std::uint64_t m = std::uint64_t{1} << (u % 64);
-    if (on) w.fetch_or(m, std::memory_order_relaxed); else w.fetch_and(~m, std::memory_order_relaxed);
+  for (std::uintptr_t u = a; u <= b && u < kOwnsUnits; ++u) {
+    const std::uint8_t v = on ? (u == a ? kOwned | kOwnedHead : kOwned) : 0;
+    std::atomic_ref<std::uint8_t>(g_owns_map[u]).store(v, std::memory_order_relaxed);
   }
 }
 

@@ -37,11 +37,39 @@ bool page_extend(Span* pg) noexcept {
     count = fit - pg->capacity;
   }
   char* start = reinterpret_cast<char*>(page_start(seg, pg)) + pg->capacity * bsize;
+  if (g_secure_state == kSecureOn && count > 1) {
+    // Secure mode: the new blocks go onto the list in random order, so the
+    // address of the next block is not the last one's plus its size.
+    std::uint16_t order[kOsPage / 8];
+    for (std::size_t i = 0; i < count; ++i) order[i] = static_cast<std::uint16_t>(i);
+    std::uint64_t x = reinterpret_cast<std::uintptr_t>(start) ^ g_link_key ^ now_ms();
+    for (std::size_t i = count - 1; i > 0; --i) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      const std::size_t j = static_cast<std::size_t>(x % (i + 1));
+      const std::uint16_t t = order[i];
+      order[i] = order[j];
+      order[j] = t;
+    }
+    Block* head = pg->free;
+    for (std::size_t i = 0; i < count; ++i) {
+      auto* b = reinterpret_cast<Block*>(start + order[i] * bsize);
+      b->next = encode_link(b, head);
+      mark_freed(b, bsize);
+      head = b;
+    }
+    pg->free = head;
+    pg->capacity = static_cast<std::uint16_t>(pg->capacity + count);
+    return true;
+  }
   for (std::size_t i = 0; i + 1 < count; ++i) {
-    reinterpret_cast<Block*>(start + i * bsize)->next = reinterpret_cast<Block*>(start + (i + 1) * bsize);
+    auto* b = reinterpret_cast<Block*>(start + i * bsize);
+    b->next = encode_link(b, reinterpret_cast<Block*>(start + (i + 1) * bsize));
     mark_freed(start + i * bsize, bsize);
   }
-  reinterpret_cast<Block*>(start + (count - 1) * bsize)->next = pg->free;
+  auto* last = reinterpret_cast<Block*>(start + (count - 1) * bsize);
+  last->next = encode_link(last, pg->free);
   mark_freed(start + (count - 1) * bsize, bsize);
   pg->free = reinterpret_cast<Block*>(start);
   pg->capacity = static_cast<std::uint16_t>(pg->capacity + count);
@@ -174,7 +202,8 @@ void* alloc_from_class(ThreadHeap* l, unsigned c) noexcept {
     queue_push_front(q, pg);
   }
   if (q->first != first_before) direct_update(l, c);
-  return page_take_block(pg, pg->free);
+  if (Block* b = page_pop_checked(pg)) return b;
+  return alloc_from_class(l, c);  // the list was corrupted and dropped
 }
 
 void* large_alloc(ThreadHeap* l, std::size_t size, std::size_t align, bool* zero) noexcept {

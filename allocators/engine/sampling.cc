@@ -99,13 +99,13 @@ void charge_free_list(Span* pg) noexcept {
     t_countdown -= bs;
     if (t_countdown <= 0) break;  // b is the crossing block: it starts the rest
     last = b;
-    b = b->next;
+    b = decode_link(b);  // links are encoded (internal.h, safe-linking)
   }
   if (b == nullptr) return;
   if (last == nullptr) {
     pg->free = nullptr;
   } else {
-    last->next = nullptr;
+    last->next = encode_link(last, nullptr);
   }
   // The rest before local_free (empty here but for a rare visit that did
   // not just swap it in).
@@ -113,8 +113,8 @@ void charge_free_list(Span* pg) noexcept {
     pg->local_free = b;
   } else {
     Block* tail = pg->local_free;
-    while (tail->next != nullptr) tail = tail->next;
-    tail->next = b;
+    while (decode_link(tail) != nullptr) tail = decode_link(tail);
+    tail->next = encode_link(tail, b);
   }
 }
 

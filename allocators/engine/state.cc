@@ -14,8 +14,32 @@ constinit Span g_empty_page;
 constinit ThreadHeap g_empty_local;
 __thread ThreadHeap* t_local __attribute__((tls_model("initial-exec"))) = &g_empty_local;
 constinit HeapCore g_default_heap;
-constinit std::atomic<std::uint64_t*> g_owns_bits{nullptr};
-constinit std::atomic<std::uint64_t*> g_head_bits{nullptr};
+std::uint8_t g_owns_map[kOwnsUnits];
+// Until ensure_process_init draws the real one; no list exists before it.
+std::uintptr_t g_link_key = 0x5a17ed11c0ffee00u;
+std::atomic<bool> g_abort_on_error{true};
+std::uint8_t g_secure_state = kSecureUnknown;
+std::atomic<void (*)()> g_thread_exit_hook{nullptr};
+
+void error_done() noexcept {
+  if (g_abort_on_error.load(std::memory_order_relaxed)) abort();
+}
+
+void link_corrupted(Span* page, const void* link) noexcept {
+  Line line;
+  line.add("alloy engine: corrupted free list (a write after free?): the page of ")
+      .dec(page->block_size)
+      .add("-byte blocks at ")
+      .hex(page_start(segment_of(page), page))
+      .add(" links to ")
+      .hex(reinterpret_cast<std::uintptr_t>(link))
+      .add(", outside the page; not followed\n");
+  line.write_to(2);
+  error_done();
+  // Not followed: the list is dropped (its blocks leak).
+  page->free = nullptr;
+  page->local_free = nullptr;
+}
 
 void report(const char* who, const char* op, const void* p, std::size_t size, const char* why,
             std::uintptr_t caller) noexcept {

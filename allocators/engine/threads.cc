@@ -1,8 +1,16 @@
 // Threads: process init, a thread's ThreadHeap at start and exit, the idle pool
 // of ThreadHeaps, collect, and the fork handlers.
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/single_threaded.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <cstring>
+
+extern char** environ;
 
 #include "alloy/allocators/engine/core_state.h"
 #include "alloy/allocators/engine/engine.h"
@@ -14,6 +22,7 @@ namespace alloy::engine::detail {
 void thread_exit_hook(void* arg) noexcept {
   auto* l = static_cast<ThreadHeap*>(arg);
   if (l == nullptr || l == &g_empty_local) return;
+  if (auto hook = g_thread_exit_hook.load(std::memory_order_acquire)) hook();
   local_collect_impl(l, true);
   for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
     seg->owner_tid.store(0, std::memory_order_release);
@@ -44,7 +53,7 @@ ThreadHeap* thread_init() noexcept {
     }
   }
   l->pool_next = nullptr;
-  l->tid = thread_id();
+  l->tid = owner_id();
   for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
     seg->owner_tid.store(l->tid, std::memory_order_release);
   }
@@ -111,39 +120,24 @@ void page_collect(Span* pg) noexcept {
                                                   std::memory_order_relaxed)) {
     }
     Block* tf = reinterpret_cast<Block*>(w & ~kTfFlags);
-    // Bounded by what the page has handed out, and every link must point
-    // into this page's carved blocks: a longer list is a cycle, a stray link is a
-    // freed block written to after free. Either is reported and the list
-    // dropped, not followed: its blocks stay counted as used (leaked) and the
-    // page stays consistent.
-    const std::uint32_t limit = static_cast<std::uint32_t>(live(pg));
-    const std::uintptr_t start = page_start(segment_of(pg), pg);
-    const std::uintptr_t end = pg->kind == kSmallPage
-                                   ? start + std::uintptr_t{pg->capacity} * pg->block_size
-                                   : start + (std::uintptr_t{pg->slice_count} << kSliceShift);
-    // (A range and word-alignment test, no division: this walk is on the
-    // cross-thread free path of every producer/consumer program.)
-    auto stray = [&](const Block* b) {
-      const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(b);
-      return a < start || a >= end || (a & (alignof(Block) - 1)) != 0;
-    };
-    std::uint32_t count = 1;
-    Block* tail = tf;
-    bool corrupt = stray(tf);
-    while (!corrupt && tail->next != nullptr) {
-      if (++count > limit || stray(tail->next)) {
-        corrupt = true;
-        break;
+    {
+      // Every link must lie in this page (link_ok) and the walk is bounded by
+      // the blocks the page has handed out: a stray link (a write after
+      // free) or a cycle is reported (link_corrupted) and not followed; the
+      // rest of the list is dropped (its blocks leak).
+      const std::uint32_t limit = static_cast<std::uint32_t>(live(pg));
+      std::uint32_t count = 1;
+      Block* tail = tf;
+      const std::uintptr_t start = page_start(segment_of(pg), pg);
+      for (Block* next; (next = decode_link(tail)) != nullptr; tail = next) {
+        if (!link_ok(pg, next, start) || count >= limit) {  // not followed
+          link_corrupted(pg, next);
+          break;
+        }
+        ++count;
       }
-      tail = tail->next;
-    }
-    if (corrupt) {
-      report("engine", "cross-thread free list of page", pg, pg->block_size,
-             "corrupted (a link outside the page, or longer than its live blocks); the list is dropped",
-             0);
-    } else {
       if (pg->kind == kSmallPage) {
-        tail->next = pg->local_free;
+        tail->next = encode_link(tail, pg->local_free);
         pg->local_free = tf;
       }
       pg->used -= static_cast<std::int32_t>(count);
@@ -159,12 +153,63 @@ void page_mark_free(Span* pg, std::uint64_t* bits) noexcept {
   const std::uintptr_t start = page_start(segment_of(pg), pg);
   Block* lists[2] = {pg->free, pg->local_free};
   for (Block* b : lists) {
-    for (; b != nullptr; b = b->next) {
+    if (!head_ok(pg, b)) continue;
+    for (; b != nullptr; b = decode_link(b)) {
+      if (!link_ok(pg, b, start)) break;
       const std::size_t i = (reinterpret_cast<std::uintptr_t>(b) - start) / pg->block_size;
       bits[i / 64] |= std::uint64_t{1} << (i % 64);
     }
   }
 }
+
+namespace {
+// True if `env` (NAME=value) sets name to something other than "" or "0".
+[[maybe_unused]] bool env_on(const char* env, const char* name) noexcept {
+  const std::size_t n = std::strlen(name);
+  return std::strncmp(env, name, n) == 0 && env[n] == '=' && env[n + 1] != '\0' &&
+         !(env[n + 1] == '0' && env[n + 2] == '\0');
+}
+
+// ALLOY_SECURE from the environment, read before anything allocates: from
+// `environ` once libc has set it up, else (the first allocations under
+// LD_PRELOAD can come earlier) from /proc/self/environ with raw reads.
+bool secure_requested() noexcept {
+#if defined(ALLOY_SECURE_BUILD)
+  return true;
+#else
+  if (environ != nullptr) {
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (env_on(*e, "ALLOY_SECURE")) return true;
+    }
+    return false;
+  }
+  const int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[4096];
+  std::size_t have = 0;
+  bool on = false;
+  for (;;) {
+    const ssize_t got = read(fd, buf + have, sizeof buf - 1 - have);
+    if (got <= 0) break;
+    have += static_cast<std::size_t>(got);
+    buf[have] = '\0';
+    // Whole entries end in '\0'; keep a partial one for the next read.
+    std::size_t i = 0;
+    for (std::size_t j = 0; j < have; ++j) {
+      if (buf[j] == '\0') {
+        if (env_on(buf + i, "ALLOY_SECURE")) on = true;
+        i = j + 1;
+      }
+    }
+    if (i == 0 && have == sizeof buf - 1) i = have;  // an entry longer than the buffer: skip it
+    std::memmove(buf, buf + i, have - i);
+    have -= i;
+  }
+  close(fd);
+  return on;
+#endif
+}
+}  // namespace
 
 void ensure_process_init() noexcept {
   if (g_init.load(std::memory_order_acquire) == 2) return;
@@ -174,12 +219,18 @@ void ensure_process_init() noexcept {
   // Taken only at thread start and exit, by every thread: no owner to favour,
   // and no membarrier syscalls in every program that uses the malloc adapter.
   g_default_heap.lock.make_plain();
-  void* bits = mmap(nullptr, kOwnsBitsBytes, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  void* heads = mmap(nullptr, kOwnsBitsBytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (heads != MAP_FAILED) g_head_bits.store(static_cast<std::uint64_t*>(heads), std::memory_order_release);
-  if (bits != MAP_FAILED) g_owns_bits.store(static_cast<std::uint64_t*>(bits), std::memory_order_release);
+  g_secure_state = secure_requested() ? kSecureOn : kSecureOff;
+  // The free-list secret (internal.h, encode_link): before any page exists.
+  std::uintptr_t key = 0;
+  if (getrandom(&key, sizeof key, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof key)) {
+    // No getrandom (old kernel, seccomp): the addresses ASLR chose and the clock.
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    key = (reinterpret_cast<std::uintptr_t>(&key) ^ static_cast<std::uintptr_t>(ts.tv_nsec)) *
+              0x9e3779b97f4a7c15u ^
+          reinterpret_cast<std::uintptr_t>(&g_init);
+  }
+  g_link_key = key;
   // glibc keeps the values of keys below PTHREAD_KEY_2NDLEVEL_SIZE (32) in
   // the thread descriptor; higher keys calloc a second level on first
   // setspecific, which is still safe here because t_local is set first.
@@ -194,8 +245,23 @@ namespace alloy::engine {
 
 using namespace detail;
 
+namespace {
+// Whether fork_prepare took the locks (fork_parent / fork_child release
+// them only then). Written and read by the forking thread only.
+bool g_fork_locked = false;
+}  // namespace
+
 void fork_prepare() noexcept {
+  g_fork_locked = false;
   if (g_init.load(std::memory_order_acquire) != 2) return;
+  // A single-threaded process takes no lock around fork, as glibc's own
+  // malloc does (posix/fork.c): with no other thread nobody can hold one
+  // mid-update except this thread itself, interrupted by a signal handler
+  // that forks, and taking the (non-reentrant) locks again would deadlock.
+  // The child of such a fork must not allocate before it execs or exits
+  // (POSIX async-signal-safety), as with glibc.
+  if (__libc_single_threaded) return;
+  g_fork_locked = true;
   // First: the sampler takes no engine lock while it holds its own.
   profile::Sampler::instance().fork_prepare();
   g_heaps_lock.lock();
@@ -237,15 +303,19 @@ void release_fork_locks(bool in_child) noexcept {
 }  // namespace
 
 void fork_parent() noexcept {
-  if (g_init.load(std::memory_order_acquire) != 2) return;
+  if (!g_fork_locked) return;
+  g_fork_locked = false;
   release_fork_locks(false);
   profile::Sampler::instance().fork_parent();
 }
 
 void fork_child() noexcept {
   if (g_init.load(std::memory_order_acquire) != 2) return;
-  release_fork_locks(true);
-  profile::Sampler::instance().fork_child();
+  if (g_fork_locked) {
+    release_fork_locks(true);
+    profile::Sampler::instance().fork_child();
+  }
+  g_fork_locked = false;
   // ThreadHeaps of threads that do not exist in the child are orphaned, not
   // reused: their owners took no lock, so fork() may have copied one in the
   // middle of an update (a half-linked span bin, a popped block not yet
@@ -264,7 +334,7 @@ void fork_child() noexcept {
     l->tid = 0;
   }
   if (mine != &g_empty_local) {
-    mine->tid = thread_id();
+    mine->tid = owner_id();
     for (Segment* seg = mine->segments; seg != nullptr; seg = seg->next) {
       seg->owner_tid.store(mine->tid, std::memory_order_relaxed);
     }

@@ -38,7 +38,7 @@ bool check_small_page(Checker& c, Segment* seg, const Span* pg) {
   const std::uintptr_t end = start + std::uintptr_t{pg->capacity} * pg->block_size;
   std::size_t listed = 0;
   for (const Block* list : {pg->free, pg->local_free}) {
-    for (const Block* b = list; b != nullptr; b = b->next) {
+    for (const Block* b = list; b != nullptr; b = decode_link(b)) {  // links are encoded (internal.h)
       const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(b);
       if (a < start || a >= end || (a - start) % pg->block_size != 0) {
         return c.fail("free list holds a pointer that is not a carved block of its page", b);

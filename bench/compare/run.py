@@ -44,6 +44,11 @@ def run_once(binary, workload, preload):
     for k in list(env):
         if k.startswith("ALLOY_"):
             del env[k]
+    extra = {}
+    if preload and ":" in preload:  # a --variant: path:NAME=value,...
+        preload, settings = preload.split(":", 1)
+        extra = dict(kv.split("=", 1) for kv in settings.split(",") if kv)
+    env.update(extra)
     if preload:
         env["LD_PRELOAD"] = preload
     start = time.perf_counter()
@@ -84,6 +89,9 @@ def main():
     # points at after other builds in the same workspace.
     ap.add_argument("--bin", default="bazel-out/k8-opt/bin/bench/compare/workloads")
     ap.add_argument("--alloy", default="bazel-out/k8-opt/bin/adapters/liballoy_malloc.so")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="NAME=LIB[:ENV=VALUE,...]: one more allocator, shown as a peer "
+                         "of alloy (e.g. base=/tmp/old.so, or secure=LIB:ALLOY_SECURE=1)")
     args = ap.parse_args()
 
     if not os.path.exists(args.bin):
@@ -102,6 +110,15 @@ def main():
             print("skipping %s: %s not found" % (name, path), file=sys.stderr)
             continue
         allocators[name] = path
+    for v in args.variant:
+        name, spec = v.split("=", 1)
+        path = spec.split(":", 1)[0]
+        if not os.path.exists(path):
+            print("skipping %s: %s not found" % (name, path), file=sys.stderr)
+            continue
+        copy = os.path.join(scratch, name + ".so")
+        shutil.copy(path, copy)
+        allocators[name] = copy + spec[len(path):]
     workloads = args.workloads.split(",")
 
     times = {(w, a): [] for w in workloads for a in allocators}

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -205,6 +206,31 @@ E2E_CASE(gxx_compiles_identically_under_preload) {
   BOOST_TEST(prog.out == "17 2 385 99 102334155\n");
 }
 
+// The secure mode runs real programs unchanged (issue 13).
+E2E_CASE(python3_sqlite3_and_gxx_run_identically_in_the_secure_mode) {
+  std::string script = runfile("tests/malloc/e2e/alloc_heavy.py");
+  std::vector<std::string> argv = {"/usr/bin/python3", script};
+  Run plain = run(argv, {"PYTHONMALLOC=malloc", "PYTHONHASHSEED=0"});
+  Run secure = run(argv, {"PYTHONMALLOC=malloc", "PYTHONHASHSEED=0", preload(), "ALLOY_SECURE=1"});
+  BOOST_TEST(secure.status == 0, secure.err);
+  BOOST_TEST(secure.out == plain.out);
+  std::string sql = tmpdir() + "/secure.sql";
+  write_text(sql, sqlite_script());
+  std::string db1 = tmpdir() + "/s1.db", db2 = tmpdir() + "/s2.db";
+  unlink(db1.c_str());
+  unlink(db2.c_str());
+  Run splain = run({"/usr/bin/sqlite3", db1}, {}, sql);
+  Run ssecure = run({"/usr/bin/sqlite3", db2}, {preload(), "ALLOY_SECURE=1", "ALLOY_SECURE_ZERO=1"}, sql);
+  BOOST_TEST(ssecure.status == 0, ssecure.err);
+  BOOST_TEST(ssecure.out == splain.out);
+  std::string src = runfile("tests/malloc/e2e/compile_me.cc");
+  std::vector<std::string> gxx = {"/usr/bin/g++", "-std=c++17", "-O2", "-S", "-o", "-", src};
+  Run gplain = run(gxx, {});
+  Run gsecure = run(gxx, {preload(), "ALLOY_SECURE=1"});
+  BOOST_TEST(gsecure.status == 0, gsecure.err);
+  BOOST_TEST(gsecure.out == gplain.out);
+}
+
 E2E_CASE(functions_missing_from_other_preloads_work) {
   // pvalloc/valloc/memalign/malloc_usable_size/reallocarray called from a
   // foreign binary through ctypes; glibc's allocator must never see them.
@@ -249,6 +275,15 @@ E2E_CASE(environment_options) {
   BOOST_TEST(contains(verbose.err, "does not own"));
   BOOST_TEST(contains(verbose.err, "invalid alignment"));
   BOOST_TEST(contains(verbose.err, "caller=0x"));
+  // The alignment is printed as one (it used to be labelled size=).
+  BOOST_TEST(contains(verbose.err, "posix_memalign: invalid alignment alignment=24"), verbose.err);
+  // Rate-limited: 100k failures print about a hundred lines and a count.
+  Run flood = run({probe, "flood"}, {"ALLOY_VERBOSE=1"});
+  BOOST_TEST(flood.status == 0);
+  const auto lines = std::count(flood.err.begin(), flood.err.end(), '\n');
+  BOOST_TEST(lines >= 100);
+  BOOST_TEST(lines < 1000);
+  BOOST_TEST(contains(flood.err, "verbose reports suppressed"), flood.err.substr(flood.err.size() - 200));
   Run stats = run({probe}, {"ALLOY_STATS=1"});
   BOOST_TEST(stats.status == 0);
   BOOST_TEST(contains(stats.err, "foreign frees ignored: 1"));

@@ -40,8 +40,20 @@ int purge() {
   return 0;
 }
 
+// `verbose_probe flood`: 100k impossible requests (issue 13: 2.6 million
+// verbose lines once); each must still fail with ENOMEM.
+int flood() {
+  int failures = 0;
+  for (int i = 0; i < 100000; ++i) {
+    errno = 0;
+    if (std::malloc(opaque(SIZE_MAX / 2 + 1)) != nullptr || errno != ENOMEM) ++failures;
+  }
+  return failures == 0 ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "purge") == 0) return purge();
+  if (argc > 1 && std::strcmp(argv[1], "flood") == 0) return flood();
   int failures = 0;
   errno = 0;
   if (std::malloc(opaque(SIZE_MAX / 2 + 1)) != nullptr || errno != ENOMEM) ++failures;
