@@ -41,6 +41,7 @@ void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept
       return page_take_block(pg, b);
     }
   }
+  if (l == &g_scope_local) return scope_alloc(size, align, false);  // an AccountScope
   if (l == &g_empty_local) {
     l = thread_init();
     if (l == nullptr) return nullptr;
