@@ -30,6 +30,16 @@ big:
   return huge_alloc(l->heap, l, size, align);
 }
 
+// t_local is g_empty_local (the thread's first allocation) or g_scope_local
+// (the thread is in an AccountScope): the only ThreadHeaps without a heap.
+[[gnu::noinline, gnu::cold]] static void* alloc_pageless(ThreadHeap* l, std::size_t size,
+                                                         std::size_t align) noexcept {
+  if (l == &g_scope_local) return scope_alloc(size, align, false);
+  l = thread_init();
+  if (l == nullptr) return nullptr;
+  return local_alloc(l, size, align);
+}
+
 void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept {
   if (size <= kDirectMax && align <= 16 && size != 0) {
     // The page ran dry but the owner freed blocks into it: swap them in.
@@ -41,11 +51,7 @@ void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept
       return page_take_block(pg, b);
     }
   }
-  if (l == &g_scope_local) return scope_alloc(size, align, false);  // an AccountScope
-  if (l == &g_empty_local) {
-    l = thread_init();
-    if (l == nullptr) return nullptr;
-  }
+  if (l->heap == nullptr) [[unlikely]] return alloc_pageless(l, size, align);
   return local_alloc(l, size, align);
 }
 
