@@ -44,6 +44,9 @@ struct Node {
 
 // ---- The charge path (inside malloc: no allocation, no lock). ----
 
+// A scope's per-thread batch bound (see Batch below): 32 KiB.
+constexpr std::size_t kBatchBytes = AccountScope::kBatchBytes;
+
 // Text into a fixed buffer, cut at N - 1 bytes, always NUL-terminated (no
 // malloc: the charge path formats refusals with it).
 template <std::size_t N>
@@ -165,11 +168,95 @@ void credit_path(Node* n, std::size_t bytes, std::size_t nblocks) noexcept {
   }
 }
 
+// ---- A scope's per-thread batch. ----
+//
+// While a thread is in an AccountScope, the charges and credits it makes to
+// the scope's account (its own allocations, and its frees of that account's
+// blocks) are summed here and added to the path's atomics only when the sum
+// leaves [-kBatchBytes, room], and when the scope ends (or a nested one
+// starts). `room` is, at the last publish, the least headroom on the path
+// (limit, or an armed soft limit, minus bytes) capped at kBatchBytes, so:
+//   - one thread alone is refused exactly as without the batch;
+//   - with several threads in scopes below one limit, each holds at most
+//     kBatchBytes unpublished: a hard limit is exceeded by at most
+//     kBatchBytes per further such thread, and figures (bytes, blocks, peak)
+//     differ from the truth by at most kBatchBytes per such thread until
+//     their scopes end, when they are exact again.
+// Frees by other threads and every charge outside scopes go straight to the
+// atomics (charge_path / credit_path).
+struct Batch {
+  Node* node = nullptr;
+  std::ptrdiff_t bytes = 0;   // unpublished; negative after frees
+  std::ptrdiff_t blocks = 0;
+  std::ptrdiff_t high = 0;    // highest `bytes` since the last publish (peaks)
+  std::ptrdiff_t room = 0;
+};
+thread_local Batch t_batch;
+
+void publish(Batch& b) noexcept {
+  Node* const n = b.node;
+  if (n == nullptr) return;
+  if (b.bytes != 0 || b.blocks != 0) {
+    const auto bytes = static_cast<std::size_t>(b.bytes);
+    const auto blocks = static_cast<std::size_t>(b.blocks);
+    for (Node* x = n; x != nullptr; x = x->parent) {
+      const std::size_t before = x->bytes.fetch_add(bytes, std::memory_order_relaxed);
+      const std::size_t after = before + bytes;
+      if (blocks != 0) x->blocks.fetch_add(blocks, std::memory_order_relaxed);
+      const std::size_t top = before + static_cast<std::size_t>(b.high);
+      std::size_t peak = x->peak.load(std::memory_order_relaxed);
+      while (top > peak && !x->peak.compare_exchange_weak(peak, top, std::memory_order_relaxed)) {
+      }
+      const std::size_t soft = x->soft_limit.load(std::memory_order_relaxed);
+      if (x->soft_armed.load(std::memory_order_relaxed)) {
+        if (after > soft && x->soft_armed.exchange(false, std::memory_order_relaxed)) {
+          soft_crossed(x, after);
+        }
+      } else if (after <= soft) {
+        x->soft_armed.store(true, std::memory_order_relaxed);
+      }
+    }
+  }
+  b.bytes = b.blocks = b.high = 0;
+  std::size_t room = kBatchBytes;
+  for (Node* x = n; x != nullptr; x = x->parent) {
+    std::size_t cap = x->limit.load(std::memory_order_relaxed);
+    if (x->soft_armed.load(std::memory_order_relaxed)) {
+      const std::size_t soft = x->soft_limit.load(std::memory_order_relaxed);
+      if (soft < cap) cap = soft;
+    }
+    const std::size_t now = x->bytes.load(std::memory_order_relaxed);
+    const std::size_t r = cap > now ? cap - now : 0;
+    if (r < room) room = r;
+  }
+  b.room = static_cast<std::ptrdiff_t>(room);
+}
+
 bool hook_charge(d::HeapAccount* a, std::size_t usable, std::size_t request) noexcept {
-  return charge_path(reinterpret_cast<Node*>(a), usable, request, 1);
+  Node* const n = reinterpret_cast<Node*>(a);
+  Batch& b = t_batch;
+  if (b.node == n && usable <= kBatchBytes) {
+    const auto u = static_cast<std::ptrdiff_t>(usable);
+    if (b.bytes + u > b.room) publish(b);
+    if (b.bytes + u <= b.room) {
+      b.bytes += u;
+      b.blocks += 1;
+      if (b.bytes > b.high) b.high = b.bytes;
+      return true;
+    }
+  }
+  return charge_path(n, usable, request, 1);
 }
 void hook_credit(d::HeapAccount* a, std::size_t usable) noexcept {
-  credit_path(reinterpret_cast<Node*>(a), usable, 1);
+  Node* const n = reinterpret_cast<Node*>(a);
+  Batch& b = t_batch;
+  if (b.node == n && usable <= kBatchBytes) {
+    b.bytes -= static_cast<std::ptrdiff_t>(usable);
+    b.blocks -= 1;
+    if (b.bytes < -static_cast<std::ptrdiff_t>(kBatchBytes)) publish(b);
+    return;
+  }
+  credit_path(n, usable, 1);
 }
 
 // ---- The tree (g_tree). ----
@@ -429,6 +516,11 @@ std::vector<AccountSnapshot> Account::snapshot() const {
 // ---- AccountScope. ----
 
 AccountScope::AccountScope(Account account) noexcept {
+  account_detail::Batch& b = account_detail::t_batch;
+  account_detail::publish(b);  // an enclosing scope's batch
+  prev_batch_ = b.node;
+  b.node = account.node_;
+  account_detail::publish(b);  // computes its room
   const d::ScopeSaved saved = d::scope_enter(account.node_->core);
   heap_ = saved.heap;
   outer_ = saved.outer;
@@ -436,6 +528,10 @@ AccountScope::AccountScope(Account account) noexcept {
 
 AccountScope::~AccountScope() {
   d::scope_exit(d::ScopeSaved{static_cast<d::HeapCore*>(heap_), outer_});
+  account_detail::Batch& b = account_detail::t_batch;
+  account_detail::publish(b);
+  b.node = static_cast<Node*>(prev_batch_);
+  account_detail::publish(b);
 }
 
 // ---- ChargingAllocator. ----

@@ -13,17 +13,27 @@
 // class a block was rounded to: what the heap really handed out; a
 // ChargingAllocator charges the requested length, all its child tells it),
 // `blocks` their number, `peak` the highest `bytes` seen. Every figure of an
-// account includes its descendants (rolled up at each charge: one atomic add
-// per level for bytes and one for blocks, so cost grows with depth; no
-// per-thread batching, so there is no slack: figures are exact at every
-// instant and a hard limit is never exceeded). A charge that would take any
-// account on the path above its hard limit is refused: nothing is charged,
-// the allocation returns null (malloc: NULL with ENOMEM; operator new: the
-// new_handler, then std::bad_alloc; a handle: kOutOfMemory) and the refusal
-// is recorded, naming the account (last_account_refusal()). Two threads near
-// a shared limit may both be refused where one of them alone would fit (each
-// adds, sees the sum over, and takes its add back). The heap's own ceiling
-// (committed pages, HeapOptions) is not used; the limits here count blocks.
+// account includes its descendants: a charge outside scopes adds to every
+// level of the path (one atomic add per level for bytes and one for blocks,
+// so cost grows with depth), exact at every instant. A charge that would take
+// any account on the path above its hard limit is refused: nothing is
+// charged, the allocation returns null (malloc: NULL with ENOMEM; operator
+// new: the new_handler, then std::bad_alloc; a handle: kOutOfMemory) and the
+// refusal is recorded, naming the account (last_account_refusal()). Two
+// threads near a shared limit may both be refused where one of them alone
+// would fit (each adds, sees the sum over, and takes its add back). The
+// heap's own ceiling (committed pages, HeapOptions) is not used; the limits
+// here count blocks.
+//
+// Batching in scopes: a thread in an AccountScope sums its charges and
+// credits to the scope's account in a per-thread batch and adds them to the
+// path only when the batch would pass the path's least headroom (limit or
+// armed soft limit), or |batch| > kBatchBytes (32 KiB), or the scope ends. So
+// one thread alone is refused exactly as without it; with T threads in
+// scopes below one limit, that limit is exceeded by at most (T - 1) x 32 KiB,
+// and the figures of the path differ from the truth by at most 32 KiB per
+// thread in such a scope, exact again when the scopes end. Frees from other
+// threads and charges outside scopes are never batched.
 //
 // Three ways to charge:
 //   1. account.allocator(): a handle over the account's own heap.
@@ -52,9 +62,11 @@
 // Cost per call: creating an account maps its heap (16 KiB, plus segments
 // on first use) and takes the tree's lock; its node and name come from a
 // private alloy::Heap of the accounts library, never from a scope's heap.
-// A charge or credit is two atomic adds per level of the path (plus a peak
-// update when a new peak is reached). Scoped malloc/free: the engine's slow
-// path (heap_alloc_raw under the heap's biased lock) plus the charge; the
+// A charge or credit outside scopes is two atomic adds per level of the path
+// (plus a peak update when a new peak is reached); in a scope, a few plain
+// adds on the thread's batch, the atomics once per 32 KiB. Scoped
+// malloc/free: the engine's slow path (heap_alloc_raw under the heap's biased
+// lock, the free under the same lock when it is free) plus the batch; the
 // unscoped fast path is unchanged. Figures in bench/README.md.
 // Thread safety: every member may be called from any thread; create,
 // destroy, reset and the reports serialize on one process-wide lock. The
@@ -212,6 +224,9 @@ class Account {
 // order of creation (they nest).
 class AccountScope {
  public:
+  // The per-thread batch bound (see "Figures" above).
+  static constexpr std::size_t kBatchBytes = 32 << 10;
+
   explicit AccountScope(Account account) noexcept;
   ~AccountScope();
   AccountScope(const AccountScope&) = delete;
@@ -219,6 +234,7 @@ class AccountScope {
 
  private:
   void* heap_;
+  void* prev_batch_;
   bool outer_;
 };
 

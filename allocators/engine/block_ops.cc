@@ -29,9 +29,10 @@ void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept 
   if (p != nullptr && h->account != nullptr) [[unlikely]] {
     // An account's heap: charged outside the lock (a soft-limit callback may
     // allocate); a refused block goes straight back, uncredited.
-    if (!h->account->charge(h->account, d::usable_size_of(p), size)) {
-      d::Segment* seg = d::segment_of(p);
-      d::Span* pg = d::span_of(seg, p);
+    d::Segment* seg = d::segment_of(p);
+    d::Span* pg = d::span_of(seg, p);
+    const std::size_t usable = pg->kind == d::kSmallPage ? pg->block_size : d::usable_size_of(p);
+    if (!h->account->charge(h->account, usable, size)) {
       if (pg->kind == d::kHugeBlock) {
         (void)d::huge_free(seg);
       } else {

@@ -32,8 +32,10 @@ void free_local_slow(Span* pg) noexcept {
 
 void free_cross(Segment* seg, Span* pg, void* p) noexcept {
   // A block of an account's heap (owner_tid 0: every engine::free of it comes
-  // here) is credited to its account, whoever frees it.
-  if (HeapAccount* a = seg->local->heap->account) [[unlikely]] a->credit(a, usable_size_of(p));
+  // here) is credited to its account, whoever frees it (scope.cc).
+  if (seg->local->heap->account != nullptr) [[unlikely]] {
+    if (account_free(seg, pg, p)) return;
+  }
   if (pg->kind == kHugeBlock) {
     (void)huge_free(seg);
     return;

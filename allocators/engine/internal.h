@@ -413,6 +413,11 @@ struct ScopeSaved {
 // Makes h this thread's scope heap until scope_exit (LIFO, nesting).
 ScopeSaved scope_enter(HeapCore* h) noexcept;
 void scope_exit(ScopeSaved saved) noexcept;
+// free_cross's first step for a block of an account's heap: credits it, then
+// frees it as the heap's owner when the heap's lock is free at once (its
+// biased owner takes it with plain stores) or as a huge block; false: the
+// caller pushes it as a cross-thread free.
+bool account_free(Segment* seg, Span* pg, void* p) noexcept;
 // Frees every block of user heap h at the cost of its pages, as destroy does,
 // and leaves h empty and usable (same HeapCore, same registration).
 void heap_reset(HeapCore* h) noexcept;

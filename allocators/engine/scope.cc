@@ -6,6 +6,7 @@
 #include <new>
 
 #include "alloy/allocators/engine/core_state.h"
+#include "alloy/allocators/engine/fast_path.h"
 
 namespace alloy::engine::detail {
 
@@ -35,6 +36,20 @@ void scope_exit(ScopeSaved saved) noexcept {
     t_local = t_scope_saved;
     t_scope_saved = nullptr;
   }
+}
+
+bool account_free(Segment* seg, Span* pg, void* p) noexcept {
+  HeapCore* h = seg->local->heap;
+  h->account->credit(h->account, pg->kind == kSmallPage ? pg->block_size : usable_size_of(p));
+  if (pg->kind == kHugeBlock) {
+    (void)huge_free(seg);
+    return true;
+  }
+  if (h == t_visiting) return false;  // its lock is already held by this thread's visit
+  if (!h->lock.try_lock()) return false;
+  local_push(pg, p);
+  h->lock.unlock();
+  return true;
 }
 
 void heap_reset(HeapCore* h) noexcept {

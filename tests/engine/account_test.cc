@@ -445,3 +445,41 @@ BOOST_AUTO_TEST_CASE(reports_text_json_prometheus_and_snapshot) {
   alloy::Heap::free(p);
   alloy::Heap::free(q);
 }
+
+// Two threads in scopes below one limit: each batches up to kBatchBytes, so
+// the limit is exceeded by at most one batch (the other thread's), no
+// allocation is refused while the true total is under the limit by more
+// than a block, and the figures are exact once the scopes end.
+BOOST_AUTO_TEST_CASE(scope_batches_exceed_a_shared_limit_by_at_most_the_stated_bound) {
+  constexpr std::size_t kLimit = 1 << 20;
+  Fresh parent("t_batch", {.limit = kLimit});
+  alloy::Account kids[2] = {*parent.a.create("a"), *parent.a.create("b")};
+  std::vector<void*> got[2];
+  got[0].reserve(4096);
+  got[1].reserve(4096);
+  std::atomic<int> ready{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 2; ++t) {
+    ts.emplace_back([&, t] {
+      alloy::AccountScope s(kids[t]);
+      ready.fetch_add(1);
+      while (ready.load() < 2) std::this_thread::yield();
+      while (void* p = alloy::engine::alloc(1000)) got[t].push_back(p);
+    });
+  }
+  for (auto& th : ts) th.join();
+  std::size_t total = 0;
+  for (auto& g : got) {
+    for (void* p : g) total += alloy::engine::usable_size(p);
+  }
+  BOOST_TEST(parent.a.bytes() == total);
+  BOOST_TEST(kids[0].bytes() + kids[1].bytes() == total);
+  BOOST_TEST(parent.a.blocks() == got[0].size() + got[1].size());
+  BOOST_TEST(total <= kLimit + alloy::AccountScope::kBatchBytes);
+  BOOST_TEST(total + 1024 > kLimit);
+  BOOST_TEST(parent.a.peak() <= kLimit + alloy::AccountScope::kBatchBytes);
+  for (auto& g : got) {
+    for (void* p : g) alloy::engine::free(p);
+  }
+  BOOST_TEST(parent.a.bytes() == 0u);
+}
