@@ -130,7 +130,10 @@ void soft_crossed(Node* n, std::size_t now) noexcept {
   w.write_to(2);
 }
 
+void publish_others(const Node* n) noexcept;
+
 bool charge_path(Node* n, std::size_t bytes, std::size_t request, std::size_t nblocks) noexcept {
+  publish_others(n);  // this thread's batch of another account may share our path
   for (Node* x = n; x != nullptr; x = x->parent) {
     const std::size_t before = x->bytes.fetch_add(bytes, std::memory_order_relaxed);
     const std::size_t after = before + bytes;
@@ -232,10 +235,20 @@ void publish(Batch& b) noexcept {
   b.room = static_cast<std::ptrdiff_t>(room);
 }
 
+// A charge of an account other than this thread's scope account: that
+// batch's pending bytes are published first, so one thread's charges are
+// always checked exactly, whichever accounts they go to.
+void publish_others(const Node* n) noexcept {
+  Batch& b = t_batch;
+  if (b.node != nullptr && b.node != n && b.bytes > 0) publish(b);
+}
+
 bool hook_charge(d::HeapAccount* a, std::size_t usable, std::size_t request) noexcept {
   Node* const n = reinterpret_cast<Node*>(a);
   Batch& b = t_batch;
-  if (b.node == n && usable <= kBatchBytes) {
+  if (b.node == n) {
+    // Past the room (or a big block): publish first, so the exact check
+    // below sees this thread's own pending bytes.
     const auto u = static_cast<std::ptrdiff_t>(usable);
     if (b.bytes + u > b.room) publish(b);
     if (b.bytes + u <= b.room) {

@@ -483,3 +483,38 @@ BOOST_AUTO_TEST_CASE(scope_batches_exceed_a_shared_limit_by_at_most_the_stated_b
   }
   BOOST_TEST(parent.a.bytes() == 0u);
 }
+
+// A big block charged in a scope sees the thread's own batched bytes: the
+// limit holds exactly, and the refusal reports them.
+BOOST_AUTO_TEST_CASE(scope_big_block_after_batched_small_ones_is_checked_exactly) {
+  Fresh acct("t_batch_big", {.limit = 100 << 10});
+  void* small[20];
+  void* big;
+  {
+    alloy::AccountScope s(acct.a);
+    for (auto& p : small) p = alloy::engine::alloc(1024);  // 20 KiB, batched
+    big = alloy::engine::alloc(96 << 10);                   // 20 + 96 > 100 KiB
+  }
+  BOOST_TEST(big == nullptr);
+  BOOST_TEST(alloy::last_account_refusal()->used == 20u << 10);
+  BOOST_TEST(acct.a.bytes() == 20u << 10);
+  for (void* p : small) alloy::engine::free(p);
+}
+
+// In a scope of `parent`, a handle charge to its child sees the thread's
+// batched bytes of `parent`: the parent's limit holds exactly.
+BOOST_AUTO_TEST_CASE(charges_to_another_account_inside_a_scope_see_the_batch) {
+  Fresh parent("t_batch_other", {.limit = 40 << 10});
+  alloy::Account kid = *parent.a.create("kid");
+  void* small[20];
+  void* extra;
+  {
+    alloy::AccountScope s(parent.a);
+    for (auto& p : small) p = alloy::engine::alloc(1024);  // 20 KiB batched on parent
+    extra = kid.allocator().raw_alloc(24 << 10, alloy::Alignment::of<std::max_align_t>(), 0);
+  }
+  BOOST_TEST(extra == nullptr);  // 20 + 24 > 40 KiB
+  BOOST_TEST(alloy::last_account_refusal()->used == 20u << 10);
+  for (void* p : small) alloy::engine::free(p);
+  BOOST_TEST(parent.a.bytes() == 0u);
+}

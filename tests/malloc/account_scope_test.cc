@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "alloy/allocators/engine/account.h"
+#include "alloy/allocators/page_allocator.h"
 #include "tests/malloc/malloc_test_util.h"
 
 namespace {
@@ -236,4 +238,27 @@ ALLOY_MALLOC_CASE(fork_child_keeps_accounts_working) {
   BOOST_TEST(acct.a.blocks() == 1u);
   std::free(before);
   BOOST_TEST(acct.a.bytes() == 0u);
+}
+
+// README's "Memory accounts" snippet, as written there (less the include).
+ALLOY_MALLOC_CASE(readme_snippet) {
+  alloy::Account requests = *alloy::Account::root().create("requests", {.limit = 64 << 20});
+  alloy::Account req = *requests.create("42", {.limit = 1 << 20, .soft_limit = 768 << 10});
+  {
+    alloy::AccountScope scope(req);          // this thread's malloc/new now charge requests/42
+    std::vector<char> buf(4096);             // charged; a past-limit new throws std::bad_alloc
+    if (std::malloc(2 << 20) == nullptr)     // past 1 MiB: NULL, errno ENOMEM
+      std::puts(alloy::last_account_refusal()->message().c_str());
+      // memory limit exceeded: account requests/42 (used 4096 bytes, limit 1048576 bytes) refused 2097152 bytes
+  }
+  auto ids = req.allocator().alloc<int>(100);                          // a handle over the account's own heap
+  alloy::ChargingAllocator charged(req, alloy::page_allocator());      // any handle, charged to req
+  std::string text = alloy::Account::root().report_text();            // one line an account, indented
+  std::string prom = alloy::Account::root().report_prometheus();      // alloy_account_bytes{account="requests/42"} ...
+  req.destroy();                                                       // its blocks freed at the cost of their pages
+  BOOST_TEST(ids.has_value());
+  BOOST_TEST(text.find("  42: ") != std::string::npos);
+  BOOST_TEST(prom.find("alloy_account_bytes{account=\"requests/42\"}") != std::string::npos);
+  BOOST_TEST(std::string(alloy::last_account_refusal()->account) == "requests/42");
+  requests.destroy();
 }
