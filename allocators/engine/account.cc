@@ -199,14 +199,19 @@ thread_local Batch t_batch;
 void publish(Batch& b) noexcept {
   Node* const n = b.node;
   if (n == nullptr) return;
-  if (b.bytes != 0 || b.blocks != 0) {
-    const auto bytes = static_cast<std::size_t>(b.bytes);
-    const auto blocks = static_cast<std::size_t>(b.blocks);
+  // Taken out of the batch first: a soft-limit callback below may allocate
+  // in this scope, charging the batch again.
+  const auto bytes = static_cast<std::size_t>(b.bytes);
+  const auto blocks = static_cast<std::size_t>(b.blocks);
+  const auto high = static_cast<std::size_t>(b.high);
+  b.bytes = b.blocks = b.high = 0;
+  b.room = 0;
+  if (bytes != 0 || blocks != 0) {
     for (Node* x = n; x != nullptr; x = x->parent) {
       const std::size_t before = x->bytes.fetch_add(bytes, std::memory_order_relaxed);
       const std::size_t after = before + bytes;
       if (blocks != 0) x->blocks.fetch_add(blocks, std::memory_order_relaxed);
-      const std::size_t top = before + static_cast<std::size_t>(b.high);
+      const std::size_t top = before + high;
       std::size_t peak = x->peak.load(std::memory_order_relaxed);
       while (top > peak && !x->peak.compare_exchange_weak(peak, top, std::memory_order_relaxed)) {
       }
@@ -220,7 +225,6 @@ void publish(Batch& b) noexcept {
       }
     }
   }
-  b.bytes = b.blocks = b.high = 0;
   std::size_t room = kBatchBytes;
   for (Node* x = n; x != nullptr; x = x->parent) {
     std::size_t cap = x->limit.load(std::memory_order_relaxed);

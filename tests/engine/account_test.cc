@@ -518,3 +518,35 @@ BOOST_AUTO_TEST_CASE(charges_to_another_account_inside_a_scope_see_the_batch) {
   for (void* p : small) alloy::engine::free(p);
   BOOST_TEST(parent.a.bytes() == 0u);
 }
+
+// A soft limit crossed inside a scope: the callback runs once, on the
+// allocating thread, and may itself allocate in the scope; the figures are
+// exact when the scope ends.
+BOOST_AUTO_TEST_CASE(soft_limit_in_a_scope_calls_back_and_may_allocate) {
+  struct Seen {
+    int calls = 0;
+    void* made = nullptr;
+  } seen;
+  alloy::AccountOptions o;
+  o.soft_limit = 4096;
+  o.ctx = &seen;
+  o.on_soft_limit = [](const alloy::AccountEvent&, void* ctx) {
+    auto* s = static_cast<Seen*>(ctx);
+    ++s->calls;
+    s->made = alloy::engine::alloc(100);  // charged to the scope's account too
+  };
+  Fresh acct("t_soft_scope", o);
+  std::vector<void*> got;
+  got.reserve(200);
+  {
+    alloy::AccountScope s(acct.a);
+    for (int i = 0; i < 200; ++i) got.push_back(alloy::engine::alloc(64));
+  }
+  BOOST_TEST(seen.calls == 1);
+  BOOST_REQUIRE(seen.made != nullptr);
+  BOOST_TEST(acct.a.blocks() == 201u);
+  BOOST_TEST(acct.a.bytes() == 200u * 64 + alloy::engine::usable_size(seen.made));
+  for (void* p : got) alloy::engine::free(p);
+  alloy::engine::free(seen.made);
+  BOOST_TEST(acct.a.bytes() == 0u);
+}
