@@ -296,7 +296,8 @@ struct ThreadHeap {
 // A memory account's hooks on its heap (allocators/engine/account.cc; null on
 // every other heap). charge: before a block of the heap is handed out (its
 // usable size and the request), false refuses it; credit: when a block of the
-// heap is freed, from any thread, by any path (free_cross, heap_free). Both
+// heap is freed, from any thread, by any path (account_free from free_cross,
+// heap_free). Both
 // must not call malloc: they run inside it. An account's large and huge
 // blocks never grow in place (block_ops.cc), so a block's usable size is the
 // same at its charge and at its credit.
