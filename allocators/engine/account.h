@@ -72,7 +72,11 @@
 // destroy, reset and the reports serialize on one process-wide lock. The
 // soft-limit callback runs on the allocating thread, outside engine locks,
 // possibly inside malloc: it may allocate (it will not fire again until the
-// account falls back under its soft limit).
+// account falls back under its soft limit), but must not create, reset,
+// destroy or report accounts (its thread may hold the tree's lock).
+// Throwing std::bad_alloc allocates the exception object through malloc:
+// in an exhausted scope that is refused too (refusals() counts it) and
+// libstdc++ takes it from its emergency pool.
 //
 // Example:
 //   alloy::Account requests = *alloy::Account::root().create("requests", {.limit = 64 << 20});
