@@ -32,6 +32,16 @@ big:
   return huge_alloc(l->heap, l, size, align);
 }
 
+// t_local is g_empty_local (the thread's first allocation) or g_scope_local
+// (the thread is in an AccountScope): the only ThreadHeaps without a heap.
+[[gnu::noinline, gnu::cold]] static void* alloc_pageless(ThreadHeap* l, std::size_t size,
+                                                         std::size_t align) noexcept {
+  if (l == &g_scope_local) return scope_alloc(size, align, false);
+  l = thread_init();
+  if (l == nullptr) return nullptr;
+  return local_alloc(l, size, align);
+}
+
 namespace {
 void* alloc_unsampled(ThreadHeap* l, std::size_t size, std::size_t align) noexcept {
   if (size <= kDirectMax && align <= 16 && size != 0) {
@@ -48,10 +58,7 @@ void* alloc_unsampled(ThreadHeap* l, std::size_t size, std::size_t align) noexce
       return page_take_block(pg, b);
     }
   }
-  if (l == &g_empty_local) {
-    l = thread_init();
-    if (l == nullptr) return nullptr;
-  }
+  if (l->heap == nullptr) [[unlikely]] return alloc_pageless(l, size, align);
   return local_alloc(l, size, align);
 }
 }  // namespace
@@ -59,7 +66,8 @@ void* alloc_unsampled(ThreadHeap* l, std::size_t size, std::size_t align) noexce
 void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept {
   void* p = alloc_unsampled(l, size, align);
   // Heap profiles (sampling.cc): charged here, never on the inline fast path.
-  if (g_prof_on.load(std::memory_order_relaxed) && p != nullptr) [[unlikely]] {
+  // A scoped allocation (AccountScope) stays in its account's heap: unsampled.
+  if (g_prof_on.load(std::memory_order_relaxed) && p != nullptr && l != &g_scope_local) [[unlikely]] {
     return prof_alloc_slow(p, size, align);
   }
   return p;

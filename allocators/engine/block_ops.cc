@@ -26,6 +26,22 @@ void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept 
   if (size <= d::kDirectMax && align <= 16) p = d::direct_pop(&h->local, d::direct_slot(size, align));
   if (p == nullptr) p = d::local_alloc(&h->local, size, align);
   h->lock.release(mode);
+  if (p != nullptr && h->account != nullptr) [[unlikely]] {
+    // An account's heap: charged outside the lock (a soft-limit callback may
+    // allocate); a refused block goes straight back, uncredited.
+    d::Segment* seg = d::segment_of(p);
+    d::Span* pg = d::span_of(seg, p);
+    const std::size_t usable = pg->kind == d::kSmallPage ? pg->block_size : d::usable_size_of(p);
+    if (!h->account->charge(h->account, usable, size)) {
+      if (pg->kind == d::kHugeBlock) {
+        (void)d::huge_free(seg);
+      } else {
+        d::Guard g(h->lock);
+        d::local_push(pg, p);
+      }
+      return nullptr;
+    }
+  }
   return p;
 }
 
@@ -113,11 +129,19 @@ void heap_free(void* p, std::uintptr_t ret) noexcept {
     refuse("free of", p, 0, why, ret);
     return;
   }
+  HeapCore* h = seg->local->heap;
+  // An account's block is credited once: here when freed under the lock or
+  // as a huge block, in free_cross otherwise.
+  d::HeapAccount* const acct = h->account;
+  const std::size_t usable = acct != nullptr ? d::usable_size_of(p) : 0;
   if (pg->kind == d::kHugeBlock) {
-    if (!d::huge_free(seg)) refuse("free of", p, 0, kDoubleFree, ret);
+    if (!d::huge_free(seg)) {
+      refuse("free of", p, 0, kDoubleFree, ret);
+    } else if (acct != nullptr) {
+      acct->credit(acct, usable);
+    }
     return;
   }
-  HeapCore* h = seg->local->heap;
   const char* why = nullptr;
   if (h->is_default) {
     if (seg->owner_tid.load(std::memory_order_relaxed) == d::thread_id()) {
@@ -130,11 +154,13 @@ void heap_free(void* p, std::uintptr_t ret) noexcept {
   } else if (h == t_visiting) {  // visit's callback: the lock is ours already
     why = owner_check(pg, p);
     if (why == nullptr) d::local_push(pg, p);
+    if (why == nullptr && acct != nullptr) acct->credit(acct, usable);
   } else if (d::kChecked || h->lock.try_lock()) {
     if constexpr (d::kChecked) h->lock.lock();
     why = owner_check(pg, p);
     if (why == nullptr) d::local_push(pg, p);  // the owner's free, as on the default heap
     h->lock.unlock();
+    if (why == nullptr && acct != nullptr) acct->credit(acct, usable);
   } else {
     why = cross_check(pg, p);
     if (why == nullptr) d::free_cross(seg, pg, p);
@@ -170,6 +196,7 @@ bool heap_resize(void* p, std::size_t size, std::uintptr_t ret) noexcept {
     return false;
   }
   if (size <= d::usable_size_of(p)) return true;
+  if (seg->local->heap->account != nullptr) return false;  // an account's blocks do not grow
   if (pg->kind == d::kLargeBlock) {
     return size <= d::kLargeMax && grow_large(seg->local->heap, seg, pg, size);
   }
@@ -188,6 +215,7 @@ void* heap_remap(void* p, std::size_t size, std::uintptr_t ret) noexcept {
   }
   if (pg->kind != d::kHugeBlock) return nullptr;
   if (size <= d::usable_size_of(p)) return p;
+  if (seg->local->heap->account != nullptr) return nullptr;  // an account's blocks do not grow
   return d::huge_grow(p, size, true);
 }
 
@@ -216,13 +244,19 @@ void* heap_realloc(void* p, std::size_t size, std::size_t align, std::uintptr_t 
   }
   HeapCore* h = seg->local->heap;
   const std::size_t usable = usable_size_of(p);
+  // An account's large and huge blocks do not grow in place (their usable
+  // size is what was charged): they move, charged anew.
+  const bool grows = h->account == nullptr;
   if (pg->kind == kHugeBlock) {
-    if (size > usable) return huge_grow(p, size, true);  // null: over the ceiling, p intact
-    if (size > kLargeMax) return p;
+    if (size > usable) {
+      if (grows) return huge_grow(p, size, true);  // null: over the ceiling, p intact
+    } else if (size > kLargeMax) {
+      return p;
+    }
     // Down to a small or large block of the same heap: the mapping goes back.
   } else if (keeps_in_place(size, usable)) {
     return p;
-  } else if (pg->kind == kLargeBlock && size > usable && size <= kLargeMax &&
+  } else if (grows && pg->kind == kLargeBlock && size > usable && size <= kLargeMax &&
              grow_large(h, seg, pg, size)) {
     return p;
   }

@@ -25,6 +25,7 @@ void* alloc_zeroed(std::size_t size) noexcept {
     return p;
   }
   ThreadHeap* l = t_local;
+  if (l == &g_scope_local) return scope_alloc(size, 16, true);  // an AccountScope
   if (l == &g_empty_local) {
     l = thread_init();
     if (l == nullptr) return nullptr;
@@ -107,6 +108,7 @@ bool resize_in_place(void* p, std::size_t size) noexcept {
   if (size <= usable_size_of(p)) return true;
   Segment* seg = segment_of(p);
   Span* pg = span_of(seg, p);
+  if (seg->local->heap->account != nullptr) return false;  // an account's blocks do not grow
   if (pg->kind == kLargeBlock) return size <= kLargeMax && large_grow_in_place(seg, pg, size);
   if (pg->kind != kHugeBlock) return false;
   return huge_grow(p, size, false) != nullptr;

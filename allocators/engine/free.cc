@@ -70,6 +70,11 @@ void free_local_slow(Span* pg) noexcept {
 void free_cross(Segment* seg, Span* pg, void* p) noexcept {
   // A sampled block (sampling.cc): its heap owns no thread, so its frees all come here.
   if (seg->local == &g_prof_heap.local) [[unlikely]] prof_free(p);
+  // A block of an account's heap (owner_tid 0: every engine::free of it comes
+  // here) is credited to its account, whoever frees it (scope.cc).
+  if (seg->local->heap->account != nullptr) [[unlikely]] {
+    if (account_free(seg, pg, p)) return;
+  }
   if (pg->kind == kHugeBlock) {
     (void)huge_free(seg);
     return;

@@ -28,7 +28,7 @@ void unregister_heap(HeapCore* h) noexcept {
 
 void heap_collect(HeapCore* h) noexcept {
   if (h->is_default) {
-    if (t_local != &g_empty_local) local_collect_impl(t_local, true);
+    if (own_local() != &g_empty_local) local_collect_impl(own_local(), true);
     {
       Guard g(h->lock);
       for (ThreadHeap* l = h->idle; l != nullptr; l = l->pool_next) local_collect_impl(l, true);

@@ -318,6 +318,19 @@ struct ThreadHeap {
   }
 };
 
+// A memory account's hooks on its heap (allocators/engine/account.cc; null on
+// every other heap). charge: before a block of the heap is handed out (its
+// usable size and the request), false refuses it; credit: when a block of the
+// heap is freed, from any thread, by any path (account_free from free_cross,
+// heap_free). Both
+// must not call malloc: they run inside it. An account's large and huge
+// blocks never grow in place (block_ops.cc), so a block's usable size is the
+// same at its charge and at its credit.
+struct HeapAccount {
+  bool (*charge)(HeapAccount* a, std::size_t usable, std::size_t request) noexcept;
+  void (*credit)(HeapAccount* a, std::size_t usable) noexcept;
+};
+
 // A heap: the process default (many ThreadHeaps, one per thread) or a user heap
 // (one ThreadHeap behind `lock`).
 struct HeapCore {
@@ -331,6 +344,7 @@ struct HeapCore {
   std::atomic<std::size_t> peak{0};
   std::atomic<std::size_t> ceiling{~std::size_t{0}};
   std::atomic<bool> eager{false};
+  HeapAccount* account = nullptr;  // set once before the heap's first block
   // Walks in progress (Heap::visit drops the lock between pages): while
   // non-zero, empty segments are kept so the walk's cursor stays valid.
   std::atomic<int> visiting{0};
@@ -506,6 +520,38 @@ bool large_grow_owned(Segment* seg, Span* pg, std::size_t size) noexcept;
 void* huge_grow(void* p, std::size_t size, bool may_move) noexcept;
 // Frees huge block seg unless it was already freed (false then).
 bool huge_free(Segment* seg) noexcept;
+
+// ---- Account scopes (scope.cc; allocators/engine/account.h's AccountScope). ----
+// While a thread is in a scope, t_local is &g_scope_local, a ThreadHeap with
+// no pages (every direct slot is the empty page), so the unchanged fast path
+// finds no block and every allocation reaches alloc_generic / alloc_zeroed,
+// which send it to scope_alloc: a block of t_scope_heap (heap_alloc_raw, so
+// charged to its account). The thread's own ThreadHeap waits in
+// t_scope_saved (own_local()); frees never look at t_local.
+extern ThreadHeap g_scope_local;
+extern __thread HeapCore* t_scope_heap __attribute__((tls_model("initial-exec")));
+extern __thread ThreadHeap* t_scope_saved __attribute__((tls_model("initial-exec")));
+void* scope_alloc(std::size_t size, std::size_t align, bool zero) noexcept;
+// The thread's own ThreadHeap of the default heap, in a scope or not.
+inline ThreadHeap* own_local() noexcept {
+  ThreadHeap* l = t_local;
+  return l == &g_scope_local ? t_scope_saved : l;
+}
+struct ScopeSaved {
+  HeapCore* heap;
+  bool outer;
+};
+// Makes h this thread's scope heap until scope_exit (LIFO, nesting).
+ScopeSaved scope_enter(HeapCore* h) noexcept;
+void scope_exit(ScopeSaved saved) noexcept;
+// free_cross's first step for a block of an account's heap: credits it, then
+// frees it as the heap's owner when the heap's lock is free at once (its
+// biased owner takes it with plain stores) or as a huge block; false: the
+// caller pushes it as a cross-thread free.
+bool account_free(Segment* seg, Span* pg, void* p) noexcept;
+// Frees every block of user heap h at the cost of its pages, as destroy does,
+// and leaves h empty and usable (same HeapCore, same registration).
+void heap_reset(HeapCore* h) noexcept;
 
 // ---- Block checks (heap.cc and free.cc; slow paths only). ----
 inline bool is_segment_head(const void* seg) noexcept { return (owns_byte(seg) & kOwnedHead) != 0; }

@@ -10,7 +10,7 @@ using namespace detail;
 
 void write_stats(int fd) noexcept {
   std::size_t live_small = 0, pages = 0, large = 0;
-  ThreadHeap* l = t_local;
+  ThreadHeap* l = own_local();
   for (Segment* seg = l == &g_empty_local ? nullptr : l->segments; seg != nullptr; seg = seg->next) {
     for (std::size_t idx = 1; idx < kSlices;) {
       Span* pg = &seg->pages[idx];

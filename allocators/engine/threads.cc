@@ -325,7 +325,7 @@ void fork_child() noexcept {
   // atomic cross-thread push); only their free memory is not reused, as in
   // mimalloc. Idle ThreadHeaps (exited threads) are consistent: the idle pool is
   // changed only under g_default_heap.lock, which fork_prepare held.
-  ThreadHeap* mine = t_local;
+  ThreadHeap* mine = own_local();
   for (ThreadHeap* l = g_all_locals; l != nullptr; l = l->all_next) {
     if (l == mine || l->tid == 0) continue;
     for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
