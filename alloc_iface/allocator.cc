@@ -61,6 +61,11 @@ struct UnsetEntries {
     // It handed nothing out, so whatever this is belongs elsewhere: refused.
     if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (free)");
   }
+  static Ownership vt_owns(void*, const void*) {
+    // It handed nothing out: nothing is its own.
+    if (kReportUnset) contract_failed("use of a default-constructed alloy::Allocator (owns)");
+    return Ownership::kNo;
+  }
 };
 
 }  // namespace

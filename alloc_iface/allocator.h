@@ -32,9 +32,10 @@
 //
 // A default-constructed Allocator is "unset": it points at a table that
 // serves nothing. Without NDEBUG any call through it prints "use of a
-// default-constructed alloy::Allocator" and aborts; with NDEBUG alloc answers
-// null (kOutOfMemory), resize false, remap null, and free does nothing (it
-// cannot have handed the block out). valid() says whether a handle is set.
+// default-constructed alloy::Allocator" and aborts; with NDEBUG alloc (and
+// alloc_at_least, alloc_zeroed) answers null (kOutOfMemory), resize false,
+// remap null, owns kNo, and free does nothing (it cannot have handed the
+// block out). valid() says whether a handle is set.
 //
 // The typed helpers never throw and never abort on failure: fallible ones
 // return a [[nodiscard]] alloy::Result, and `n * sizeof(T)` overflow is an

@@ -12,12 +12,12 @@ struct BumpEntries {
   }
 
   static bool vt_resize(void* ctx, Bytes memory, Alignment, std::size_t new_len,
-                   std::uintptr_t) {
+                        std::uintptr_t) {
     return static_cast<BumpAllocator*>(ctx)->resize(memory, new_len);
   }
 
   static void* vt_remap(void* ctx, Bytes memory, Alignment, std::size_t new_len,
-                   std::uintptr_t) {
+                        std::uintptr_t) {
     return static_cast<BumpAllocator*>(ctx)->resize(memory, new_len) ? memory.data()
                                                                       : nullptr;
   }

@@ -27,7 +27,7 @@ struct CEntries {
   }
 
   static void* vt_remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
-                std::uintptr_t ret) {
+                        std::uintptr_t ret) {
     if (vt_resize(ctx, memory, alignment, new_len, ret)) return memory.data();
     // realloc only promises malloc's own alignment.
     if (alignment.bytes() > kMallocAlignment) return nullptr;

@@ -64,7 +64,7 @@ struct PageEntries {
   }
 
   static void* vt_remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
-                   std::uintptr_t ret) {
+                        std::uintptr_t ret) {
     if (vt_resize(ctx, memory, alignment, new_len, ret)) return memory.data();
     // mremap may only guarantee page alignment; larger alignments fall back to
     // the caller's alloc + copy + free.

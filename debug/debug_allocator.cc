@@ -134,18 +134,17 @@ DebugAllocator::~DebugAllocator() {
 
 void* DebugAllocator::vt_alloc(void* ctx, std::size_t len, Alignment alignment,
                                std::uintptr_t ret) {
-  return static_cast<DebugAllocator*>(ctx)
-      ->do_alloc(len, alignment, ret, AllocKind::kPlain)
-      .data();
+  auto* self = static_cast<DebugAllocator*>(ctx);
+  return self->do_alloc<AllocKind::kPlain>(len, alignment, ret).data();
 }
 Bytes DebugAllocator::vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
                                         std::uintptr_t ret) {
-  return static_cast<DebugAllocator*>(ctx)->do_alloc(len, alignment, ret, AllocKind::kAtLeast);
+  return static_cast<DebugAllocator*>(ctx)->do_alloc<AllocKind::kAtLeast>(len, alignment, ret);
 }
 void* DebugAllocator::vt_alloc_zeroed(void* ctx, std::size_t len, Alignment alignment,
                                       std::uintptr_t ret) {
-  return static_cast<DebugAllocator*>(ctx)->do_alloc(len, alignment, ret, AllocKind::kZeroed)
-      .data();
+  auto* self = static_cast<DebugAllocator*>(ctx);
+  return self->do_alloc<AllocKind::kZeroed>(len, alignment, ret).data();
 }
 // A live block of this allocator; a freed (or quarantined) one is not.
 Ownership DebugAllocator::vt_owns(void* ctx, const void* ptr) {
@@ -340,8 +339,8 @@ void DebugAllocator::inject_failure_locked(bool resize, std::int64_t index, std:
   if (options_.on_injected_failure) options_.on_injected_failure(*injected_);
 }
 
-Bytes DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret,
-                               AllocKind kind) {
+template <DebugAllocator::AllocKind kKind>
+Bytes DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret) {
   Guard guard(lock_ptr());
   deinit_done_ = false;
   const std::uint64_t index = stats_.alloc_calls++;
@@ -351,15 +350,15 @@ Bytes DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintpt
     inject_failure_locked(false, static_cast<std::int64_t>(index), len, ret);
   } else if (len <= options_.ceiling - std::min(options_.ceiling, stats_.live_bytes) &&
              !__builtin_add_overflow(len, options_.canary_bytes, &total)) [[likely]] {
-    if (kind == AllocKind::kAtLeast) [[unlikely]] {
+    if constexpr (kKind == AllocKind::kAtLeast) {
       // The child's extra bytes, less the canary, are the user's too.
       result = child_.raw_alloc_at_least(total, alignment, ret);
       if (result.data() != nullptr) {
         result = Bytes(result.data(), result.size() - options_.canary_bytes);
       }
     } else {
-      void* p = kind == AllocKind::kZeroed ? child_.raw_alloc_zeroed(total, alignment, ret)
-                                           : child_.raw_alloc(total, alignment, ret);
+      void* p = kKind == AllocKind::kZeroed ? child_.raw_alloc_zeroed(total, alignment, ret)
+                                            : child_.raw_alloc(total, alignment, ret);
       if (p != nullptr) result = Bytes(static_cast<std::byte*>(p), len);
     }
   }
@@ -367,9 +366,11 @@ Bytes DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintpt
     ++stats_.failed_allocs;
     result = Bytes();
   } else {
-    const std::size_t extra =
-        std::min<std::size_t>(result.size() - len, std::numeric_limits<std::uint32_t>::max());
-    result = Bytes(result.data(), len + extra);
+    std::size_t extra = 0;
+    if constexpr (kKind == AllocKind::kAtLeast) {
+      extra = std::min<std::size_t>(result.size() - len, std::numeric_limits<std::uint32_t>::max());
+      result = Bytes(result.data(), len + extra);
+    }
     std::byte* block = result.data();
     debug::internal::write_canary(block, len + extra, options_.canary_bytes);
     StackTrace* trace = should_sample_locked() ? traces_.take() : nullptr;
@@ -386,9 +387,9 @@ Bytes DebugAllocator::do_alloc(std::size_t len, Alignment alignment, std::uintpt
     stats_.peak_live_count = std::max(stats_.peak_live_count, live_.size());
   }
   if (options_.verbose) [[unlikely]] {
-    log_call(kind == AllocKind::kAtLeast  ? "alloc_at_least"
-             : kind == AllocKind::kZeroed ? "alloc_zeroed"
-                                          : "alloc",
+    log_call(kKind == AllocKind::kAtLeast  ? "alloc_at_least"
+             : kKind == AllocKind::kZeroed ? "alloc_zeroed"
+                                           : "alloc",
              len, result.size(), alignment, nullptr, result.data(), ret);
   }
   return result;

@@ -218,7 +218,10 @@ class DebugAllocator {
   ALLOY_VTABLE_ENTRIES;
 
   enum class AllocKind : std::uint8_t { kPlain, kAtLeast, kZeroed };
-  Bytes do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret, AllocKind kind);
+  // One copy per kind (defined and used in debug_allocator.cc only), so the
+  // plain alloc pays no branch for the other two.
+  template <AllocKind kKind>
+  Bytes do_alloc(std::size_t len, Alignment alignment, std::uintptr_t ret);
   [[gnu::noinline]] void inject_failure_locked(bool resize, std::int64_t index, std::size_t len,
                                                std::uintptr_t ret);
   void* do_resize(Bytes memory, Alignment alignment, std::size_t new_len, std::uintptr_t ret,

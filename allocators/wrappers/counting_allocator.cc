@@ -70,7 +70,7 @@ struct CountingAllocator::Ops {
   }
 
   static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment,
-                     std::uintptr_t ret_addr) {
+                        std::uintptr_t ret_addr) {
     auto* self = static_cast<CountingAllocator*>(ctx);
     add<kShared>(self->allocs_, 1);
     void* p = self->child_.raw_alloc(len, alignment, ret_addr);
@@ -115,7 +115,7 @@ struct CountingAllocator::Ops {
   }
 
   static bool vt_resize(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
-                     std::uintptr_t ret_addr) {
+                        std::uintptr_t ret_addr) {
     auto* self = static_cast<CountingAllocator*>(ctx);
     add<kShared>(self->resizes_, 1);
     if (!self->child_.raw_resize(memory, alignment, new_len, ret_addr)) {
@@ -127,7 +127,7 @@ struct CountingAllocator::Ops {
   }
 
   static void* vt_remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
-                     std::uintptr_t ret_addr) {
+                        std::uintptr_t ret_addr) {
     auto* self = static_cast<CountingAllocator*>(ctx);
     add<kShared>(self->remaps_, 1);
     void* p = self->child_.raw_remap(memory, alignment, new_len, ret_addr);

@@ -66,7 +66,7 @@ struct LimitAllocator::Ops {
   }
 
   static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment,
-                     std::uintptr_t ret_addr) {
+                        std::uintptr_t ret_addr) {
     auto* self = static_cast<LimitAllocator*>(ctx);
     if (!reserve(self, len)) return nullptr;
     void* p = self->child_.raw_alloc(len, alignment, ret_addr);
@@ -103,7 +103,7 @@ struct LimitAllocator::Ops {
   }
 
   static bool vt_resize(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
-                     std::uintptr_t ret_addr) {
+                        std::uintptr_t ret_addr) {
     auto* self = static_cast<LimitAllocator*>(ctx);
     const std::size_t old_len = memory.size();
     if (new_len <= old_len) {
@@ -119,7 +119,7 @@ struct LimitAllocator::Ops {
   }
 
   static void* vt_remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
-                     std::uintptr_t ret_addr) {
+                        std::uintptr_t ret_addr) {
     auto* self = static_cast<LimitAllocator*>(ctx);
     const std::size_t old_len = memory.size();
     if (new_len <= old_len) {

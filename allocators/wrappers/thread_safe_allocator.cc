@@ -21,7 +21,7 @@ struct StdGuard {
 template <class Guard>
 struct ThreadSafeAllocator::Ops {
   static void* vt_alloc(void* ctx, std::size_t len, Alignment alignment,
-                     std::uintptr_t ret_addr) {
+                        std::uintptr_t ret_addr) {
     auto* self = static_cast<ThreadSafeAllocator*>(ctx);
     Guard guard(self->mutex_, self->std_mutex_);
     return self->child_.raw_alloc(len, alignment, ret_addr);
@@ -45,13 +45,13 @@ struct ThreadSafeAllocator::Ops {
     return self->child_.owns(ptr);
   }
   static bool vt_resize(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
-                     std::uintptr_t ret_addr) {
+                        std::uintptr_t ret_addr) {
     auto* self = static_cast<ThreadSafeAllocator*>(ctx);
     Guard guard(self->mutex_, self->std_mutex_);
     return self->child_.raw_resize(memory, alignment, new_len, ret_addr);
   }
   static void* vt_remap(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
-                     std::uintptr_t ret_addr) {
+                        std::uintptr_t ret_addr) {
     auto* self = static_cast<ThreadSafeAllocator*>(ctx);
     Guard guard(self->mutex_, self->std_mutex_);
     return self->child_.raw_remap(memory, alignment, new_len, ret_addr);

@@ -33,7 +33,8 @@ struct Record {
   // its canary starts at size + extra. 0 for a plain alloc.
   std::uint32_t extra = 0;
   std::size_t usable() const { return size + extra; }
-  bool accepts(std::size_t len) const { return len >= size && len - size <= extra; }
+  // len in [size, size + extra]: below size, len - size wraps past extra.
+  bool accepts(std::size_t len) const { return len - size <= extra; }
 };
 
 using RecordTable = AddressMap<Record>;

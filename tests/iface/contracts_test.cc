@@ -163,6 +163,12 @@ BOOST_AUTO_TEST_CASE(every_use_of_an_unset_handle_is_reported) {
   auto d5 = run_in_child([unset] { (void)unset.raw_remap(Bytes(g_buffer, 8), Alignment{}, 4, 0); });
   BOOST_TEST(d5.aborted());
   BOOST_TEST(mentions(d5.err, "(remap)"), d5.err);
+  auto d6 = run_in_child([unset] { (void)unset.owns(g_buffer); });
+  BOOST_TEST(d6.aborted());
+  BOOST_TEST(mentions(d6.err, "(owns)"), d6.err);
+  auto d7 = run_in_child([unset] { (void)unset.alloc_zeroed<int>(4); });
+  BOOST_TEST(d7.aborted());
+  BOOST_TEST(mentions(d7.err, "(alloc)"), d7.err);
 }
 
 BOOST_AUTO_TEST_CASE(kept_contracts_pass_quietly) {

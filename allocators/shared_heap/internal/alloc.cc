@@ -259,7 +259,7 @@ struct Entries {
     return heap_alloc(static_cast<Header*>(ctx), len, alignment);
   }
   static bool vt_resize(void* ctx, Bytes memory, Alignment alignment, std::size_t new_len,
-                 std::uintptr_t) {
+                        std::uintptr_t) {
     return heap_resize(static_cast<Header*>(ctx), memory.data(), memory.size(), alignment,
                        new_len);
   }
