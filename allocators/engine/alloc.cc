@@ -45,6 +45,9 @@ void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept
     l = thread_init();
     if (l == nullptr) return nullptr;
   }
+  // Idle give-back for a thread that allocates lightly (spans.cc). Not
+  // before the swap above: a purge pass may reset that very page.
+  purge_tick(l);
   return local_alloc(l, size, align);
 }
 

@@ -12,6 +12,7 @@ namespace alloy::engine::detail {
 void free_local_slow(Span* pg) noexcept {
   Segment* seg = segment_of(pg);
   ThreadHeap* l = seg->local;
+  purge_tick(l);  // idle give-back for a thread that only frees (spans.cc)
   if (pg->used == 0 && pg->kind == kSmallPage) {
     // Common case first: the class's only page emptied; keep it.
     const PageQueue* q = &l->queues[pg->size_class];

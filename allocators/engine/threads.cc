@@ -13,15 +13,25 @@ namespace alloy::engine::detail {
 void thread_exit_hook(void* arg) noexcept {
   auto* l = static_cast<ThreadHeap*>(arg);
   if (l == nullptr || l == &g_empty_local) return;
-  local_collect_impl(l, true);
+  // Empty pages go back to free spans, but their slices are not purged now:
+  // they stay dirty on their segments' schedules, so the thread that adopts
+  // this heap (a program that re-creates threads) reuses them without a
+  // syscall or a page fault; if none does in time, the purge tick of any
+  // thread purges them (purge_global, spans.cc).
+  local_collect_pages(l, true);
+  if (l->purge_at != 0) local_purge(l, now_ms(), false);
   for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
     seg->owner_tid.store(0, std::memory_order_release);
   }
   l->tid = 0;
   if (t_local == l) t_local = &g_empty_local;
-  Guard g(g_default_heap.lock);
-  l->pool_next = g_default_heap.idle;
-  g_default_heap.idle = l;
+  const std::uint64_t due = l->purge_at;
+  {
+    Guard g(g_default_heap.lock);
+    l->pool_next = g_default_heap.idle;
+    g_default_heap.idle = l;
+  }
+  if (due != 0) schedule_global_purge(due);
 }
 
 ThreadHeap* thread_init() noexcept {
@@ -58,6 +68,15 @@ extern "C" void alloy_engine_fork_child() { alloy::engine::fork_child(); }
 
 
 void local_collect_impl(ThreadHeap* l, bool force) noexcept {
+  local_collect_pages(l, force);
+  if (force) {
+    local_purge(l, 0, true);
+  } else {
+    maybe_purge(l);
+  }
+}
+
+void local_collect_pages(ThreadHeap* l, bool force) noexcept {
   drain_pending(l);
   for (unsigned c = 1; c < kClasses; ++c) {
     Span* pg = l->queues[c].first;
@@ -75,11 +94,6 @@ void local_collect_impl(ThreadHeap* l, bool force) noexcept {
     if (pg->free != nullptr || live(pg) == 0) unfull(l, pg);
     if (live(pg) == 0) page_retire(l, pg, force);
     pg = next;
-  }
-  if (force) {
-    local_purge(l, 0, true);
-  } else {
-    maybe_purge(l);
   }
 }
 
@@ -149,12 +163,24 @@ void ensure_process_init() noexcept {
   // Taken only at thread start and exit, by every thread: no owner to favour,
   // and no membarrier syscalls in every program that uses the malloc adapter.
   g_default_heap.lock.make_plain();
-  void* bits = mmap(nullptr, kOwnsBitsBytes, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  void* heads = mmap(nullptr, kOwnsBitsBytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (heads != MAP_FAILED) g_head_bits.store(static_cast<std::uint64_t*>(heads), std::memory_order_release);
-  if (bits != MAP_FAILED) g_owns_bits.store(static_cast<std::uint64_t*>(bits), std::memory_order_release);
+  // One mapping for both bitmaps and the first ThreadHeaps' metadata: every
+  // process pays one mmap at start, not three.
+  constexpr std::size_t kFirstMeta = 256u << 10;
+  void* m = mmap(nullptr, 2 * kOwnsBitsBytes + kFirstMeta, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m != MAP_FAILED) {
+    char* base = static_cast<char*>(m);
+    g_os_map_calls.fetch_add(1, std::memory_order_relaxed);
+    {
+      Guard mg(g_meta_lock);
+      if (g_meta_left < kFirstMeta) {
+        g_meta_cur = base + 2 * kOwnsBitsBytes;
+        g_meta_left = kFirstMeta;
+      }
+    }
+    g_head_bits.store(reinterpret_cast<std::uint64_t*>(base + kOwnsBitsBytes), std::memory_order_release);
+    g_owns_bits.store(reinterpret_cast<std::uint64_t*>(base), std::memory_order_release);
+  }
   // glibc keeps the values of keys below PTHREAD_KEY_2NDLEVEL_SIZE (32) in
   // the thread descriptor; higher keys calloc a second level on first
   // setspecific, which is still safe here because t_local is set first.
