@@ -104,7 +104,7 @@ extern HugeEntry g_huge_cache[kHugeCacheEntries];  // g_huge_cache_lock
 extern std::size_t g_huge_cache_count;             // g_huge_cache_lock
 extern std::size_t g_huge_cache_bytes;             // g_huge_cache_lock
 
-extern std::atomic<std::size_t> g_os_mapped;  // atomic: bytes the engine has mapped
+// g_os_mapped (bytes the engine has mapped): internal.h.
 
 // ---- Small helpers every file uses. ----
 inline std::uint64_t* owns_bits() noexcept { return g_owns_bits.load(std::memory_order_acquire); }

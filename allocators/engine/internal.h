@@ -345,6 +345,7 @@ extern std::atomic<std::uint64_t> g_os_purge_calls;
 extern std::atomic<std::uint64_t> g_os_purge_bytes;
 extern std::atomic<std::uint64_t> g_os_map_calls;
 extern std::atomic<std::uint64_t> g_os_unmap_calls;
+extern std::atomic<std::size_t> g_os_mapped;  // bytes the engine has mapped
 
 // Per-thread ThreadHeap of the default heap; &g_empty_local until first use.
 extern ThreadHeap g_empty_local;
