@@ -114,7 +114,7 @@ inline constexpr std::size_t kDirectSlots = kDirectMax / 8 + 1;
 // dirty span's deadline); dirty slices beyond max(kDirtyMinSlices,
 // 1/kDirtyFraction of a ThreadHeap's slices) are purged before it commits
 // fresh ones.
-inline constexpr std::uint64_t kPurgeDelayMs = 100;
+inline constexpr std::uint64_t kPurgeDelayMs = 250;
 inline constexpr std::uint32_t kDirtyMinSlices = 48;  // 3 MiB
 inline constexpr std::uint32_t kDirtyFraction = 16;
 
