@@ -273,7 +273,9 @@ def main():
             print("workloads where alloy's peak RSS exceeds mimalloc's: %s" %
                   (", ".join(worse) if worse else "none"))
             if calls:
-                many = [w for w in workloads
+                many = ["%s (%.2fx)" % (w, calls[(w, "alloy")]["total"] /
+                                        max(calls[(w, "mimalloc")]["total"], 1))
+                        for w in workloads
                         if calls[(w, "alloy")]["total"] > 1.5 * calls[(w, "mimalloc")]["total"]]
                 print("workloads where alloy makes over 1.5x mimalloc's memory syscalls: %s" %
                       (", ".join(many) if many else "none"))

@@ -178,14 +178,17 @@ def main():
         print()
         print("alloy / best peer (%s) per column: time, sys, calls, peak RSS" % ", ".join(peers))
         print()
-        print("| program | time | sys | calls | peak RSS |")
-        print("|---|---|---|---|---|")
+        mi = "mimalloc" in names
+        print("| program | time | sys | calls | peak RSS |%s" % (" calls / mimalloc's |" if mi else ""))
+        print("|---|---|---|---|---|%s" % ("---|" if mi else ""))
         for p in chosen:
             a = med[(p, "alloy")]
             cells = []
             for i in range(4):
                 best = min(med[(p, q)][i] for q in peers)
                 cells.append("%.2f" % (a[i] / best) if best > 0 else ("%d vs 0" % a[i]))
+            if mi:
+                cells.append("%.2f" % (a[2] / max(med[(p, "mimalloc")][2], 1)))
             print("| %s | %s |" % (p, " | ".join(cells)))
     shutil.rmtree(work, ignore_errors=True)
     return 0
