@@ -59,6 +59,9 @@ void* alloc_unsampled(ThreadHeap* l, std::size_t size, std::size_t align) noexce
     }
   }
   if (l->heap == nullptr) [[unlikely]] return alloc_pageless(l, size, align);
+  // Idle give-back for a thread that allocates lightly (spans.cc). Not
+  // before the swap above: a purge pass may reset that very page.
+  purge_tick(l);
   return local_alloc(l, size, align);
 }
 }  // namespace

@@ -50,8 +50,10 @@ namespace alloy::engine::detail {
 using Line = base::LineWriter<1024>;
 
 // ---- Tuning. ----
-inline constexpr std::uint64_t kPurgeDelayMs = 100;
-inline constexpr std::uint64_t kHugeCacheTtlMs = 2000;
+// Purge policy: kPurgeDelayMs, kDirtyMinSlices, kDirtyFraction (internal.h).
+// A cached huge mapping is unmapped after this long unused (checked by the
+// purge tick, so an idle program gives it back too).
+inline constexpr std::uint64_t kHugeCacheTtlMs = 1000;
 inline constexpr std::size_t kHugeCacheEntries = 8;
 inline constexpr std::size_t kHugeCacheMaxBytes = std::size_t{256} << 20;
 inline constexpr std::size_t kSegmentCacheMax = 16;
@@ -105,7 +107,7 @@ extern HugeEntry g_huge_cache[kHugeCacheEntries];  // g_huge_cache_lock
 extern std::size_t g_huge_cache_count;             // g_huge_cache_lock
 extern std::size_t g_huge_cache_bytes;             // g_huge_cache_lock
 
-extern std::atomic<std::size_t> g_os_mapped;  // atomic: bytes the engine has mapped
+// g_os_mapped (bytes the engine has mapped): internal.h.
 extern std::atomic<void (*)()> g_thread_exit_hook;  // atomic: engine::set_thread_exit_hook
 
 // ---- Small helpers every file uses. ----
@@ -144,6 +146,8 @@ std::uint64_t now_ms() noexcept;
 void* os_map(std::size_t n) noexcept;
 void os_unmap(void* p, std::size_t n) noexcept;
 void* os_map_aligned(std::size_t n, std::size_t align) noexcept;
+// A fresh 4 MiB-aligned segment's worth of address space (from a reservation).
+void* os_map_segment() noexcept;
 void os_purge(void* p, std::size_t n) noexcept;
 void owns_mark(const void* start, std::size_t len, bool on) noexcept;
 bool heap_commit(HeapCore* h, std::size_t bytes) noexcept;
@@ -171,10 +175,33 @@ Span* span_find(ThreadHeap* l, std::size_t n, std::size_t align_slices) noexcept
 Segment* segment_new(ThreadHeap* l) noexcept;
 void segment_unlink(ThreadHeap* l, Segment* seg) noexcept;
 void segment_release(ThreadHeap* l, Segment* seg) noexcept;
-void local_purge(ThreadHeap* l, std::uint64_t cutoff, bool force) noexcept;
+void dirty_add(ThreadHeap* l, Segment* seg, std::uint64_t bits, std::uint64_t now) noexcept;
+void dirty_clear(ThreadHeap* l, Segment* seg, std::uint64_t bits) noexcept;
+void segment_purge_bits(ThreadHeap* l, Segment* seg, std::uint64_t bits) noexcept;
+void local_purge(ThreadHeap* l, std::uint64_t now, bool force) noexcept;
 void maybe_purge(ThreadHeap* l) noexcept;
+// Deadline of the process-wide purge work (idle ThreadHeaps, the huge
+// cache); 0 when none. Lowered with schedule_global_purge, cleared by the
+// thread that does the work (atomic).
+extern std::atomic<std::uint64_t> g_global_purge_at;
+void schedule_global_purge(std::uint64_t at) noexcept;
+void purge_over_budget(ThreadHeap* l) noexcept;
 bool retire_kept_pages(ThreadHeap* l) noexcept;
-void purge_for_fresh(ThreadHeap* l, std::size_t need) noexcept;
+void purge_kept_pages(ThreadHeap* l) noexcept;
+// The purge tick of the alloc/free slow halves (span_get and
+// page_free_span call maybe_purge itself): purges what is due. Two loads
+// when nothing is scheduled; else a clock read every kTickEvery-th call
+// (reading it on every call cost churn8k 8% of its time). There is no purge
+// thread: memory of a process whose threads all sleep is not given back
+// until one of them calls again (or calls collect / malloc_trim). l is a
+// real ThreadHeap (not g_empty_local, which every thread shares).
+inline constexpr std::uint32_t kTickEvery = 16;
+inline void purge_tick(ThreadHeap* l) noexcept {
+  if ((l->purge_at != 0 || g_global_purge_at.load(std::memory_order_relaxed) != 0) &&
+      ++l->purge_ticks % kTickEvery == 0) {
+    maybe_purge(l);
+  }
+}
 Span* span_get(ThreadHeap* l, std::size_t n, std::size_t align_slices, std::uint8_t kind,
                bool* zero = nullptr) noexcept;
 // huge.cc
@@ -187,12 +214,17 @@ void huge_unmap_entries(HugeEntry* e, std::size_t n) noexcept;
 bool huge_cache_put(Segment* seg, std::size_t mapped) noexcept;
 bool huge_cache_take(std::size_t want, HugeEntry* out, bool fit_only) noexcept;
 void huge_cache_flush() noexcept;
+// Unmaps cached huge mappings unused for kHugeCacheTtlMs; when the next one
+// expires (0: cache empty).
+std::uint64_t huge_cache_expire(std::uint64_t now) noexcept;
 void segcache_flush() noexcept;
 void huge_init_header(Segment* seg, ThreadHeap* l, std::size_t mapped, std::size_t off) noexcept;
 // threads.cc
 void thread_exit_hook(void* arg) noexcept;
 ThreadHeap* thread_init() noexcept;
 void local_collect_impl(ThreadHeap* l, bool force) noexcept;
+// Retires l's empty pages (with force, the ones classes keep too); purges nothing.
+void local_collect_pages(ThreadHeap* l, bool force) noexcept;
 void local_collect_idle_one() noexcept;
 // alloc.cc
 // free.cc

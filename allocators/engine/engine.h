@@ -63,8 +63,9 @@ bool owns(const void* p) noexcept;
 
 // p non-null, size > 0. Grows or shrinks in place when it can (usable size,
 // following free slices for large blocks, mremap for huge ones), else
-// alloc + copy + free; a small or large block that moves to grow gets ~25%
-// headroom so append loops rarely move. Null on failure with
+// alloc + copy + free; a large block (> 64 KiB) that moves to grow gets ~25%
+// headroom so append loops rarely move (a small one only its size class's
+// slack, so buffers grown to a cap cost no extra memory). Null on failure with
 // p untouched. Keeps 16-byte alignment. A block of an alloy::Heap is
 // handled as Heap::realloc does: it stays in that heap.
 void* realloc(void* p, std::size_t size) noexcept;

@@ -49,6 +49,7 @@ void free_local_slow(Span* pg) noexcept {
                       reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)));
     return;
   }
+  purge_tick(l);  // idle give-back for a thread that only frees (spans.cc)
   if (pg->used == 0 && pg->kind == kSmallPage) {
     // Common case first: the class's only page emptied; keep it.
     const PageQueue* q = &l->queues[pg->size_class];

@@ -92,7 +92,24 @@ bool huge_cache_put(Segment* seg, std::size_t mapped) noexcept {
     g_huge_cache_bytes += mapped;
   }
   huge_unmap_entries(victims, nv);
+  schedule_global_purge(now + kHugeCacheTtlMs + 1);
   return true;
+}
+
+std::uint64_t huge_cache_expire(std::uint64_t now) noexcept {
+  HugeEntry victims[kHugeCacheEntries];
+  std::size_t nv = 0;
+  std::uint64_t next = 0;
+  {
+    Guard g(g_huge_cache_lock);
+    huge_cache_evict(now, false, victims, &nv);
+    for (std::size_t i = 0; i < g_huge_cache_count; ++i) {
+      const std::uint64_t t = g_huge_cache[i].t + kHugeCacheTtlMs + 1;
+      if (next == 0 || t < next) next = t;
+    }
+  }
+  huge_unmap_entries(victims, nv);
+  return next;
 }
 
 // Best fit >= want, else (unless fit_only) the largest entry (the caller grows it).

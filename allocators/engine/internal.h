@@ -38,12 +38,15 @@
 //                doubling above 128 B, so internal waste <= 1/9), carved
 //                lazily 4 KiB at a time so untouched memory is never faulted.
 //   large block: one block of whole slices (64 KiB < size <= 2 MiB).
-//   free span  : coalesced with free neighbours, kept committed for a purge
-//                delay, then madvise(DONTNEED)ed; an empty segment is unmapped.
-//                Also purged early: before a span takes fresh (never or no
-//                longer touched) slices, as many committed free slices are
-//                given back, so growth the free fragments cannot serve does
-//                not add RSS (spans.cc, purge_for_fresh).
+//   free span  : coalesced with free neighbours. Its committed slices are
+//                "dirty": kept for reuse and scheduled on their segment's
+//                purge deadline (spans.cc: one deadline per segment, a purge
+//                delay after the first free since the last purge); once due,
+//                every dirty run of the segment is madvise(DONTNEED)ed, one
+//                call per run, and an empty segment goes back to the segment
+//                cache. Deadlines are checked on slow paths only (no thread
+//                of our own). Dirty slices beyond a budget are purged early,
+//                when a span needs fresh slices (spans.cc, purge_over_budget).
 // Huge blocks (> 2 MiB) get their own 4 MiB-aligned mapping whose first 8 KiB
 // is a Segment header (page 0 describes the block), grown with mremap, and a
 // bounded process-wide cache keeps recently freed ones mapped so loops over
@@ -105,6 +108,15 @@ inline constexpr std::size_t kHugeAlignMax = 2 * 1024 * 1024;  // engine::kMaxAl
 inline constexpr std::size_t kHugeHeader = 8192;  // huge block offset in its mapping
 inline constexpr std::size_t kDirectMax = 1024;   // sizes served by ThreadHeap::direct
 inline constexpr std::size_t kDirectSlots = kDirectMax / 8 + 1;
+
+// Purge policy (spans.cc): a free span's committed slices are purged once
+// it has stayed free for kPurgeDelayMs (checked per segment, at its oldest
+// dirty span's deadline); dirty slices beyond max(kDirtyMinSlices,
+// 1/kDirtyFraction of a ThreadHeap's slices) are purged before it commits
+// fresh ones.
+inline constexpr std::uint64_t kPurgeDelayMs = 250;
+inline constexpr std::uint32_t kDirtyMinSlices = 48;  // 3 MiB
+inline constexpr std::uint32_t kDirtyFraction = 16;
 
 // ---- Size classes: 8..128 step 8, then 8 classes per doubling to 64 KiB. ----
 inline constexpr unsigned kClasses = 89;  // 1..88 used, 0 = none
@@ -261,7 +273,10 @@ struct Segment {
   std::uint64_t committed_mask = 0;  // slices that may hold RSS
   std::uint32_t used_slices = 0;     // slices in used spans (excl. slice 0)
   std::uint32_t is_huge = 0;
-  std::uint64_t huge_freed_at = 0;
+  // Dirty slices (free and committed) awaiting purge, and when they are due
+  // (ms, now_ms(); 0 when purge_mask is empty). Owner of `local` only.
+  std::uint64_t purge_mask = 0;
+  std::uint64_t purge_expire = 0;
   Span pages[kSlices];
 };
 static_assert(sizeof(Segment) <= kHugeHeader);
@@ -310,7 +325,9 @@ struct ThreadHeap {
   std::uintptr_t tid = 0;
   ThreadHeap* pool_next = nullptr;  // idle pool
   ThreadHeap* all_next = nullptr;   // every ThreadHeap of the process
-  std::uint64_t last_purge = 0;
+  std::uint64_t purge_at = 0;  // earliest purge_expire of its segments (0: none)
+  std::uint32_t dirty = 0;     // slices in its segments' purge_masks
+  std::uint32_t purge_ticks = 0;  // purge_tick calls (core_state.h)
   std::uint32_t segment_count = 0;
 
   constexpr ThreadHeap() : direct{}, queues{}, spans{} {
@@ -449,6 +466,14 @@ inline bool link_ok(Span* page, const void* link, std::uintptr_t start) noexcept
 // After a detected misuse was reported: abort(), unless errors only report.
 void error_done() noexcept;
 extern std::atomic<bool> g_abort_on_error;
+
+// What the engine asked of the OS (os.cc; relaxed counters, for stats and
+// tests): madvise(DONTNEED) calls and bytes, mmap and munmap calls.
+extern std::atomic<std::uint64_t> g_os_purge_calls;
+extern std::atomic<std::uint64_t> g_os_purge_bytes;
+extern std::atomic<std::uint64_t> g_os_map_calls;
+extern std::atomic<std::uint64_t> g_os_unmap_calls;
+extern std::atomic<std::size_t> g_os_mapped;  // bytes the engine has mapped
 
 // Per-thread ThreadHeap of the default heap; &g_empty_local until first use.
 extern ThreadHeap g_empty_local;

@@ -36,6 +36,22 @@ bool page_extend(Span* pg) noexcept {
     if (fit <= pg->capacity) return false;
     count = fit - pg->capacity;
   }
+  if (pg->lazy == 0) {
+    // Slices are committed as the carving reaches them (span_get commits
+    // the first; purge_kept_pages may have given them all back): a
+    // big-class page costs what its blocks touch.
+    const std::size_t idx = static_cast<std::size_t>(pg - seg->pages);
+    const std::size_t first = (pg->capacity * bsize) >> kSliceShift;
+    const std::size_t last = ((pg->capacity + count) * bsize - 1) >> kSliceShift;
+    const std::uint64_t need = range_mask(idx + first, last - first + 1) & ~seg->committed_mask;
+    if (need != 0) {
+      if (!heap_commit(seg->local->heap,
+                       static_cast<std::size_t>(__builtin_popcountll(need)) * kSliceSize)) {
+        return false;
+      }
+      seg->committed_mask |= need;
+    }
+  }
   char* start = reinterpret_cast<char*>(page_start(seg, pg)) + pg->capacity * bsize;
   if (g_secure_state == kSecureOn && count > 1) {
     // Secure mode: the new blocks go onto the list in random order, so the
@@ -250,6 +266,7 @@ bool large_grow_owned(Segment* seg, Span* pg, std::size_t size) noexcept {
     span_insert(l, &seg->pages[j + extra]);
   }
   seg->committed_mask |= fresh;
+  dirty_clear(l, seg, range_mask(j, extra));
   seg->used_slices += static_cast<std::uint32_t>(extra);
   for (std::size_t i = cur; i < n; ++i) {
     seg->pages[idx + i].kind = kLargeBlock;

@@ -33,8 +33,69 @@ void span_set_free(Segment* seg, std::size_t idx, std::size_t n, std::uint64_t t
   }
 }
 
-void span_purge(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noexcept {
-  const std::uint64_t bits = range_mask(idx, n) & seg->committed_mask;
+// ---- Dirty slices and their purge schedule. ----
+// Invariant: a slice of a free span is in its segment's purge_mask exactly
+// when it is committed (it may hold RSS), and l->dirty counts those slices
+// over l's segments. Used spans are never in purge_mask.
+
+// The committed slices of `bits` (a span that just became free, at `now`)
+// are dirty. A free span is purged once it has stayed free for the purge
+// delay (its freed_at; a span that coalesces takes the newest time, so a
+// slice is never purged sooner than the delay after its own free); the
+// segment's deadline is when its oldest dirty span comes due, and the
+// ThreadHeap's the earliest of those.
+void dirty_add(ThreadHeap* l, Segment* seg, std::uint64_t bits, std::uint64_t now) noexcept {
+  bits &= seg->committed_mask & ~seg->purge_mask & ~std::uint64_t{1};
+  if (bits == 0) return;
+  seg->purge_mask |= bits;
+  l->dirty += static_cast<std::uint32_t>(__builtin_popcountll(bits));
+  if (seg->purge_expire == 0) seg->purge_expire = now + kPurgeDelayMs;
+  if (l->purge_at == 0 || seg->purge_expire < l->purge_at) l->purge_at = seg->purge_expire;
+}
+
+namespace {
+// Purges the dirty spans of seg that have been free since `cutoff` or
+// longer (all of them when force); returns when the next one comes due
+// (0: none left), which becomes the segment's deadline.
+std::uint64_t segment_purge_old(ThreadHeap* l, Segment* seg, std::uint64_t cutoff, bool force) noexcept {
+  std::uint64_t next = 0;
+  if (force) {
+    segment_purge_bits(l, seg, seg->purge_mask);
+  } else {
+    std::uint64_t old = 0;
+    for (std::size_t idx = 1; idx < kSlices;) {
+      Span* pg = &seg->pages[idx];
+      const std::size_t n = pg->slice_count;
+      if (n == 0) break;
+      if (pg->kind == kFreeSpan && (seg->purge_mask & range_mask(idx, n)) != 0) {
+        if (pg->freed_at <= cutoff) {
+          old |= range_mask(idx, n);
+        } else if (next == 0 || pg->freed_at + kPurgeDelayMs < next) {
+          next = pg->freed_at + kPurgeDelayMs;
+        }
+      }
+      idx += n;
+    }
+    segment_purge_bits(l, seg, old);
+  }
+  seg->purge_expire = seg->purge_mask != 0 ? (next != 0 ? next : 1) : 0;
+  return seg->purge_expire;
+}
+}  // namespace
+
+// Slices of `bits` are used again (or purged): no longer dirty.
+void dirty_clear(ThreadHeap* l, Segment* seg, std::uint64_t bits) noexcept {
+  bits &= seg->purge_mask;
+  if (bits == 0) return;
+  seg->purge_mask &= ~bits;
+  l->dirty -= static_cast<std::uint32_t>(__builtin_popcountll(bits));
+  if (seg->purge_mask == 0) seg->purge_expire = 0;
+}
+
+// Gives the committed slices of `bits` (all in free spans) back to the OS:
+// one madvise per run of adjacent slices, whatever spans they belong to.
+void segment_purge_bits(ThreadHeap* l, Segment* seg, std::uint64_t bits) noexcept {
+  bits &= seg->committed_mask & ~std::uint64_t{1};
   if (bits == 0) return;
   std::uint64_t rest = bits;
   while (rest != 0) {
@@ -44,8 +105,13 @@ void span_purge(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noe
     os_purge(reinterpret_cast<char*>(seg) + (s << kSliceShift), (e - s) << kSliceShift);
     rest &= ~range_mask(s, e - s);
   }
+  dirty_clear(l, seg, bits);
   seg->committed_mask &= ~bits;
   heap_uncommit(l->heap, static_cast<std::size_t>(__builtin_popcountll(bits)) * kSliceSize);
+}
+
+void span_purge(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noexcept {
+  segment_purge_bits(l, seg, range_mask(idx, n));
 }
 
 
@@ -56,6 +122,7 @@ void span_free(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noex
   // to a free span, not to the block it held (block_check: a double free).
   seg->pages[idx].kind = kFreeSpan;
   const std::uint64_t now = now_ms();
+  const std::uint64_t freed = range_mask(idx, n);
   const std::size_t j = idx + n;
   if (j < kSlices && seg->pages[j].kind == kFreeSpan) {
     Span* nx = &seg->pages[j];
@@ -72,11 +139,14 @@ void span_free(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noex
   }
   span_set_free(seg, idx, n, now);
   span_insert(l, &seg->pages[idx]);
-  if (l->heap->eager.load(std::memory_order_relaxed)) {
-    span_purge(l, seg, idx, n);
-    if (seg->used_slices == 0 && l->heap->visiting.load(std::memory_order_relaxed) == 0) {
-      segment_release(l, seg);
-    }
+  dirty_add(l, seg, freed, now);
+  const bool eager = l->heap->eager.load(std::memory_order_relaxed);
+  if (eager) span_purge(l, seg, idx, n);
+  // An empty segment goes back at once when it holds nothing to reuse (or
+  // eagerly), else when its dirty slices are due (local_purge).
+  if (seg->used_slices == 0 && (eager || (seg->committed_mask & ~std::uint64_t{1}) == 0) &&
+      l->heap->visiting.load(std::memory_order_relaxed) == 0) {
+    segment_release(l, seg);
   }
 }
 
@@ -97,6 +167,7 @@ Span* span_take(ThreadHeap* l, Span* s, std::size_t a, std::size_t n) noexcept {
     span_insert(l, &seg->pages[a + n]);
   }
   seg->used_slices += static_cast<std::uint32_t>(n);
+  dirty_clear(l, seg, range_mask(a, n));
   Span* pg = &seg->pages[a];
   pg->slice_count = static_cast<std::uint8_t>(n);
   return pg;
@@ -166,7 +237,7 @@ Segment* segment_new(ThreadHeap* l) noexcept {
     if (g_segcache_count > 0) seg = g_segcache[--g_segcache_count];
   }
   if (seg == nullptr) {
-    void* m = os_map_aligned(kSegmentSize, kSegmentSize);
+    void* m = os_map_segment();
     if (m == nullptr) {
       heap_uncommit(l->heap, kMetaCharge);
       return nullptr;
@@ -199,11 +270,21 @@ void segment_unlink(ThreadHeap* l, Segment* seg) noexcept {
 void segment_release(ThreadHeap* l, Segment* seg) noexcept {
   span_remove(l, &seg->pages[1]);
   segment_unlink(l, seg);
+  dirty_clear(l, seg, seg->purge_mask);
   heap_uncommit(l->heap, mask_bytes(seg->committed_mask));
   ALLOY_UNPOISON(seg, kSegmentSize);
   seg->owner_tid.store(0, std::memory_order_relaxed);
-  os_purge(seg, kSegmentSize);
+  bool room;
   {
+    Guard g(g_segcache_lock);
+    room = g_segcache_count < kSegmentCacheMax;
+  }
+  // A cached segment holds no RSS but its header; an unmapped one needs no
+  // purge at all.
+  if (room && (seg->committed_mask & ~std::uint64_t{1}) != 0) {
+    os_purge(reinterpret_cast<char*>(seg) + kSliceSize, kSegmentSize - kSliceSize);
+  }
+  if (room) {
     Guard g(g_segcache_lock);
     if (g_segcache_count < kSegmentCacheMax) {
       g_segcache[g_segcache_count++] = seg;
@@ -214,30 +295,86 @@ void segment_release(ThreadHeap* l, Segment* seg) noexcept {
   os_unmap(seg, kSegmentSize);
 }
 
-void local_purge(ThreadHeap* l, std::uint64_t cutoff, bool force) noexcept {
+// Purges every segment of l whose deadline is at or before `now` (every
+// dirty slice when force), and releases the segments left empty.
+void local_purge(ThreadHeap* l, std::uint64_t now, bool force) noexcept {
+  if (!force) purge_kept_pages(l);
+  std::uint64_t next = 0;
   Segment* seg = l->segments;
   while (seg != nullptr) {
-    Segment* next = seg->next;
-    for (std::size_t idx = 1; idx < kSlices;) {
-      Span* pg = &seg->pages[idx];
-      const std::size_t n = pg->slice_count;
-      if (n == 0) break;
-      if (pg->kind == kFreeSpan && (force || pg->freed_at <= cutoff)) span_purge(l, seg, idx, n);
-      idx += n;
+    Segment* following = seg->next;
+    if (force || (seg->purge_expire != 0 && seg->purge_expire <= now)) {
+      segment_purge_old(l, seg, now >= kPurgeDelayMs ? now - kPurgeDelayMs : 0, force);
+      if (seg->used_slices == 0 && seg->purge_mask == 0 &&
+          l->heap->visiting.load(std::memory_order_relaxed) == 0) {
+        segment_release(l, seg);
+        seg = following;
+        continue;
+      }
     }
-    if (seg->used_slices == 0 && (force || (seg->committed_mask & ~std::uint64_t{1}) == 0) &&
-        l->heap->visiting.load(std::memory_order_relaxed) == 0) {
-      segment_release(l, seg);
+    if (seg->purge_expire != 0 && (next == 0 || seg->purge_expire < next)) next = seg->purge_expire;
+    seg = following;
+  }
+  l->purge_at = next;
+}
+
+std::atomic<std::uint64_t> g_global_purge_at{0};
+
+namespace {
+void purge_global(std::uint64_t now) noexcept {
+  HeapCore* h = &g_default_heap;
+  std::uint64_t next = 0;
+  if (h->lock.try_lock()) {
+    g_global_purge_at.store(0, std::memory_order_relaxed);
+    for (ThreadHeap* l = h->idle; l != nullptr; l = l->pool_next) {
+      if (l->purge_at != 0 && l->purge_at <= now) local_purge(l, now, false);
+      if (l->purge_at != 0 && (next == 0 || l->purge_at < next)) next = l->purge_at;
     }
-    seg = next;
+    h->lock.unlock();
+  } else {
+    return;  // the lock holder (a starting or exiting thread) is busy; next tick
+  }
+  const std::uint64_t huge_next = huge_cache_expire(now);
+  if (huge_next != 0 && (next == 0 || huge_next < next)) next = huge_next;
+  if (next != 0) schedule_global_purge(next);
+}
+}  // namespace
+
+void schedule_global_purge(std::uint64_t at) noexcept {
+  std::uint64_t cur = g_global_purge_at.load(std::memory_order_relaxed);
+  while ((cur == 0 || at < cur) &&
+         !g_global_purge_at.compare_exchange_weak(cur, at, std::memory_order_relaxed)) {
   }
 }
 
+// The purge tick (slow paths only, see purge_tick): purges what is due.
 void maybe_purge(ThreadHeap* l) noexcept {
+  const std::uint64_t global = g_global_purge_at.load(std::memory_order_relaxed);
+  if (l->purge_at == 0 && global == 0) return;
   const std::uint64_t now = now_ms();
-  if (now - l->last_purge < kPurgeDelayMs) return;
-  l->last_purge = now;
-  local_purge(l, now - kPurgeDelayMs, false);
+  if (l->purge_at != 0 && l->purge_at <= now) local_purge(l, now, false);
+  if (global != 0 && global <= now && l->heap == &g_default_heap) purge_global(now);
+}
+
+// The ThreadHeap is about to commit fresh slices: if its dirty slices exceed
+// the budget (kDirtyMinSlices, or 1/kDirtyFraction of its segments' slices),
+// purge segments until they are under half of it, so growth the free
+// fragments cannot serve adds little RSS. Each such purge gives back at
+// least half a budget, so they are rare: what purged before every fresh
+// slice made a working set that breathes by a few slices pay a madvise and
+// a page fault per slice (issue 12: sqlite3 4869 madvise calls, mimalloc 14).
+void purge_over_budget(ThreadHeap* l) noexcept {
+  const std::uint32_t share = l->segment_count * static_cast<std::uint32_t>(kSlices) / kDirtyFraction;
+  const std::uint32_t budget = share > kDirtyMinSlices ? share : kDirtyMinSlices;
+  if (l->dirty <= budget) return;
+  for (Segment* seg = l->segments; seg != nullptr && l->dirty > budget / 2; seg = seg->next) {
+    segment_purge_bits(l, seg, seg->purge_mask);
+  }
+  std::uint64_t next = 0;
+  for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
+    if (seg->purge_expire != 0 && (next == 0 || seg->purge_expire < next)) next = seg->purge_expire;
+  }
+  l->purge_at = next;
 }
 
 
@@ -259,27 +396,35 @@ bool retire_kept_pages(ThreadHeap* l) noexcept {
   return any;
 }
 
-// The heap is about to fault in `need` fresh slices: give back as many
-// committed free slices first (smallest spans first: the fragments a bigger
-// request could not use; then the pages classes keep), so growth that cannot
-// reuse them costs no RSS. Peak RSS then follows live pages, not the
-// fragmentation history (realloc workload: 32.6 -> 29.7 MB peak, mimalloc
-// 30.2; the cost is refaulting purged slices when they are reused: realloc
-// 7.6k -> 10.2k page faults, churn 2.9k -> 4.9k, a few % CPU).
-void purge_for_fresh(ThreadHeap* l, std::size_t need) noexcept {
-  std::size_t done = 0;
-  for (int round = 0; round < 2 && done < need; ++round) {
-    if (round == 1 && !retire_kept_pages(l)) break;
-    for (std::size_t b = 1; b <= kSlices && done < need; ++b) {
-      for (Span* s = l->spans[b]; s != nullptr && done < need; s = s->next) {
-        Segment* seg = segment_of(s);
-        const std::size_t idx = static_cast<std::size_t>(s - seg->pages);
-        const std::uint64_t bits = range_mask(idx, b) & seg->committed_mask;
-        if (bits == 0) continue;
-        done += static_cast<std::size_t>(__builtin_popcountll(bits));
-        span_purge(l, seg, idx, b);
-      }
+// The empty page each class keeps (see retire_kept_pages) is purged in
+// place once it has been empty and untouched from one purge pass to the
+// next: its carving restarts and its slices go back, but it stays its
+// class's page. Not retired: a pass may run inside a free of that very page
+// (free_local_slow), or while a caller walks a page queue. An idle program
+// gives these back too. "Untouched" is a signature of its two free-list
+// heads kept in pending_next, unused while the page is not announced
+// (thread_free 0): purging every kept page at every pass made g++ 1400
+// madvise calls, this 12.
+void purge_kept_pages(ThreadHeap* l) noexcept {
+  for (unsigned c = 1; c < kClasses; ++c) {
+    Span* pg = l->queues[c].first;
+    if (pg == nullptr || pg != l->queues[c].last || pg->used != 0 || pg->capacity == 0 ||
+        pg->lazy != 0 || pg->thread_free.load(std::memory_order_acquire) != 0) {
+      continue;
     }
+    const std::uintptr_t sig = (reinterpret_cast<std::uintptr_t>(pg->free) ^
+                                (reinterpret_cast<std::uintptr_t>(pg->local_free) << 1)) | 1;
+    if (reinterpret_cast<std::uintptr_t>(pg->pending_next) != sig) {
+      pg->pending_next = reinterpret_cast<Span*>(sig);  // seen empty; purge if still so next pass
+      continue;
+    }
+    pg->pending_next = nullptr;
+    Segment* seg = segment_of(pg);
+    const std::size_t idx = static_cast<std::size_t>(pg - seg->pages);
+    pg->free = pg->local_free = nullptr;
+    pg->capacity = 0;
+    ALLOY_UNPOISON(reinterpret_cast<char*>(page_start(seg, pg)), std::size_t{pg->slice_count} << kSliceShift);
+    segment_purge_bits(l, seg, range_mask(idx, pg->slice_count));
   }
 }
 
@@ -288,6 +433,7 @@ void purge_for_fresh(ThreadHeap* l, std::size_t need) noexcept {
 // or purged since, so it reads as zeros.
 Span* span_get(ThreadHeap* l, std::size_t n, std::size_t align_slices, std::uint8_t kind,
                bool* zero) noexcept {
+  maybe_purge(l);
   for (int attempt = 0; attempt < 2; ++attempt) {
     Span* pg = span_find(l, n, align_slices);
     if (pg == nullptr && retire_kept_pages(l)) pg = span_find(l, n, align_slices);
@@ -295,14 +441,20 @@ Span* span_get(ThreadHeap* l, std::size_t n, std::size_t align_slices, std::uint
     if (pg != nullptr) {
       Segment* seg = segment_of(pg);
       const std::size_t idx = static_cast<std::size_t>(pg - seg->pages);
-      const std::uint64_t fresh = range_mask(idx, n) & ~seg->committed_mask;
+      const std::uint64_t span_bits = range_mask(idx, n);
+      const bool untouched = (span_bits & seg->committed_mask) == 0;
+      // A small page commits its slices as its blocks are carved
+      // (page_extend): a big-class page of 8 slices whose blocks reach one
+      // slice costs one slice, not eight.
+      const std::uint64_t fresh =
+          (kind == kSmallPage ? range_mask(idx, 1) : span_bits) & ~seg->committed_mask;
       // A small page on fresh slices that the ceiling will not let the heap
       // charge whole is charged per OS page as its blocks are carved
       // (page_charge), so a small ceiling still serves small blocks.
       bool lazy = false;
       if (fresh != 0 &&
           !heap_commit(l->heap, static_cast<std::size_t>(__builtin_popcountll(fresh)) * kSliceSize)) {
-        lazy = kind == kSmallPage && fresh == range_mask(idx, n);
+        lazy = kind == kSmallPage && untouched;
         if (!lazy) {
           span_free(l, seg, idx, n);
           if (attempt == 0) local_purge(l, 0, true);  // give back free memory, retry once
@@ -312,16 +464,19 @@ Span* span_get(ThreadHeap* l, std::size_t n, std::size_t align_slices, std::uint
       {
         if (!lazy) seg->committed_mask |= fresh;
         pg->lazy = lazy ? 1 : 0;
-        if (zero != nullptr) *zero = fresh == range_mask(idx, n);
+        if (zero != nullptr) *zero = untouched;
         for (std::size_t i = 0; i < n; ++i) {
           seg->pages[idx + i].kind = kind;
           seg->pages[idx + i].slice_offset = static_cast<std::uint16_t>(i * sizeof(Span));
         }
         pg->slice_count = static_cast<std::uint8_t>(n);
-        // After the kinds are set: purging may retire pages, whose spans
-        // coalesce with free neighbours.
+        // After the kinds are set (retired pages coalesce with free
+        // neighbours): fresh slices cost RSS, so the empty pages classes
+        // keep become dirty spans (reusable, purged if they stay free), and
+        // dirty slices over the budget go back now.
         if (fresh != 0 && !lazy && !l->heap->eager.load(std::memory_order_relaxed)) {
-          purge_for_fresh(l, static_cast<std::size_t>(__builtin_popcountll(fresh)));
+          retire_kept_pages(l);
+          purge_over_budget(l);
         }
         ALLOY_UNPOISON(reinterpret_cast<char*>(seg) + (idx << kSliceShift), n << kSliceShift);
         return pg;

@@ -55,7 +55,17 @@ void write_stats(int fd) noexcept {
       .dec(cache_bytes)
       .add(" bytes in ")
       .dec(cache_count)
-      .add(" entries\n");
+      .add(" entries\n  os calls: ")
+      .dec(g_os_map_calls.load(std::memory_order_relaxed))
+      .add(" mmap, ")
+      .dec(g_os_unmap_calls.load(std::memory_order_relaxed))
+      .add(" munmap, ")
+      .dec(g_os_purge_calls.load(std::memory_order_relaxed))
+      .add(" madvise (")
+      .dec(g_os_purge_bytes.load(std::memory_order_relaxed))
+      .add(" bytes purged); this thread's dirty slices: ")
+      .dec(l == &g_empty_local ? 0u : l->dirty)
+      .add("\n");
   line.write_to(fd);
 }
 

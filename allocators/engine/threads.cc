@@ -23,15 +23,25 @@ void thread_exit_hook(void* arg) noexcept {
   auto* l = static_cast<ThreadHeap*>(arg);
   if (l == nullptr || l == &g_empty_local) return;
   if (auto hook = g_thread_exit_hook.load(std::memory_order_acquire)) hook();
-  local_collect_impl(l, true);
+  // Empty pages go back to free spans, but their slices are not purged now:
+  // they stay dirty on their segments' schedules, so the thread that adopts
+  // this heap (a program that re-creates threads) reuses them without a
+  // syscall or a page fault; if none does in time, the purge tick of any
+  // thread purges them (purge_global, spans.cc).
+  local_collect_pages(l, true);
+  if (l->purge_at != 0) local_purge(l, now_ms(), false);
   for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
     seg->owner_tid.store(0, std::memory_order_release);
   }
   l->tid = 0;
   if (t_local == l) t_local = &g_empty_local;
-  Guard g(g_default_heap.lock);
-  l->pool_next = g_default_heap.idle;
-  g_default_heap.idle = l;
+  const std::uint64_t due = l->purge_at;
+  {
+    Guard g(g_default_heap.lock);
+    l->pool_next = g_default_heap.idle;
+    g_default_heap.idle = l;
+  }
+  if (due != 0) schedule_global_purge(due);
 }
 
 ThreadHeap* thread_init() noexcept {
@@ -68,6 +78,15 @@ extern "C" void alloy_engine_fork_child() { alloy::engine::fork_child(); }
 
 
 void local_collect_impl(ThreadHeap* l, bool force) noexcept {
+  local_collect_pages(l, force);
+  if (force) {
+    local_purge(l, 0, true);
+  } else {
+    maybe_purge(l);
+  }
+}
+
+void local_collect_pages(ThreadHeap* l, bool force) noexcept {
   drain_pending(l);
   for (unsigned c = 1; c < kClasses; ++c) {
     Span* pg = l->queues[c].first;
@@ -85,11 +104,6 @@ void local_collect_impl(ThreadHeap* l, bool force) noexcept {
     if (pg->free != nullptr || live(pg) == 0) unfull(l, pg);
     if (live(pg) == 0) page_retire(l, pg, force);
     pg = next;
-  }
-  if (force) {
-    local_purge(l, 0, true);
-  } else {
-    maybe_purge(l);
   }
 }
 

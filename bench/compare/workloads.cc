@@ -4,12 +4,15 @@
 // new/delete, so whichever malloc is preloaded serves every call.
 //
 //   workloads <name> [scale]     names: churn prodcons larson tree realloc frag
+//                                bigfrag breathe churn8k mt2 procs capped
 //
 // Each prints one line "name checksum=<n> [key=value...]"; the checksum is
 // the same under every allocator (the runner checks), so a broken allocator
 // cannot look fast. `frag` also prints the resident set size after freeing
 // most of its heap (from /proc/self/statm).
+#include <fcntl.h>
 #include <malloc.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -277,8 +280,7 @@ std::uint64_t realloc_heavy(int scale) {
 
 // ---- frag: fill a big heap with mixed small blocks, free 90% scattered,
 // then allocate a working set of larger blocks; report RSS at each step ----
-std::uint64_t frag(int scale, std::string* extra) {
-  const std::size_t n = 1'000'000 * static_cast<std::size_t>(scale);
+std::uint64_t frag(std::size_t n, std::string* extra) {
   std::vector<void*> blocks(n);
   Rng r(99);
   for (std::size_t i = 0; i < n; ++i) {
@@ -313,11 +315,178 @@ std::uint64_t frag(int scale, std::string* extra) {
   return sum;
 }
 
+// ---- breathe: a working set of 16 large blocks (2-5 slices of 64 KiB)
+// replaced at random: it breathes by a few slices, and a purge policy that
+// hands slices back right before it takes fresh ones pays a madvise and a
+// page fault per round (issue 12's storm) ----
+std::uint64_t breathe(int scale) {
+  constexpr std::size_t kBlocks = 16;
+  void* blk[kBlocks] = {};
+  std::size_t len[kBlocks] = {};
+  Rng r(3);
+  std::uint64_t sum = 0;
+  const long rounds = 400'000L * scale;
+  for (long i = 0; i < rounds; ++i) {
+    const std::size_t k = r.below(kBlocks);
+    if (blk[k] != nullptr) {
+      sum += static_cast<unsigned char*>(blk[k])[len[k] - 1];
+      std::free(blk[k]);
+    }
+    len[k] = (2 + r.below(4)) * 65536 - 512;
+    blk[k] = std::malloc(len[k]);
+    touch(blk[k], len[k], static_cast<unsigned char>(i));
+  }
+  for (void* p : blk) std::free(p);
+  return sum;
+}
+
+// ---- churn8k: random replace on 8192 slots of 1-8 KiB blocks: pages of
+// eight blocks fill and empty all the time, so spans are freed and taken
+// again at a high rate ----
+std::uint64_t churn8k(int scale) {
+  constexpr std::size_t kSlots = 8192;
+  std::vector<void*> slot(kSlots, nullptr);
+  std::vector<std::size_t> len(kSlots, 0);
+  Rng r(8);
+  std::uint64_t sum = 0;
+  const long ops = 3'000'000L * scale;
+  for (long i = 0; i < ops; ++i) {
+    // The live set drifts between a quarter and all of the slots.
+    const std::size_t live = kSlots / 4 + static_cast<std::size_t>((i / 50000) % 4) * (kSlots / 4);
+    std::size_t k = r.below(live);
+    if (slot[k] != nullptr) {
+      sum += static_cast<unsigned char*>(slot[k])[len[k] - 1];
+      std::free(slot[k]);
+    }
+    std::size_t n = 1024 + r.below(7168);
+    slot[k] = std::malloc(n);
+    len[k] = n;
+    touch(slot[k], n, static_cast<unsigned char>(i));
+    // Shrinking phases free the slots above the live set.
+    if (i % 50000 == 0) {
+      for (std::size_t j = live; j < kSlots; ++j) {
+        if (slot[j] != nullptr) {
+          sum += static_cast<unsigned char*>(slot[j])[0];
+          std::free(slot[j]);
+          slot[j] = nullptr;
+        }
+      }
+    }
+  }
+  for (void* p : slot) std::free(p);
+  return sum;
+}
+
+// ---- mt2: glibc's bench-malloc-thread shape at 2 threads (fixed work
+// rather than fixed time, so the checksum and the time compare): each thread
+// replaces random blocks of its own working set, sizes 1/size-distributed
+// up to 32 KiB ----
+std::uint64_t mt2(int scale) {
+  constexpr int kThreads = 2;
+  std::atomic<std::uint64_t> sum{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      constexpr std::size_t kSlots = 1024;
+      std::vector<void*> slot(kSlots, nullptr);
+      Rng r(static_cast<std::uint64_t>(t) + 40);
+      std::uint64_t local = 0;
+      const long iters = 6'000'000L * scale;
+      for (long i = 0; i < iters; ++i) {
+        const std::size_t k = r.below(kSlots);
+        if (slot[k] != nullptr) {
+          local += static_cast<unsigned char*>(slot[k])[0];
+          std::free(slot[k]);
+        }
+        // 1/size: an exponent 4..15, then a size below 2^exponent.
+        const unsigned e = 4 + static_cast<unsigned>(r.below(12));
+        const std::size_t n = 1 + r.below(std::size_t{1} << e);
+        slot[k] = std::malloc(n);
+        static_cast<unsigned char*>(slot[k])[0] = static_cast<unsigned char>(i);
+      }
+      for (void* p : slot) std::free(p);
+      sum += local;
+    });
+  }
+  for (auto& th : threads) th.join();
+  return sum;
+}
+
+// ---- procs: 300 short processes (this binary, workload "tiny"), each
+// starting the allocator, allocating a little and exiting ----
+std::uint64_t tiny() {
+  std::uint64_t sum = 0;
+  std::vector<void*> v;
+  for (int i = 0; i < 200; ++i) {
+    v.push_back(std::malloc(16 + static_cast<std::size_t>(i) * 24));
+    touch(v.back(), 16, 1);
+  }
+  for (void* p : v) {
+    sum += static_cast<unsigned char*>(p)[0];
+    std::free(p);
+  }
+  return sum;
+}
+
+std::uint64_t procs(int scale, const char* self) {
+  std::uint64_t ok = 0;
+  for (int i = 0; i < 300 * scale; ++i) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      int devnull = open("/dev/null", O_WRONLY);
+      if (devnull >= 0) dup2(devnull, 1);
+      execl(self, self, "tiny", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    int status = 0;
+    if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0) ++ok;
+  }
+  return ok;
+}
+
+// ---- capped: 20000 buffers, each grown by 16-128 byte reallocs to its
+// own cap of 1-6 KiB and then kept (redis's listpacks); 500 grow at a time,
+// in random order, a new one starting when one reaches its cap, so buffers
+// pass each size at different times (as keys of a server are created over
+// time). Peak RSS shows what realloc headroom costs ----
+std::uint64_t capped(int scale) {
+  const std::size_t n = 20000 * static_cast<std::size_t>(scale);
+  std::vector<unsigned char*> buf(n, nullptr);
+  std::vector<std::size_t> len(n, 0), cap(n, 0), active;
+  Rng r(12);
+  for (std::size_t i = 0; i < n; ++i) cap[i] = 1024 + r.below(5 * 1024);
+  std::size_t started = 0;
+  while (started < n || !active.empty()) {
+    while (active.size() < 500 && started < n) active.push_back(started++);
+    const std::size_t at = r.below(active.size());
+    const std::size_t i = active[at];
+    std::size_t grow = 16 + r.below(113);
+    if (len[i] + grow > cap[i]) grow = cap[i] - len[i];
+    auto* q = static_cast<unsigned char*>(std::realloc(buf[i], len[i] + grow));
+    std::memset(q + len[i], static_cast<int>(i & 0xFF), grow);
+    buf[i] = q;
+    len[i] += grow;
+    if (len[i] == cap[i]) {
+      active[at] = active.back();
+      active.pop_back();
+    }
+  }
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    sum += buf[i][len[i] - 1] + len[i];
+    std::free(buf[i]);
+  }
+  return sum;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s churn|prodcons|larson|tree|realloc|frag [scale]\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s churn|prodcons|larson|tree|realloc|frag|bigfrag|breathe|churn8k|mt2|"
+                 "procs|capped [scale]\n",
+                 argv[0]);
     return 2;
   }
   std::string name = argv[1];
@@ -330,7 +499,15 @@ int main(int argc, char** argv) {
   else if (name == "larson") sum = larson(scale);
   else if (name == "tree") sum = tree(scale);
   else if (name == "realloc") sum = realloc_heavy(scale);
-  else if (name == "frag") sum = frag(scale, &extra);
+  else if (name == "frag") sum = frag(1'000'000 * static_cast<std::size_t>(scale), &extra);
+  // issue 12's fragmentation test: ~340 MiB of small blocks first.
+  else if (name == "bigfrag") sum = frag(2'200'000 * static_cast<std::size_t>(scale), &extra);
+  else if (name == "breathe") sum = breathe(scale);
+  else if (name == "churn8k") sum = churn8k(scale);
+  else if (name == "mt2") sum = mt2(scale);
+  else if (name == "procs") sum = procs(scale, argv[0]);
+  else if (name == "tiny") sum = tiny();
+  else if (name == "capped") sum = capped(scale);
   else {
     std::fprintf(stderr, "unknown workload %s\n", name.c_str());
     return 2;
