@@ -18,6 +18,7 @@
 #include <cstring>
 #include <string>
 
+#include "bench/engine/callgrind_count.h"
 #include "bench/engine/peers.h"
 
 namespace {
@@ -62,32 +63,7 @@ int inner(const std::string& which) {
 
 // Instructions counted inside `fn` over the whole run, or -1.
 double count(const char* self, const std::string& which, const std::string& fn) {
-  const std::string out = "/tmp/alloy_icount." + std::to_string(getpid()) + "." + fn;
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const std::string toggle = "--toggle-collect=" + fn;
-    const std::string outfile = "--callgrind-out-file=" + out;
-    const int devnull = open("/dev/null", O_WRONLY);
-    if (devnull >= 0) dup2(devnull, 2);
-    execlp("valgrind", "valgrind", "--tool=callgrind", "--collect-atstart=no", toggle.c_str(),
-           outfile.c_str(), self, "--inner", which.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
-  std::FILE* f = std::fopen(out.c_str(), "r");
-  if (f == nullptr) return -1;
-  char line[4096];
-  double total = -1;
-  while (std::fgets(line, sizeof line, f)) {
-    if (std::strncmp(line, "totals:", 7) == 0 || std::strncmp(line, "summary:", 8) == 0) {
-      total = std::strtod(line + (line[0] == 't' ? 7 : 8), nullptr);
-    }
-  }
-  std::fclose(f);
-  std::remove(out.c_str());
-  return total;
+  return alloy::bench::callgrind_count(fn, {self, "--inner", which}, [] {});
 }
 
 }  // namespace

@@ -24,6 +24,8 @@
 #include <utility>
 #include <vector>
 
+#include "bench/engine/callgrind_count.h"
+
 namespace {
 constexpr int kBatch = 16;
 constexpr int kRounds = 200000;
@@ -43,37 +45,13 @@ namespace {
 
 // Instructions counted inside `fn` over the whole run, or -1.
 double count(const char* self, const std::string& lib, const std::string& fn) {
-  const std::string out = "/tmp/alloy_picount." + std::to_string(getpid()) + "." + fn;
-  const pid_t pid = fork();
-  if (pid == 0) {
+  return alloy::bench::callgrind_count(fn, {self, "--inner"}, [&] {
     if (lib.empty()) {
       unsetenv("LD_PRELOAD");
     } else {
       setenv("LD_PRELOAD", lib.c_str(), 1);
     }
-    const std::string toggle = "--toggle-collect=" + fn;
-    const std::string outfile = "--callgrind-out-file=" + out;
-    const int devnull = open("/dev/null", O_WRONLY);
-    if (devnull >= 0) dup2(devnull, 2);
-    execlp("valgrind", "valgrind", "--tool=callgrind", "--collect-atstart=no", toggle.c_str(),
-           outfile.c_str(), self, "--inner", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
-  std::FILE* f = std::fopen(out.c_str(), "r");
-  if (f == nullptr) return -1;
-  char line[4096];
-  double total = -1;
-  while (std::fgets(line, sizeof line, f)) {
-    if (std::strncmp(line, "totals:", 7) == 0 || std::strncmp(line, "summary:", 8) == 0) {
-      total = std::strtod(line + (line[0] == 't' ? 7 : 8), nullptr);
-    }
-  }
-  std::fclose(f);
-  std::remove(out.c_str());
-  return total;
+  });
 }
 
 }  // namespace
