@@ -3,7 +3,7 @@
 // What it is for: shared by the core's files (see core_state.h), block_ops.cc and heap.cc, and by the
 // inline fast path (fast_path.h) and white-box tests. Not a public API: the
 // Bazel target //allocators/engine:internal is visible only to the engine
-// package, tests/engine and tests/fuzz (fast_path.h includes it, so other code
+// package, tests/allocators/engine and tests/fuzz (fast_path.h includes it, so other code
 // sees it only through fast_path.h, never by name).
 // Cost: every lookup below is address arithmetic (no locks, no syscalls).
 // Thread safety: documented per structure below.
