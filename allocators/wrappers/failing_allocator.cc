@@ -39,11 +39,7 @@ void FailingAllocator::reset(Options options) {
 void* FailingAllocator::vt_alloc(void* ctx, std::size_t len, Alignment alignment,
                                  std::uintptr_t ret_addr) {
   auto* self = static_cast<FailingAllocator*>(ctx);
-  const std::size_t index = self->alloc_count_.fetch_add(1, kRelaxed);
-  if (index_hit(index, self->options_.fail_alloc_index, self->options_.keep_failing)) {
-    remember(self->failed_ret_addr_, ret_addr);
-    return nullptr;
-  }
+  if (self->alloc_must_fail(ret_addr)) return nullptr;
   void* p = self->child_.raw_alloc(len, alignment, ret_addr);
   if (p != nullptr) self->allocated_bytes_.fetch_add(len, kRelaxed);
   return p;
@@ -54,11 +50,7 @@ void* FailingAllocator::vt_alloc(void* ctx, std::size_t len, Alignment alignment
 Bytes FailingAllocator::vt_alloc_at_least(void* ctx, std::size_t len, Alignment alignment,
                                           std::uintptr_t ret_addr) {
   auto* self = static_cast<FailingAllocator*>(ctx);
-  const std::size_t index = self->alloc_count_.fetch_add(1, kRelaxed);
-  if (index_hit(index, self->options_.fail_alloc_index, self->options_.keep_failing)) {
-    remember(self->failed_ret_addr_, ret_addr);
-    return Bytes();
-  }
+  if (self->alloc_must_fail(ret_addr)) return Bytes();
   Bytes b = self->child_.raw_alloc_at_least(len, alignment, ret_addr);
   if (b.data() != nullptr) self->allocated_bytes_.fetch_add(b.size(), kRelaxed);
   return b;
@@ -67,11 +59,7 @@ Bytes FailingAllocator::vt_alloc_at_least(void* ctx, std::size_t len, Alignment 
 void* FailingAllocator::vt_alloc_zeroed(void* ctx, std::size_t len, Alignment alignment,
                                         std::uintptr_t ret_addr) {
   auto* self = static_cast<FailingAllocator*>(ctx);
-  const std::size_t index = self->alloc_count_.fetch_add(1, kRelaxed);
-  if (index_hit(index, self->options_.fail_alloc_index, self->options_.keep_failing)) {
-    remember(self->failed_ret_addr_, ret_addr);
-    return nullptr;
-  }
+  if (self->alloc_must_fail(ret_addr)) return nullptr;
   void* p = self->child_.raw_alloc_zeroed(len, alignment, ret_addr);
   if (p != nullptr) self->allocated_bytes_.fetch_add(len, kRelaxed);
   return p;
@@ -79,6 +67,13 @@ void* FailingAllocator::vt_alloc_zeroed(void* ctx, std::size_t len, Alignment al
 
 Ownership FailingAllocator::vt_owns(void* ctx, const void* ptr) {
   return static_cast<FailingAllocator*>(ctx)->child_.owns(ptr);
+}
+
+bool FailingAllocator::alloc_must_fail(std::uintptr_t ret_addr) {
+  const std::size_t index = alloc_count_.fetch_add(1, kRelaxed);
+  if (!index_hit(index, options_.fail_alloc_index, options_.keep_failing)) return false;
+  remember(failed_ret_addr_, ret_addr);
+  return true;
 }
 
 bool FailingAllocator::resize_must_fail(std::uintptr_t ret_addr) {

@@ -100,6 +100,9 @@ class FailingAllocator {
                                std::uintptr_t ret_addr);
   static Ownership vt_owns(void* ctx, const void* ptr);
 
+  // Takes the next alloc number (alloc, alloc_at_least and alloc_zeroed share
+  // them); true if that call must fail.
+  bool alloc_must_fail(std::uintptr_t ret_addr);
   // Takes the next resize/remap number; true if that call must fail.
   bool resize_must_fail(std::uintptr_t ret_addr);
   void count_resize(std::size_t old_len, std::size_t new_len);
