@@ -117,6 +117,7 @@ void span_purge(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noe
 
 void span_free(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noexcept {
   seg->used_slices -= static_cast<std::uint32_t>(n);
+  l->used_slices -= static_cast<std::uint32_t>(n);
   // Even when the span merges into a free neighbour before it (and its first
   // descriptor is no longer a span's first), a pointer into it must resolve
   // to a free span, not to the block it held (block_check: a double free).
@@ -141,10 +142,17 @@ void span_free(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noex
   span_insert(l, &seg->pages[idx]);
   dirty_add(l, seg, freed, now);
   const bool eager = l->heap->eager.load(std::memory_order_relaxed);
-  if (eager) span_purge(l, seg, idx, n);
-  // An empty segment goes back at once when it holds nothing to reuse (or
-  // eagerly), else when its dirty slices are due (local_purge).
-  if (seg->used_slices == 0 && (eager || (seg->committed_mask & ~std::uint64_t{1}) == 0) &&
+  // An empty segment goes back at once when it held nothing to reuse (or
+  // eagerly), else when its dirty slices are due (local_purge). One that
+  // purge_if_mostly_free purges stays (no munmap now, no mmap when the
+  // heap grows again).
+  const bool untouched = (seg->committed_mask & ~std::uint64_t{1}) == 0;
+  if (eager) {
+    span_purge(l, seg, idx, n);
+  } else {
+    purge_if_mostly_free(l, seg);
+  }
+  if (seg->used_slices == 0 && (eager || untouched) &&
       l->heap->visiting.load(std::memory_order_relaxed) == 0) {
     segment_release(l, seg);
   }
@@ -167,6 +175,7 @@ Span* span_take(ThreadHeap* l, Span* s, std::size_t a, std::size_t n) noexcept {
     span_insert(l, &seg->pages[a + n]);
   }
   seg->used_slices += static_cast<std::uint32_t>(n);
+  l->used_slices += static_cast<std::uint32_t>(n);
   dirty_clear(l, seg, range_mask(a, n));
   Span* pg = &seg->pages[a];
   pg->slice_count = static_cast<std::uint8_t>(n);
@@ -356,6 +365,30 @@ void maybe_purge(ThreadHeap* l) noexcept {
   if (global != 0 && global <= now && l->heap == &g_default_heap) purge_global(now);
 }
 
+namespace {
+std::uint32_t dirty_budget(const ThreadHeap* l) noexcept {
+  const std::uint32_t share = l->segment_count * static_cast<std::uint32_t>(kSlices) / kDirtyFraction;
+  return share > kDirtyMinSlices ? share : kDirtyMinSlices;
+}
+
+// Purges dirty slices until at most `target` are left, segments holding no
+// used span first (nothing there is likely to be reused soon), then the
+// others in list order; the ThreadHeap's deadline follows.
+void purge_down_to(ThreadHeap* l, std::uint32_t target) noexcept {
+  for (int pass = 0; pass < 2; ++pass) {
+    for (Segment* seg = l->segments; seg != nullptr && l->dirty > target; seg = seg->next) {
+      if (pass == 0 && seg->used_slices != 0) continue;
+      segment_purge_bits(l, seg, seg->purge_mask);
+    }
+  }
+  std::uint64_t next = 0;
+  for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
+    if (seg->purge_expire != 0 && (next == 0 || seg->purge_expire < next)) next = seg->purge_expire;
+  }
+  l->purge_at = next;
+}
+}  // namespace
+
 // The ThreadHeap is about to commit fresh slices: if its dirty slices exceed
 // the budget (kDirtyMinSlices, or 1/kDirtyFraction of its segments' slices),
 // purge segments until they are under half of it, so growth the free
@@ -364,17 +397,30 @@ void maybe_purge(ThreadHeap* l) noexcept {
 // slice made a working set that breathes by a few slices pay a madvise and
 // a page fault per slice (issue 12: sqlite3 4869 madvise calls, mimalloc 14).
 void purge_over_budget(ThreadHeap* l) noexcept {
-  const std::uint32_t share = l->segment_count * static_cast<std::uint32_t>(kSlices) / kDirtyFraction;
-  const std::uint32_t budget = share > kDirtyMinSlices ? share : kDirtyMinSlices;
+  const std::uint32_t budget = dirty_budget(l);
   if (l->dirty <= budget) return;
-  for (Segment* seg = l->segments; seg != nullptr && l->dirty > budget / 2; seg = seg->next) {
-    segment_purge_bits(l, seg, seg->purge_mask);
+  purge_down_to(l, budget / 2);
+}
+
+// A span of seg was just freed and seg holds no used span any more: when
+// the ThreadHeap's dirty slices exceed the budget and kMostlyFree times its
+// used ones (the program freed most of what it touched), the dirty slices of
+// its segments without used spans go back now rather than after the delay,
+// which only a later call would see. A working set that breathes keeps most of its slices used, so it
+// never gets here. Only whole segments: one madvise per committed run of
+// the segment's one free span, so a heap torn down block by block (at
+// exit, between phases) pays about one call per segment; purging the
+// scattered free runs of segments that still hold blocks cost churn8k and
+// capped 200+ calls (mimalloc 33). Not while the thread exits: its heap's
+// dirty slices wait for the thread that adopts it (thread_exit_hook).
+void purge_if_mostly_free(ThreadHeap* l, Segment* seg) noexcept {
+  if (seg->used_slices != 0 || seg->purge_mask == 0 || l->exiting) return;
+  if (l->dirty <= kDirtyMinSlices || l->dirty <= kMostlyFree * l->used_slices) return;
+  if (l->dirty <= dirty_budget(l)) return;
+  // Segments that emptied before the heap was mostly free go too.
+  for (Segment* s = l->segments; s != nullptr; s = s->next) {
+    if (s->used_slices == 0 && s->purge_mask != 0) segment_purge_bits(l, s, s->purge_mask);
   }
-  std::uint64_t next = 0;
-  for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
-    if (seg->purge_expire != 0 && (next == 0 || seg->purge_expire < next)) next = seg->purge_expire;
-  }
-  l->purge_at = next;
 }
 
 
