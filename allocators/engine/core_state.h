@@ -186,7 +186,7 @@ void maybe_purge(ThreadHeap* l) noexcept;
 extern std::atomic<std::uint64_t> g_global_purge_at;
 void schedule_global_purge(std::uint64_t at) noexcept;
 void purge_over_budget(ThreadHeap* l) noexcept;
-void purge_if_mostly_free(ThreadHeap* l, Segment* seg) noexcept;
+bool purge_if_mostly_free(ThreadHeap* l, Segment* seg) noexcept;
 bool retire_kept_pages(ThreadHeap* l) noexcept;
 void purge_kept_pages(ThreadHeap* l) noexcept;
 // The purge tick of the alloc/free slow halves (span_get and

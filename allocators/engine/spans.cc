@@ -143,16 +143,14 @@ void span_free(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noex
   dirty_add(l, seg, freed, now);
   const bool eager = l->heap->eager.load(std::memory_order_relaxed);
   // An empty segment goes back at once when it held nothing to reuse (or
-  // eagerly), else when its dirty slices are due (local_purge). One that
-  // purge_if_mostly_free purges stays (no munmap now, no mmap when the
-  // heap grows again).
-  const bool untouched = (seg->committed_mask & ~std::uint64_t{1}) == 0;
+  // eagerly, or with the others when most of the heap is free), else when
+  // its dirty slices are due (local_purge).
   if (eager) {
     span_purge(l, seg, idx, n);
-  } else {
-    purge_if_mostly_free(l, seg);
+  } else if (purge_if_mostly_free(l, seg)) {
+    return;  // seg went back with the other empty segments
   }
-  if (seg->used_slices == 0 && (eager || untouched) &&
+  if (seg->used_slices == 0 && (eager || (seg->committed_mask & ~std::uint64_t{1}) == 0) &&
       l->heap->visiting.load(std::memory_order_relaxed) == 0) {
     segment_release(l, seg);
   }
@@ -402,25 +400,102 @@ void purge_over_budget(ThreadHeap* l) noexcept {
   purge_down_to(l, budget / 2);
 }
 
+namespace {
+// Releases the empty segments segs[0..n) of l as segment_release does, but
+// sorted by address, so adjacent ones (segments come from reservations of
+// many) take one madvise per run going to the segment cache and one munmap
+// per run unmapped: a 400 MiB heap torn down costs about ten calls, not one
+// per segment. The headers inside a cached run are purged too: a cached
+// segment is re-initialised when reused.
+void segments_release_batch(ThreadHeap* l, Segment** segs, std::size_t n) noexcept {
+  for (std::size_t i = 1; i < n; ++i) {
+    Segment* x = segs[i];
+    std::size_t j = i;
+    for (; j > 0 && segs[j - 1] > x; --j) segs[j] = segs[j - 1];
+    segs[j] = x;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    Segment* seg = segs[i];
+    span_remove(l, &seg->pages[1]);
+    segment_unlink(l, seg);
+    dirty_clear(l, seg, seg->purge_mask);
+    heap_uncommit(l->heap, mask_bytes(seg->committed_mask));
+    ALLOY_UNPOISON(seg, kSegmentSize);
+    seg->owner_tid.store(0, std::memory_order_relaxed);
+  }
+  auto run_end = [&](std::size_t i, std::size_t limit) {
+    while (i + 1 < limit &&
+           reinterpret_cast<char*>(segs[i + 1]) == reinterpret_cast<char*>(segs[i]) + kSegmentSize) {
+      ++i;
+    }
+    return i + 1;
+  };
+  std::size_t keep;
+  {
+    Guard g(g_segcache_lock);
+    keep = kSegmentCacheMax - g_segcache_count;
+  }
+  if (keep > n) keep = n;
+  for (std::size_t i = 0; i < keep;) {
+    const std::size_t e = run_end(i, keep);
+    os_purge(reinterpret_cast<char*>(segs[i]) + kSliceSize, (e - i) * kSegmentSize - kSliceSize);
+    i = e;
+  }
+  std::size_t unmap_from = keep;
+  {
+    Guard g(g_segcache_lock);
+    for (std::size_t i = 0; i < keep; ++i) {
+      if (g_segcache_count < kSegmentCacheMax) {
+        g_segcache[g_segcache_count++] = segs[i];
+      } else {  // another thread filled the cache meanwhile
+        owns_mark(segs[i], kSegmentSize, false);
+        os_unmap(segs[i], kSegmentSize);
+      }
+    }
+  }
+  for (std::size_t i = unmap_from; i < n;) {
+    const std::size_t e = run_end(i, n);
+    for (std::size_t k = i; k < e; ++k) owns_mark(segs[k], kSegmentSize, false);
+    os_unmap(segs[i], (e - i) * kSegmentSize);
+    i = e;
+  }
+}
+}  // namespace
+
 // A span of seg was just freed and seg holds no used span any more: when
 // the ThreadHeap's dirty slices exceed the budget and kMostlyFree times its
-// used ones (the program freed most of what it touched), the dirty slices of
-// its segments without used spans go back now rather than after the delay,
-// which only a later call would see. A working set that breathes keeps most of its slices used, so it
-// never gets here. Only whole segments: one madvise per committed run of
-// the segment's one free span, so a heap torn down block by block (at
-// exit, between phases) pays about one call per segment; purging the
-// scattered free runs of segments that still hold blocks cost churn8k and
-// capped 200+ calls (mimalloc 33). Not while the thread exits: its heap's
-// dirty slices wait for the thread that adopts it (thread_exit_hook).
-void purge_if_mostly_free(ThreadHeap* l, Segment* seg) noexcept {
-  if (seg->used_slices != 0 || seg->purge_mask == 0 || l->exiting) return;
-  if (l->dirty <= kDirtyMinSlices || l->dirty <= kMostlyFree * l->used_slices) return;
-  if (l->dirty <= dirty_budget(l)) return;
-  // Segments that emptied before the heap was mostly free go too.
-  for (Segment* s = l->segments; s != nullptr; s = s->next) {
-    if (s->used_slices == 0 && s->purge_mask != 0) segment_purge_bits(l, s, s->purge_mask);
+// used ones (the program freed most of what it touched), its segments
+// without used spans go back now (segments_release_batch) rather than after
+// the delay, which only a later call would see. A working set that breathes
+// keeps most of its slices used, so it never gets here. Only whole
+// segments, in address-ordered runs, so a heap torn down block by block (at
+// exit, between phases) pays a few calls: purging the scattered free runs
+// of segments that still hold blocks cost churn8k and capped 200+ calls
+// (mimalloc 33), one madvise per empty segment bigfrag 139 (mimalloc 45).
+// Not while the thread exits (its heap's dirty slices wait for the thread
+// that adopts it, thread_exit_hook) or a walk holds segment pointers
+// (Heap::visit). True if seg itself was released.
+bool purge_if_mostly_free(ThreadHeap* l, Segment* seg) noexcept {
+  if (seg->used_slices != 0 || seg->purge_mask == 0 || l->exiting) return false;
+  if (l->dirty <= kDirtyMinSlices || l->dirty <= kMostlyFree * l->used_slices) return false;
+  if (l->dirty <= dirty_budget(l)) return false;
+  if (l->heap->visiting.load(std::memory_order_relaxed) != 0) return false;
+  constexpr std::size_t kBatch = 64;
+  Segment* batch[kBatch];
+  std::size_t n = 0;
+  for (Segment* s = l->segments; s != nullptr;) {
+    Segment* following = s->next;
+    if (s->used_slices == 0) {
+      batch[n++] = s;
+      if (n == kBatch) {
+        segments_release_batch(l, batch, n);
+        n = 0;
+      }
+    }
+    s = following;
   }
+  segments_release_batch(l, batch, n);
+  return true;
 }
 
 
