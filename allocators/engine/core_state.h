@@ -193,7 +193,9 @@ void purge_kept_pages(ThreadHeap* l) noexcept;
 // page_free_span call maybe_purge itself): purges what is due. Two loads
 // when nothing is scheduled; else a clock read every kTickEvery-th call
 // (reading it on every call cost churn8k 8% of its time). There is no purge
-// thread: memory of a process whose threads all sleep is not given back
+// thread: what a process whose threads all sleep still holds (the dirty
+// budget, free runs in segments with blocks, the huge cache; a mostly free
+// heap's empty segments went back at free time, purge_if_mostly_free) waits
 // until one of them calls again (or calls collect / malloc_trim). l is a
 // real ThreadHeap (not g_empty_local, which every thread shares).
 inline constexpr std::uint32_t kTickEvery = 16;
