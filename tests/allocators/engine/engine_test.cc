@@ -462,6 +462,28 @@ BOOST_AUTO_TEST_CASE(rss_falls_without_any_call_after_freeing_most_of_the_heap) 
   }).join();
 }
 
+BOOST_AUTO_TEST_CASE(a_mostly_free_heap_gives_back_its_empty_segments_in_few_calls) {
+  // 48 MiB of 256 KiB blocks (a dozen segments, cut from a few reservations)
+  // freed in order: once most of the heap is free, its empty segments go
+  // back sorted by address, one madvise or munmap per run of adjacent
+  // segments, not one per segment (a heap torn down at exit pays a few
+  // calls). The bound counts every run the segments could form.
+  std::thread([] {
+    namespace d = engine::detail;
+    const std::vector<void*> v = touch_large_blocks(kIdleBytes * 3 / 4);
+    d::ThreadHeap* l = d::t_local;
+    const std::uint32_t segments = l->segment_count;
+    const std::uint64_t calls_before = d::g_os_purge_calls.load() + d::g_os_unmap_calls.load();
+    for (void* p : v) engine::free(p);
+    const std::uint64_t calls =
+        d::g_os_purge_calls.load() + d::g_os_unmap_calls.load() - calls_before;
+    BOOST_TEST_MESSAGE("segments " << segments << " left " << l->segment_count << " calls " << calls);
+    BOOST_CHECK_GE(segments, 10u);
+    BOOST_CHECK_LT(l->segment_count, segments / 2);
+    BOOST_CHECK_LE(calls, 8u);
+  }).join();
+}
+
 BOOST_AUTO_TEST_CASE(rss_falls_after_an_idle_period_for_exited_threads_and_huge_blocks) {
   // A thread holds 24 MiB, touches 64 MiB, frees those and exits: its
   // ThreadHeap goes idle with the slices still dirty (not most of its heap,
