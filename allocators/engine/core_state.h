@@ -186,13 +186,16 @@ void maybe_purge(ThreadHeap* l) noexcept;
 extern std::atomic<std::uint64_t> g_global_purge_at;
 void schedule_global_purge(std::uint64_t at) noexcept;
 void purge_over_budget(ThreadHeap* l) noexcept;
+bool purge_if_mostly_free(ThreadHeap* l, Segment* seg) noexcept;
 bool retire_kept_pages(ThreadHeap* l) noexcept;
 void purge_kept_pages(ThreadHeap* l) noexcept;
 // The purge tick of the alloc/free slow halves (span_get and
 // page_free_span call maybe_purge itself): purges what is due. Two loads
 // when nothing is scheduled; else a clock read every kTickEvery-th call
 // (reading it on every call cost churn8k 8% of its time). There is no purge
-// thread: memory of a process whose threads all sleep is not given back
+// thread: what a process whose threads all sleep still holds (the dirty
+// budget, free runs in segments with blocks, the huge cache; a mostly free
+// heap's empty segments went back at free time, purge_if_mostly_free) waits
 // until one of them calls again (or calls collect / malloc_trim). l is a
 // real ThreadHeap (not g_empty_local, which every thread shares).
 inline constexpr std::uint32_t kTickEvery = 16;

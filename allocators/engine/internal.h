@@ -46,7 +46,10 @@
 //                call per run, and an empty segment goes back to the segment
 //                cache. Deadlines are checked on slow paths only (no thread
 //                of our own). Dirty slices beyond a budget are purged early,
-//                when a span needs fresh slices (spans.cc, purge_over_budget).
+//                when a span needs fresh slices (spans.cc, purge_over_budget),
+//                and when a span is freed while most of the ThreadHeap is
+//                free (purge_if_mostly_free), so an idle program keeps at
+//                most the budget.
 // Huge blocks (> 2 MiB) get their own 4 MiB-aligned mapping whose first 8 KiB
 // is a Segment header (page 0 describes the block), grown with mremap, and a
 // bounded process-wide cache keeps recently freed ones mapped so loops over
@@ -117,6 +120,12 @@ inline constexpr std::size_t kDirectSlots = kDirectMax / 8 + 1;
 inline constexpr std::uint64_t kPurgeDelayMs = 250;
 inline constexpr std::uint32_t kDirtyMinSlices = 48;  // 3 MiB
 inline constexpr std::uint32_t kDirtyFraction = 16;
+// A ThreadHeap whose dirty slices exceed the budget and kMostlyFree times
+// its used slices (three quarters of what it touched is free) purges the
+// excess at once, when a span is freed (spans.cc, purge_if_mostly_free): a
+// program that frees most of its heap and then makes no call gives it back
+// without a thread of the engine's own.
+inline constexpr std::uint32_t kMostlyFree = 3;
 
 // ---- Size classes: 8..128 step 8, then 8 classes per doubling to 64 KiB. ----
 inline constexpr unsigned kClasses = 89;  // 1..88 used, 0 = none
@@ -329,6 +338,10 @@ struct ThreadHeap {
   std::uint32_t dirty = 0;     // slices in its segments' purge_masks
   std::uint32_t purge_ticks = 0;  // purge_tick calls (core_state.h)
   std::uint32_t segment_count = 0;
+  std::uint32_t used_slices = 0;  // sum of its segments' used_slices
+  // Set while its thread exits (thread_exit_hook): what it frees then stays
+  // dirty for the thread that adopts it (no purge of a mostly free heap).
+  bool exiting = false;
 
   constexpr ThreadHeap() : direct{}, queues{}, spans{} {
     for (auto& d : direct) d = &g_empty_page;

@@ -268,6 +268,7 @@ bool large_grow_owned(Segment* seg, Span* pg, std::size_t size) noexcept {
   seg->committed_mask |= fresh;
   dirty_clear(l, seg, range_mask(j, extra));
   seg->used_slices += static_cast<std::uint32_t>(extra);
+  l->used_slices += static_cast<std::uint32_t>(extra);
   for (std::size_t i = cur; i < n; ++i) {
     seg->pages[idx + i].kind = kLargeBlock;
     seg->pages[idx + i].slice_offset = static_cast<std::uint16_t>(i * sizeof(Span));

@@ -28,8 +28,10 @@ void thread_exit_hook(void* arg) noexcept {
   // this heap (a program that re-creates threads) reuses them without a
   // syscall or a page fault; if none does in time, the purge tick of any
   // thread purges them (purge_global, spans.cc).
+  l->exiting = true;
   local_collect_pages(l, true);
   if (l->purge_at != 0) local_purge(l, now_ms(), false);
+  l->exiting = false;
   for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
     seg->owner_tid.store(0, std::memory_order_release);
   }

@@ -120,6 +120,7 @@ bool validate_thread_heap(const ThreadHeap* l, Violation* out) noexcept {
     if (!check_segment(c, seg, &used)) return false;
   }
   if (segments != l->segment_count) return c.fail("segment_count differs from the segment list", l);
+  if (used != l->used_slices) return c.fail("used_slices differs from its segments' sum", l);
   for (unsigned k = 1; k < kClasses; ++k) {
     if (!check_queue(c, l->queues[k], k)) return false;
   }

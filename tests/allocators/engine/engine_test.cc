@@ -371,6 +371,20 @@ void idle_lightly_until(Done done, int limit_ms) {
   }
 }
 constexpr std::size_t kIdleBytes = std::size_t{64} << 20;
+// A live set big enough that freeing kIdleBytes leaves the heap less than
+// kMostlyFree parts free to one used (no purge at free time).
+constexpr std::size_t kBallastBytes = std::size_t{24} << 20;
+static_assert(kIdleBytes <= engine::detail::kMostlyFree * kBallastBytes);
+// `bytes` of 256 KiB blocks, every byte written.
+std::vector<void*> touch_large_blocks(std::size_t bytes) {
+  std::vector<void*> v;
+  for (std::size_t done = 0; done < bytes; done += 256 << 10) {
+    void* p = engine::alloc(256 << 10);
+    std::memset(p, 1, 256 << 10);
+    v.push_back(p);
+  }
+  return v;
+}
 // Under TSan the shadow of the freed memory stays resident: there the
 // engine's own figures (commitment, mappings) are checked, elsewhere RSS too.
 #if defined(ALLOY_HAVE_TSAN)
@@ -381,69 +395,129 @@ constexpr bool kRssFollows = true;
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(rss_falls_after_an_idle_period_for_a_thread_that_calls_lightly) {
-  // A thread touches 64 MiB of large blocks, frees them and then only calls
-  // alloc/free of one small block now and then: its slow path's purge tick
-  // gives the free slices back once they have stayed free for the delay
-  // (well within 5 s), with no collect() and no thread of the engine's own.
+  // A thread holds 24 MiB of large blocks (a live set: what it frees is not
+  // most of its heap), touches 64 MiB more, frees those and then only calls
+  // alloc/free of one small block now and then: the freed slices are kept
+  // at first (a working set may come back), and its slow path's purge tick
+  // gives them back once they have stayed free for the delay (well within
+  // 5 s), with no collect() and no thread of the engine's own.
   std::thread([] {
     auto& committed = engine::detail::g_default_heap.committed;
     const std::size_t base = rss_bytes();
     const std::size_t base_committed = committed.load();
-    std::vector<void*> v;
-    for (std::size_t done = 0; done < kIdleBytes; done += 256 << 10) {
-      void* p = engine::alloc(256 << 10);
-      std::memset(p, 1, 256 << 10);
-      v.push_back(p);
-    }
+    const std::vector<void*> ballast = touch_large_blocks(kBallastBytes);
+    const std::vector<void*> v = touch_large_blocks(kIdleBytes);
     const std::size_t peak = rss_bytes();
     for (void* p : v) engine::free(p);
-    const bool kept = committed.load() > base_committed + kIdleBytes / 2;  // not purged at once
+    const std::size_t live = base_committed + kBallastBytes;
+    const bool kept = committed.load() > live + kIdleBytes / 2;  // not purged at once
     auto done = [&] {
-      return committed.load() <= base_committed + kIdleBytes / 2 &&
-             (!kRssFollows || rss_bytes() <= base + kIdleBytes / 2);
+      return committed.load() <= live + kIdleBytes / 4 &&
+             (!kRssFollows || rss_bytes() <= base + kBallastBytes + kIdleBytes / 4);
     };
     idle_lightly_until(done, 5000);
     BOOST_TEST_MESSAGE("rss base " << base << " peak " << peak << " after idling " << rss_bytes()
                        << "; committed base " << base_committed << " after " << committed.load());
     BOOST_CHECK(kept);
     BOOST_CHECK(done());
+    for (void* p : ballast) engine::free(p);
+  }).join();
+}
+
+BOOST_AUTO_TEST_CASE(rss_falls_without_any_call_after_freeing_most_of_the_heap) {
+  // A thread touches 64 MiB of large blocks and 32 MiB of 1 KiB blocks,
+  // frees them all and then makes no call at all (it sleeps): with most of
+  // its heap free, the frees themselves give the excess back (dirty slices
+  // down to half the budget, purge_if_mostly_free), so RSS falls with no
+  // purge tick to wait for. Checked for up to 3 s of sleeping, not timed.
+  std::thread([] {
+    namespace d = engine::detail;
+    auto& committed = d::g_default_heap.committed;
+    const std::size_t base = rss_bytes();
+    const std::size_t base_committed = committed.load();
+    const std::vector<void*> v = touch_large_blocks(kIdleBytes);
+    std::vector<void*> small;
+    for (std::size_t done = 0; done < kIdleBytes / 2; done += 1024) {
+      void* p = engine::alloc(1024);
+      std::memset(p, 2, 1024);
+      small.push_back(p);
+    }
+    const std::size_t peak = rss_bytes();
+    const std::size_t peak_committed = committed.load();
+    for (void* p : v) engine::free(p);
+    for (void* p : small) engine::free(p);
+    // What may stay: half the dirty budget and the page each class keeps.
+    const std::size_t slack = std::size_t{d::kDirtyMinSlices} * d::kSliceSize + (std::size_t{4} << 20);
+    auto done = [&] {
+      return committed.load() <= base_committed + slack &&
+             (!kRssFollows || rss_bytes() <= base + slack);
+    };
+    for (int t = 0; t < 3000 && !done(); t += 10) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    BOOST_TEST_MESSAGE("rss base " << base << " peak " << peak << " after " << rss_bytes()
+                       << "; committed base " << base_committed << " peak " << peak_committed
+                       << " after " << committed.load());
+    BOOST_CHECK(done());
+  }).join();
+}
+
+BOOST_AUTO_TEST_CASE(a_mostly_free_heap_gives_back_its_empty_segments_in_few_calls) {
+  // 48 MiB of 256 KiB blocks (a dozen segments, cut from a few reservations)
+  // freed in order: once most of the heap is free, its empty segments go
+  // back sorted by address, one madvise or munmap per run of adjacent
+  // segments, not one per segment (a heap torn down at exit pays a few
+  // calls). The bound counts every run the segments could form.
+  std::thread([] {
+    namespace d = engine::detail;
+    const std::vector<void*> v = touch_large_blocks(kIdleBytes * 3 / 4);
+    d::ThreadHeap* l = d::t_local;
+    const std::uint32_t segments = l->segment_count;
+    const std::uint64_t calls_before = d::g_os_purge_calls.load() + d::g_os_unmap_calls.load();
+    for (void* p : v) engine::free(p);
+    const std::uint64_t calls =
+        d::g_os_purge_calls.load() + d::g_os_unmap_calls.load() - calls_before;
+    BOOST_TEST_MESSAGE("segments " << segments << " left " << l->segment_count << " calls " << calls);
+    BOOST_CHECK_GE(segments, 10u);
+    BOOST_CHECK_LT(l->segment_count, segments / 2);
+    BOOST_CHECK_LE(calls, 8u);
   }).join();
 }
 
 BOOST_AUTO_TEST_CASE(rss_falls_after_an_idle_period_for_exited_threads_and_huge_blocks) {
-  // A thread touches 64 MiB, frees it all and exits: its ThreadHeap goes
-  // idle with the slices still dirty (no purge at exit). A 64 MiB huge block
-  // freed goes to the huge cache. Both are given back by the purge tick of
-  // the thread that goes on calling lightly (the huge cache after
-  // kHugeCacheTtlMs).
+  // A thread holds 24 MiB, touches 64 MiB, frees those and exits: its
+  // ThreadHeap goes idle with the slices still dirty (not most of its heap,
+  // and no purge at exit). A 64 MiB huge block freed goes to the huge cache.
+  // Both are given back by the purge tick of the thread that goes on
+  // calling lightly (the huge cache after kHugeCacheTtlMs). The ballast is
+  // freed from here afterwards (cross-thread frees into the idle heap).
   auto& committed = engine::detail::g_default_heap.committed;
   auto& mapped = engine::detail::g_os_mapped;
   const std::size_t base = rss_bytes();
   const std::size_t base_committed = committed.load();
-  std::thread([] {
-    std::vector<void*> v;
-    for (std::size_t done = 0; done < kIdleBytes; done += 256 << 10) {
-      void* p = engine::alloc(256 << 10);
-      std::memset(p, 1, 256 << 10);
-      v.push_back(p);
-    }
+  std::vector<void*> ballast;
+  std::thread([&ballast] {
+    ballast = touch_large_blocks(kBallastBytes);
+    const std::vector<void*> v = touch_large_blocks(kIdleBytes);
     for (void* p : v) engine::free(p);
   }).join();
-  const bool kept = committed.load() > base_committed + kIdleBytes / 2;  // not purged at exit
+  const std::size_t live = base_committed + kBallastBytes;
+  const bool kept = committed.load() > live + kIdleBytes / 2;  // not purged at exit
   void* huge = engine::alloc(kIdleBytes);
   std::memset(huge, 1, kIdleBytes);
   const std::size_t peak = rss_bytes();
   const std::size_t peak_mapped = mapped.load();
   engine::free(huge);
   auto done = [&] {
-    return committed.load() <= base_committed + kIdleBytes / 2 &&
+    return committed.load() <= live + kIdleBytes / 4 &&
            mapped.load() + kIdleBytes / 2 <= peak_mapped &&
-           (!kRssFollows || rss_bytes() <= base + kIdleBytes / 2);
+           (!kRssFollows || rss_bytes() <= base + kBallastBytes + kIdleBytes / 4);
   };
   idle_lightly_until(done, 5000);
   BOOST_TEST_MESSAGE("rss base " << base << " peak " << peak << " after idling " << rss_bytes());
   BOOST_CHECK(kept);
   BOOST_CHECK(done());
+  for (void* p : ballast) engine::free(p);
 }
 
 BOOST_AUTO_TEST_CASE(freed_blocks_are_reused_before_fresh_memory) {
