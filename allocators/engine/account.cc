@@ -21,8 +21,22 @@ namespace account_detail {
 
 namespace d = engine::detail;
 
+// A heap of an account that one AccountScope at a time leases for its whole
+// life (internal.h, "Account scopes"): taken by `busy`, then its lock is held
+// until the scope ends, so the scoped thread allocates and frees in it as
+// its owner (the fast lane). Leases stay with their account (each charges
+// the account's hooks) until it is destroyed; reset() empties them too.
+struct Lease {
+  d::HeapCore* core = nullptr;
+  Lease* next = nullptr;  // written before the lease is published; fixed after
+  std::atomic<bool> busy{false};
+  alignas(Heap) unsigned char heap_storage[sizeof(Heap)];
+  Heap& heap() noexcept { return *std::launder(reinterpret_cast<Heap*>(heap_storage)); }
+};
+
 struct Node {
   d::HeapAccount hook;  // first member: a HeapAccount* is its Node*
+  std::atomic<Lease*> leases{nullptr};  // pushed under g_tree; read by scopes without it
   std::atomic<std::size_t> bytes{0};
   std::atomic<std::size_t> blocks{0};
   std::atomic<std::size_t> peak{0};
@@ -189,17 +203,16 @@ void credit_path(Node* n, std::size_t bytes, std::size_t nblocks) noexcept {
 //     their scopes end, when they are exact again.
 // Frees by other threads and every charge outside scopes go straight to the
 // atomics (charge_path / credit_path).
-struct Batch {
-  Node* node = nullptr;
-  std::ptrdiff_t bytes = 0;   // unpublished; negative after frees
-  std::ptrdiff_t blocks = 0;
-  std::ptrdiff_t high = 0;    // highest `bytes` since the last publish (peaks)
-  std::ptrdiff_t room = 0;
-};
-thread_local Batch t_batch;
+// The batch is the engine's (internal.h, ScopeBatch), so that the scoped
+// fast lane (scope.cc) adds to it inline; its node is the scope's Node (a
+// HeapAccount* is its Node*).
+using Batch = d::ScopeBatch;
+static_assert(kBatchBytes == static_cast<std::size_t>(d::kScopeBatchBytes));
+inline Batch& t_batch() noexcept { return d::t_scope_batch; }
+inline Node* batch_node(const Batch& b) noexcept { return reinterpret_cast<Node*>(b.node); }
 
 void publish(Batch& b) noexcept {
-  Node* const n = b.node;
+  Node* const n = batch_node(b);
   if (n == nullptr) return;
   // Taken out of the batch first: a soft-limit callback below may allocate
   // in this scope, charging the batch again.
@@ -245,14 +258,14 @@ void publish(Batch& b) noexcept {
 // batch's pending bytes are published first, so one thread's charges are
 // always checked exactly, whichever accounts they go to.
 void publish_others(const Node* n) noexcept {
-  Batch& b = t_batch;
-  if (b.node != nullptr && b.node != n && b.bytes > 0) publish(b);
+  Batch& b = t_batch();
+  if (b.node != nullptr && batch_node(b) != n && b.bytes > 0) publish(b);
 }
 
 bool hook_charge(d::HeapAccount* a, std::size_t usable, std::size_t request) noexcept {
   Node* const n = reinterpret_cast<Node*>(a);
-  Batch& b = t_batch;
-  if (b.node == n) {
+  Batch& b = t_batch();
+  if (batch_node(b) == n) {
     // Past the room (or a big block): publish first, so the exact check
     // below sees this thread's own pending bytes.
     const auto u = static_cast<std::ptrdiff_t>(usable);
@@ -268,8 +281,8 @@ bool hook_charge(d::HeapAccount* a, std::size_t usable, std::size_t request) noe
 }
 void hook_credit(d::HeapAccount* a, std::size_t usable) noexcept {
   Node* const n = reinterpret_cast<Node*>(a);
-  Batch& b = t_batch;
-  if (b.node == n && usable <= kBatchBytes) {
+  Batch& b = t_batch();
+  if (batch_node(b) == n && usable <= kBatchBytes) {
     b.bytes -= static_cast<std::ptrdiff_t>(usable);
     b.blocks -= 1;
     if (b.bytes < -static_cast<std::ptrdiff_t>(kBatchBytes)) publish(b);
@@ -307,6 +320,44 @@ bool give_heap(Node* n) noexcept {
   return true;
 }
 
+// A lease of n for this thread's scope, its lock held; null if none can be
+// made (the scope then allocates through heap_alloc_raw per call).
+Lease* take_lease(Node* n) noexcept {
+  for (Lease* l = n->leases.load(std::memory_order_acquire); l != nullptr; l = l->next) {
+    if (!l->busy.load(std::memory_order_relaxed) &&
+        !l->busy.exchange(true, std::memory_order_acquire)) {
+      l->core->leased.store(true, std::memory_order_release);  // before the lock: fork_prepare
+      l->core->lock.lock();  // a free from another thread may hold it briefly
+      return l;
+    }
+  }
+  TreeLock lock;
+  if (g_meta == nullptr) return nullptr;
+  void* mem = g_meta->alloc(sizeof(Lease), alignof(Lease));
+  if (mem == nullptr) return nullptr;
+  auto h = Heap::create();
+  if (!h) {
+    Heap::free(mem);
+    return nullptr;
+  }
+  auto* l = ::new (mem) Lease();
+  ::new (l->heap_storage) Heap(std::move(*h));
+  l->core = static_cast<d::HeapCore*>(l->heap().allocator().ctx);
+  l->core->account = &n->hook;
+  l->busy.store(true, std::memory_order_relaxed);
+  l->core->leased.store(true, std::memory_order_release);
+  l->core->lock.lock();
+  l->next = n->leases.load(std::memory_order_relaxed);
+  n->leases.store(l, std::memory_order_release);
+  return l;
+}
+
+void give_back(Lease* l) noexcept {
+  l->core->lock.unlock();
+  l->core->leased.store(false, std::memory_order_release);
+  l->busy.store(false, std::memory_order_release);
+}
+
 // g_tree held.
 Node* root_locked() noexcept {
   if (g_root != nullptr) return g_root;
@@ -339,6 +390,9 @@ void reset_locked(Node* n) noexcept {
   // Preorder walk of the subtree without recursion.
   for (Node* m = n; m != nullptr;) {
     d::heap_reset(m->core);
+    for (Lease* l = m->leases.load(std::memory_order_acquire); l != nullptr; l = l->next) {
+      d::heap_reset(l->core);
+    }
     m->bytes.store(0, std::memory_order_relaxed);
     m->blocks.store(0, std::memory_order_relaxed);
     m->soft_armed.store(true, std::memory_order_relaxed);
@@ -357,6 +411,13 @@ void destroy_locked(Node* n) noexcept {
   if (n->prev != nullptr) n->prev->next = n->next; else n->parent->first_child = n->next;
   if (n->next != nullptr) n->next->prev = n->prev;
   n->heap().~Heap();
+  for (Lease* l = n->leases.load(std::memory_order_relaxed); l != nullptr;) {
+    Lease* const next = l->next;
+    l->heap().~Heap();
+    l->~Lease();
+    Heap::free(l);
+    l = next;
+  }
   Heap::free(n->name);
   n->~Node();
   Heap::free(n);
@@ -535,21 +596,27 @@ std::vector<AccountSnapshot> Account::snapshot() const {
 // ---- AccountScope. ----
 
 AccountScope::AccountScope(Account account) noexcept {
-  account_detail::Batch& b = account_detail::t_batch;
+  account_detail::Batch& b = account_detail::t_batch();
   account_detail::publish(b);  // an enclosing scope's batch
   prev_batch_ = b.node;
-  b.node = account.node_;
+  b.node = &account.node_->hook;
   account_detail::publish(b);  // computes its room
-  const d::ScopeSaved saved = d::scope_enter(account.node_->core);
+  account_detail::Lease* lease = account_detail::take_lease(account.node_);
+  lease_ = lease;
+  const d::ScopeSaved saved =
+      d::scope_enter(lease != nullptr ? lease->core : account.node_->core, lease != nullptr);
   heap_ = saved.heap;
+  prev_lane_ = saved.lane;
   outer_ = saved.outer;
 }
 
 AccountScope::~AccountScope() {
-  d::scope_exit(d::ScopeSaved{static_cast<d::HeapCore*>(heap_), outer_});
-  account_detail::Batch& b = account_detail::t_batch;
+  d::scope_exit(d::ScopeSaved{static_cast<d::HeapCore*>(heap_),
+                              static_cast<d::ThreadHeap*>(prev_lane_), outer_});
+  if (lease_ != nullptr) account_detail::give_back(static_cast<account_detail::Lease*>(lease_));
+  account_detail::Batch& b = account_detail::t_batch();
   account_detail::publish(b);
-  b.node = static_cast<Node*>(prev_batch_);
+  b.node = static_cast<d::HeapAccount*>(prev_batch_);
   account_detail::publish(b);
 }
 

@@ -239,6 +239,8 @@ class AccountScope {
  private:
   void* heap_;
   void* prev_batch_;
+  void* lease_;      // the account's heap this scope leases (null: none)
+  void* prev_lane_;
   bool outer_;
 };
 

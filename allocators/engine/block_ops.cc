@@ -151,7 +151,8 @@ void heap_free(void* p, std::uintptr_t ret) noexcept {
       why = cross_check(pg, p);
       if (why == nullptr) d::free_cross(seg, pg, p);
     }
-  } else if (h == t_visiting) {  // visit's callback: the lock is ours already
+  } else if (h == t_visiting || &h->local == t_scope_lane) {
+    // Visit's callback, or an AccountScope that leases h: the lock is ours already.
     why = owner_check(pg, p);
     if (why == nullptr) d::local_push(pg, p);
     if (why == nullptr && acct != nullptr) acct->credit(acct, usable);
@@ -171,7 +172,10 @@ void heap_free(void* p, std::uintptr_t ret) noexcept {
 namespace {
 
 void* owner_alloc(HeapCore* h, std::size_t size, std::size_t align) noexcept {
-  return h->is_default ? engine::alloc_aligned(size, align) : heap_alloc_raw(h, size, align);
+  if (h->is_default) return engine::alloc_aligned(size, align);
+  // A heap this thread leases for an AccountScope: its lock is held already.
+  if (&h->local == t_scope_lane) return scope_alloc(size, align, false);
+  return heap_alloc_raw(h, size, align);
 }
 
 // large_grow_owned from whoever may: the owning thread of a default-heap

@@ -362,6 +362,13 @@ struct HeapCore {
   std::atomic<std::size_t> ceiling{~std::size_t{0}};
   std::atomic<bool> eager{false};
   HeapAccount* account = nullptr;  // set once before the heap's first block
+  // An AccountScope leases this heap and holds its lock for the scope's
+  // life (scope.cc): fork_prepare does not wait for it (the lease holder
+  // owns the ThreadHeap; in the child a lease of a thread that did not
+  // survive stays taken). fork_skipped: fork_prepare's note of that, for its
+  // release (the forking thread only, under g_heaps_lock).
+  std::atomic<bool> leased{false};
+  bool fork_skipped = false;
   // Walks in progress (Heap::visit drops the lock between pages): while
   // non-zero, empty segments are kept so the walk's cursor stays valid.
   std::atomic<int> visiting{0};
@@ -548,15 +555,51 @@ bool huge_free(Segment* seg) noexcept;
 
 // ---- Account scopes (scope.cc; allocators/engine/account.h's AccountScope). ----
 // While a thread is in a scope, t_local is &g_scope_local, a ThreadHeap with
-// no pages (every direct slot is the empty page), so the unchanged fast path
-// finds no block and every allocation reaches alloc_generic / alloc_zeroed,
-// which send it to scope_alloc: a block of t_scope_heap (heap_alloc_raw, so
-// charged to its account). The thread's own ThreadHeap waits in
-// t_scope_saved (own_local()); frees never look at t_local.
+// no pages (every direct slot is the empty page), so the unchanged inline
+// fast path finds no block and every allocation reaches a slow half.
+// The thread's own ThreadHeap waits in t_scope_saved (own_local()).
+//
+// A scope normally leases a heap of its account for its whole life (the
+// account library keeps a pool of them per account, account.cc): the lease
+// holds that heap's lock until the scope ends, so the scoped thread owns its
+// ThreadHeap, t_scope_lane, like its own default-heap ThreadHeap. Then
+//   - scope_try_alloc / scope_try_free are the scoped fast lane, which the
+//     malloc adapter's slow halves try first: a direct-slot pop from (or a
+//     local push to) t_scope_lane plus a few adds on t_scope_batch; no lock,
+//     no atomic. They decline (null / false) whatever needs more.
+//   - scope_alloc serves the rest from t_scope_lane (local_alloc, under the
+//     held lock) and charges through the account's hooks.
+//   - every other path that would take the leased heap's lock (account_free,
+//     heap_free, heap_realloc) sees t_scope_lane and acts as its owner.
+// Without a lease (none could be made) t_scope_lane is null and scope_alloc
+// takes heap_alloc_raw on t_scope_heap (the account's own heap) per call.
 extern ThreadHeap g_scope_local;
 extern __thread HeapCore* t_scope_heap __attribute__((tls_model("initial-exec")));
 extern __thread ThreadHeap* t_scope_saved __attribute__((tls_model("initial-exec")));
+extern __thread ThreadHeap* t_scope_lane __attribute__((tls_model("initial-exec")));
 void* scope_alloc(std::size_t size, std::size_t align, bool zero) noexcept;
+// The scoped thread's per-thread charge batch (its rules: account.cc,
+// "A scope's per-thread batch"): `node` is the scope's account (its
+// HeapAccount), `bytes`/`blocks` what this thread charged (+) and credited
+// (-) to it since the last publish, `high` the highest `bytes` since then,
+// `room` how far `bytes` may rise before a publish. The fast lane adds here;
+// publishing is the account library's (through its hooks).
+struct ScopeBatch {
+  HeapAccount* node = nullptr;
+  std::ptrdiff_t bytes = 0;
+  std::ptrdiff_t blocks = 0;
+  std::ptrdiff_t high = 0;
+  std::ptrdiff_t room = 0;
+};
+inline constexpr std::ptrdiff_t kScopeBatchBytes = 32 << 10;  // AccountScope::kBatchBytes
+extern __thread ScopeBatch t_scope_batch __attribute__((tls_model("initial-exec")));
+// The fast lane (see above): a block of `size` (1..1 KiB, malloc's
+// alignment) from t_scope_lane's direct page, charged to the batch, or null.
+void* scope_try_alloc(std::size_t size) noexcept;
+// p (engine memory) freed into t_scope_lane as its owner and credited to the
+// batch, or false (not a small block of the lane, the block freed last on
+// its page, or the batch must publish): the caller frees it the usual way.
+bool scope_try_free(void* p) noexcept;
 // The thread's own ThreadHeap of the default heap, in a scope or not.
 inline ThreadHeap* own_local() noexcept {
   ThreadHeap* l = t_local;
@@ -564,15 +607,18 @@ inline ThreadHeap* own_local() noexcept {
 }
 struct ScopeSaved {
   HeapCore* heap;
+  ThreadHeap* lane;
   bool outer;
 };
-// Makes h this thread's scope heap until scope_exit (LIFO, nesting).
-ScopeSaved scope_enter(HeapCore* h) noexcept;
+// Makes h this thread's scope heap until scope_exit (LIFO, nesting); with
+// `leased`, the caller holds h's lock until then and h's ThreadHeap is the
+// lane.
+ScopeSaved scope_enter(HeapCore* h, bool leased) noexcept;
 void scope_exit(ScopeSaved saved) noexcept;
 // free_cross's first step for a block of an account's heap: credits it, then
-// frees it as the heap's owner when the heap's lock is free at once (its
-// biased owner takes it with plain stores) or as a huge block; false: the
-// caller pushes it as a cross-thread free.
+// frees it as the heap's owner when this thread leases the heap, or when the
+// heap's lock is free at once (its biased owner takes it with plain stores),
+// or as a huge block; false: the caller pushes it as a cross-thread free.
 bool account_free(Segment* seg, Span* pg, void* p) noexcept;
 // Frees every block of user heap h at the cost of its pages, as destroy does,
 // and leaves h empty and usable (same HeapCore, same registration).

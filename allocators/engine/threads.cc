@@ -280,7 +280,8 @@ void fork_prepare() noexcept {
   profile::Sampler::instance().fork_prepare();
   g_heaps_lock.lock();
   for (HeapCore* h = g_heaps; h != nullptr; h = h->next_heap) {
-    h->lock.lock();
+    h->fork_skipped = h->leased.load(std::memory_order_acquire);  // an AccountScope holds it
+    if (!h->fork_skipped) h->lock.lock();
     h->huge_lock.lock();
   }
   g_default_heap.lock.lock();
@@ -310,7 +311,7 @@ void release_fork_locks(bool in_child) noexcept {
   release(g_default_heap.lock);
   for (HeapCore* h = g_heaps; h != nullptr; h = h->next_heap) {
     h->huge_lock.unlock();
-    release(h->lock);
+    if (!h->fork_skipped) release(h->lock);
   }
   g_heaps_lock.unlock();
 }

@@ -143,7 +143,7 @@ int main() {
         go.fetch_add(1);
         while (go.load() < n) {
         }
-        ns[static_cast<std::size_t>(t)] = best_ns_per_pair(malloc_free_batch);
+        ns[static_cast<std::size_t>(t)] = best_ns_per_pair(scoped_batch);
       });
     }
     for (auto& th : ts) th.join();
