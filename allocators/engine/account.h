@@ -64,10 +64,12 @@
 // private alloy::Heap of the accounts library, never from a scope's heap.
 // A charge or credit outside scopes is two atomic adds per level of the path
 // (plus a peak update when a new peak is reached); in a scope, a few plain
-// adds on the thread's batch, the atomics once per 32 KiB. Scoped
-// malloc/free: the engine's slow path (heap_alloc_raw under the heap's biased
-// lock, the free under the same lock when it is free) plus the batch; the
-// unscoped fast path is unchanged. Figures in bench/README.md.
+// adds on the thread's batch, the atomics once per 32 KiB. A scope leases a
+// heap of its account for its life (its lock held; creating the first lease
+// maps a heap); scoped malloc/free of blocks up to 1 KiB take the malloc
+// adapter's fast lane on it (a pop or owner push plus the batch, no lock),
+// the rest the engine's slow path; the unscoped fast path is unchanged.
+// Figures in bench/README.md.
 // Thread safety: every member may be called from any thread; create,
 // destroy, reset and the reports serialize on one process-wide lock. The
 // soft-limit callback runs on the allocating thread, outside engine locks,
