@@ -148,7 +148,10 @@ void soft_crossed(Node* n, std::size_t now) noexcept {
 
 void publish_others(const Node* n) noexcept;
 
-bool charge_path(Node* n, std::size_t bytes, std::size_t request, std::size_t nblocks) noexcept {
+// record: a refusal counts in refusals() and last_account_refusal() (not for
+// carve mode's own charges, which fall back to a per-block one that does).
+bool charge_path(Node* n, std::size_t bytes, std::size_t request, std::size_t nblocks,
+                 bool record = true) noexcept {
   publish_others(n);  // this thread's batch of another account may share our path
   for (Node* x = n; x != nullptr; x = x->parent) {
     const std::size_t before = x->bytes.fetch_add(bytes, std::memory_order_relaxed);
@@ -156,8 +159,10 @@ bool charge_path(Node* n, std::size_t bytes, std::size_t request, std::size_t nb
     if (after > x->limit.load(std::memory_order_relaxed) || after < before) {
       x->bytes.fetch_sub(bytes, std::memory_order_relaxed);
       for (Node* y = n; y != x; y = y->parent) y->bytes.fetch_sub(bytes, std::memory_order_relaxed);
-      x->refusals.fetch_add(1, std::memory_order_relaxed);
-      record_refusal(x, before, request, bytes);
+      if (record) {
+        x->refusals.fetch_add(1, std::memory_order_relaxed);
+        record_refusal(x, before, request, bytes);
+      }
       return false;
     }
   }
@@ -279,6 +284,27 @@ bool hook_charge(d::HeapAccount* a, std::size_t usable, std::size_t request) noe
   }
   return charge_path(n, usable, request, 1);
 }
+// Carve mode's charge (scope.cc): exact, through the batch when it fits its
+// room after a publish, else straight to the path; a refusal is not
+// recorded (the scope then allocates per block, and that one is).
+bool hook_charge_many(d::HeapAccount* a, std::size_t bytes, std::size_t blocks) noexcept {
+  Node* const n = reinterpret_cast<Node*>(a);
+  Batch& b = t_batch();
+  if (batch_node(b) == n) {
+    publish(b);
+    if (static_cast<std::ptrdiff_t>(bytes) <= b.room) {
+      b.bytes += static_cast<std::ptrdiff_t>(bytes);
+      b.blocks += static_cast<std::ptrdiff_t>(blocks);
+      if (b.bytes > b.high) b.high = b.bytes;
+      return true;
+    }
+  }
+  return charge_path(n, bytes, bytes, blocks, /*record=*/false);
+}
+void hook_flush(d::HeapAccount* a) noexcept {
+  Batch& b = t_batch();
+  if (batch_node(b) == reinterpret_cast<Node*>(a)) publish(b);
+}
 void hook_credit(d::HeapAccount* a, std::size_t usable) noexcept {
   Node* const n = reinterpret_cast<Node*>(a);
   Batch& b = t_batch();
@@ -316,6 +342,8 @@ bool give_heap(Node* n) noexcept {
   n->core = static_cast<d::HeapCore*>(n->heap().allocator().ctx);  // the handle's ctx is its HeapCore
   n->hook.charge = hook_charge;
   n->hook.credit = hook_credit;
+  n->hook.charge_many = hook_charge_many;
+  n->hook.flush = hook_flush;
   n->core->account = &n->hook;
   return true;
 }
@@ -596,6 +624,7 @@ std::vector<AccountSnapshot> Account::snapshot() const {
 // ---- AccountScope. ----
 
 AccountScope::AccountScope(Account account) noexcept {
+  d::scope_suspend_carve();  // an enclosing scope's lease, into its own batch
   account_detail::Batch& b = account_detail::t_batch();
   account_detail::publish(b);  // an enclosing scope's batch
   prev_batch_ = b.node;
@@ -604,15 +633,17 @@ AccountScope::AccountScope(Account account) noexcept {
   account_detail::Lease* lease = account_detail::take_lease(account.node_);
   lease_ = lease;
   const d::ScopeSaved saved =
-      d::scope_enter(lease != nullptr ? lease->core : account.node_->core, lease != nullptr);
+      d::scope_enter(account.node_->core, lease != nullptr ? &lease->core->local : nullptr);
   heap_ = saved.heap;
   prev_lane_ = saved.lane;
+  prev_local_ = saved.local;
   outer_ = saved.outer;
 }
 
 AccountScope::~AccountScope() {
   d::scope_exit(d::ScopeSaved{static_cast<d::HeapCore*>(heap_),
-                              static_cast<d::ThreadHeap*>(prev_lane_), outer_});
+                              static_cast<d::ThreadHeap*>(prev_lane_),
+                              static_cast<d::ThreadHeap*>(prev_local_), outer_});
   if (lease_ != nullptr) account_detail::give_back(static_cast<account_detail::Lease*>(lease_));
   account_detail::Batch& b = account_detail::t_batch();
   account_detail::publish(b);

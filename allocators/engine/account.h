@@ -243,6 +243,7 @@ class AccountScope {
   void* prev_batch_;
   void* lease_;      // the account's heap this scope leases (null: none)
   void* prev_lane_;
+  void* prev_local_;
   bool outer_;
 };
 

@@ -155,7 +155,8 @@ void heap_free(void* p, std::uintptr_t ret) noexcept {
     // Visit's callback, or an AccountScope that leases h: the lock is ours already.
     why = owner_check(pg, p);
     if (why == nullptr) d::local_push(pg, p);
-    if (why == nullptr && acct != nullptr) acct->credit(acct, usable);
+    // A lease in carve mode keeps the freed block charged (scope.cc).
+    if (why == nullptr && acct != nullptr && !seg->local->carve) acct->credit(acct, usable);
   } else if (d::kChecked || h->lock.try_lock()) {
     if constexpr (d::kChecked) h->lock.lock();
     why = owner_check(pg, p);
@@ -174,7 +175,10 @@ namespace {
 void* owner_alloc(HeapCore* h, std::size_t size, std::size_t align) noexcept {
   if (h->is_default) return engine::alloc_aligned(size, align);
   // A heap this thread leases for an AccountScope: its lock is held already.
-  if (&h->local == t_scope_lane) return scope_alloc(size, align, false);
+  if (&h->local == t_scope_lane) {
+    return h->local.carve ? scope_carve_alloc(&h->local, size, align, false)
+                          : scope_alloc(size, align, false);
+  }
   return heap_alloc_raw(h, size, align);
 }
 

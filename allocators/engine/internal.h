@@ -329,6 +329,9 @@ struct ThreadHeap {
   std::uint32_t dirty = 0;     // slices in its segments' purge_masks
   std::uint32_t purge_ticks = 0;  // purge_tick calls (core_state.h)
   std::uint32_t segment_count = 0;
+  // An AccountScope's leased heap in carve mode (scope.cc): t_local points
+  // here and its blocks are charged per carve, not per block.
+  bool carve = false;
 
   constexpr ThreadHeap() : direct{}, queues{}, spans{} {
     for (auto& d : direct) d = &g_empty_page;
@@ -346,6 +349,12 @@ struct ThreadHeap {
 struct HeapAccount {
   bool (*charge)(HeapAccount* a, std::size_t usable, std::size_t request) noexcept;
   void (*credit)(HeapAccount* a, std::size_t usable) noexcept;
+  // For carve mode (scope.cc): charges `bytes` and `blocks` at once, exactly
+  // (false: refused, nothing charged, no refusal recorded); publishes the
+  // calling thread's scope batch (soft limits may call back: only where no
+  // page operation is in flight).
+  bool (*charge_many)(HeapAccount* a, std::size_t bytes, std::size_t blocks) noexcept;
+  void (*flush)(HeapAccount* a) noexcept;
 };
 
 // A heap: the process default (many ThreadHeaps, one per thread) or a user heap
@@ -600,20 +609,49 @@ void* scope_try_alloc(std::size_t size) noexcept;
 // batch, or false (not a small block of the lane, the block freed last on
 // its page, or the batch must publish): the caller frees it the usual way.
 bool scope_try_free(void* p) noexcept;
+// Carve mode (the usual one for a lease): t_local is the leased ThreadHeap
+// itself (its segments' owner_tid this thread's), so the unchanged inline pop
+// and push serve scoped calls. Its small pages are charged per carve: the
+// batch is charged a block's size when page_extend carves it (refused past
+// the batch's room: the slow path then publishes and retries, and past the
+// limit falls back to the lane, exact per block), credited when its page's
+// span is freed (page_free_span, purge_kept_pages), charged again when a
+// block freed by another thread (credited by that thread) is collected. So
+// in carve mode the account's figures count the leased heap's carved blocks,
+// free or not: never below the truth (beyond the batch), above it by the
+// free blocks of its pages; scope_exit credits those (capacity - used per
+// page), exact again. Blocks above 64 KiB or aligned above it never enter a
+// lease: they come from the account's own heap (t_scope_heap), per block.
+inline void carve_note(std::ptrdiff_t bytes, std::ptrdiff_t blocks) noexcept {
+  ScopeBatch& b = t_scope_batch;
+  b.bytes += bytes;
+  b.blocks += blocks;
+  if (b.bytes > b.high) b.high = b.bytes;
+}
+inline bool carve_fits(std::ptrdiff_t bytes) noexcept {
+  return t_scope_batch.bytes + bytes <= t_scope_batch.room;
+}
+// alloc_generic / alloc_zeroed for a ThreadHeap in carve mode.
+void* scope_carve_alloc(ThreadHeap* l, std::size_t size, std::size_t align, bool zero) noexcept;
 // The thread's own ThreadHeap of the default heap, in a scope or not.
 inline ThreadHeap* own_local() noexcept {
   ThreadHeap* l = t_local;
-  return l == &g_scope_local ? t_scope_saved : l;
+  return l == &g_scope_local || l->carve ? t_scope_saved : l;
 }
 struct ScopeSaved {
   HeapCore* heap;
   ThreadHeap* lane;
+  ThreadHeap* local;
   bool outer;
 };
-// Makes h this thread's scope heap until scope_exit (LIFO, nesting); with
-// `leased`, the caller holds h's lock until then and h's ThreadHeap is the
-// lane.
-ScopeSaved scope_enter(HeapCore* h, bool leased) noexcept;
+// Ends carve mode of the enclosing scope's lease (its batch still current),
+// which goes on as a lane: before a nested scope switches the batch.
+void scope_suspend_carve() noexcept;
+// Makes `big` this thread's scope heap until scope_exit (LIFO, nesting): a
+// scope with a lease passes its ThreadHeap as `lane` (the caller holds its
+// lock until scope_exit) and the account's own heap as `big`; carve mode is
+// tried (the scope's batch current). Without a lease, lane is null.
+ScopeSaved scope_enter(HeapCore* big, ThreadHeap* lane) noexcept;
 void scope_exit(ScopeSaved saved) noexcept;
 // free_cross's first step for a block of an account's heap: credits it, then
 // frees it as the heap's owner when this thread leases the heap, or when the

@@ -23,9 +23,66 @@ std::size_t charged_size(Span* pg, void* p) noexcept {
 }
 }  // namespace
 
+namespace {
+// Blocks that never enter a lease (internal.h): from the account's own heap.
+bool big_request(std::size_t size, std::size_t align) noexcept {
+  return size > kSmallMax || align > kSmallMax;
+}
+
+// What carve mode charges beyond per-block mode for l's small pages (their
+// free blocks: capacity - used each; see internal.h).
+void carve_extra(ThreadHeap* l, std::size_t* bytes, std::size_t* blocks) noexcept {
+  std::size_t b = 0, k = 0;
+  for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
+    for (std::size_t idx = 1; idx < kSlices;) {
+      Span* s = &seg->pages[idx];
+      const std::size_t n = s->slice_count;
+      if (n == 0) break;
+      if (s->kind == kSmallPage) {
+        const std::size_t free = s->capacity - static_cast<std::size_t>(live(s));
+        b += free * s->block_size;
+        k += free;
+      }
+      idx += n;
+    }
+  }
+  *bytes = b;
+  *blocks = k;
+}
+
+void set_owner(ThreadHeap* l, std::uintptr_t tid) noexcept {
+  l->tid = tid;
+  for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
+    seg->owner_tid.store(tid, std::memory_order_release);
+  }
+}
+
+// Per-block mode -> carve mode for leased l (its lock held): charges its
+// pages' free blocks exactly; false (nothing changed) if that is refused.
+bool carve_begin(ThreadHeap* l) noexcept {
+  if (g_secure_state == kSecureOn) return false;  // every call takes the checked slow path
+  HeapAccount* a = l->heap->account;
+  std::size_t bytes, blocks;
+  carve_extra(l, &bytes, &blocks);
+  if (bytes != 0 && !a->charge_many(a, bytes, blocks)) return false;
+  set_owner(l, owner_id());
+  l->carve = true;
+  return true;
+}
+
+// Carve mode -> per-block mode: credits the pages' free blocks to the batch.
+void carve_end(ThreadHeap* l) noexcept {
+  l->carve = false;
+  set_owner(l, 0);
+  std::size_t bytes, blocks;
+  carve_extra(l, &bytes, &blocks);
+  carve_note(-static_cast<std::ptrdiff_t>(bytes), -static_cast<std::ptrdiff_t>(blocks));
+}
+}  // namespace
+
 void* scope_alloc(std::size_t size, std::size_t align, bool zero) noexcept {
   ThreadHeap* lane = t_scope_lane;
-  if (lane == nullptr) {
+  if (lane == nullptr || big_request(size, align)) {
     void* p = heap_alloc_raw(t_scope_heap, size == 0 ? 1 : size, align);
     if (p != nullptr && zero) std::memset(p, 0, size);
     return p;
@@ -39,20 +96,37 @@ void* scope_alloc(std::size_t size, std::size_t align, bool zero) noexcept {
   // Charged after the block is taken (a soft-limit callback may allocate in
   // this scope again); a refused block goes straight back, uncredited.
   if (!h->account->charge(h->account, charged_size(pg, p), size)) {
-    if (pg->kind == kHugeBlock) {
-      (void)huge_free(seg);
-    } else {
-      local_push(pg, p);
-    }
+    local_push(pg, p);
     return nullptr;
   }
   if (zero) std::memset(p, 0, size);
   return p;
 }
 
+void* scope_carve_alloc(ThreadHeap* l, std::size_t size, std::size_t align, bool zero) noexcept {
+  if (big_request(size, align)) return scope_alloc(size, align, zero);
+  HeapAccount* a = l->heap->account;
+  void* p = local_alloc(l, size, align);
+  if (p == nullptr) {
+    // A carve did not fit the batch's room: publish (exact), and try again;
+    // past the limit, go on as a lane, exact per block.
+    a->flush(a);
+    p = local_alloc(l, size, align);
+    if (p == nullptr) {
+      carve_end(l);
+      t_local = &g_scope_local;
+      return scope_alloc(size, align, zero);
+    }
+  }
+  // Collected cross-thread frees may have taken the batch past its room.
+  if (t_scope_batch.bytes > t_scope_batch.room) a->flush(a);
+  if (zero) std::memset(p, 0, size == 0 ? 1 : size);
+  return p;
+}
+
 void* scope_try_alloc(std::size_t size) noexcept {
   ThreadHeap* l = t_scope_lane;
-  if (l == nullptr || size - 1 >= kDirectMax) return nullptr;  // size 0 wraps
+  if (l == nullptr || l->carve || size - 1 >= kDirectMax) return nullptr;  // size 0 wraps
   Span* pg = l->direct[direct_slot(size, 16)];
   Block* b = pg->free;
   if (!head_ok(pg, b)) [[unlikely]] return nullptr;
@@ -67,7 +141,7 @@ void* scope_try_alloc(std::size_t size) noexcept {
 
 bool scope_try_free(void* p) noexcept {
   ThreadHeap* l = t_scope_lane;
-  if (l == nullptr) return false;
+  if (l == nullptr || l->carve) return false;
   Segment* seg = segment_of(p);
   if (seg->local != l) return false;
   Span* pg = span_of(seg, p);
@@ -82,28 +156,41 @@ bool scope_try_free(void* p) noexcept {
   return true;
 }
 
-ScopeSaved scope_enter(HeapCore* h, bool leased) noexcept {
-  ScopeSaved saved{t_scope_heap, t_scope_lane, t_local != &g_scope_local};
-  if (saved.outer) {
-    t_scope_saved = t_local;
+void scope_suspend_carve() noexcept {
+  ThreadHeap* lane = t_scope_lane;
+  if (lane != nullptr && lane->carve) {
+    carve_end(lane);
     t_local = &g_scope_local;
   }
-  t_scope_heap = h;
-  t_scope_lane = leased ? &h->local : nullptr;
+}
+
+ScopeSaved scope_enter(HeapCore* big, ThreadHeap* lane) noexcept {
+  ScopeSaved saved{t_scope_heap, t_scope_lane, t_local, t_scope_saved == nullptr};
+  if (saved.outer) t_scope_saved = t_local;
+  t_scope_heap = big;
+  t_scope_lane = lane;
+  t_local = lane != nullptr && carve_begin(lane) ? lane : &g_scope_local;
   return saved;
 }
 
 void scope_exit(ScopeSaved saved) noexcept {
+  if (ThreadHeap* lane = t_scope_lane; lane != nullptr && lane->carve) carve_end(lane);
   t_scope_heap = saved.heap;
   t_scope_lane = saved.lane;
-  if (saved.outer) {
-    t_local = t_scope_saved;
-    t_scope_saved = nullptr;
+  // An enclosing scope's lease left carve mode when this one began.
+  t_local = saved.local;
+  if (saved.lane != nullptr && saved.local == saved.lane && !saved.lane->carve) {
+    t_local = &g_scope_local;
   }
+  if (saved.outer) t_scope_saved = nullptr;
 }
 
 bool account_free(Segment* seg, Span* pg, void* p) noexcept {
   HeapCore* h = seg->local->heap;
+  if (seg->local == t_scope_lane && seg->local->carve) {  // the owner, in carve mode: not credited
+    local_push(pg, p);
+    return true;
+  }
   h->account->credit(h->account, charged_size(pg, p));
   if (pg->kind == kHugeBlock) {
     (void)huge_free(seg);

@@ -155,6 +155,10 @@ void page_collect(Span* pg) noexcept {
         pg->local_free = tf;
       }
       pg->used -= static_cast<std::int32_t>(count);
+      if (pg->kind == kSmallPage && segment_of(pg)->local->carve) {
+        // A lease in carve mode: the freeing threads credited these; carved again.
+        carve_note(static_cast<std::ptrdiff_t>(count * pg->block_size), static_cast<std::ptrdiff_t>(count));
+      }
     }
   }
   if (pg->free == nullptr) {
