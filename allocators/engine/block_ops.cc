@@ -157,7 +157,8 @@ void heap_free(void* p, std::uintptr_t ret) noexcept {
     if (why == nullptr) d::local_push(pg, p);
     // A lease in carve mode keeps the freed block charged (scope.cc).
     if (why == nullptr && acct != nullptr && !seg->local->carve) acct->credit(acct, usable);
-  } else if (d::kChecked || h->lock.try_lock()) {
+  } else if (!h->leased.load(std::memory_order_relaxed) && (d::kChecked || h->lock.try_lock())) {
+    // (A heap an AccountScope leases keeps its lock for the scope: cross path.)
     if constexpr (d::kChecked) h->lock.lock();
     why = owner_check(pg, p);
     if (why == nullptr) d::local_push(pg, p);  // the owner's free, as on the default heap

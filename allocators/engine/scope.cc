@@ -201,6 +201,9 @@ bool account_free(Segment* seg, Span* pg, void* p) noexcept {
     return true;
   }
   if (h == t_visiting) return false;  // its lock is already held by this thread's visit
+  // Leased by another scope (perhaps this thread's, further out: BiasedLock
+  // is not reentrant): its holder collects the cross-thread push.
+  if (h->leased.load(std::memory_order_relaxed)) return false;
   if (!h->lock.try_lock()) return false;
   local_push(pg, p);
   h->lock.unlock();

@@ -358,6 +358,19 @@ void fork_child() noexcept {
       seg->owner_tid.store(mine->tid, std::memory_order_relaxed);
     }
   }
+  // Leases of AccountScopes in carve mode (scope.cc): this thread's goes on;
+  // those of threads that did not survive are orphaned the same way (their
+  // lease stays taken; what their batches held is lost to the figures).
+  for (HeapCore* h = g_heaps; h != nullptr; h = h->next_heap) {
+    ThreadHeap* l = &h->local;
+    if (!l->carve) continue;
+    const std::uintptr_t tid = l == t_scope_lane ? owner_id() : 0;
+    if (tid == 0) l->carve = false;
+    l->tid = tid;
+    for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
+      seg->owner_tid.store(tid, std::memory_order_relaxed);
+    }
+  }
 }
 
 }  // namespace alloy::engine

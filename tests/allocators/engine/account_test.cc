@@ -550,3 +550,89 @@ BOOST_AUTO_TEST_CASE(soft_limit_in_a_scope_calls_back_and_may_allocate) {
   alloy::engine::free(seen.made);
   BOOST_TEST(acct.a.bytes() == 0u);
 }
+
+// Carve mode (a scope's leased heap serves the inline fast path and is
+// charged per carve): while the scope runs, the account's figures are never
+// below the truth by more than the scope's batch (kBatchBytes), through
+// owner frees, frees by another thread (collected later) and new
+// allocations; exact once it ends.
+BOOST_AUTO_TEST_CASE(carve_mode_figures_never_fall_below_the_truth_past_the_batch) {
+  Fresh acct("t_carve");
+  std::vector<void*> got;
+  got.reserve(8000);
+  std::size_t truth = 0;
+  bool bound_held = true;
+  {
+    alloy::AccountScope s(acct.a);
+    auto churn = [&](int n) {
+      for (int i = 0; i < n; ++i) {
+        void* p = alloy::engine::alloc(static_cast<std::size_t>(16 + (i * 53) % 1000));
+        BOOST_TEST_REQUIRE(p != nullptr);
+        truth += alloy::engine::usable_size(p);
+        got.push_back(p);
+        if (i % 4 == 0) {
+          truth -= alloy::engine::usable_size(got.back());
+          alloy::engine::free(got.back());
+          got.pop_back();
+        }
+        if (acct.a.bytes() + alloy::AccountScope::kBatchBytes < truth) bound_held = false;
+      }
+    };
+    churn(3000);
+    std::vector<void*> theirs;
+    for (std::size_t k = 0; k < got.size(); k += 3) theirs.push_back(got[k]);
+    std::vector<void*> keep;
+    for (std::size_t k = 0; k < got.size(); ++k) {
+      if (k % 3 != 0) keep.push_back(got[k]);
+    }
+    for (void* p : theirs) truth -= alloy::engine::usable_size(p);
+    std::thread([&] {
+      for (void* p : theirs) alloy::engine::free(p);
+    }).join();
+    got = keep;
+    got.reserve(8000);
+    churn(3000);  // collects the other thread's frees
+  }
+  BOOST_TEST(bound_held);
+  std::size_t expect = 0;
+  for (void* p : got) expect += alloy::engine::usable_size(p);
+  BOOST_TEST(expect == truth);
+  BOOST_TEST(acct.a.bytes() == expect);
+  BOOST_TEST(acct.a.blocks() == got.size());
+  for (void* p : got) alloy::engine::free(p);
+  BOOST_TEST(acct.a.bytes() == 0u);
+  BOOST_TEST(acct.a.blocks() == 0u);
+}
+
+// A scope nested in a carve-mode scope: the outer lease goes on per block
+// (its batch published first), and the outer's blocks freed inside the
+// inner scope credit the outer account.
+BOOST_AUTO_TEST_CASE(nested_scope_inside_a_carve_mode_scope_keeps_both_exact) {
+  Fresh outer("t_carve_outer");
+  Fresh inner("t_carve_inner");
+  std::vector<void*> mine;
+  mine.reserve(400);
+  void* in;
+  void* after;
+  {
+    alloy::AccountScope s1(outer.a);
+    for (int i = 0; i < 300; ++i) mine.push_back(alloy::engine::alloc(48));
+    {
+      alloy::AccountScope s2(inner.a);
+      in = alloy::engine::alloc(200);
+      for (int i = 0; i < 100; ++i) {
+        alloy::engine::free(mine.back());
+        mine.pop_back();
+      }
+    }
+    after = alloy::engine::alloc(48);  // the outer scope again
+  }
+  mine.push_back(after);
+  BOOST_TEST(outer.a.blocks() == mine.size());
+  BOOST_TEST(outer.a.bytes() == mine.size() * alloy::engine::usable_size(after));
+  BOOST_TEST(inner.a.bytes() == alloy::engine::usable_size(in));
+  for (void* p : mine) alloy::engine::free(p);
+  alloy::engine::free(in);
+  BOOST_TEST(outer.a.bytes() == 0u);
+  BOOST_TEST(inner.a.bytes() == 0u);
+}
