@@ -417,6 +417,7 @@ void reset_locked(Node* n) noexcept {
   }
   // Preorder walk of the subtree without recursion.
   for (Node* m = n; m != nullptr;) {
+    m->hook.resets.fetch_add(1, std::memory_order_acq_rel);  // blocks kept outside its heaps
     d::heap_reset(m->core);
     for (Lease* l = m->leases.load(std::memory_order_acquire); l != nullptr; l = l->next) {
       d::heap_reset(l->core);

@@ -39,7 +39,7 @@
 //   1. account.allocator(): a handle over the account's own heap.
 //      ChargingAllocator(account, child): any handle, charged to the account.
 //   2. AccountScope scope(account): until it ends, every malloc, calloc,
-//      realloc, posix_memalign/aligned_alloc (alignment <= 2 MiB) and operator
+//      realloc, posix_memalign/aligned_alloc (any alignment) and operator
 //      new of this thread (through the malloc adapter, or alloy::engine::alloc
 //      directly) is served from the account's heap. Scopes nest (the inner
 //      one wins). realloc keeps a block in the account that holds it.

@@ -355,6 +355,9 @@ struct HeapAccount {
   // page operation is in flight).
   bool (*charge_many)(HeapAccount* a, std::size_t bytes, std::size_t blocks) noexcept;
   void (*flush)(HeapAccount* a) noexcept;
+  // Bumped by each reset() of the account: a block kept outside its heap
+  // (scope_charge_foreign) is credited only while this has not changed.
+  std::atomic<std::uint64_t> resets{0};
 };
 
 // A heap: the process default (many ThreadHeaps, one per thread) or a user heap
@@ -609,6 +612,14 @@ void* scope_try_alloc(std::size_t size) noexcept;
 // batch, or false (not a small block of the lane, the block freed last on
 // its page, or the batch must publish): the caller frees it the usual way.
 bool scope_try_free(void* p) noexcept;
+// Blocks the malloc adapter maps itself (alignments above 2 MiB): in a scope
+// they are charged to its account (false: refused, nothing charged) and
+// *account / *epoch say whom to credit at their free (null: unscoped).
+// reset() of the account drops their charge (they are not in its heap: the
+// memory goes at their free).
+bool scope_charge_foreign(std::size_t usable, std::size_t request, HeapAccount** account,
+                          std::uint64_t* epoch) noexcept;
+void scope_credit_foreign(HeapAccount* account, std::size_t usable, std::uint64_t epoch) noexcept;
 // Carve mode (the usual one for a lease): t_local is the leased ThreadHeap
 // itself (its segments' owner_tid this thread's), so the unchanged inline pop
 // and push serve scoped calls. Its small pages are charged per carve: the

@@ -156,6 +156,26 @@ bool scope_try_free(void* p) noexcept {
   return true;
 }
 
+bool scope_charge_foreign(std::size_t usable, std::size_t request, HeapAccount** account,
+                          std::uint64_t* epoch) noexcept {
+  *account = nullptr;
+  *epoch = 0;
+  HeapCore* h = t_scope_heap;
+  if (h == nullptr || h->account == nullptr) return true;
+  HeapAccount* a = h->account;
+  const std::uint64_t e = a->resets.load(std::memory_order_acquire);
+  if (!a->charge(a, usable, request)) return false;
+  *account = a;
+  *epoch = e;
+  return true;
+}
+
+void scope_credit_foreign(HeapAccount* account, std::size_t usable, std::uint64_t epoch) noexcept {
+  if (account != nullptr && account->resets.load(std::memory_order_acquire) == epoch) {
+    account->credit(account, usable);
+  }
+}
+
 void scope_suspend_carve() noexcept {
   ThreadHeap* lane = t_scope_lane;
   if (lane != nullptr && lane->carve) {

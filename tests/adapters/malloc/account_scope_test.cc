@@ -328,6 +328,41 @@ ALLOY_MALLOC_CASE(fork_while_another_thread_holds_a_scope) {
   BOOST_TEST(acct.a.bytes() == 0u);
 }
 
+// Blocks aligned above 2 MiB (their own mapping, not the engine's): charged
+// to the scope's account, refused past its limit, credited at their free
+// from any thread; reset() drops their charge and their later free does not
+// credit again.
+ALLOY_MALLOC_CASE(blocks_aligned_above_two_mib_are_charged) {
+  Fresh acct("m_big_aligned", {.limit = 1 << 20});
+  void* p = nullptr;
+  void* q = nullptr;
+  int refused;
+  {
+    alloy::AccountScope scope(acct.a);
+    BOOST_TEST(posix_memalign(&p, std::size_t{4} << 20, 100000) == 0);
+    refused = posix_memalign(&q, std::size_t{4} << 20, std::size_t{2} << 20);
+  }
+  BOOST_TEST_REQUIRE(p != nullptr);
+  BOOST_TEST(reinterpret_cast<std::uintptr_t>(p) % (std::size_t{4} << 20) == 0u);
+  BOOST_TEST(refused == ENOMEM);
+  BOOST_TEST(acct.a.bytes() == malloc_usable_size(p));
+  BOOST_TEST(acct.a.blocks() == 1u);
+  std::thread([p] { std::free(p); }).join();
+  BOOST_TEST(acct.a.bytes() == 0u);
+  BOOST_TEST(acct.a.blocks() == 0u);
+  {
+    alloy::AccountScope scope(acct.a);
+    p = aligned_alloc(std::size_t{8} << 20, std::size_t{8} << 10);
+  }
+  BOOST_TEST_REQUIRE(p != nullptr);
+  BOOST_TEST(acct.a.bytes() == malloc_usable_size(p));
+  acct.a.reset();
+  BOOST_TEST(acct.a.bytes() == 0u);
+  std::free(p);  // its own mapping: still valid after reset, not credited again
+  BOOST_TEST(acct.a.bytes() == 0u);
+  BOOST_TEST(acct.a.blocks() == 0u);
+}
+
 // README's "Memory accounts" snippet, as written there (less the include).
 ALLOY_MALLOC_CASE(readme_snippet) {
   alloy::Account requests = *alloy::Account::root().create("requests", {.limit = 64 << 20});
