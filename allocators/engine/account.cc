@@ -54,6 +54,9 @@ struct Node {
   char* name = nullptr;
   std::size_t name_len = 0;
   d::HeapCore* core = nullptr;
+  // Unique per creation (g_tree): node memory is reused, never freed, so a
+  // thread's wrapper batch can tell that its node became another account.
+  std::uint64_t gen = 0;
   alignas(Heap) unsigned char heap_storage[sizeof(Heap)];
   Heap& heap() noexcept { return *std::launder(reinterpret_cast<Heap*>(heap_storage)); }
 };
@@ -117,6 +120,7 @@ void add_path(Text<N>& w, const Node* n) noexcept {
 }
 
 Account make_account(Node* n) noexcept { return Account(n); }
+Node* node_of(const Account& a) noexcept { return a.node_; }
 
 void record_refusal(const Node* n, std::size_t used, std::size_t request, std::size_t charge) noexcept {
   Text<sizeof(AccountRefusal::account)> w;
@@ -216,6 +220,46 @@ static_assert(kBatchBytes == static_cast<std::size_t>(d::kScopeBatchBytes));
 inline Batch& t_batch() noexcept { return d::t_scope_batch; }
 inline Node* batch_node(const Batch& b) noexcept { return reinterpret_cast<Node*>(b.node); }
 
+// Adds a batch's sums to every level of n's path (peaks from `high`, soft
+// limits checked: a callback may run).
+void publish_path(Node* n, std::size_t bytes, std::size_t blocks, std::size_t high) noexcept {
+  if (bytes == 0 && blocks == 0) return;
+  for (Node* x = n; x != nullptr; x = x->parent) {
+    const std::size_t before = x->bytes.fetch_add(bytes, std::memory_order_relaxed);
+    const std::size_t after = before + bytes;
+    if (blocks != 0) x->blocks.fetch_add(blocks, std::memory_order_relaxed);
+    const std::size_t top = before + high;
+    std::size_t peak = x->peak.load(std::memory_order_relaxed);
+    while (top > peak && !x->peak.compare_exchange_weak(peak, top, std::memory_order_relaxed)) {
+    }
+    const std::size_t soft = x->soft_limit.load(std::memory_order_relaxed);
+    if (x->soft_armed.load(std::memory_order_relaxed)) {
+      if (after > soft && x->soft_armed.exchange(false, std::memory_order_relaxed)) {
+        soft_crossed(x, after);
+      }
+    } else if (after <= soft) {
+      x->soft_armed.store(true, std::memory_order_relaxed);
+    }
+  }
+}
+
+// The least headroom on n's path (hard limit, or an armed soft limit),
+// capped at kBatchBytes: how far a batch may run before it publishes.
+std::size_t path_room(const Node* n) noexcept {
+  std::size_t room = kBatchBytes;
+  for (const Node* x = n; x != nullptr; x = x->parent) {
+    std::size_t cap = x->limit.load(std::memory_order_relaxed);
+    if (x->soft_armed.load(std::memory_order_relaxed)) {
+      const std::size_t soft = x->soft_limit.load(std::memory_order_relaxed);
+      if (soft < cap) cap = soft;
+    }
+    const std::size_t now = x->bytes.load(std::memory_order_relaxed);
+    const std::size_t r = cap > now ? cap - now : 0;
+    if (r < room) room = r;
+  }
+  return room;
+}
+
 void publish(Batch& b) noexcept {
   Node* const n = batch_node(b);
   if (n == nullptr) return;
@@ -226,37 +270,8 @@ void publish(Batch& b) noexcept {
   const auto high = static_cast<std::size_t>(b.high);
   b.bytes = b.blocks = b.high = 0;
   b.room = 0;
-  if (bytes != 0 || blocks != 0) {
-    for (Node* x = n; x != nullptr; x = x->parent) {
-      const std::size_t before = x->bytes.fetch_add(bytes, std::memory_order_relaxed);
-      const std::size_t after = before + bytes;
-      if (blocks != 0) x->blocks.fetch_add(blocks, std::memory_order_relaxed);
-      const std::size_t top = before + high;
-      std::size_t peak = x->peak.load(std::memory_order_relaxed);
-      while (top > peak && !x->peak.compare_exchange_weak(peak, top, std::memory_order_relaxed)) {
-      }
-      const std::size_t soft = x->soft_limit.load(std::memory_order_relaxed);
-      if (x->soft_armed.load(std::memory_order_relaxed)) {
-        if (after > soft && x->soft_armed.exchange(false, std::memory_order_relaxed)) {
-          soft_crossed(x, after);
-        }
-      } else if (after <= soft) {
-        x->soft_armed.store(true, std::memory_order_relaxed);
-      }
-    }
-  }
-  std::size_t room = kBatchBytes;
-  for (Node* x = n; x != nullptr; x = x->parent) {
-    std::size_t cap = x->limit.load(std::memory_order_relaxed);
-    if (x->soft_armed.load(std::memory_order_relaxed)) {
-      const std::size_t soft = x->soft_limit.load(std::memory_order_relaxed);
-      if (soft < cap) cap = soft;
-    }
-    const std::size_t now = x->bytes.load(std::memory_order_relaxed);
-    const std::size_t r = cap > now ? cap - now : 0;
-    if (r < room) room = r;
-  }
-  b.room = static_cast<std::ptrdiff_t>(room);
+  publish_path(n, bytes, blocks, high);
+  b.room = static_cast<std::ptrdiff_t>(path_room(n));
 }
 
 // A charge of an account other than this thread's scope account: that
@@ -334,6 +349,100 @@ struct TreeLock {
   ~TreeLock() { pthread_mutex_unlock(&g_tree); }
 };
 
+Node* g_free_nodes = nullptr;  // destroyed nodes, for reuse (linked by next); g_tree
+std::uint64_t g_node_gen = 0;  // g_tree
+
+// ---- A thread's batch of ChargingAllocator charges. ----
+//
+// ChargingAllocator charges and credits go to this thread's batch for one
+// account at a time, published to the path (publish_path) when they would
+// pass the path's least headroom (capped at kBatchBytes, 32 KiB, as a scope's
+// batch), fall below -kBatchBytes, when the thread charges another account
+// through a wrapper, calls Account::publish_thread(), or exits. So a thread
+// that charges only through wrappers is refused exactly; T threads below one
+// limit exceed it by at most (T - 1) x 32 KiB; figures lag the truth by at
+// most 32 KiB per such thread until published. A thread with both a scope
+// batch and a wrapper batch on one path: up to 32 KiB per batch.
+// The node may be destroyed while the batch names it (its wrapper's blocks
+// all freed): then the batch's sums are dropped, which is right, since
+// destroy() took the node's published share out of its ancestors and the
+// batch held the rest of a subtree that is now empty; likewise after a
+// reset() (`resets`). Checked under g_tree: nodes are reused, never freed.
+struct WrapBatch {
+  Node* node;
+  std::uint64_t gen;
+  std::uint64_t resets;
+  std::ptrdiff_t bytes;
+  std::ptrdiff_t blocks;
+  std::ptrdiff_t high;
+  std::ptrdiff_t room;
+};
+__thread WrapBatch t_wrap __attribute__((tls_model("initial-exec"))) = {};
+pthread_key_t g_wrap_key;  // destructor: publishes an exiting thread's batch; g_tree
+bool g_wrap_key_ok = false;
+
+// Publishes w; `check`: w's node may be gone (another account is charged
+// now, or the thread exits), so it is checked under g_tree first.
+void publish_wrap(WrapBatch& w, bool check) noexcept {
+  Node* const n = w.node;
+  if (n == nullptr) return;
+  const auto bytes = static_cast<std::size_t>(w.bytes);
+  const auto blocks = static_cast<std::size_t>(w.blocks);
+  const auto high = static_cast<std::size_t>(w.high);
+  w.bytes = w.blocks = w.high = 0;
+  w.room = 0;
+  if (bytes == 0 && blocks == 0) return;
+  if (check) {
+    TreeLock lock;
+    if (n->gen == w.gen && n->hook.resets.load(std::memory_order_relaxed) == w.resets) {
+      publish_path(n, bytes, blocks, high);
+    }
+    return;
+  }
+  publish_path(n, bytes, blocks, high);
+}
+
+void wrap_thread_exit(void*) noexcept {
+  publish_wrap(t_wrap, true);
+  t_wrap.node = nullptr;
+}
+
+// w takes node n (a live account: its wrapper is in use).
+void wrap_take(WrapBatch& w, Node* n) noexcept {
+  if (w.node != nullptr && w.node != n) publish_wrap(w, true);
+  if (w.node != n || w.gen != n->gen) {
+    if (g_wrap_key_ok) pthread_setspecific(g_wrap_key, &w);  // non-null: the destructor runs
+    w = WrapBatch{n, n->gen, n->hook.resets.load(std::memory_order_relaxed), 0, 0, 0, 0};
+  }
+}
+
+bool wrap_charge_slow(Node* n, std::size_t len) noexcept {
+  WrapBatch& w = t_wrap;
+  wrap_take(w, n);
+  publish_wrap(w, false);
+  publish_others(n);  // a scope batch of another account that may share our path
+  w.room = static_cast<std::ptrdiff_t>(path_room(n));
+  if (static_cast<std::ptrdiff_t>(len) <= w.room) {
+    w.bytes += static_cast<std::ptrdiff_t>(len);
+    w.blocks += 1;
+    if (w.bytes > w.high) w.high = w.bytes;
+    return true;
+  }
+  return charge_path(n, len, len, 1);
+}
+
+void wrap_credit_slow(Node* n, std::size_t len) noexcept {
+  WrapBatch& w = t_wrap;
+  if (len > kBatchBytes) {
+    credit_path(n, len, 1);
+    return;
+  }
+  wrap_take(w, n);
+  w.bytes -= static_cast<std::ptrdiff_t>(len);
+  w.blocks -= 1;
+  if (w.bytes < -static_cast<std::ptrdiff_t>(kBatchBytes)) publish_wrap(w, false);
+}
+
 // A heap for node n with its hooks set before its first block.
 bool give_heap(Node* n) noexcept {
   auto h = Heap::create();
@@ -398,6 +507,8 @@ Node* root_locked() noexcept {
   r->name_len = 4;
   if (!give_heap(r)) return nullptr;
   pthread_atfork(fork_prepare, fork_parent, fork_child);
+  g_wrap_key_ok = pthread_key_create(&g_wrap_key, wrap_thread_exit) == 0;
+  r->gen = ++g_node_gen;
   g_root = r;
   return r;
 }
@@ -449,7 +560,10 @@ void destroy_locked(Node* n) noexcept {
   }
   Heap::free(n->name);
   n->~Node();
-  Heap::free(n);
+  // Kept for reuse, never freed: a thread's wrapper batch may still name it.
+  auto* dead = ::new (static_cast<void*>(n)) Node();
+  dead->next = g_free_nodes;
+  g_free_nodes = dead;
 }
 
 }  // namespace account_detail
@@ -500,14 +614,21 @@ Result<Account> Account::create(std::string_view name, const AccountOptions& opt
     if (std::string_view(c->name, c->name_len) == name) return Err(AllocError::kOutOfMemory);
   }
   Heap* meta = account_detail::g_meta;
-  void* mem = meta->alloc(sizeof(Node), alignof(Node));
   auto* nm = static_cast<char*>(meta->alloc(name.size() + 1, 1));
-  if (mem == nullptr || nm == nullptr) {
-    Heap::free(mem);
+  if (nm == nullptr) return Err(AllocError::kOutOfMemory);
+  void* mem = account_detail::g_free_nodes;
+  if (mem != nullptr) {
+    account_detail::g_free_nodes = account_detail::g_free_nodes->next;
+    static_cast<Node*>(mem)->~Node();
+  } else {
+    mem = meta->alloc(sizeof(Node), alignof(Node));
+  }
+  if (mem == nullptr) {
     Heap::free(nm);
     return Err(AllocError::kOutOfMemory);
   }
   auto* n = ::new (mem) Node();
+  n->gen = ++account_detail::g_node_gen;
   std::memcpy(nm, name.data(), name.size());
   nm[name.size()] = '\0';
   n->name = nm;
@@ -518,7 +639,9 @@ Result<Account> Account::create(std::string_view name, const AccountOptions& opt
   n->ctx = options.ctx;
   if (!account_detail::give_heap(n)) {
     n->~Node();
-    Heap::free(mem);
+    auto* dead = ::new (mem) Node();  // back for reuse: never freed (WrapBatch)
+    dead->next = account_detail::g_free_nodes;
+    account_detail::g_free_nodes = dead;
     Heap::free(nm);
     return Err(AllocError::kOutOfMemory);
   }
@@ -622,6 +745,12 @@ std::vector<AccountSnapshot> Account::snapshot() const {
   return out;
 }
 
+void Account::publish_thread() noexcept {
+  account_detail::publish_wrap(account_detail::t_wrap, true);
+  account_detail::Batch& b = account_detail::t_batch();
+  if (b.node != nullptr) account_detail::publish(b);
+}
+
 // ---- AccountScope. ----
 
 AccountScope::AccountScope(Account account) noexcept {
@@ -663,11 +792,36 @@ struct Charging {
   static Allocator& child(void* ctx) {
     return *reinterpret_cast<Allocator*>(static_cast<char*>(ctx) + sizeof(Account));
   }
+  // Through this thread's wrapper batch (account_detail::WrapBatch): plain
+  // adds while it stays within its room.
+  static bool charge(Node* n, std::size_t len) {
+    account_detail::WrapBatch& w = account_detail::t_wrap;
+    const std::ptrdiff_t now = w.bytes + static_cast<std::ptrdiff_t>(len);
+    if (w.node == n && w.gen == n->gen && now <= w.room) [[likely]] {
+      w.bytes = now;
+      w.blocks += 1;
+      if (now > w.high) w.high = now;
+      return true;
+    }
+    return account_detail::wrap_charge_slow(n, len);
+  }
+  static void credit(Node* n, std::size_t len) {
+    account_detail::WrapBatch& w = account_detail::t_wrap;
+    const std::ptrdiff_t now = w.bytes - static_cast<std::ptrdiff_t>(len);
+    if (w.node == n && w.gen == n->gen &&
+        now >= -static_cast<std::ptrdiff_t>(account_detail::kBatchBytes)) [[likely]] {
+      w.bytes = now;
+      w.blocks -= 1;
+      return;
+    }
+    account_detail::wrap_credit_slow(n, len);
+  }
   static void* vt_alloc(void* ctx, std::size_t len, Alignment a, std::uintptr_t ret) {
-    if (!account(ctx).charge(len, len, true)) return nullptr;
+    Node* const n = account_detail::node_of(account(ctx));
+    if (!charge(n, len)) return nullptr;
     Allocator& c = child(ctx);
     void* p = c.vtable->alloc(c.ctx, len, a, ret);
-    if (p == nullptr) account(ctx).credit(len, true);
+    if (p == nullptr) credit(n, len);
     return p;
   }
   static bool vt_resize(void* ctx, Bytes m, Alignment a, std::size_t new_len, std::uintptr_t ret) {
@@ -699,7 +853,7 @@ struct Charging {
   static void vt_free(void* ctx, Bytes m, Alignment a, std::uintptr_t ret) {
     Allocator& c = child(ctx);
     c.vtable->free(c.ctx, m, a, ret);
-    account(ctx).credit(m.size(), true);
+    credit(account_detail::node_of(account(ctx)), m.size());
   }
   // Ownership is the child's: the wrapper hands out the child's blocks.
   static Ownership vt_owns(void* ctx, const void* p) { return child(ctx).owns(p); }

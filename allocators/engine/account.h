@@ -108,6 +108,7 @@ class Account;
 namespace account_detail {
 struct Node;
 Account make_account(Node* n) noexcept;
+Node* node_of(const Account& a) noexcept;
 }
 
 // A soft limit crossed upward: which account, its bytes now, the soft limit.
@@ -208,6 +209,12 @@ class Account {
   bool charge(std::size_t bytes, std::size_t request, bool block = true) noexcept;
   void credit(std::size_t bytes, bool block = true) noexcept;
 
+  // Publishes what this thread's batches hold (its ChargingAllocator batch,
+  // and its scope's, in a scope) to the accounts' figures now; they are
+  // otherwise published at their bounds, when the thread charges another
+  // account through a wrapper, ends its scope, or exits.
+  static void publish_thread() noexcept;
+
   // Reports of this account and its descendants.
   std::vector<AccountSnapshot> snapshot() const;
   // "requests: 2 blocks, 4128 bytes (own 0), peak 1052704, limit 67108864"
@@ -221,6 +228,7 @@ class Account {
  private:
   friend class AccountScope;
   friend Account account_detail::make_account(account_detail::Node* n) noexcept;
+  friend account_detail::Node* account_detail::node_of(const Account& a) noexcept;
   explicit Account(account_detail::Node* n) noexcept : node_(n) {}
   account_detail::Node* node_ = nullptr;
 };

@@ -356,6 +356,8 @@ BOOST_AUTO_TEST_CASE(charging_wrapper_charges_any_child) {
   alloy::Allocator h = w.allocator();
   auto a = h.alloc<char>(4000);
   BOOST_REQUIRE(a);
+  BOOST_TEST(acct.a.bytes() <= 4000u);  // this thread's wrapper batch holds it until published
+  alloy::Account::publish_thread();
   BOOST_TEST(acct.a.bytes() == 4000u);
   auto b = h.alloc<char>(7000);
   BOOST_TEST(!b);
@@ -367,8 +369,73 @@ BOOST_AUTO_TEST_CASE(charging_wrapper_charges_any_child) {
   BOOST_TEST(!h.realloc(*grown, 11000));  // over the limit: refused, block intact
   BOOST_TEST(acct.a.bytes() == 9000u);
   h.free(*grown);
+  alloy::Account::publish_thread();
   BOOST_TEST(acct.a.bytes() == 0u);
   BOOST_TEST(acct.a.blocks() == 0u);
+}
+
+// ChargingAllocator batches per thread (32 KiB, never past the path's
+// headroom): two threads charging siblings below one limit exceed it by at
+// most one batch (the other thread's), none is refused while the true total
+// is under the limit by more than a block, thread exit publishes, and the
+// figures are exact once published; a destroyed account's batch is dropped.
+BOOST_AUTO_TEST_CASE(wrapper_batches_exceed_a_shared_limit_by_at_most_the_stated_bound) {
+  constexpr std::size_t kLimit = 1 << 20;
+  constexpr std::size_t kBlock = 1000;
+  Fresh parent("t_wrap_batch", {.limit = kLimit});
+  alloy::Account kids[2] = {*parent.a.create("a"), *parent.a.create("b")};
+  std::vector<void*> got[2];
+  got[0].reserve(4096);
+  got[1].reserve(4096);
+  std::atomic<int> ready{0};
+  std::atomic<std::size_t> peak_total{0};
+  std::vector<std::thread> ts;
+  const alloy::Alignment al = alloy::Alignment::of<std::max_align_t>();
+  for (int t = 0; t < 2; ++t) {
+    ts.emplace_back([&, t] {
+      alloy::ChargingAllocator w(kids[t], alloy::Heap::default_allocator());
+      ready.fetch_add(1);
+      while (ready.load() < 2) std::this_thread::yield();
+      while (void* p = w.allocator().raw_alloc(kBlock, al, 0)) got[t].push_back(p);
+      // thread exit publishes this thread's batch
+    });
+  }
+  for (auto& th : ts) th.join();
+  const std::size_t total = (got[0].size() + got[1].size()) * kBlock;
+  BOOST_TEST(parent.a.bytes() == total);
+  BOOST_TEST(parent.a.blocks() == got[0].size() + got[1].size());
+  BOOST_TEST(total <= kLimit + alloy::AccountScope::kBatchBytes);
+  BOOST_TEST(total + kBlock > kLimit);
+  BOOST_TEST(parent.a.peak() <= kLimit + alloy::AccountScope::kBatchBytes);
+  for (int t = 0; t < 2; ++t) {
+    alloy::ChargingAllocator w(kids[t], alloy::Heap::default_allocator());
+    for (void* p : got[t]) w.allocator().raw_free({static_cast<std::byte*>(p), kBlock}, al, 0);
+  }
+  alloy::Account::publish_thread();
+  BOOST_TEST(parent.a.bytes() == 0u);
+  BOOST_TEST(parent.a.blocks() == 0u);
+  // One thread alone is refused exactly at the limit.
+  {
+    alloy::ChargingAllocator w(kids[0], alloy::Heap::default_allocator());
+    std::vector<void*> mine;
+    while (void* p = w.allocator().raw_alloc(kBlock, al, 0)) mine.push_back(p);
+    BOOST_TEST(mine.size() == kLimit / kBlock);
+    for (void* p : mine) w.allocator().raw_free({static_cast<std::byte*>(p), kBlock}, al, 0);
+  }
+  // A batch naming a destroyed account: dropped, the parent stays exact.
+  alloy::Account gone = *parent.a.create("gone");
+  {
+    alloy::ChargingAllocator w(gone, alloy::Heap::default_allocator());
+    void* p = w.allocator().raw_alloc(kBlock, al, 0);
+    w.allocator().raw_free({static_cast<std::byte*>(p), kBlock}, al, 0);
+    void* q = w.allocator().raw_alloc(kBlock, al, 0);
+    alloy::Account::publish_thread();
+    w.allocator().raw_free({static_cast<std::byte*>(q), kBlock}, al, 0);  // a pending credit
+  }
+  gone.destroy();
+  alloy::Account::publish_thread();
+  BOOST_TEST(parent.a.bytes() == 0u);
+  BOOST_TEST(parent.a.blocks() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(soft_limit_calls_back_once_per_crossing) {
