@@ -754,7 +754,7 @@ void Account::publish_thread() noexcept {
 // ---- AccountScope. ----
 
 AccountScope::AccountScope(Account account) noexcept {
-  d::scope_suspend_carve();  // an enclosing scope's lease, into its own batch
+  d::scope_suspend_carve();  // an enclosing scope's lease, into its own batch (resumed at our end)
   account_detail::Batch& b = account_detail::t_batch();
   account_detail::publish(b);  // an enclosing scope's batch
   prev_batch_ = b.node;
@@ -779,6 +779,7 @@ AccountScope::~AccountScope() {
   account_detail::publish(b);
   b.node = static_cast<d::HeapAccount*>(prev_batch_);
   account_detail::publish(b);
+  d::scope_resume_carve();  // an enclosing scope's lease, in its own batch again
 }
 
 // ---- ChargingAllocator. ----

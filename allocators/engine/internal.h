@@ -658,6 +658,9 @@ struct ScopeSaved {
 // Ends carve mode of the enclosing scope's lease (its batch still current),
 // which goes on as a lane: before a nested scope switches the batch.
 void scope_suspend_carve() noexcept;
+// Tries carve mode again for the current scope's lease (after a nested
+// scope ended and the enclosing scope's batch is current again).
+void scope_resume_carve() noexcept;
 // Makes `big` this thread's scope heap until scope_exit (LIFO, nesting): a
 // scope with a lease passes its ThreadHeap as `lane` (the caller holds its
 // lock until scope_exit) and the account's own heap as `big`; carve mode is

@@ -184,6 +184,13 @@ void scope_suspend_carve() noexcept {
   }
 }
 
+void scope_resume_carve() noexcept {
+  ThreadHeap* lane = t_scope_lane;
+  if (lane != nullptr && !lane->carve && t_local == &g_scope_local && carve_begin(lane)) {
+    t_local = lane;
+  }
+}
+
 ScopeSaved scope_enter(HeapCore* big, ThreadHeap* lane) noexcept {
   ScopeSaved saved{t_scope_heap, t_scope_lane, t_local, t_scope_saved == nullptr};
   if (saved.outer) t_scope_saved = t_local;

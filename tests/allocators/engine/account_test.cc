@@ -672,8 +672,9 @@ BOOST_AUTO_TEST_CASE(carve_mode_figures_never_fall_below_the_truth_past_the_batc
 }
 
 // A scope nested in a carve-mode scope: the outer lease goes on per block
-// (its batch published first), and the outer's blocks freed inside the
-// inner scope credit the outer account.
+// while the inner one runs (its batch published first), the outer's blocks
+// freed inside the inner scope credit the outer account, and the outer
+// scope is back in carve mode when the inner one ends.
 BOOST_AUTO_TEST_CASE(nested_scope_inside_a_carve_mode_scope_keeps_both_exact) {
   Fresh outer("t_carve_outer");
   Fresh inner("t_carve_inner");
@@ -692,7 +693,12 @@ BOOST_AUTO_TEST_CASE(nested_scope_inside_a_carve_mode_scope_keeps_both_exact) {
         mine.pop_back();
       }
     }
-    after = alloy::engine::alloc(48);  // the outer scope again
+    after = alloy::engine::alloc(48);  // the outer scope again (carve mode resumed)
+    for (int i = 0; i < 50; ++i) {  // its own frees and allocations, after the resume
+      alloy::engine::free(mine.back());
+      mine.pop_back();
+    }
+    for (int i = 0; i < 20; ++i) mine.push_back(alloy::engine::alloc(48));
   }
   mine.push_back(after);
   BOOST_TEST(outer.a.blocks() == mine.size());
