@@ -25,6 +25,10 @@ struct BigHeader {
   void* block;           // the aligned block: header page + page size
   std::size_t map_len;   // header page + usable bytes
   std::size_t usable;    // whole pages
+  // The AccountScope's account it was charged to (engine internal.h,
+  // scope_charge_foreign), or null.
+  engine::detail::HeapAccount* account;
+  std::uint64_t account_epoch;
 };
 
 std::atomic_flag g_lock = ATOMIC_FLAG_INIT;
@@ -79,9 +83,16 @@ void* big_aligned_alloc(std::size_t size, std::size_t alignment) noexcept {
     return nullptr;
   }
   register_atfork_once();
+  // In an AccountScope: charged to its account (its usable pages), or refused.
+  engine::detail::HeapAccount* account;
+  std::uint64_t epoch;
+  if (!engine::detail::scope_charge_foreign(usable, size, &account, &epoch)) return nullptr;
   void* m = mmap(nullptr, len, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (m == MAP_FAILED) return nullptr;
+  if (m == MAP_FAILED) {
+    engine::detail::scope_credit_foreign(account, usable, epoch);
+    return nullptr;
+  }
   const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(m);
   const std::uintptr_t block = (base + page + alignment - 1) & ~(alignment - 1);
   const std::uintptr_t head = block - page;
@@ -92,6 +103,8 @@ void* big_aligned_alloc(std::size_t size, std::size_t alignment) noexcept {
   h->block = reinterpret_cast<void*>(block);
   h->map_len = page + usable;
   h->usable = usable;
+  h->account = account;
+  h->account_epoch = epoch;
   h->prev = nullptr;
   lock();
   h->next = g_list;
@@ -106,6 +119,7 @@ bool big_aligned_free(void* p) noexcept {
   if (g_live.load(std::memory_order_relaxed) == 0) return false;
   BigHeader* h = take(p);
   if (h == nullptr) return false;
+  engine::detail::scope_credit_foreign(h->account, h->usable, h->account_epoch);
   munmap(h, h->map_len);
   return true;
 }

@@ -342,13 +342,22 @@ void* realloc_not_engine(void* p, std::size_t size,
   return q;
 }
 
-void* alloc_slow(std::size_t size, std::uintptr_t caller) noexcept { return alloc(size, caller); }
+// An AccountScope's thread takes the scoped fast lane first (engine
+// internal.h, "Account scopes"): a pop from, or a push to, the heap its scope
+// leases, charged to the scope's batch. Outside scopes it is one TLS load.
+void* alloc_slow(std::size_t size, std::uintptr_t caller) noexcept {
+  if (!maybe_secure()) [[likely]] {
+    if (void* p = engine::detail::scope_try_alloc(size)) return p;
+  }
+  return alloc(size, caller);
+}
 void free_slow(void* p, std::uintptr_t caller) noexcept {
   if (p == nullptr) return;
   if (!engine::inline_owns(p)) [[unlikely]] {
     free_not_engine(p, caller);
     return;
   }
+  if (!maybe_secure() && engine::detail::scope_try_free(p)) [[likely]] return;
   free_engine_checked(p, caller);
 }
 void* realloc_slow(void* p, std::size_t size, std::uintptr_t caller) noexcept {

@@ -105,11 +105,18 @@ inline void* new_nothrow_impl(std::size_t size, std::size_t alignment,
 // new_impl / new_nothrow_impl for the natural alignment, out of line: the
 // slow halves of operator new, whose inlined fast half is the engine's list
 // pop (so the fast path saves no registers).
+// An AccountScope's thread takes the scoped fast lane first (alloc_slow).
 [[gnu::noinline]] void* new_natural_slow(std::size_t size, std::uintptr_t caller) {
+  if (!adapter::maybe_secure()) [[likely]] {
+    if (void* p = alloy::engine::detail::scope_try_alloc(size)) return p;
+  }
   return new_impl(size, adapter::kNaturalAlignment, caller);
 }
 [[gnu::noinline]] void* new_natural_nothrow_slow(std::size_t size,
                                                  std::uintptr_t caller) noexcept {
+  if (!adapter::maybe_secure()) [[likely]] {
+    if (void* p = alloy::engine::detail::scope_try_alloc(size)) return p;
+  }
   return new_nothrow_impl(size, adapter::kNaturalAlignment, caller);
 }
 

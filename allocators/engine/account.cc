@@ -21,8 +21,22 @@ namespace account_detail {
 
 namespace d = engine::detail;
 
+// A heap of an account that one AccountScope at a time leases for its whole
+// life (internal.h, "Account scopes"): taken by `busy`, then its lock is held
+// until the scope ends, so the scoped thread allocates and frees in it as
+// its owner (the fast lane). Leases stay with their account (each charges
+// the account's hooks) until it is destroyed; reset() empties them too.
+struct Lease {
+  d::HeapCore* core = nullptr;
+  Lease* next = nullptr;  // written before the lease is published; fixed after
+  std::atomic<bool> busy{false};
+  alignas(Heap) unsigned char heap_storage[sizeof(Heap)];
+  Heap& heap() noexcept { return *std::launder(reinterpret_cast<Heap*>(heap_storage)); }
+};
+
 struct Node {
   d::HeapAccount hook;  // first member: a HeapAccount* is its Node*
+  std::atomic<Lease*> leases{nullptr};  // pushed under g_tree; read by scopes without it
   std::atomic<std::size_t> bytes{0};
   std::atomic<std::size_t> blocks{0};
   std::atomic<std::size_t> peak{0};
@@ -40,6 +54,9 @@ struct Node {
   char* name = nullptr;
   std::size_t name_len = 0;
   d::HeapCore* core = nullptr;
+  // Unique per creation (g_tree): node memory is reused, never freed, so a
+  // thread's wrapper batch can tell that its node became another account.
+  std::uint64_t gen = 0;
   alignas(Heap) unsigned char heap_storage[sizeof(Heap)];
   Heap& heap() noexcept { return *std::launder(reinterpret_cast<Heap*>(heap_storage)); }
 };
@@ -103,6 +120,7 @@ void add_path(Text<N>& w, const Node* n) noexcept {
 }
 
 Account make_account(Node* n) noexcept { return Account(n); }
+Node* node_of(const Account& a) noexcept { return a.node_; }
 
 void record_refusal(const Node* n, std::size_t used, std::size_t request, std::size_t charge) noexcept {
   Text<sizeof(AccountRefusal::account)> w;
@@ -134,7 +152,10 @@ void soft_crossed(Node* n, std::size_t now) noexcept {
 
 void publish_others(const Node* n) noexcept;
 
-bool charge_path(Node* n, std::size_t bytes, std::size_t request, std::size_t nblocks) noexcept {
+// record: a refusal counts in refusals() and last_account_refusal() (not for
+// carve mode's own charges, which fall back to a per-block one that does).
+bool charge_path(Node* n, std::size_t bytes, std::size_t request, std::size_t nblocks,
+                 bool record = true) noexcept {
   publish_others(n);  // this thread's batch of another account may share our path
   for (Node* x = n; x != nullptr; x = x->parent) {
     const std::size_t before = x->bytes.fetch_add(bytes, std::memory_order_relaxed);
@@ -142,8 +163,10 @@ bool charge_path(Node* n, std::size_t bytes, std::size_t request, std::size_t nb
     if (after > x->limit.load(std::memory_order_relaxed) || after < before) {
       x->bytes.fetch_sub(bytes, std::memory_order_relaxed);
       for (Node* y = n; y != x; y = y->parent) y->bytes.fetch_sub(bytes, std::memory_order_relaxed);
-      x->refusals.fetch_add(1, std::memory_order_relaxed);
-      record_refusal(x, before, request, bytes);
+      if (record) {
+        x->refusals.fetch_add(1, std::memory_order_relaxed);
+        record_refusal(x, before, request, bytes);
+      }
       return false;
     }
   }
@@ -189,46 +212,42 @@ void credit_path(Node* n, std::size_t bytes, std::size_t nblocks) noexcept {
 //     their scopes end, when they are exact again.
 // Frees by other threads and every charge outside scopes go straight to the
 // atomics (charge_path / credit_path).
-struct Batch {
-  Node* node = nullptr;
-  std::ptrdiff_t bytes = 0;   // unpublished; negative after frees
-  std::ptrdiff_t blocks = 0;
-  std::ptrdiff_t high = 0;    // highest `bytes` since the last publish (peaks)
-  std::ptrdiff_t room = 0;
-};
-thread_local Batch t_batch;
+// The batch is the engine's (internal.h, ScopeBatch), so that the scoped
+// fast lane (scope.cc) adds to it inline; its node is the scope's Node (a
+// HeapAccount* is its Node*).
+using Batch = d::ScopeBatch;
+static_assert(kBatchBytes == static_cast<std::size_t>(d::kScopeBatchBytes));
+inline Batch& t_batch() noexcept { return d::t_scope_batch; }
+inline Node* batch_node(const Batch& b) noexcept { return reinterpret_cast<Node*>(b.node); }
 
-void publish(Batch& b) noexcept {
-  Node* const n = b.node;
-  if (n == nullptr) return;
-  // Taken out of the batch first: a soft-limit callback below may allocate
-  // in this scope, charging the batch again.
-  const auto bytes = static_cast<std::size_t>(b.bytes);
-  const auto blocks = static_cast<std::size_t>(b.blocks);
-  const auto high = static_cast<std::size_t>(b.high);
-  b.bytes = b.blocks = b.high = 0;
-  b.room = 0;
-  if (bytes != 0 || blocks != 0) {
-    for (Node* x = n; x != nullptr; x = x->parent) {
-      const std::size_t before = x->bytes.fetch_add(bytes, std::memory_order_relaxed);
-      const std::size_t after = before + bytes;
-      if (blocks != 0) x->blocks.fetch_add(blocks, std::memory_order_relaxed);
-      const std::size_t top = before + high;
-      std::size_t peak = x->peak.load(std::memory_order_relaxed);
-      while (top > peak && !x->peak.compare_exchange_weak(peak, top, std::memory_order_relaxed)) {
+// Adds a batch's sums to every level of n's path (peaks from `high`, soft
+// limits checked: a callback may run).
+void publish_path(Node* n, std::size_t bytes, std::size_t blocks, std::size_t high) noexcept {
+  if (bytes == 0 && blocks == 0) return;
+  for (Node* x = n; x != nullptr; x = x->parent) {
+    const std::size_t before = x->bytes.fetch_add(bytes, std::memory_order_relaxed);
+    const std::size_t after = before + bytes;
+    if (blocks != 0) x->blocks.fetch_add(blocks, std::memory_order_relaxed);
+    const std::size_t top = before + high;
+    std::size_t peak = x->peak.load(std::memory_order_relaxed);
+    while (top > peak && !x->peak.compare_exchange_weak(peak, top, std::memory_order_relaxed)) {
+    }
+    const std::size_t soft = x->soft_limit.load(std::memory_order_relaxed);
+    if (x->soft_armed.load(std::memory_order_relaxed)) {
+      if (after > soft && x->soft_armed.exchange(false, std::memory_order_relaxed)) {
+        soft_crossed(x, after);
       }
-      const std::size_t soft = x->soft_limit.load(std::memory_order_relaxed);
-      if (x->soft_armed.load(std::memory_order_relaxed)) {
-        if (after > soft && x->soft_armed.exchange(false, std::memory_order_relaxed)) {
-          soft_crossed(x, after);
-        }
-      } else if (after <= soft) {
-        x->soft_armed.store(true, std::memory_order_relaxed);
-      }
+    } else if (after <= soft) {
+      x->soft_armed.store(true, std::memory_order_relaxed);
     }
   }
+}
+
+// The least headroom on n's path (hard limit, or an armed soft limit),
+// capped at kBatchBytes: how far a batch may run before it publishes.
+std::size_t path_room(const Node* n) noexcept {
   std::size_t room = kBatchBytes;
-  for (Node* x = n; x != nullptr; x = x->parent) {
+  for (const Node* x = n; x != nullptr; x = x->parent) {
     std::size_t cap = x->limit.load(std::memory_order_relaxed);
     if (x->soft_armed.load(std::memory_order_relaxed)) {
       const std::size_t soft = x->soft_limit.load(std::memory_order_relaxed);
@@ -238,21 +257,35 @@ void publish(Batch& b) noexcept {
     const std::size_t r = cap > now ? cap - now : 0;
     if (r < room) room = r;
   }
-  b.room = static_cast<std::ptrdiff_t>(room);
+  return room;
+}
+
+void publish(Batch& b) noexcept {
+  Node* const n = batch_node(b);
+  if (n == nullptr) return;
+  // Taken out of the batch first: a soft-limit callback below may allocate
+  // in this scope, charging the batch again.
+  const auto bytes = static_cast<std::size_t>(b.bytes);
+  const auto blocks = static_cast<std::size_t>(b.blocks);
+  const auto high = static_cast<std::size_t>(b.high);
+  b.bytes = b.blocks = b.high = 0;
+  b.room = 0;
+  publish_path(n, bytes, blocks, high);
+  b.room = static_cast<std::ptrdiff_t>(path_room(n));
 }
 
 // A charge of an account other than this thread's scope account: that
 // batch's pending bytes are published first, so one thread's charges are
 // always checked exactly, whichever accounts they go to.
 void publish_others(const Node* n) noexcept {
-  Batch& b = t_batch;
-  if (b.node != nullptr && b.node != n && b.bytes > 0) publish(b);
+  Batch& b = t_batch();
+  if (b.node != nullptr && batch_node(b) != n && b.bytes > 0) publish(b);
 }
 
 bool hook_charge(d::HeapAccount* a, std::size_t usable, std::size_t request) noexcept {
   Node* const n = reinterpret_cast<Node*>(a);
-  Batch& b = t_batch;
-  if (b.node == n) {
+  Batch& b = t_batch();
+  if (batch_node(b) == n) {
     // Past the room (or a big block): publish first, so the exact check
     // below sees this thread's own pending bytes.
     const auto u = static_cast<std::ptrdiff_t>(usable);
@@ -266,10 +299,31 @@ bool hook_charge(d::HeapAccount* a, std::size_t usable, std::size_t request) noe
   }
   return charge_path(n, usable, request, 1);
 }
+// Carve mode's charge (scope.cc): exact, through the batch when it fits its
+// room after a publish, else straight to the path; a refusal is not
+// recorded (the scope then allocates per block, and that one is).
+bool hook_charge_many(d::HeapAccount* a, std::size_t bytes, std::size_t blocks) noexcept {
+  Node* const n = reinterpret_cast<Node*>(a);
+  Batch& b = t_batch();
+  if (batch_node(b) == n) {
+    publish(b);
+    if (static_cast<std::ptrdiff_t>(bytes) <= b.room) {
+      b.bytes += static_cast<std::ptrdiff_t>(bytes);
+      b.blocks += static_cast<std::ptrdiff_t>(blocks);
+      if (b.bytes > b.high) b.high = b.bytes;
+      return true;
+    }
+  }
+  return charge_path(n, bytes, bytes, blocks, /*record=*/false);
+}
+void hook_flush(d::HeapAccount* a) noexcept {
+  Batch& b = t_batch();
+  if (batch_node(b) == reinterpret_cast<Node*>(a)) publish(b);
+}
 void hook_credit(d::HeapAccount* a, std::size_t usable) noexcept {
   Node* const n = reinterpret_cast<Node*>(a);
-  Batch& b = t_batch;
-  if (b.node == n && usable <= kBatchBytes) {
+  Batch& b = t_batch();
+  if (batch_node(b) == n && usable <= kBatchBytes) {
     b.bytes -= static_cast<std::ptrdiff_t>(usable);
     b.blocks -= 1;
     if (b.bytes < -static_cast<std::ptrdiff_t>(kBatchBytes)) publish(b);
@@ -295,6 +349,100 @@ struct TreeLock {
   ~TreeLock() { pthread_mutex_unlock(&g_tree); }
 };
 
+Node* g_free_nodes = nullptr;  // destroyed nodes, for reuse (linked by next); g_tree
+std::uint64_t g_node_gen = 0;  // g_tree
+
+// ---- A thread's batch of ChargingAllocator charges. ----
+//
+// ChargingAllocator charges and credits go to this thread's batch for one
+// account at a time, published to the path (publish_path) when they would
+// pass the path's least headroom (capped at kBatchBytes, 32 KiB, as a scope's
+// batch), fall below -kBatchBytes, when the thread charges another account
+// through a wrapper, calls Account::publish_thread(), or exits. So a thread
+// that charges only through wrappers is refused exactly; T threads below one
+// limit exceed it by at most (T - 1) x 32 KiB; figures lag the truth by at
+// most 32 KiB per such thread until published. A thread with both a scope
+// batch and a wrapper batch on one path: up to 32 KiB per batch.
+// The node may be destroyed while the batch names it (its wrapper's blocks
+// all freed): then the batch's sums are dropped, which is right, since
+// destroy() took the node's published share out of its ancestors and the
+// batch held the rest of a subtree that is now empty; likewise after a
+// reset() (`resets`). Checked under g_tree: nodes are reused, never freed.
+struct WrapBatch {
+  Node* node;
+  std::uint64_t gen;
+  std::uint64_t resets;
+  std::ptrdiff_t bytes;
+  std::ptrdiff_t blocks;
+  std::ptrdiff_t high;
+  std::ptrdiff_t room;
+};
+__thread WrapBatch t_wrap __attribute__((tls_model("initial-exec"))) = {};
+pthread_key_t g_wrap_key;  // destructor: publishes an exiting thread's batch; g_tree
+bool g_wrap_key_ok = false;
+
+// Publishes w; `check`: w's node may be gone (another account is charged
+// now, or the thread exits), so it is checked under g_tree first.
+void publish_wrap(WrapBatch& w, bool check) noexcept {
+  Node* const n = w.node;
+  if (n == nullptr) return;
+  const auto bytes = static_cast<std::size_t>(w.bytes);
+  const auto blocks = static_cast<std::size_t>(w.blocks);
+  const auto high = static_cast<std::size_t>(w.high);
+  w.bytes = w.blocks = w.high = 0;
+  w.room = 0;
+  if (bytes == 0 && blocks == 0) return;
+  if (check) {
+    TreeLock lock;
+    if (n->gen == w.gen && n->hook.resets.load(std::memory_order_relaxed) == w.resets) {
+      publish_path(n, bytes, blocks, high);
+    }
+    return;
+  }
+  publish_path(n, bytes, blocks, high);
+}
+
+void wrap_thread_exit(void*) noexcept {
+  publish_wrap(t_wrap, true);
+  t_wrap.node = nullptr;
+}
+
+// w takes node n (a live account: its wrapper is in use).
+void wrap_take(WrapBatch& w, Node* n) noexcept {
+  if (w.node != nullptr && w.node != n) publish_wrap(w, true);
+  if (w.node != n || w.gen != n->gen) {
+    if (g_wrap_key_ok) pthread_setspecific(g_wrap_key, &w);  // non-null: the destructor runs
+    w = WrapBatch{n, n->gen, n->hook.resets.load(std::memory_order_relaxed), 0, 0, 0, 0};
+  }
+}
+
+bool wrap_charge_slow(Node* n, std::size_t len) noexcept {
+  WrapBatch& w = t_wrap;
+  wrap_take(w, n);
+  publish_wrap(w, false);
+  publish_others(n);  // a scope batch of another account that may share our path
+  w.room = static_cast<std::ptrdiff_t>(path_room(n));
+  if (static_cast<std::ptrdiff_t>(len) <= w.room) {
+    w.bytes += static_cast<std::ptrdiff_t>(len);
+    w.blocks += 1;
+    if (w.bytes > w.high) w.high = w.bytes;
+    return true;
+  }
+  return charge_path(n, len, len, 1);
+}
+
+void wrap_credit_slow(Node* n, std::size_t len) noexcept {
+  WrapBatch& w = t_wrap;
+  if (len > kBatchBytes) {
+    credit_path(n, len, 1);
+    return;
+  }
+  wrap_take(w, n);
+  w.bytes -= static_cast<std::ptrdiff_t>(len);
+  w.blocks -= 1;
+  if (w.bytes < -static_cast<std::ptrdiff_t>(kBatchBytes)) publish_wrap(w, false);
+}
+
 // A heap for node n with its hooks set before its first block.
 bool give_heap(Node* n) noexcept {
   auto h = Heap::create();
@@ -303,8 +451,48 @@ bool give_heap(Node* n) noexcept {
   n->core = static_cast<d::HeapCore*>(n->heap().allocator().ctx);  // the handle's ctx is its HeapCore
   n->hook.charge = hook_charge;
   n->hook.credit = hook_credit;
+  n->hook.charge_many = hook_charge_many;
+  n->hook.flush = hook_flush;
   n->core->account = &n->hook;
   return true;
+}
+
+// A lease of n for this thread's scope, its lock held; null if none can be
+// made (the scope then allocates through heap_alloc_raw per call).
+Lease* take_lease(Node* n) noexcept {
+  for (Lease* l = n->leases.load(std::memory_order_acquire); l != nullptr; l = l->next) {
+    if (!l->busy.load(std::memory_order_relaxed) &&
+        !l->busy.exchange(true, std::memory_order_acquire)) {
+      l->core->leased.store(true, std::memory_order_release);  // before the lock: fork_prepare
+      l->core->lock.lock();  // a free from another thread may hold it briefly
+      return l;
+    }
+  }
+  TreeLock lock;
+  if (g_meta == nullptr) return nullptr;
+  void* mem = g_meta->alloc(sizeof(Lease), alignof(Lease));
+  if (mem == nullptr) return nullptr;
+  auto h = Heap::create();
+  if (!h) {
+    Heap::free(mem);
+    return nullptr;
+  }
+  auto* l = ::new (mem) Lease();
+  ::new (l->heap_storage) Heap(std::move(*h));
+  l->core = static_cast<d::HeapCore*>(l->heap().allocator().ctx);
+  l->core->account = &n->hook;
+  l->busy.store(true, std::memory_order_relaxed);
+  l->core->leased.store(true, std::memory_order_release);
+  l->core->lock.lock();
+  l->next = n->leases.load(std::memory_order_relaxed);
+  n->leases.store(l, std::memory_order_release);
+  return l;
+}
+
+void give_back(Lease* l) noexcept {
+  l->core->lock.unlock();
+  l->core->leased.store(false, std::memory_order_release);
+  l->busy.store(false, std::memory_order_release);
 }
 
 // g_tree held.
@@ -319,6 +507,8 @@ Node* root_locked() noexcept {
   r->name_len = 4;
   if (!give_heap(r)) return nullptr;
   pthread_atfork(fork_prepare, fork_parent, fork_child);
+  g_wrap_key_ok = pthread_key_create(&g_wrap_key, wrap_thread_exit) == 0;
+  r->gen = ++g_node_gen;
   g_root = r;
   return r;
 }
@@ -338,7 +528,11 @@ void reset_locked(Node* n) noexcept {
   }
   // Preorder walk of the subtree without recursion.
   for (Node* m = n; m != nullptr;) {
+    m->hook.resets.fetch_add(1, std::memory_order_acq_rel);  // blocks kept outside its heaps
     d::heap_reset(m->core);
+    for (Lease* l = m->leases.load(std::memory_order_acquire); l != nullptr; l = l->next) {
+      d::heap_reset(l->core);
+    }
     m->bytes.store(0, std::memory_order_relaxed);
     m->blocks.store(0, std::memory_order_relaxed);
     m->soft_armed.store(true, std::memory_order_relaxed);
@@ -357,9 +551,19 @@ void destroy_locked(Node* n) noexcept {
   if (n->prev != nullptr) n->prev->next = n->next; else n->parent->first_child = n->next;
   if (n->next != nullptr) n->next->prev = n->prev;
   n->heap().~Heap();
+  for (Lease* l = n->leases.load(std::memory_order_relaxed); l != nullptr;) {
+    Lease* const next = l->next;
+    l->heap().~Heap();
+    l->~Lease();
+    Heap::free(l);
+    l = next;
+  }
   Heap::free(n->name);
   n->~Node();
-  Heap::free(n);
+  // Kept for reuse, never freed: a thread's wrapper batch may still name it.
+  auto* dead = ::new (static_cast<void*>(n)) Node();
+  dead->next = g_free_nodes;
+  g_free_nodes = dead;
 }
 
 }  // namespace account_detail
@@ -410,14 +614,21 @@ Result<Account> Account::create(std::string_view name, const AccountOptions& opt
     if (std::string_view(c->name, c->name_len) == name) return Err(AllocError::kOutOfMemory);
   }
   Heap* meta = account_detail::g_meta;
-  void* mem = meta->alloc(sizeof(Node), alignof(Node));
   auto* nm = static_cast<char*>(meta->alloc(name.size() + 1, 1));
-  if (mem == nullptr || nm == nullptr) {
-    Heap::free(mem);
+  if (nm == nullptr) return Err(AllocError::kOutOfMemory);
+  void* mem = account_detail::g_free_nodes;
+  if (mem != nullptr) {
+    account_detail::g_free_nodes = account_detail::g_free_nodes->next;
+    static_cast<Node*>(mem)->~Node();
+  } else {
+    mem = meta->alloc(sizeof(Node), alignof(Node));
+  }
+  if (mem == nullptr) {
     Heap::free(nm);
     return Err(AllocError::kOutOfMemory);
   }
   auto* n = ::new (mem) Node();
+  n->gen = ++account_detail::g_node_gen;
   std::memcpy(nm, name.data(), name.size());
   nm[name.size()] = '\0';
   n->name = nm;
@@ -428,7 +639,9 @@ Result<Account> Account::create(std::string_view name, const AccountOptions& opt
   n->ctx = options.ctx;
   if (!account_detail::give_heap(n)) {
     n->~Node();
-    Heap::free(mem);
+    auto* dead = ::new (mem) Node();  // back for reuse: never freed (WrapBatch)
+    dead->next = account_detail::g_free_nodes;
+    account_detail::g_free_nodes = dead;
     Heap::free(nm);
     return Err(AllocError::kOutOfMemory);
   }
@@ -532,25 +745,41 @@ std::vector<AccountSnapshot> Account::snapshot() const {
   return out;
 }
 
+void Account::publish_thread() noexcept {
+  account_detail::publish_wrap(account_detail::t_wrap, true);
+  account_detail::Batch& b = account_detail::t_batch();
+  if (b.node != nullptr) account_detail::publish(b);
+}
+
 // ---- AccountScope. ----
 
 AccountScope::AccountScope(Account account) noexcept {
-  account_detail::Batch& b = account_detail::t_batch;
+  d::scope_suspend_carve();  // an enclosing scope's lease, into its own batch (resumed at our end)
+  account_detail::Batch& b = account_detail::t_batch();
   account_detail::publish(b);  // an enclosing scope's batch
   prev_batch_ = b.node;
-  b.node = account.node_;
+  b.node = &account.node_->hook;
   account_detail::publish(b);  // computes its room
-  const d::ScopeSaved saved = d::scope_enter(account.node_->core);
+  account_detail::Lease* lease = account_detail::take_lease(account.node_);
+  lease_ = lease;
+  const d::ScopeSaved saved =
+      d::scope_enter(account.node_->core, lease != nullptr ? &lease->core->local : nullptr);
   heap_ = saved.heap;
+  prev_lane_ = saved.lane;
+  prev_local_ = saved.local;
   outer_ = saved.outer;
 }
 
 AccountScope::~AccountScope() {
-  d::scope_exit(d::ScopeSaved{static_cast<d::HeapCore*>(heap_), outer_});
-  account_detail::Batch& b = account_detail::t_batch;
+  d::scope_exit(d::ScopeSaved{static_cast<d::HeapCore*>(heap_),
+                              static_cast<d::ThreadHeap*>(prev_lane_),
+                              static_cast<d::ThreadHeap*>(prev_local_), outer_});
+  if (lease_ != nullptr) account_detail::give_back(static_cast<account_detail::Lease*>(lease_));
+  account_detail::Batch& b = account_detail::t_batch();
   account_detail::publish(b);
-  b.node = static_cast<Node*>(prev_batch_);
+  b.node = static_cast<d::HeapAccount*>(prev_batch_);
   account_detail::publish(b);
+  d::scope_resume_carve();  // an enclosing scope's lease, in its own batch again
 }
 
 // ---- ChargingAllocator. ----
@@ -564,11 +793,36 @@ struct Charging {
   static Allocator& child(void* ctx) {
     return *reinterpret_cast<Allocator*>(static_cast<char*>(ctx) + sizeof(Account));
   }
+  // Through this thread's wrapper batch (account_detail::WrapBatch): plain
+  // adds while it stays within its room.
+  static bool charge(Node* n, std::size_t len) {
+    account_detail::WrapBatch& w = account_detail::t_wrap;
+    const std::ptrdiff_t now = w.bytes + static_cast<std::ptrdiff_t>(len);
+    if (w.node == n && w.gen == n->gen && now <= w.room) [[likely]] {
+      w.bytes = now;
+      w.blocks += 1;
+      if (now > w.high) w.high = now;
+      return true;
+    }
+    return account_detail::wrap_charge_slow(n, len);
+  }
+  static void credit(Node* n, std::size_t len) {
+    account_detail::WrapBatch& w = account_detail::t_wrap;
+    const std::ptrdiff_t now = w.bytes - static_cast<std::ptrdiff_t>(len);
+    if (w.node == n && w.gen == n->gen &&
+        now >= -static_cast<std::ptrdiff_t>(account_detail::kBatchBytes)) [[likely]] {
+      w.bytes = now;
+      w.blocks -= 1;
+      return;
+    }
+    account_detail::wrap_credit_slow(n, len);
+  }
   static void* vt_alloc(void* ctx, std::size_t len, Alignment a, std::uintptr_t ret) {
-    if (!account(ctx).charge(len, len, true)) return nullptr;
+    Node* const n = account_detail::node_of(account(ctx));
+    if (!charge(n, len)) return nullptr;
     Allocator& c = child(ctx);
     void* p = c.vtable->alloc(c.ctx, len, a, ret);
-    if (p == nullptr) account(ctx).credit(len, true);
+    if (p == nullptr) credit(n, len);
     return p;
   }
   static bool vt_resize(void* ctx, Bytes m, Alignment a, std::size_t new_len, std::uintptr_t ret) {
@@ -600,7 +854,7 @@ struct Charging {
   static void vt_free(void* ctx, Bytes m, Alignment a, std::uintptr_t ret) {
     Allocator& c = child(ctx);
     c.vtable->free(c.ctx, m, a, ret);
-    account(ctx).credit(m.size(), true);
+    credit(account_detail::node_of(account(ctx)), m.size());
   }
   // Ownership is the child's: the wrapper hands out the child's blocks.
   static Ownership vt_owns(void* ctx, const void* p) { return child(ctx).owns(p); }

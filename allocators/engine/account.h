@@ -33,13 +33,32 @@
 // scopes below one limit, that limit is exceeded by at most (T - 1) x 32 KiB,
 // and the figures of the path differ from the truth by at most 32 KiB per
 // thread in such a scope, exact again when the scopes end. Frees from other
-// threads and charges outside scopes are never batched.
+// threads and handle charges are never batched.
+//
+// Carve mode: a scope leases a heap of its account for its life and points
+// the thread's fast path at it, so scoped blocks up to 64 KiB are charged
+// per carve (when their page carves them, about 4 KiB at a time), not per
+// block: inside the scope the account's figures also count the free blocks
+// of the leased heap's pages (never less than the truth beyond the batch
+// bound above; more by those free blocks) and are exact again when the scope
+// ends. A carve past the batch's room publishes; past a limit the scope goes
+// on per block for the rest of its life, so refusals stay exact. Soft limits
+// see the carved figure.
+//
+// Batching in wrappers: a ChargingAllocator charges and credits a
+// per-thread batch too (one account at a time, the same 32 KiB / headroom
+// rule): a thread alone is refused exactly, T threads below one limit exceed
+// it by at most (T - 1) x 32 KiB, and the figures lag by at most 32 KiB per
+// thread until the batch is published: when it passes its bounds, when the
+// thread charges another account through a wrapper, calls publish_thread(),
+// or exits. A thread with both a scope and a wrapper batch on one path may
+// exceed a limit alone by up to 32 KiB (the other batch).
 //
 // Three ways to charge:
 //   1. account.allocator(): a handle over the account's own heap.
 //      ChargingAllocator(account, child): any handle, charged to the account.
 //   2. AccountScope scope(account): until it ends, every malloc, calloc,
-//      realloc, posix_memalign/aligned_alloc (alignment <= 2 MiB) and operator
+//      realloc, posix_memalign/aligned_alloc (any alignment) and operator
 //      new of this thread (through the malloc adapter, or alloy::engine::alloc
 //      directly) is served from the account's heap. Scopes nest (the inner
 //      one wins). realloc keeps a block in the account that holds it.
@@ -62,12 +81,16 @@
 // Cost per call: creating an account maps its heap (16 KiB, plus segments
 // on first use) and takes the tree's lock; its node and name come from a
 // private alloy::Heap of the accounts library, never from a scope's heap.
-// A charge or credit outside scopes is two atomic adds per level of the path
-// (plus a peak update when a new peak is reached); in a scope, a few plain
-// adds on the thread's batch, the atomics once per 32 KiB. Scoped
-// malloc/free: the engine's slow path (heap_alloc_raw under the heap's biased
-// lock, the free under the same lock when it is free) plus the batch; the
-// unscoped fast path is unchanged. Figures in bench/README.md.
+// A handle's charge or credit is two atomic adds per level of the path
+// (plus a peak update when a new peak is reached); a wrapper's or a scope's,
+// a few plain adds on the thread's batch, the atomics once per 32 KiB. A
+// scope leases a heap of its account for its life (its lock held; the first
+// lease of an account maps a heap); entering and ending a scope walk the
+// lease's pages once. In carve mode scoped malloc/free cost what unscoped do
+// (the same inline pop and push); after a fall back per block, blocks up to
+// 1 KiB take the malloc adapter's lane (a pop or owner push plus the batch,
+// no lock), the rest the engine's slow path. The unscoped fast path is
+// unchanged. Figures in bench/README.md.
 // Thread safety: every member may be called from any thread; create,
 // destroy, reset and the reports serialize on one process-wide lock. The
 // soft-limit callback runs on the allocating thread, outside engine locks,
@@ -106,6 +129,7 @@ class Account;
 namespace account_detail {
 struct Node;
 Account make_account(Node* n) noexcept;
+Node* node_of(const Account& a) noexcept;
 }
 
 // A soft limit crossed upward: which account, its bytes now, the soft limit.
@@ -206,6 +230,12 @@ class Account {
   bool charge(std::size_t bytes, std::size_t request, bool block = true) noexcept;
   void credit(std::size_t bytes, bool block = true) noexcept;
 
+  // Publishes what this thread's batches hold (its ChargingAllocator batch,
+  // and its scope's, in a scope) to the accounts' figures now; they are
+  // otherwise published at their bounds, when the thread charges another
+  // account through a wrapper, ends its scope, or exits.
+  static void publish_thread() noexcept;
+
   // Reports of this account and its descendants.
   std::vector<AccountSnapshot> snapshot() const;
   // "requests: 2 blocks, 4128 bytes (own 0), peak 1052704, limit 67108864"
@@ -219,6 +249,7 @@ class Account {
  private:
   friend class AccountScope;
   friend Account account_detail::make_account(account_detail::Node* n) noexcept;
+  friend account_detail::Node* account_detail::node_of(const Account& a) noexcept;
   explicit Account(account_detail::Node* n) noexcept : node_(n) {}
   account_detail::Node* node_ = nullptr;
 };
@@ -228,7 +259,7 @@ class Account {
 // order of creation (they nest).
 class AccountScope {
  public:
-  // The per-thread batch bound (see "Figures" above).
+  // The per-thread batch bound (see "Batching in scopes" above).
   static constexpr std::size_t kBatchBytes = 32 << 10;
 
   explicit AccountScope(Account account) noexcept;
@@ -239,14 +270,19 @@ class AccountScope {
  private:
   void* heap_;
   void* prev_batch_;
+  void* lease_;      // the account's heap this scope leases (null: none)
+  void* prev_lane_;
+  void* prev_local_;
   bool outer_;
 };
 
 // Charges `account` for every block of `child` (its requested length), and
 // credits it at the block's free; resize/remap charge or credit the
-// difference. Owns no memory: frees go to the child. Cost: the charge and
-// credit (two atomic adds per level each) over the child's own cost.
-// Thread safety: as the child. The account must outlive the wrapper's blocks.
+// difference. Owns no memory: frees go to the child. Cost: a few plain adds
+// on this thread's wrapper batch ("Batching in wrappers" above) over the
+// child's own cost, the atomics once per 32 KiB; resize and remap charge
+// exactly (two atomic adds per level). Thread safety: as the child. The
+// account must outlive the wrapper's blocks.
 class ChargingAllocator {
  public:
   ChargingAllocator(Account account, Allocator child) noexcept : account_(account), child_(child) {}

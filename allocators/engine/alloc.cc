@@ -67,6 +67,8 @@ void* alloc_unsampled(ThreadHeap* l, std::size_t size, std::size_t align) noexce
 }  // namespace
 
 void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept {
+  // An AccountScope's leased heap in carve mode (scope.cc): unsampled too.
+  if (l->carve) [[unlikely]] return scope_carve_alloc(l, size, align, false);
   void* p = alloc_unsampled(l, size, align);
   // Heap profiles (sampling.cc): charged here, never on the inline fast path.
   // A scoped allocation (AccountScope) stays in its account's heap: unsampled.

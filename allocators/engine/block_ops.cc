@@ -151,11 +151,14 @@ void heap_free(void* p, std::uintptr_t ret) noexcept {
       why = cross_check(pg, p);
       if (why == nullptr) d::free_cross(seg, pg, p);
     }
-  } else if (h == t_visiting) {  // visit's callback: the lock is ours already
+  } else if (h == t_visiting || &h->local == t_scope_lane) {
+    // Visit's callback, or an AccountScope that leases h: the lock is ours already.
     why = owner_check(pg, p);
     if (why == nullptr) d::local_push(pg, p);
-    if (why == nullptr && acct != nullptr) acct->credit(acct, usable);
-  } else if (d::kChecked || h->lock.try_lock()) {
+    // A lease in carve mode keeps the freed block charged (scope.cc).
+    if (why == nullptr && acct != nullptr && !seg->local->carve) acct->credit(acct, usable);
+  } else if (!h->leased.load(std::memory_order_relaxed) && (d::kChecked || h->lock.try_lock())) {
+    // (A heap an AccountScope leases keeps its lock for the scope: cross path.)
     if constexpr (d::kChecked) h->lock.lock();
     why = owner_check(pg, p);
     if (why == nullptr) d::local_push(pg, p);  // the owner's free, as on the default heap
@@ -171,7 +174,13 @@ void heap_free(void* p, std::uintptr_t ret) noexcept {
 namespace {
 
 void* owner_alloc(HeapCore* h, std::size_t size, std::size_t align) noexcept {
-  return h->is_default ? engine::alloc_aligned(size, align) : heap_alloc_raw(h, size, align);
+  if (h->is_default) return engine::alloc_aligned(size, align);
+  // A heap this thread leases for an AccountScope: its lock is held already.
+  if (&h->local == t_scope_lane) {
+    return h->local.carve ? scope_carve_alloc(&h->local, size, align, false)
+                          : scope_alloc(size, align, false);
+  }
+  return heap_alloc_raw(h, size, align);
 }
 
 // large_grow_owned from whoever may: the owning thread of a default-heap

@@ -26,6 +26,7 @@ void* alloc_zeroed(std::size_t size) noexcept {
   }
   ThreadHeap* l = t_local;
   if (l == &g_scope_local) return scope_alloc(size, 16, true);  // an AccountScope
+  if (l->carve) return scope_carve_alloc(l, size, 16, true);
   if (l == &g_empty_local) {
     l = thread_init();
     if (l == nullptr) return nullptr;

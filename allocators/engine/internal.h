@@ -342,6 +342,9 @@ struct ThreadHeap {
   // Set while its thread exits (thread_exit_hook): what it frees then stays
   // dirty for the thread that adopts it (no purge of a mostly free heap).
   bool exiting = false;
+  // An AccountScope's leased heap in carve mode (scope.cc): t_local points
+  // here and its blocks are charged per carve, not per block.
+  bool carve = false;
 
   constexpr ThreadHeap() : direct{}, queues{}, spans{} {
     for (auto& d : direct) d = &g_empty_page;
@@ -359,6 +362,15 @@ struct ThreadHeap {
 struct HeapAccount {
   bool (*charge)(HeapAccount* a, std::size_t usable, std::size_t request) noexcept;
   void (*credit)(HeapAccount* a, std::size_t usable) noexcept;
+  // For carve mode (scope.cc): charges `bytes` and `blocks` at once, exactly
+  // (false: refused, nothing charged, no refusal recorded); publishes the
+  // calling thread's scope batch (soft limits may call back: only where no
+  // page operation is in flight).
+  bool (*charge_many)(HeapAccount* a, std::size_t bytes, std::size_t blocks) noexcept;
+  void (*flush)(HeapAccount* a) noexcept;
+  // Bumped by each reset() of the account: a block kept outside its heap
+  // (scope_charge_foreign) is credited only while this has not changed.
+  std::atomic<std::uint64_t> resets{0};
 };
 
 // A heap: the process default (many ThreadHeaps, one per thread) or a user heap
@@ -375,6 +387,13 @@ struct HeapCore {
   std::atomic<std::size_t> ceiling{~std::size_t{0}};
   std::atomic<bool> eager{false};
   HeapAccount* account = nullptr;  // set once before the heap's first block
+  // An AccountScope leases this heap and holds its lock for the scope's
+  // life (scope.cc): fork_prepare does not wait for it (the lease holder
+  // owns the ThreadHeap; in the child a lease of a thread that did not
+  // survive stays taken). fork_skipped: fork_prepare's note of that, for its
+  // release (the forking thread only, under g_heaps_lock).
+  std::atomic<bool> leased{false};
+  bool fork_skipped = false;
   // Walks in progress (Heap::visit drops the lock between pages): while
   // non-zero, empty segments are kept so the walk's cursor stays valid.
   std::atomic<int> visiting{0};
@@ -561,31 +580,110 @@ bool huge_free(Segment* seg) noexcept;
 
 // ---- Account scopes (scope.cc; allocators/engine/account.h's AccountScope). ----
 // While a thread is in a scope, t_local is &g_scope_local, a ThreadHeap with
-// no pages (every direct slot is the empty page), so the unchanged fast path
-// finds no block and every allocation reaches alloc_generic / alloc_zeroed,
-// which send it to scope_alloc: a block of t_scope_heap (heap_alloc_raw, so
-// charged to its account). The thread's own ThreadHeap waits in
-// t_scope_saved (own_local()); frees never look at t_local.
+// no pages (every direct slot is the empty page), so the unchanged inline
+// fast path finds no block and every allocation reaches a slow half.
+// The thread's own ThreadHeap waits in t_scope_saved (own_local()).
+//
+// A scope normally leases a heap of its account for its whole life (the
+// account library keeps a pool of them per account, account.cc): the lease
+// holds that heap's lock until the scope ends, so the scoped thread owns its
+// ThreadHeap, t_scope_lane, like its own default-heap ThreadHeap. Then
+//   - scope_try_alloc / scope_try_free are the scoped fast lane, which the
+//     malloc adapter's slow halves try first: a direct-slot pop from (or a
+//     local push to) t_scope_lane plus a few adds on t_scope_batch; no lock,
+//     no atomic. They decline (null / false) whatever needs more.
+//   - scope_alloc serves the rest from t_scope_lane (local_alloc, under the
+//     held lock) and charges through the account's hooks.
+//   - every other path that would take the leased heap's lock (account_free,
+//     heap_free, heap_realloc) sees t_scope_lane and acts as its owner.
+// Without a lease (none could be made) t_scope_lane is null and scope_alloc
+// takes heap_alloc_raw on t_scope_heap (the account's own heap) per call.
 extern ThreadHeap g_scope_local;
 extern __thread HeapCore* t_scope_heap __attribute__((tls_model("initial-exec")));
 extern __thread ThreadHeap* t_scope_saved __attribute__((tls_model("initial-exec")));
+extern __thread ThreadHeap* t_scope_lane __attribute__((tls_model("initial-exec")));
 void* scope_alloc(std::size_t size, std::size_t align, bool zero) noexcept;
+// The scoped thread's per-thread charge batch (its rules: account.cc,
+// "A scope's per-thread batch"): `node` is the scope's account (its
+// HeapAccount), `bytes`/`blocks` what this thread charged (+) and credited
+// (-) to it since the last publish, `high` the highest `bytes` since then,
+// `room` how far `bytes` may rise before a publish. The fast lane adds here;
+// publishing is the account library's (through its hooks).
+struct ScopeBatch {
+  HeapAccount* node = nullptr;
+  std::ptrdiff_t bytes = 0;
+  std::ptrdiff_t blocks = 0;
+  std::ptrdiff_t high = 0;
+  std::ptrdiff_t room = 0;
+};
+inline constexpr std::ptrdiff_t kScopeBatchBytes = 32 << 10;  // AccountScope::kBatchBytes
+extern __thread ScopeBatch t_scope_batch __attribute__((tls_model("initial-exec")));
+// The fast lane (see above): a block of `size` (1..1 KiB, malloc's
+// alignment) from t_scope_lane's direct page, charged to the batch, or null.
+void* scope_try_alloc(std::size_t size) noexcept;
+// p (engine memory) freed into t_scope_lane as its owner and credited to the
+// batch, or false (not a small block of the lane, the block freed last on
+// its page, or the batch must publish): the caller frees it the usual way.
+bool scope_try_free(void* p) noexcept;
+// Blocks the malloc adapter maps itself (alignments above 2 MiB): in a scope
+// they are charged to its account (false: refused, nothing charged) and
+// *account / *epoch say whom to credit at their free (null: unscoped).
+// reset() of the account drops their charge (they are not in its heap: the
+// memory goes at their free).
+bool scope_charge_foreign(std::size_t usable, std::size_t request, HeapAccount** account,
+                          std::uint64_t* epoch) noexcept;
+void scope_credit_foreign(HeapAccount* account, std::size_t usable, std::uint64_t epoch) noexcept;
+// Carve mode (the usual one for a lease): t_local is the leased ThreadHeap
+// itself (its segments' owner_tid this thread's), so the unchanged inline pop
+// and push serve scoped calls. Its small pages are charged per carve: the
+// batch is charged a block's size when page_extend carves it (refused past
+// the batch's room: the slow path then publishes and retries, and past the
+// limit falls back to the lane, exact per block), credited when its page's
+// span is freed (page_free_span, purge_kept_pages), charged again when a
+// block freed by another thread (credited by that thread) is collected. So
+// in carve mode the account's figures count the leased heap's carved blocks,
+// free or not: never below the truth (beyond the batch), above it by the
+// free blocks of its pages; scope_exit credits those (capacity - used per
+// page), exact again. Blocks above 64 KiB or aligned above it never enter a
+// lease: they come from the account's own heap (t_scope_heap), per block.
+inline void carve_note(std::ptrdiff_t bytes, std::ptrdiff_t blocks) noexcept {
+  ScopeBatch& b = t_scope_batch;
+  b.bytes += bytes;
+  b.blocks += blocks;
+  if (b.bytes > b.high) b.high = b.bytes;
+}
+inline bool carve_fits(std::ptrdiff_t bytes) noexcept {
+  return t_scope_batch.bytes + bytes <= t_scope_batch.room;
+}
+// alloc_generic / alloc_zeroed for a ThreadHeap in carve mode.
+void* scope_carve_alloc(ThreadHeap* l, std::size_t size, std::size_t align, bool zero) noexcept;
 // The thread's own ThreadHeap of the default heap, in a scope or not.
 inline ThreadHeap* own_local() noexcept {
   ThreadHeap* l = t_local;
-  return l == &g_scope_local ? t_scope_saved : l;
+  return l == &g_scope_local || l->carve ? t_scope_saved : l;
 }
 struct ScopeSaved {
   HeapCore* heap;
+  ThreadHeap* lane;
+  ThreadHeap* local;
   bool outer;
 };
-// Makes h this thread's scope heap until scope_exit (LIFO, nesting).
-ScopeSaved scope_enter(HeapCore* h) noexcept;
+// Ends carve mode of the enclosing scope's lease (its batch still current),
+// which goes on as a lane: before a nested scope switches the batch.
+void scope_suspend_carve() noexcept;
+// Tries carve mode again for the current scope's lease (after a nested
+// scope ended and the enclosing scope's batch is current again).
+void scope_resume_carve() noexcept;
+// Makes `big` this thread's scope heap until scope_exit (LIFO, nesting): a
+// scope with a lease passes its ThreadHeap as `lane` (the caller holds its
+// lock until scope_exit) and the account's own heap as `big`; carve mode is
+// tried (the scope's batch current). Without a lease, lane is null.
+ScopeSaved scope_enter(HeapCore* big, ThreadHeap* lane) noexcept;
 void scope_exit(ScopeSaved saved) noexcept;
 // free_cross's first step for a block of an account's heap: credits it, then
-// frees it as the heap's owner when the heap's lock is free at once (its
-// biased owner takes it with plain stores) or as a huge block; false: the
-// caller pushes it as a cross-thread free.
+// frees it as the heap's owner when this thread leases the heap, or when the
+// heap's lock is free at once (its biased owner takes it with plain stores),
+// or as a huge block; false: the caller pushes it as a cross-thread free.
 bool account_free(Segment* seg, Span* pg, void* p) noexcept;
 // Frees every block of user heap h at the cost of its pages, as destroy does,
 // and leaves h empty and usable (same HeapCore, same registration).

@@ -36,6 +36,9 @@ bool page_extend(Span* pg) noexcept {
     if (fit <= pg->capacity) return false;
     count = fit - pg->capacity;
   }
+  // An AccountScope's lease in carve mode charges what it carves (scope.cc).
+  const bool carve = seg->local->carve;
+  if (carve && !carve_fits(static_cast<std::ptrdiff_t>(count * bsize))) return false;
   if (pg->lazy == 0) {
     // Slices are committed as the carving reaches them (span_get commits
     // the first; purge_kept_pages may have given them all back): a
@@ -77,6 +80,7 @@ bool page_extend(Span* pg) noexcept {
     }
     pg->free = head;
     pg->capacity = static_cast<std::uint16_t>(pg->capacity + count);
+    if (carve) carve_note(static_cast<std::ptrdiff_t>(count * bsize), static_cast<std::ptrdiff_t>(count));
     return true;
   }
   for (std::size_t i = 0; i + 1 < count; ++i) {
@@ -89,6 +93,7 @@ bool page_extend(Span* pg) noexcept {
   mark_freed(start + (count - 1) * bsize, bsize);
   pg->free = reinterpret_cast<Block*>(start);
   pg->capacity = static_cast<std::uint16_t>(pg->capacity + count);
+  if (carve) carve_note(static_cast<std::ptrdiff_t>(count * bsize), static_cast<std::ptrdiff_t>(count));
   return true;
 }
 
@@ -114,6 +119,10 @@ Span* page_new(ThreadHeap* l, unsigned c) noexcept {
 
 void page_free_span(ThreadHeap* l, Span* pg) noexcept {
   Segment* seg = segment_of(pg);
+  if (l->carve && pg->kind == kSmallPage) {  // a lease in carve mode: its carved blocks go
+    carve_note(-static_cast<std::ptrdiff_t>(std::size_t{pg->capacity} * pg->block_size),
+               -static_cast<std::ptrdiff_t>(pg->capacity));
+  }
   if (pg->lazy != 0) {
     // Its slices are not in committed_mask: give back what it charged.
     const std::size_t bytes = (pg->lazy - 1u) * kOsPage;

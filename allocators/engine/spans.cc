@@ -543,6 +543,10 @@ void purge_kept_pages(ThreadHeap* l) noexcept {
     Segment* seg = segment_of(pg);
     const std::size_t idx = static_cast<std::size_t>(pg - seg->pages);
     pg->free = pg->local_free = nullptr;
+    if (l->carve) {  // a lease in carve mode: its carved blocks go (scope.cc)
+      carve_note(-static_cast<std::ptrdiff_t>(std::size_t{pg->capacity} * pg->block_size),
+                 -static_cast<std::ptrdiff_t>(pg->capacity));
+    }
     pg->capacity = 0;
     ALLOY_UNPOISON(reinterpret_cast<char*>(page_start(seg, pg)), std::size_t{pg->slice_count} << kSliceShift);
     segment_purge_bits(l, seg, range_mask(idx, pg->slice_count));

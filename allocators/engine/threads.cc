@@ -157,6 +157,10 @@ void page_collect(Span* pg) noexcept {
         pg->local_free = tf;
       }
       pg->used -= static_cast<std::int32_t>(count);
+      if (pg->kind == kSmallPage && segment_of(pg)->local->carve) {
+        // A lease in carve mode: the freeing threads credited these; carved again.
+        carve_note(static_cast<std::ptrdiff_t>(count * pg->block_size), static_cast<std::ptrdiff_t>(count));
+      }
     }
   }
   if (pg->free == nullptr) {
@@ -282,7 +286,8 @@ void fork_prepare() noexcept {
   profile::Sampler::instance().fork_prepare();
   g_heaps_lock.lock();
   for (HeapCore* h = g_heaps; h != nullptr; h = h->next_heap) {
-    h->lock.lock();
+    h->fork_skipped = h->leased.load(std::memory_order_acquire);  // an AccountScope holds it
+    if (!h->fork_skipped) h->lock.lock();
     h->huge_lock.lock();
   }
   g_default_heap.lock.lock();
@@ -312,7 +317,7 @@ void release_fork_locks(bool in_child) noexcept {
   release(g_default_heap.lock);
   for (HeapCore* h = g_heaps; h != nullptr; h = h->next_heap) {
     h->huge_lock.unlock();
-    release(h->lock);
+    if (!h->fork_skipped) release(h->lock);
   }
   g_heaps_lock.unlock();
 }
@@ -353,6 +358,19 @@ void fork_child() noexcept {
     mine->tid = owner_id();
     for (Segment* seg = mine->segments; seg != nullptr; seg = seg->next) {
       seg->owner_tid.store(mine->tid, std::memory_order_relaxed);
+    }
+  }
+  // Leases of AccountScopes in carve mode (scope.cc): this thread's goes on;
+  // those of threads that did not survive are orphaned the same way (their
+  // lease stays taken; what their batches held is lost to the figures).
+  for (HeapCore* h = g_heaps; h != nullptr; h = h->next_heap) {
+    ThreadHeap* l = &h->local;
+    if (!l->carve) continue;
+    const std::uintptr_t tid = l == t_scope_lane ? owner_id() : 0;
+    if (tid == 0) l->carve = false;
+    l->tid = tid;
+    for (Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
+      seg->owner_tid.store(tid, std::memory_order_relaxed);
     }
   }
 }

@@ -54,8 +54,11 @@ void* volatile g_sink;
 
 // One instance per measurement (Tag), so callgrind can count each apart:
 // --toggle-collect='*handle_batch<1>*' (0 child alone, 1 depth 2, 2 depth 4).
+volatile int g_tag;
+
 template <int Tag>
 [[gnu::noinline]] void handle_batch(alloy::Allocator a) {
+  g_tag = Tag;  // keeps the instances apart (identical bodies are folded otherwise)
   void* p[kBatch];
   const alloy::Alignment al = alloy::Alignment::of<std::max_align_t>();
   for (int i = 0; i < kBatch; ++i) p[i] = a.raw_alloc(32, al, 0);
@@ -143,7 +146,7 @@ int main() {
         go.fetch_add(1);
         while (go.load() < n) {
         }
-        ns[static_cast<std::size_t>(t)] = best_ns_per_pair(malloc_free_batch);
+        ns[static_cast<std::size_t>(t)] = best_ns_per_pair(scoped_batch);
       });
     }
     for (auto& th : ts) th.join();

@@ -11,10 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -238,6 +240,127 @@ ALLOY_MALLOC_CASE(fork_child_keeps_accounts_working) {
   BOOST_TEST(acct.a.blocks() == 1u);
   std::free(before);
   BOOST_TEST(acct.a.bytes() == 0u);
+}
+
+// The scoped fast lane (the scope leases a heap of its account and its
+// thread allocates and frees there as owner): churn of many sizes, frees by
+// another thread while the scope still holds the lease (collected by the
+// scoped thread's later allocations), and the figures exact once it ends.
+ALLOY_MALLOC_CASE(scoped_fast_lane_is_exact_with_churn_and_frees_from_another_thread) {
+  Fresh acct("m_lane");
+  std::vector<void*> live;
+  std::vector<void*> handed;
+  live.reserve(8000);  // outside the scope: the vectors' own buffers are not the account's
+  handed.reserve(8000);
+  {
+    alloy::AccountScope scope(acct.a);
+    for (int i = 0; i < 4000; ++i) {
+      void* p = std::malloc(static_cast<std::size_t>(1 + (i * 37) % 1500));
+      BOOST_TEST_REQUIRE(p != nullptr);
+      if (i % 3 == 0) {
+        std::free(p);  // the owner's free, in the lane
+      } else if (i % 3 == 1) {
+        handed.push_back(p);
+      } else {
+        live.push_back(p);
+      }
+    }
+    std::thread other([&] {
+      for (void* p : handed) std::free(p);  // credited at once; pushed cross-thread
+    });
+    other.join();
+    for (int i = 0; i < 2000; ++i) live.push_back(std::malloc(static_cast<std::size_t>(8 + i % 900)));
+  }
+  std::size_t expect = 0;
+  for (void* p : live) expect += malloc_usable_size(p);
+  BOOST_TEST(acct.a.bytes() == expect);
+  BOOST_TEST(acct.a.blocks() == live.size());
+  {
+    alloy::AccountScope scope(acct.a);  // the same lease again: its frees in the lane
+    for (std::size_t i = 0; i < live.size(); i += 2) std::free(live[i]);
+  }
+  for (std::size_t i = 1; i < live.size(); i += 2) std::free(live[i]);  // after the scope
+  BOOST_TEST(acct.a.bytes() == 0u);
+  BOOST_TEST(acct.a.blocks() == 0u);
+}
+
+// fork while another thread is inside a scope (its lease's lock held for
+// the scope's life: fork must not wait for it), and from inside a scope.
+ALLOY_MALLOC_CASE(fork_while_another_thread_holds_a_scope) {
+  Fresh acct("m_fork_lease", {.limit = 1 << 20});
+  std::atomic<int> stage{0};
+  std::thread holder([&] {
+    alloy::AccountScope scope(acct.a);
+    void* p = std::malloc(64);
+    stage.store(1);
+    while (stage.load() != 2) std::this_thread::yield();
+    std::free(p);
+  });
+  while (stage.load() != 1) std::this_thread::yield();
+  for (int in_scope = 0; in_scope < 2; ++in_scope) {
+    alloy::Account sub = *acct.a.create(in_scope ? "s1" : "s0");
+    std::optional<alloy::AccountScope> scope;
+    if (in_scope) scope.emplace(sub);
+    pid_t pid = fork();
+    BOOST_TEST_REQUIRE(pid >= 0);
+    if (pid == 0) {
+      bool ok = true;
+      {
+        alloy::AccountScope inner(acct.a);  // the holder's lease is taken: a new one
+        void* p = std::malloc(100);
+        ok = ok && p != nullptr && std::malloc(2 << 20) == nullptr;
+        std::free(p);
+      }
+      void* q = std::malloc(100);  // in sub's scope when in_scope
+      ok = ok && q != nullptr;
+      std::free(q);
+      _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    BOOST_TEST(waitpid(pid, &status, 0) == pid);
+    BOOST_TEST(WIFEXITED(status));
+    BOOST_TEST(WEXITSTATUS(status) == 0);
+    scope.reset();
+    sub.destroy();
+  }
+  stage.store(2);
+  holder.join();
+  BOOST_TEST(acct.a.bytes() == 0u);
+}
+
+// Blocks aligned above 2 MiB (their own mapping, not the engine's): charged
+// to the scope's account, refused past its limit, credited at their free
+// from any thread; reset() drops their charge and their later free does not
+// credit again.
+ALLOY_MALLOC_CASE(blocks_aligned_above_two_mib_are_charged) {
+  Fresh acct("m_big_aligned", {.limit = 1 << 20});
+  void* p = nullptr;
+  void* q = nullptr;
+  int refused;
+  {
+    alloy::AccountScope scope(acct.a);
+    BOOST_TEST(posix_memalign(&p, std::size_t{4} << 20, 100000) == 0);
+    refused = posix_memalign(&q, std::size_t{4} << 20, std::size_t{2} << 20);
+  }
+  BOOST_TEST_REQUIRE(p != nullptr);
+  BOOST_TEST(reinterpret_cast<std::uintptr_t>(p) % (std::size_t{4} << 20) == 0u);
+  BOOST_TEST(refused == ENOMEM);
+  BOOST_TEST(acct.a.bytes() == malloc_usable_size(p));
+  BOOST_TEST(acct.a.blocks() == 1u);
+  std::thread([p] { std::free(p); }).join();
+  BOOST_TEST(acct.a.bytes() == 0u);
+  BOOST_TEST(acct.a.blocks() == 0u);
+  {
+    alloy::AccountScope scope(acct.a);
+    p = aligned_alloc(std::size_t{8} << 20, std::size_t{8} << 10);
+  }
+  BOOST_TEST_REQUIRE(p != nullptr);
+  BOOST_TEST(acct.a.bytes() == malloc_usable_size(p));
+  acct.a.reset();
+  BOOST_TEST(acct.a.bytes() == 0u);
+  std::free(p);  // its own mapping: still valid after reset, not credited again
+  BOOST_TEST(acct.a.bytes() == 0u);
+  BOOST_TEST(acct.a.blocks() == 0u);
 }
 
 // README's "Memory accounts" snippet, as written there (less the include).

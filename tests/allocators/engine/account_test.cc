@@ -356,6 +356,8 @@ BOOST_AUTO_TEST_CASE(charging_wrapper_charges_any_child) {
   alloy::Allocator h = w.allocator();
   auto a = h.alloc<char>(4000);
   BOOST_REQUIRE(a);
+  BOOST_TEST(acct.a.bytes() <= 4000u);  // this thread's wrapper batch holds it until published
+  alloy::Account::publish_thread();
   BOOST_TEST(acct.a.bytes() == 4000u);
   auto b = h.alloc<char>(7000);
   BOOST_TEST(!b);
@@ -367,8 +369,73 @@ BOOST_AUTO_TEST_CASE(charging_wrapper_charges_any_child) {
   BOOST_TEST(!h.realloc(*grown, 11000));  // over the limit: refused, block intact
   BOOST_TEST(acct.a.bytes() == 9000u);
   h.free(*grown);
+  alloy::Account::publish_thread();
   BOOST_TEST(acct.a.bytes() == 0u);
   BOOST_TEST(acct.a.blocks() == 0u);
+}
+
+// ChargingAllocator batches per thread (32 KiB, never past the path's
+// headroom): two threads charging siblings below one limit exceed it by at
+// most one batch (the other thread's), none is refused while the true total
+// is under the limit by more than a block, thread exit publishes, and the
+// figures are exact once published; a destroyed account's batch is dropped.
+BOOST_AUTO_TEST_CASE(wrapper_batches_exceed_a_shared_limit_by_at_most_the_stated_bound) {
+  constexpr std::size_t kLimit = 1 << 20;
+  constexpr std::size_t kBlock = 1000;
+  Fresh parent("t_wrap_batch", {.limit = kLimit});
+  alloy::Account kids[2] = {*parent.a.create("a"), *parent.a.create("b")};
+  std::vector<void*> got[2];
+  got[0].reserve(4096);
+  got[1].reserve(4096);
+  std::atomic<int> ready{0};
+  std::atomic<std::size_t> peak_total{0};
+  std::vector<std::thread> ts;
+  const alloy::Alignment al = alloy::Alignment::of<std::max_align_t>();
+  for (int t = 0; t < 2; ++t) {
+    ts.emplace_back([&, t] {
+      alloy::ChargingAllocator w(kids[t], alloy::Heap::default_allocator());
+      ready.fetch_add(1);
+      while (ready.load() < 2) std::this_thread::yield();
+      while (void* p = w.allocator().raw_alloc(kBlock, al, 0)) got[t].push_back(p);
+      // thread exit publishes this thread's batch
+    });
+  }
+  for (auto& th : ts) th.join();
+  const std::size_t total = (got[0].size() + got[1].size()) * kBlock;
+  BOOST_TEST(parent.a.bytes() == total);
+  BOOST_TEST(parent.a.blocks() == got[0].size() + got[1].size());
+  BOOST_TEST(total <= kLimit + alloy::AccountScope::kBatchBytes);
+  BOOST_TEST(total + kBlock > kLimit);
+  BOOST_TEST(parent.a.peak() <= kLimit + alloy::AccountScope::kBatchBytes);
+  for (int t = 0; t < 2; ++t) {
+    alloy::ChargingAllocator w(kids[t], alloy::Heap::default_allocator());
+    for (void* p : got[t]) w.allocator().raw_free({static_cast<std::byte*>(p), kBlock}, al, 0);
+  }
+  alloy::Account::publish_thread();
+  BOOST_TEST(parent.a.bytes() == 0u);
+  BOOST_TEST(parent.a.blocks() == 0u);
+  // One thread alone is refused exactly at the limit.
+  {
+    alloy::ChargingAllocator w(kids[0], alloy::Heap::default_allocator());
+    std::vector<void*> mine;
+    while (void* p = w.allocator().raw_alloc(kBlock, al, 0)) mine.push_back(p);
+    BOOST_TEST(mine.size() == kLimit / kBlock);
+    for (void* p : mine) w.allocator().raw_free({static_cast<std::byte*>(p), kBlock}, al, 0);
+  }
+  // A batch naming a destroyed account: dropped, the parent stays exact.
+  alloy::Account gone = *parent.a.create("gone");
+  {
+    alloy::ChargingAllocator w(gone, alloy::Heap::default_allocator());
+    void* p = w.allocator().raw_alloc(kBlock, al, 0);
+    w.allocator().raw_free({static_cast<std::byte*>(p), kBlock}, al, 0);
+    void* q = w.allocator().raw_alloc(kBlock, al, 0);
+    alloy::Account::publish_thread();
+    w.allocator().raw_free({static_cast<std::byte*>(q), kBlock}, al, 0);  // a pending credit
+  }
+  gone.destroy();
+  alloy::Account::publish_thread();
+  BOOST_TEST(parent.a.bytes() == 0u);
+  BOOST_TEST(parent.a.blocks() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(soft_limit_calls_back_once_per_crossing) {
@@ -549,4 +616,96 @@ BOOST_AUTO_TEST_CASE(soft_limit_in_a_scope_calls_back_and_may_allocate) {
   for (void* p : got) alloy::engine::free(p);
   alloy::engine::free(seen.made);
   BOOST_TEST(acct.a.bytes() == 0u);
+}
+
+// Carve mode (a scope's leased heap serves the inline fast path and is
+// charged per carve): while the scope runs, the account's figures are never
+// below the truth by more than the scope's batch (kBatchBytes), through
+// owner frees, frees by another thread (collected later) and new
+// allocations; exact once it ends.
+BOOST_AUTO_TEST_CASE(carve_mode_figures_never_fall_below_the_truth_past_the_batch) {
+  Fresh acct("t_carve");
+  std::vector<void*> got;
+  got.reserve(8000);
+  std::size_t truth = 0;
+  bool bound_held = true;
+  {
+    alloy::AccountScope s(acct.a);
+    auto churn = [&](int n) {
+      for (int i = 0; i < n; ++i) {
+        void* p = alloy::engine::alloc(static_cast<std::size_t>(16 + (i * 53) % 1000));
+        BOOST_TEST_REQUIRE(p != nullptr);
+        truth += alloy::engine::usable_size(p);
+        got.push_back(p);
+        if (i % 4 == 0) {
+          truth -= alloy::engine::usable_size(got.back());
+          alloy::engine::free(got.back());
+          got.pop_back();
+        }
+        if (acct.a.bytes() + alloy::AccountScope::kBatchBytes < truth) bound_held = false;
+      }
+    };
+    churn(3000);
+    std::vector<void*> theirs;
+    for (std::size_t k = 0; k < got.size(); k += 3) theirs.push_back(got[k]);
+    std::vector<void*> keep;
+    for (std::size_t k = 0; k < got.size(); ++k) {
+      if (k % 3 != 0) keep.push_back(got[k]);
+    }
+    for (void* p : theirs) truth -= alloy::engine::usable_size(p);
+    std::thread([&] {
+      for (void* p : theirs) alloy::engine::free(p);
+    }).join();
+    got = keep;
+    got.reserve(8000);
+    churn(3000);  // collects the other thread's frees
+  }
+  BOOST_TEST(bound_held);
+  std::size_t expect = 0;
+  for (void* p : got) expect += alloy::engine::usable_size(p);
+  BOOST_TEST(expect == truth);
+  BOOST_TEST(acct.a.bytes() == expect);
+  BOOST_TEST(acct.a.blocks() == got.size());
+  for (void* p : got) alloy::engine::free(p);
+  BOOST_TEST(acct.a.bytes() == 0u);
+  BOOST_TEST(acct.a.blocks() == 0u);
+}
+
+// A scope nested in a carve-mode scope: the outer lease goes on per block
+// while the inner one runs (its batch published first), the outer's blocks
+// freed inside the inner scope credit the outer account, and the outer
+// scope is back in carve mode when the inner one ends.
+BOOST_AUTO_TEST_CASE(nested_scope_inside_a_carve_mode_scope_keeps_both_exact) {
+  Fresh outer("t_carve_outer");
+  Fresh inner("t_carve_inner");
+  std::vector<void*> mine;
+  mine.reserve(400);
+  void* in;
+  void* after;
+  {
+    alloy::AccountScope s1(outer.a);
+    for (int i = 0; i < 300; ++i) mine.push_back(alloy::engine::alloc(48));
+    {
+      alloy::AccountScope s2(inner.a);
+      in = alloy::engine::alloc(200);
+      for (int i = 0; i < 100; ++i) {
+        alloy::engine::free(mine.back());
+        mine.pop_back();
+      }
+    }
+    after = alloy::engine::alloc(48);  // the outer scope again (carve mode resumed)
+    for (int i = 0; i < 50; ++i) {  // its own frees and allocations, after the resume
+      alloy::engine::free(mine.back());
+      mine.pop_back();
+    }
+    for (int i = 0; i < 20; ++i) mine.push_back(alloy::engine::alloc(48));
+  }
+  mine.push_back(after);
+  BOOST_TEST(outer.a.blocks() == mine.size());
+  BOOST_TEST(outer.a.bytes() == mine.size() * alloy::engine::usable_size(after));
+  BOOST_TEST(inner.a.bytes() == alloy::engine::usable_size(in));
+  for (void* p : mine) alloy::engine::free(p);
+  alloy::engine::free(in);
+  BOOST_TEST(outer.a.bytes() == 0u);
+  BOOST_TEST(inner.a.bytes() == 0u);
 }
