@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "alloy/allocators/engine/account.h"
 #include "alloy/allocators/engine/engine.h"
 #include "alloy/allocators/engine/heap.h"
 #include "tests/support/pprof_tool.h"
@@ -38,6 +39,9 @@ inline alloy::Alignment a16() { return alloy::Alignment::of<std::max_align_t>();
   auto r = h.allocator().alloc_bytes(n, a16());
   return keep(r ? r->data() : nullptr);
 }
+
+[[gnu::noinline]] void* scoped_site(std::size_t n) { return keep(alloy::engine::alloc(n)); }
+[[gnu::noinline]] void* unscoped_site(std::size_t n) { return keep(alloy::engine::alloc(n)); }
 
 }  // namespace heap_sites
 
@@ -257,4 +261,32 @@ BOOST_AUTO_TEST_CASE(four_threads_share_a_profiled_heap_while_profiles_are_writt
   BOOST_TEST(inuse.cum_share("heap_sites::site_four") == 0.0, inuse.output);
   BOOST_TEST(h->stats().live_blocks == 0u);
   BOOST_TEST(h->find_broken_invariant() == nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(an_account_profiles_its_scoped_allocations) {
+  auto acct = alloy::Account::root().create("profiled");
+  BOOST_REQUIRE(acct);
+  BOOST_REQUIRE(acct->set_profile_rate(2048));
+  std::vector<void*> scoped, unscoped;
+  {
+    alloy::AccountScope scope(*acct);
+    for (int i = 0; i < 4000; ++i) scoped.push_back(heap_sites::scoped_site(300));
+  }
+  for (int i = 0; i < 4000; ++i) unscoped.push_back(heap_sites::unscoped_site(300));
+  const std::string path = path_of("account.pb.gz");
+  BOOST_REQUIRE(acct->write_profile(path.c_str()));
+  const Pprof t = Pprof::top(path, "inuse_space");
+  BOOST_TEST(t.cum_share("heap_sites::scoped_site") == 100.0, t.output);
+  BOOST_TEST(t.output.find("unscoped_site") == std::string::npos, t.output);
+  BOOST_TEST(acct->blocks() == 4000u);
+  // Frees credit the account and leave the profile; reset forgets the rest.
+  for (std::size_t i = 0; i < 2000; ++i) alloy::engine::free(scoped[i]);
+  BOOST_TEST(acct->blocks() == 2000u);
+  acct->reset();
+  BOOST_REQUIRE(acct->write_profile(path.c_str()));
+  const Pprof r = Pprof::top(path, "inuse_space");
+  BOOST_TEST(r.cum_share("heap_sites::scoped_site") == 0.0, r.output);
+  BOOST_TEST(Pprof::top(path, "alloc_space").cum_share("heap_sites::scoped_site") == 100.0);
+  for (void* p : unscoped) alloy::engine::free(p);
+  acct->destroy();
 }
