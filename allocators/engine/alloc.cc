@@ -67,10 +67,16 @@ void* alloc_unsampled(ThreadHeap* l, std::size_t size, std::size_t align) noexce
 }  // namespace
 
 void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept {
+  // Large and huge requests are charged before a block is taken, so a
+  // sampled one takes no block of this heap only to give it back.
+  if (size > kSmallMax && prof_on() && l != &g_scope_local) [[unlikely]] {
+    if (void* q = prof_alloc_big(size, align)) return q;
+    return alloc_unsampled(l, size, align);
+  }
   void* p = alloc_unsampled(l, size, align);
   // Heap profiles (sampling.cc): charged here, never on the inline fast path.
   // A scoped allocation (AccountScope) stays in its account's heap: unsampled.
-  if (g_prof_on.load(std::memory_order_relaxed) && p != nullptr && l != &g_scope_local) [[unlikely]] {
+  if (prof_on() && p != nullptr && l != &g_scope_local) [[unlikely]] {
     return prof_alloc_slow(p, size, align);
   }
   return p;

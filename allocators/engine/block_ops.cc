@@ -24,7 +24,7 @@ void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept 
   // A profiled heap (sampling.cc): a sampled allocation comes from the heap's
   // ThreadHeap of sampled blocks (the usual one if that fails).
   bool sampled = false;
-  if (h->profile != nullptr) [[unlikely]] {
+  if (d::kProfileHooks && h->profile != nullptr) [[unlikely]] {
     if (d::heap_sample_charge(h, size)) {
       p = d::local_alloc(d::heap_sampled_local(h), size, align);
       sampled = p != nullptr;
@@ -145,7 +145,8 @@ void heap_free(void* p, std::uintptr_t ret) noexcept {
   // A sampled block (sampling.cc) is forgotten once, before it goes back (so
   // a new sample of its address is never the one forgotten): here when freed
   // by the owner's push or as a huge block, in free_cross otherwise.
-  d::ThreadHeap* const sampled = seg->local->sampler != nullptr ? seg->local : nullptr;
+  d::ThreadHeap* const sampled =
+      d::kProfileHooks && seg->local->sampler != nullptr ? seg->local : nullptr;
   auto owner_push = [&] {
     if (sampled != nullptr) [[unlikely]] d::prof_free(sampled, p);
     d::local_push(pg, p);

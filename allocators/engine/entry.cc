@@ -30,24 +30,22 @@ void* alloc_zeroed(std::size_t size) noexcept {
     l = thread_init();
     if (l == nullptr) return nullptr;
   }
-  void* p;
-  std::size_t dirty = size;  // bytes from p's start that may be non-zero
-  if (size <= kLargeMax) {
-    bool zero = false;
-    p = large_alloc(l, size, 16, &zero);
-    if (zero) dirty = 0;
-  } else {
-    p = huge_alloc(l->heap, l, size, 16, &dirty);
-  }
   // Heap profiles: charged as alloc_generic charges malloc's (sampling.cc);
   // a sampled block comes from the profile's heap, not zeroed.
-  if (g_prof_on.load(std::memory_order_relaxed) && p != nullptr) [[unlikely]] {
-    void* q = prof_alloc_slow(p, size, 16);
-    if (q != p) {
+  if (prof_on()) [[unlikely]] {
+    if (void* q = prof_alloc_big(size, 16)) {
       std::memset(q, 0, size);
       return q;
     }
   }
+  if (size <= kLargeMax) {
+    bool zero = false;
+    void* p = large_alloc(l, size, 16, &zero);
+    if (p != nullptr && !zero) std::memset(p, 0, size);
+    return p;
+  }
+  std::size_t dirty = size;
+  void* p = huge_alloc(l->heap, l, size, 16, &dirty);
   if (p != nullptr && dirty != 0) std::memset(p, 0, dirty);
   return p;
 }

@@ -678,8 +678,21 @@ void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept
 // holds sampled blocks; the slow path's charge-and-maybe-sample of block p,
 // the free of a sampled block (from free_cross) and its realloc.
 extern std::atomic<bool> g_prof_on;
+// The sampling hooks of the slow paths, compiled in (the default) or out
+// (--define=alloy_profile_hooks=0: only for measuring what they cost,
+// bench/compare/profile_overhead.py --hooks-out; profiles are then empty).
+#if defined(ALLOY_NO_PROFILE_HOOKS)
+inline constexpr bool kProfileHooks = false;
+#else
+inline constexpr bool kProfileHooks = true;
+#endif
+inline bool prof_on() noexcept { return kProfileHooks && g_prof_on.load(std::memory_order_relaxed); }
 extern HeapCore g_prof_heap;
 void* prof_alloc_slow(void* p, std::size_t size, std::size_t align) noexcept;
+// A request above kSmallMax, charged before any block is taken: the
+// sampled block (from g_prof_heap), or null when it is not sampled (or the
+// sample could not be taken) and the caller allocates as usual.
+void* prof_alloc_big(std::size_t size, std::size_t align) noexcept;
 // The free of block p of l, a ThreadHeap with a sampler (free_cross,
 // heap_free): the sample is forgotten.
 void prof_free(ThreadHeap* l, void* p) noexcept;

@@ -7,7 +7,8 @@
 // charges what each of its visits hands out, the block it returns plus, for
 // sizes the inline fast path serves (up to 1 KiB), the blocks it leaves on
 // the size's direct page for the fast path to pop; larger requests pass
-// through the slow path every time and are charged one by one. When the
+// through the slow path every time and are charged one by one (those above
+// 64 KiB, malloc's and calloc's, before a block is taken: prof_alloc_big). When the
 // countdown would cross zero at a block of that list, the list is cut
 // there, so the fast path comes back to the slow path at exactly that
 // allocation, which is sampled: Poisson by bytes, as if every allocation
@@ -76,7 +77,7 @@ void prof_heap_ready() noexcept {
 namespace {
 
 // Serves this allocation from the profile's heap with its stack recorded;
-// p goes back to its page. p itself if the sample cannot be taken.
+// p (if any) goes back to its page. p itself if the sample cannot be taken.
 void* take_sample(void* p, std::size_t size, std::size_t align, std::size_t charged) noexcept {
   profile::Sampler& sampler = profile::Sampler::instance();
   if (t_rng == 0) t_rng = thread_id() * 0x9E3779B97F4A7C15ull | 1;
@@ -84,7 +85,7 @@ void* take_sample(void* p, std::size_t size, std::size_t align, std::size_t char
   if (sampler.rate() == 0) return p;
   void* q = heap_alloc_raw(&g_prof_heap, size, align);
   if (q == nullptr) return p;
-  inline_free(p);  // back to its page: the owner's push
+  if (p != nullptr) inline_free(p);  // back to its page: the owner's push
   std::uintptr_t frames[profile::kMaxFrames];
   const int n = profile::capture_stack(frames, profile::kMaxFrames, 1);
   sampler.record(q, size, frames, n, charged);
@@ -156,6 +157,12 @@ void* prof_alloc_slow(void* p, std::size_t size, std::size_t align) noexcept {
     if (direct != &g_empty_page) charge_free_list(direct);
   }
   return result;
+}
+
+void* prof_alloc_big(std::size_t size, std::size_t align) noexcept {
+  if (t_countdown > 0) t_countdown -= static_cast<std::int64_t>(size);
+  if (t_countdown > 0) return nullptr;
+  return take_sample(nullptr, size, align, size);
 }
 
 void prof_free(ThreadHeap* l, void* p) noexcept { (void)l->sampler->forget(p); }
