@@ -677,7 +677,7 @@ void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept
 // Sampled heap profiles (sampling.cc): on while a rate is set; the heap that
 // holds sampled blocks; the slow path's charge-and-maybe-sample of block p,
 // the free of a sampled block (from free_cross) and its realloc.
-extern std::atomic<bool> g_prof_on;
+extern std::atomic<bool> g_prof_on __attribute__((visibility("hidden")));  // one cmpb, no GOT load
 // The sampling hooks of the slow paths, compiled in (the default) or out
 // (--define=alloy_profile_hooks=0: only for measuring what they cost,
 // bench/compare/profile_overhead.py --hooks-out; profiles are then empty).

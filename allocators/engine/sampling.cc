@@ -48,7 +48,7 @@
 namespace alloy::engine::detail {
 
 constinit HeapCore g_prof_heap;
-constinit std::atomic<bool> g_prof_on{false};
+constinit std::atomic<bool> g_prof_on __attribute__((visibility("hidden"))){false};
 
 namespace {
 
