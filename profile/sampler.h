@@ -17,7 +17,8 @@
 // (a leak profile) only stacks with live blocks, their alloc values set to
 // the live ones. Stacks are named with ElfSymbols (no malloc, no DWARF);
 // leading frames of the allocator itself (malloc, operator new, alloy's
-// engine and profiler) are dropped, so frame 0 is the caller of malloc.
+// engine and profiler, alloy::Heap and alloy::Allocator) are dropped, so
+// frame 0 is the caller of malloc (or of Heap::alloc, or of the handle).
 //
 // Cost: record() and forget() are O(depth) and O(1) expected under one spin
 // lock (only sampled allocations pay them: one per `rate` bytes); write() is
