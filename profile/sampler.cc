@@ -68,6 +68,8 @@ bool is_allocator_frame(const char* name) {
   if (name == nullptr) return false;
   static const char* const kPrefixes[] = {
       "_ZN5alloy6engine", "_ZN5alloy7profile", "_ZN5alloy14malloc_adapter",
+      // alloy::Heap, its Allocator handle and their file-local entries.
+      "_ZN5alloy4Heap", "_ZN5alloy9Allocator", "_ZNK5alloy9Allocator", "_ZN5alloy12_GLOBAL__N_1",
       "_Znw", "_Zna", "_ZdlPv", "_ZdaPv", "__libc_malloc", "__libc_calloc", "__libc_realloc",
       "__libc_memalign"};
   for (const char* p : kPrefixes) {
@@ -224,6 +226,27 @@ bool Sampler::forget(const void* p) noexcept {
   }
   unlock();
   return found;
+}
+
+void Sampler::forget_all() noexcept {
+  lock();
+  for (std::size_t i = 0; i < live_cap_; ++i) live_[i].addr = 0;
+  live_count_ = 0;
+  live_used_ = 0;
+  unlock();
+}
+
+void Sampler::release() noexcept {
+  lock();
+  if (stacks_ != nullptr) ::munmap(stacks_, stacks_cap_ * sizeof(Stack));
+  if (stack_index_ != nullptr) ::munmap(stack_index_, stack_index_cap_ * sizeof(std::uint32_t));
+  if (live_ != nullptr) ::munmap(live_, live_cap_ * sizeof(Live));
+  stacks_ = nullptr;
+  stack_index_ = nullptr;
+  live_ = nullptr;
+  stacks_cap_ = stacks_count_ = stack_index_cap_ = 0;
+  live_cap_ = live_count_ = live_used_ = total_ = 0;
+  unlock();
 }
 
 std::size_t Sampler::live_samples() const noexcept { return live_count_; }

@@ -17,7 +17,8 @@
 // (a leak profile) only stacks with live blocks, their alloc values set to
 // the live ones. Stacks are named with ElfSymbols (no malloc, no DWARF);
 // leading frames of the allocator itself (malloc, operator new, alloy's
-// engine and profiler) are dropped, so frame 0 is the caller of malloc.
+// engine and profiler, alloy::Heap and alloy::Allocator) are dropped, so
+// frame 0 is the caller of malloc (or of Heap::alloc, or of the handle).
 //
 // Cost: record() and forget() are O(depth) and O(1) expected under one spin
 // lock (only sampled allocations pay them: one per `rate` bytes); write() is
@@ -26,6 +27,9 @@
 // Fork: fork_prepare/parent/child hold the lock across fork(), so the child
 // inherits a consistent table (register them with pthread_atfork, or call
 // them from the allocator's own atfork handlers).
+// Instances: the process's (instance(), the malloc adapter's profile) and
+// one per profiled alloy::Heap (the engine keeps it in zeroed mmap'd memory,
+// which is a valid empty Sampler; release() gives its tables back).
 //
 // Example (what the engine does, in outline):
 //   alloy::profile::Sampler& s = alloy::profile::Sampler::instance();
@@ -82,13 +86,19 @@ class Sampler {
   std::size_t live_samples() const noexcept;
   std::size_t total_samples() const noexcept;
 
+  // Every live sample forgotten (their blocks went at once: a heap's
+  // destroy or reset); the alloc_* totals stay.
+  void forget_all() noexcept;
+  // Unmaps the tables; the Sampler is empty (and usable) again.
+  void release() noexcept;
+
   // Hold the lock across fork() (see the header comment).
   void fork_prepare() noexcept;
   void fork_parent() noexcept;
   void fork_child() noexcept;
 
   // The state is a plain aggregate so the process-wide instance is
-  // constant-initialized; use instance(), not a Sampler of your own.
+  // constant-initialized; all-zero bytes are an empty Sampler.
   struct Stack;
   struct Live;
   std::atomic<std::int64_t> rate_{0};

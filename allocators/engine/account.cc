@@ -676,6 +676,12 @@ void Account::destroy() noexcept {
 }
 
 Allocator Account::allocator() const noexcept { return node_->heap().allocator(); }
+bool Account::set_profile_rate(std::int64_t mean_bytes) noexcept {
+  return node_->heap().set_profile_rate(mean_bytes);
+}
+bool Account::write_profile(const char* path, bool live_only) const noexcept {
+  return node_->heap().write_profile(path, live_only);
+}
 
 std::string_view Account::name() const noexcept { return {node_->name, node_->name_len}; }
 

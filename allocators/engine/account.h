@@ -210,6 +210,12 @@ class Account {
 
   // A handle over this account's own heap: every block charged here.
   Allocator allocator() const noexcept;
+  // A heap profile of this account's own blocks (not its descendants'): its
+  // heap's (alloy::Heap::set_profile_rate / write_profile, heap.h). The
+  // handle's allocations and a scope's malloc/new are sampled; reset()
+  // forgets the live samples, destroy() the profile.
+  bool set_profile_rate(std::int64_t mean_bytes) noexcept;
+  bool write_profile(const char* path, bool live_only = false) const noexcept;
 
   std::string_view name() const noexcept;
   std::string path() const;

@@ -20,10 +20,21 @@ __thread HeapCore* t_visiting __attribute__((tls_model("initial-exec"))) = nullp
 
 void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept {
   const BiasedLock::Mode mode = h->lock.acquire();
+  void* p = nullptr;
+  // A profiled heap (sampling.cc): a sampled allocation comes from the heap's
+  // ThreadHeap of sampled blocks (the usual one if that fails).
+  bool sampled = false;
+  if (d::kProfileHooks && h->profile != nullptr) [[unlikely]] {
+    if (d::heap_sample_charge(h, size)) {
+      p = d::local_alloc(d::heap_sampled_local(h), size, align);
+      sampled = p != nullptr;
+    }
+  }
   // The default heap's inline pop first, on this heap's one ThreadHeap, at the
   // class local_alloc would pick.
-  void* p = nullptr;
-  if (size <= d::kDirectMax && align <= 16) p = d::direct_pop(&h->local, d::direct_slot(size, align));
+  if (p == nullptr && size <= d::kDirectMax && align <= 16) {
+    p = d::direct_pop(&h->local, d::direct_slot(size, align));
+  }
   if (p == nullptr) p = d::local_alloc(&h->local, size, align);
   h->lock.release(mode);
   if (p != nullptr && h->account != nullptr) [[unlikely]] {
@@ -42,6 +53,7 @@ void* heap_alloc_raw(HeapCore* h, std::size_t size, std::size_t align) noexcept 
       return nullptr;
     }
   }
+  if (sampled) [[unlikely]] d::heap_sample_record(h, p, size);  // outside the heap's lock
   return p;
 }
 
@@ -130,11 +142,23 @@ void heap_free(void* p, std::uintptr_t ret) noexcept {
     return;
   }
   HeapCore* h = seg->local->heap;
+  // A sampled block (sampling.cc) is forgotten once, before it goes back (so
+  // a new sample of its address is never the one forgotten): here when freed
+  // by the owner's push or as a huge block, in free_cross otherwise.
+  d::ThreadHeap* const sampled =
+      d::kProfileHooks && seg->local->sampler != nullptr ? seg->local : nullptr;
+  auto owner_push = [&] {
+    if (sampled != nullptr) [[unlikely]] d::prof_free(sampled, p);
+    d::local_push(pg, p);
+  };
   // An account's block is credited once: here when freed under the lock or
   // as a huge block, in free_cross otherwise.
   d::HeapAccount* const acct = h->account;
   const std::size_t usable = acct != nullptr ? d::usable_size_of(p) : 0;
   if (pg->kind == d::kHugeBlock) {
+    // A huge block's double free is seen by huge_free alone: forgotten first
+    // (a second free finds no sample).
+    if (sampled != nullptr) [[unlikely]] d::prof_free(sampled, p);
     if (!d::huge_free(seg)) {
       refuse("free of", p, 0, kDoubleFree, ret);
     } else if (acct != nullptr) {
@@ -154,14 +178,14 @@ void heap_free(void* p, std::uintptr_t ret) noexcept {
   } else if (h == t_visiting || &h->local == t_scope_lane) {
     // Visit's callback, or an AccountScope that leases h: the lock is ours already.
     why = owner_check(pg, p);
-    if (why == nullptr) d::local_push(pg, p);
+    if (why == nullptr) owner_push();
     // A lease in carve mode keeps the freed block charged (scope.cc).
     if (why == nullptr && acct != nullptr && !seg->local->carve) acct->credit(acct, usable);
   } else if (!h->leased.load(std::memory_order_relaxed) && (d::kChecked || h->lock.try_lock())) {
     // (A heap an AccountScope leases keeps its lock for the scope: cross path.)
     if constexpr (d::kChecked) h->lock.lock();
     why = owner_check(pg, p);
-    if (why == nullptr) d::local_push(pg, p);  // the owner's free, as on the default heap
+    if (why == nullptr) owner_push();  // the owner's free, as on the default heap
     h->lock.unlock();
     if (why == nullptr && acct != nullptr) acct->credit(acct, usable);
   } else {

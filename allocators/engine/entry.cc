@@ -31,6 +31,14 @@ void* alloc_zeroed(std::size_t size) noexcept {
     l = thread_init();
     if (l == nullptr) return nullptr;
   }
+  // Heap profiles: charged as alloc_generic charges malloc's (sampling.cc);
+  // a sampled block comes from the profile's heap, not zeroed.
+  if (prof_on()) [[unlikely]] {
+    if (void* q = prof_alloc_big(size, 16)) {
+      std::memset(q, 0, size);
+      return q;
+    }
+  }
   if (size <= kLargeMax) {
     bool zero = false;
     void* p = large_alloc(l, size, 16, &zero);

@@ -69,8 +69,9 @@ void free_local_slow(Span* pg) noexcept {
 }
 
 void free_cross(Segment* seg, Span* pg, void* p) noexcept {
-  // A sampled block (sampling.cc): its heap owns no thread, so its frees all come here.
-  if (seg->local == &g_prof_heap.local) [[unlikely]] prof_free(p);
+  // A sampled block (sampling.cc): its ThreadHeap owns no thread, so its
+  // frees all come here (or to heap_free).
+  if (kProfileHooks && seg->local->sampler != nullptr) [[unlikely]] prof_free(seg->local, p);
   // A block of an account's heap (owner_tid 0: every engine::free of it comes
   // here) is credited to its account, whoever frees it (scope.cc).
   if (seg->local->heap->account != nullptr) [[unlikely]] {

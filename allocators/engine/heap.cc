@@ -98,6 +98,10 @@ Result<Heap> Heap::create(const HeapOptions& options) noexcept {
   d::heap_init(core);
   core->ceiling.store(options.ceiling, std::memory_order_relaxed);
   core->eager.store(options.eager_purge, std::memory_order_relaxed);
+  if (options.profile_rate > 0 && !d::heap_set_profile_rate(core, options.profile_rate)) {
+    munmap(core, kCoreBytes);
+    return Err(AllocError::kOutOfMemory);
+  }
   d::register_heap(core);
   return Heap(core);
 }
@@ -115,6 +119,7 @@ void Heap::destroy() noexcept {
   if (core_ == nullptr) return;
   d::unregister_heap(core_);
   d::heap_release_all(core_);
+  d::heap_profile_release(core_);
   munmap(core_, kCoreBytes);
   core_ = nullptr;
 }
@@ -155,31 +160,47 @@ std::size_t Heap::committed() const noexcept {
 
 void Heap::collect() noexcept { d::heap_collect(core_); }
 
+// A destroyed heap has no profile: false, 0, false.
+bool Heap::set_profile_rate(std::int64_t mean_bytes) noexcept {
+  return core_ != nullptr && d::heap_set_profile_rate(core_, mean_bytes);
+}
+std::int64_t Heap::profile_rate() const noexcept {
+  return core_ != nullptr ? d::heap_profile_rate(core_) : 0;
+}
+bool Heap::write_profile(const char* path, bool live_only) noexcept {
+  return core_ != nullptr && d::heap_write_profile(core_, path, live_only);
+}
+
 HeapStats Heap::stats() noexcept {
   HeapStats s;
   for (unsigned c = 1; c < HeapStats::kClasses; ++c) s.classes[c].block_size = d::class_size(c);
   {
     d::Guard g(core_->lock);
-    for (d::Segment* seg = core_->local.segments; seg != nullptr; seg = seg->next) {
-      ++s.segments;
-      for (std::size_t idx = 1; idx < d::kSlices;) {
-        d::Span* pg = &seg->pages[idx];
-        if (pg->slice_count == 0) break;
-        if (pg->kind == d::kSmallPage) {
-          d::page_collect(pg);
-          const auto n = static_cast<std::size_t>(d::live(pg));
-          s.classes[pg->size_class].live_blocks += n;
-          s.classes[pg->size_class].pages += 1;
-          s.live_blocks += n;
-          s.live_bytes += n * pg->block_size;
-        } else if (pg->kind == d::kLargeBlock) {
-          d::page_collect(pg);
-          if (d::live(pg) != 0) {
-            ++s.large_blocks;
-            s.large_bytes += pg->block_size;
+    // The heap's ThreadHeap, then a profiled heap's sampled blocks' one.
+    d::ThreadHeap* const locals[2] = {&core_->local, d::heap_sampled_local(core_)};
+    for (d::ThreadHeap* l : locals) {
+      if (l == nullptr) continue;
+      for (d::Segment* seg = l->segments; seg != nullptr; seg = seg->next) {
+        ++s.segments;
+        for (std::size_t idx = 1; idx < d::kSlices;) {
+          d::Span* pg = &seg->pages[idx];
+          if (pg->slice_count == 0) break;
+          if (pg->kind == d::kSmallPage) {
+            d::page_collect(pg);
+            const auto n = static_cast<std::size_t>(d::live(pg));
+            s.classes[pg->size_class].live_blocks += n;
+            s.classes[pg->size_class].pages += 1;
+            s.live_blocks += n;
+            s.live_bytes += n * pg->block_size;
+          } else if (pg->kind == d::kLargeBlock) {
+            d::page_collect(pg);
+            if (d::live(pg) != 0) {
+              ++s.large_blocks;
+              s.large_bytes += pg->block_size;
+            }
           }
+          idx += pg->slice_count;
         }
-        idx += pg->slice_count;
       }
     }
   }
@@ -205,6 +226,18 @@ void Heap::visit(VisitFn fn, void* ctx) noexcept {
   std::uint64_t bits[d::kSliceSize / 8 / 64 + 1];  // one bit per 8-byte block
   core_->lock.lock();
   d::Segment* seg = core_->local.segments;
+  // Then a profiled heap's sampled blocks (their own ThreadHeap, sampling.cc).
+  bool sampled_done = false;
+  auto next_segment = [&](d::Segment* s) {
+    if (s->next != nullptr || sampled_done) return s->next;
+    sampled_done = true;
+    d::ThreadHeap* const sampled = d::heap_sampled_local(core_);
+    return sampled != nullptr ? sampled->segments : nullptr;
+  };
+  if (seg == nullptr) {
+    sampled_done = true;
+    if (d::ThreadHeap* const sampled = d::heap_sampled_local(core_)) seg = sampled->segments;
+  }
   std::size_t resume = 1;
   while (seg != nullptr) {
     // The first span that starts at or after `resume` (spans may have been
@@ -216,7 +249,7 @@ void Heap::visit(VisitFn fn, void* ctx) noexcept {
       idx += n;
     }
     if (idx >= d::kSlices || seg->pages[idx].slice_count == 0) {
-      seg = seg->next;
+      seg = next_segment(seg);
       resume = 1;
       continue;
     }

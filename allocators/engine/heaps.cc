@@ -2,7 +2,10 @@
 // release of every mapping of a destroyed heap.
 #include <sys/mman.h>
 
+#include <new>
+
 #include "alloy/allocators/engine/core_state.h"
+#include "alloy/profile/sampler.h"
 
 namespace alloy::engine::detail {
 
@@ -40,15 +43,14 @@ void heap_collect(HeapCore* h) noexcept {
   {
     Guard g(h->lock);
     local_collect_impl(&h->local, true);
+    if (ThreadHeap* s = heap_sampled_local(h)) local_collect_impl(s, true);
   }
   huge_cache_flush();
   segcache_flush();
 }
 
-// Unmaps every segment and huge block of a user heap (destroy).
-void heap_release_all(HeapCore* h) noexcept {
-  Guard g(h->lock);
-  ThreadHeap* l = &h->local;
+namespace {
+void release_segments(HeapCore* h, ThreadHeap* l) noexcept {
   Segment* seg = l->segments;
   while (seg != nullptr) {
     Segment* next = seg->next;
@@ -59,8 +61,24 @@ void heap_release_all(HeapCore* h) noexcept {
     seg = next;
   }
   l->segments = nullptr;
+}
+}  // namespace
+
+// Unmaps every segment and huge block of a user heap (destroy). A profiled
+// heap's sampled ThreadHeap is left empty and usable, its samples forgotten.
+void heap_release_all(HeapCore* h) noexcept {
+  Guard g(h->lock);
+  release_segments(h, &h->local);
+  if (ThreadHeap* s = heap_sampled_local(h)) {
+    release_segments(h, s);
+    profile::Sampler* sampler = s->sampler;
+    ::new (s) ThreadHeap();
+    s->heap = h;
+    s->sampler = sampler;
+    sampler->forget_all();
+  }
   Guard hg(h->huge_lock);
-  seg = h->huge;
+  Segment* seg = h->huge;
   while (seg != nullptr) {
     Segment* next = seg->next;
     heap_uncommit(h, seg->mapped);

@@ -95,6 +95,10 @@
 #include "alloy/allocators/engine/biased_lock.h"
 #include "alloy/base/config.h"
 
+namespace alloy::profile {
+class Sampler;
+}
+
 namespace alloy::engine::detail {
 
 // ---- Geometry. ----
@@ -345,6 +349,12 @@ struct ThreadHeap {
   // An AccountScope's leased heap in carve mode (scope.cc): t_local points
   // here and its blocks are charged per carve, not per block.
   bool carve = false;
+  // Set on the ThreadHeaps that hold only sampled blocks (sampling.cc: the
+  // process profile's g_prof_heap, a profiled user heap's sampled
+  // ThreadHeap): the sampler that recorded them, told of their frees. Their
+  // segments have owner_tid 0, so every engine::free of such a block reaches
+  // free_cross, which looks here; other frees never do.
+  profile::Sampler* sampler = nullptr;
 
   constexpr ThreadHeap() : direct{}, queues{}, spans{} {
     for (auto& d : direct) d = &g_empty_page;
@@ -373,8 +383,13 @@ struct HeapAccount {
   std::atomic<std::uint64_t> resets{0};
 };
 
+// A profiled user heap's sampling state (sampling.cc): its Sampler, the
+// countdown, and the ThreadHeap its sampled blocks live in.
+struct HeapProfile;
+
 // A heap: the process default (many ThreadHeaps, one per thread) or a user heap
-// (one ThreadHeap behind `lock`).
+// (one ThreadHeap behind `lock`, and a second one for sampled blocks once
+// profiled, behind the same lock).
 struct HeapCore {
   // User heap: the ThreadHeap, biased to the first thread that takes it
   // (biased_lock.h), so a heap used from one thread pays no atomic exchange
@@ -402,7 +417,10 @@ struct HeapCore {
   Segment* huge = nullptr;   // huge blocks of this heap
   HeapCore* next_heap = nullptr;
   HeapCore* prev_heap = nullptr;
-  ThreadHeap local;  // user heap's only ThreadHeap
+  // Set once (under `lock`) by the first heap_set_profile_rate, freed by
+  // destroy; read under `lock`.
+  HeapProfile* profile = nullptr;
+  ThreadHeap local;  // user heap's only ThreadHeap (but for sampled blocks)
 };
 
 // One byte per 4 MiB unit of the 47-bit address space: kOwned while the unit
@@ -770,11 +788,44 @@ void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept
 // Sampled heap profiles (sampling.cc): on while a rate is set; the heap that
 // holds sampled blocks; the slow path's charge-and-maybe-sample of block p,
 // the free of a sampled block (from free_cross) and its realloc.
-extern std::atomic<bool> g_prof_on;
+extern std::atomic<bool> g_prof_on __attribute__((visibility("hidden")));  // one cmpb, no GOT load
+// The sampling hooks of the slow paths, compiled in (the default) or out
+// (--define=alloy_profile_hooks=0: only for measuring what they cost,
+// bench/compare/profile_overhead.py --hooks-out; profiles are then empty).
+#if defined(ALLOY_NO_PROFILE_HOOKS)
+inline constexpr bool kProfileHooks = false;
+#else
+inline constexpr bool kProfileHooks = true;
+#endif
+inline bool prof_on() noexcept { return kProfileHooks && g_prof_on.load(std::memory_order_relaxed); }
 extern HeapCore g_prof_heap;
 void* prof_alloc_slow(void* p, std::size_t size, std::size_t align) noexcept;
-void prof_free(void* p) noexcept;
+// A request above kSmallMax, charged before any block is taken: the
+// sampled block (from g_prof_heap), or null when it is not sampled (or the
+// sample could not be taken) and the caller allocates as usual.
+void* prof_alloc_big(std::size_t size, std::size_t align) noexcept;
+// The free of block p of l, a ThreadHeap with a sampler (free_cross,
+// heap_free): the sample is forgotten.
+void prof_free(ThreadHeap* l, void* p) noexcept;
 void* prof_realloc(void* p, std::size_t size) noexcept;
+// Per-heap profiles (sampling.cc) of user heap h. set: mean bytes between
+// samples (0: off; the first call > 0 maps the HeapProfile); false if it
+// could not be mapped. sampled_local: the ThreadHeap of h's sampled blocks,
+// or null (under h's lock, or while no thread allocates from h).
+// sample_charge: under h's lock, charges an allocation of `size` to h's
+// countdown; true if it is to be sampled. record: the sampled block p of h,
+// its stack captured here (outside h's lock). write: h's profile, as
+// profile::Sampler::write. release: destroy's last step, after
+// heap_release_all. fork: the sampler's lock across fork (phase 0 prepare,
+// 1 parent, 2 child), under h's lock.
+bool heap_set_profile_rate(HeapCore* h, std::int64_t mean_bytes) noexcept;
+std::int64_t heap_profile_rate(HeapCore* h) noexcept;
+ThreadHeap* heap_sampled_local(HeapCore* h) noexcept;
+bool heap_sample_charge(HeapCore* h, std::size_t size) noexcept;
+void heap_sample_record(HeapCore* h, void* p, std::size_t size) noexcept;
+bool heap_write_profile(HeapCore* h, const char* path, bool live_only) noexcept;
+void heap_profile_release(HeapCore* h) noexcept;
+void heap_profile_fork(HeapCore* h, int phase) noexcept;
 void free_local_slow(Span* page) noexcept;
 void free_cross(Segment* seg, Span* page, void* p) noexcept;
 void* local_alloc(ThreadHeap* l, std::size_t size, std::size_t align) noexcept;

@@ -7,7 +7,8 @@
 // charges what each of its visits hands out, the block it returns plus, for
 // sizes the inline fast path serves (up to 1 KiB), the blocks it leaves on
 // the size's direct page for the fast path to pop; larger requests pass
-// through the slow path every time and are charged one by one. When the
+// through the slow path every time and are charged one by one (those above
+// 64 KiB, malloc's and calloc's, before a block is taken: prof_alloc_big). When the
 // countdown would cross zero at a block of that list, the list is cut
 // there, so the fast path comes back to the slow path at exactly that
 // allocation, which is sampled: Poisson by bytes, as if every allocation
@@ -21,7 +22,22 @@
 // so every free of a sampled block takes free_cross, which knows them by
 // their ThreadHeap (seg->local == &g_prof_heap.local): no lookup on any
 // other free. realloc of a sampled block moves it out (entry.cc).
+//
+// Per-heap profiles (alloy::Heap::set_profile_rate / write_profile): a
+// profiled user heap has a HeapProfile of its own, mapped on first use: a
+// Sampler, a countdown (one per heap, under the heap's lock: every
+// allocation of a user heap passes heap_alloc_raw, so each is charged its
+// requested bytes, exactly Poisson by bytes), and a second ThreadHeap of the
+// heap (its `heap` is the heap, so the ceiling, the account, stats, visit
+// and destroy see its blocks as the heap's own) that holds only sampled
+// blocks. Its segments have owner_tid 0 like the heap's others, so a free of
+// a sampled block reaches free_cross (engine::free) or heap_free, which know
+// it by its ThreadHeap's `sampler`: one load and test, on those slow paths
+// only. An unprofiled heap pays one load and branch per allocation.
+#include <sys/mman.h>
+
 #include <cstring>
+#include <new>
 
 #include "alloy/allocators/engine/core_state.h"
 #include "alloy/allocators/engine/engine.h"
@@ -32,7 +48,7 @@
 namespace alloy::engine::detail {
 
 constinit HeapCore g_prof_heap;
-constinit std::atomic<bool> g_prof_on{false};
+constinit std::atomic<bool> g_prof_on __attribute__((visibility("hidden"))){false};
 
 namespace {
 
@@ -47,6 +63,7 @@ void prof_heap_ready() noexcept {
   if (g_prof_heap_state.compare_exchange_strong(s, 1, std::memory_order_acq_rel)) {
     ensure_process_init();
     heap_init(&g_prof_heap);
+    g_prof_heap.local.sampler = &profile::Sampler::instance();
     register_heap(&g_prof_heap);  // so fork_prepare holds its lock
     g_prof_heap_state.store(2, std::memory_order_release);
     return;
@@ -60,7 +77,7 @@ void prof_heap_ready() noexcept {
 namespace {
 
 // Serves this allocation from the profile's heap with its stack recorded;
-// p goes back to its page. p itself if the sample cannot be taken.
+// p (if any) goes back to its page. p itself if the sample cannot be taken.
 void* take_sample(void* p, std::size_t size, std::size_t align, std::size_t charged) noexcept {
   profile::Sampler& sampler = profile::Sampler::instance();
   if (t_rng == 0) t_rng = thread_id() * 0x9E3779B97F4A7C15ull | 1;
@@ -68,7 +85,7 @@ void* take_sample(void* p, std::size_t size, std::size_t align, std::size_t char
   if (sampler.rate() == 0) return p;
   void* q = heap_alloc_raw(&g_prof_heap, size, align);
   if (q == nullptr) return p;
-  inline_free(p);  // back to its page: the owner's push
+  if (p != nullptr) inline_free(p);  // back to its page: the owner's push
   std::uintptr_t frames[profile::kMaxFrames];
   const int n = profile::capture_stack(frames, profile::kMaxFrames, 1);
   sampler.record(q, size, frames, n, charged);
@@ -142,7 +159,13 @@ void* prof_alloc_slow(void* p, std::size_t size, std::size_t align) noexcept {
   return result;
 }
 
-void prof_free(void* p) noexcept { (void)profile::Sampler::instance().forget(p); }
+void* prof_alloc_big(std::size_t size, std::size_t align) noexcept {
+  if (t_countdown > 0) t_countdown -= static_cast<std::int64_t>(size);
+  if (t_countdown > 0) return nullptr;
+  return take_sample(nullptr, size, align, size);
+}
+
+void prof_free(ThreadHeap* l, void* p) noexcept { (void)l->sampler->forget(p); }
 
 void* prof_realloc(void* p, std::size_t size) noexcept {
   const std::size_t usable = usable_size_of(p);
@@ -152,6 +175,103 @@ void* prof_realloc(void* p, std::size_t size) noexcept {
   std::memcpy(q, p, usable < size ? usable : size);
   inline_free(p);
   return q;
+}
+
+struct HeapProfile {
+  ThreadHeap local;  // the heap's sampled blocks (under the heap's lock)
+  profile::Sampler sampler;
+  std::int64_t countdown = 0;  // under the heap's lock
+  std::uint64_t rng = 0;       // under the heap's lock
+};
+
+namespace {
+constexpr std::size_t kHeapProfileBytes = (sizeof(HeapProfile) + 4095) & ~std::size_t{4095};
+}  // namespace
+
+bool heap_set_profile_rate(HeapCore* h, std::int64_t mean_bytes) noexcept {
+  if (mean_bytes < 0) mean_bytes = 0;
+  HeapProfile* fresh = nullptr;
+  if (mean_bytes > 0) {
+    h->lock.lock();
+    const bool have = h->profile != nullptr;
+    h->lock.unlock();
+    if (!have) {  // mapped outside the lock; a racing call's map may win
+      void* m = ::mmap(nullptr, kHeapProfileBytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (m == MAP_FAILED) return false;
+      fresh = ::new (m) HeapProfile();
+      fresh->local.heap = h;
+      fresh->local.tid = 0;
+      fresh->local.sampler = &fresh->sampler;
+      fresh->rng = (reinterpret_cast<std::uintptr_t>(h) * 0x9E3779B97F4A7C15ull) | 1;
+    }
+  }
+  h->lock.lock();
+  if (h->profile == nullptr && fresh != nullptr) {
+    h->profile = fresh;
+    fresh = nullptr;
+  }
+  if (HeapProfile* hp = h->profile) {
+    hp->sampler.set_rate(mean_bytes);
+    hp->countdown = mean_bytes > 0 ? hp->sampler.next_distance(&hp->rng) : 0;
+  }
+  h->lock.unlock();
+  if (fresh != nullptr) ::munmap(fresh, kHeapProfileBytes);
+  return true;
+}
+
+std::int64_t heap_profile_rate(HeapCore* h) noexcept {
+  h->lock.lock();
+  const std::int64_t r = h->profile != nullptr ? h->profile->sampler.rate() : 0;
+  h->lock.unlock();
+  return r;
+}
+
+ThreadHeap* heap_sampled_local(HeapCore* h) noexcept {
+  return h->profile != nullptr ? &h->profile->local : nullptr;
+}
+
+bool heap_sample_charge(HeapCore* h, std::size_t size) noexcept {
+  HeapProfile* hp = h->profile;
+  if (hp->sampler.rate() <= 0) return false;
+  hp->countdown -= static_cast<std::int64_t>(size);
+  if (hp->countdown > 0) return false;
+  hp->countdown = hp->sampler.next_distance(&hp->rng);
+  return true;
+}
+
+void heap_sample_record(HeapCore* h, void* p, std::size_t size) noexcept {
+  std::uintptr_t frames[profile::kMaxFrames];
+  const int n = profile::capture_stack(frames, profile::kMaxFrames, 0);
+  h->profile->sampler.record(p, size, frames, n);  // set before p was sampled; kept until destroy
+}
+
+bool heap_write_profile(HeapCore* h, const char* path, bool live_only) noexcept {
+  h->lock.lock();
+  HeapProfile* hp = h->profile;
+  h->lock.unlock();
+  if (hp != nullptr) return hp->sampler.write(path, live_only);
+  profile::Sampler none;  // never profiled: an empty profile
+  return none.write(path, live_only);
+}
+
+void heap_profile_release(HeapCore* h) noexcept {
+  HeapProfile* hp = h->profile;
+  if (hp == nullptr) return;
+  h->profile = nullptr;
+  hp->sampler.release();
+  ::munmap(hp, kHeapProfileBytes);
+}
+
+void heap_profile_fork(HeapCore* h, int phase) noexcept {
+  profile::Sampler& s = h->profile->sampler;
+  if (phase == 0) {
+    s.fork_prepare();
+  } else if (phase == 1) {
+    s.fork_parent();
+  } else {
+    s.fork_child();
+  }
 }
 
 }  // namespace alloy::engine::detail

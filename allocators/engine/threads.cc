@@ -288,6 +288,7 @@ void fork_prepare() noexcept {
   for (HeapCore* h = g_heaps; h != nullptr; h = h->next_heap) {
     h->fork_skipped = h->leased.load(std::memory_order_acquire);  // an AccountScope holds it
     if (!h->fork_skipped) h->lock.lock();
+    if (h->profile != nullptr) heap_profile_fork(h, 0);  // a profiled heap's sampler
     h->huge_lock.lock();
   }
   g_default_heap.lock.lock();
@@ -317,6 +318,7 @@ void release_fork_locks(bool in_child) noexcept {
   release(g_default_heap.lock);
   for (HeapCore* h = g_heaps; h != nullptr; h = h->next_heap) {
     h->huge_lock.unlock();
+    if (h->profile != nullptr) heap_profile_fork(h, in_child ? 2 : 1);
     if (!h->fork_skipped) release(h->lock);
   }
   g_heaps_lock.unlock();

@@ -155,7 +155,8 @@ bool validate_current_thread(Violation* out) noexcept { return validate_thread_h
 bool validate_heap_core(HeapCore* h, Violation* out) noexcept {
   if (h->is_default) return validate_current_thread(out);
   const BiasedLock::Mode mode = h->lock.acquire();
-  const bool ok = validate_thread_heap(&h->local, out);
+  bool ok = validate_thread_heap(&h->local, out);
+  if (ThreadHeap* s = heap_sampled_local(h); ok && s != nullptr) ok = validate_thread_heap(s, out);
   h->lock.release(mode);
   return ok;
 }

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,6 +47,8 @@ struct Ring {
 [[gnu::noinline]] void* site_two(std::size_t n) { return std::malloc(n); }
 [[gnu::noinline]] void* site_four(std::size_t n) { return std::malloc(n); }
 [[gnu::noinline]] void* leaky_function(std::size_t n) { return std::malloc(n); }
+[[gnu::noinline]] void* calloc_site(std::size_t n) { return std::calloc(1, n); }
+[[gnu::noinline]] void* malloc_site(std::size_t n) { return std::malloc(n); }
 
 // `bytes` in total in the ratio 1:2:4, blocks of `size`, interleaved.
 void run_sites(Ring& ring, std::size_t bytes, std::size_t size) {
@@ -188,6 +191,38 @@ ALLOY_MALLOC_CASE(a_forked_child_samples_and_writes_its_own_profile) {
   busy.join();
   BOOST_TEST_REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
   check_shares(path, "alloc_space", 5.0);
+  alloy::engine::set_profile_rate(0);
+}
+
+// calloc above 64 KiB (large and huge blocks, engine::alloc_zeroed) is
+// sampled as malloc is, and a sampled block is zeroed too.
+ALLOY_MALLOC_CASE(calloc_above_64_kib_is_sampled_and_zeroed) {
+  alloy::engine::set_profile_rate(64 * 1024);
+  bool all_zero = true;
+  auto use = [&](void* p, std::size_t n, bool zeroed) {
+    BOOST_REQUIRE(p != nullptr);
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (std::size_t i = 0; zeroed && i < n; ++i) all_zero = all_zero && b[i] == 0;
+    std::memset(p, 0xab, n);  // dirty for the next calloc of this block
+    std::free(p);
+  };
+  // Equal bytes through calloc and malloc, in large (100 KB) and huge (3 MiB) blocks.
+  for (int i = 0; i < 400; ++i) {
+    use(prof_sites::calloc_site(100000), 100000, true);
+    use(prof_sites::malloc_site(100000), 100000, false);
+  }
+  for (int i = 0; i < 12; ++i) {
+    use(prof_sites::calloc_site(3 << 20), 3 << 20, true);
+    use(prof_sites::malloc_site(3 << 20), 3 << 20, false);
+  }
+  BOOST_TEST(all_zero);
+  const std::string path = path_of("calloc.pb.gz");
+  BOOST_REQUIRE(alloy::profile::Sampler::instance().write(path.c_str(), false));
+  const Pprof t = Pprof::top(path, "alloc_space");
+  const double c = t.cum_share("prof_sites::calloc_site");
+  const double m = t.cum_share("prof_sites::malloc_site");
+  BOOST_TEST_REQUIRE(c + m > 0, t.output);
+  BOOST_TEST(std::abs(100 * c / (c + m) - 50) < 12, t.output);
   alloy::engine::set_profile_rate(0);
 }
 
