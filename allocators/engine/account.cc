@@ -766,7 +766,12 @@ AccountScope::AccountScope(Account account) noexcept {
   prev_batch_ = b.node;
   b.node = &account.node_->hook;
   account_detail::publish(b);  // computes its room
-  account_detail::Lease* lease = account_detail::take_lease(account.node_);
+  // A profiled account's scope leases no heap: its calls go through the
+  // account's own heap (heap_alloc_raw), where they are sampled; a lease's
+  // inline fast path never reaches the sampler.
+  account_detail::Lease* lease = d::heap_profile_rate(account.node_->core) > 0
+                                     ? nullptr
+                                     : account_detail::take_lease(account.node_);
   lease_ = lease;
   const d::ScopeSaved saved =
       d::scope_enter(account.node_->core, lease != nullptr ? &lease->core->local : nullptr);
