@@ -56,7 +56,7 @@ void double_free(std::size_t n) {
 }
 void invalid_free(std::size_t n, std::ptrdiff_t off) {
   void* p = malloc(n);
-  std::memset(p, 0, 64);
+  std::memset(p, 0, n < 64 ? n : 64);
   free(at(p, off));
 }
 void overflow(std::size_t n, std::size_t by) {
