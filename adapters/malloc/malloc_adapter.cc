@@ -271,12 +271,15 @@ void invalid_pointer(const char* op, const void* p, const char* why,
   if (options().abort_on_error) abort();
 }
 
-void free_engine_checked(void* p, std::uintptr_t caller, std::size_t sized) noexcept {
+void free_engine_checked(void* p, std::uintptr_t caller) noexcept {
+  if (secure_on()) {
+    secure_free(p, 0, caller);
+    return;
+  }
   if (const char* why = engine::check_block(p, true)) {
     invalid_pointer("free", p, why, caller);
     return;
   }
-  if (maybe_secure() && engine::secure_mode() && secure_free(p, sized, caller)) return;
   engine::free(p);
 }
 
@@ -342,16 +345,17 @@ void* realloc_not_engine(void* p, std::size_t size,
   return q;
 }
 
+namespace {
 // An AccountScope's thread takes the scoped fast lane first (engine
 // internal.h, "Account scopes"): a pop from, or a push to, the heap its scope
 // leases, charged to the scope's batch. Outside scopes it is one TLS load.
-void* alloc_slow(std::size_t size, std::uintptr_t caller) noexcept {
+[[gnu::noinline]] void* alloc_default(std::size_t size, std::uintptr_t caller) noexcept {
   if (!maybe_secure()) [[likely]] {
     if (void* p = engine::detail::scope_try_alloc(size)) return p;
   }
   return alloc(size, caller);
 }
-void free_slow(void* p, std::uintptr_t caller) noexcept {
+[[gnu::noinline]] void free_default(void* p, std::uintptr_t caller) noexcept {
   if (p == nullptr) return;
   if (!engine::inline_owns(p)) [[unlikely]] {
     free_not_engine(p, caller);
@@ -359,6 +363,24 @@ void free_slow(void* p, std::uintptr_t caller) noexcept {
   }
   if (!maybe_secure() && engine::detail::scope_try_free(p)) [[likely]] return;
   free_engine_checked(p, caller);
+}
+}  // namespace
+
+// Both halves are tail calls, so neither mode pays for the other's frame.
+void* alloc_slow(std::size_t size, std::uintptr_t caller) noexcept {
+  // The secure mode's every malloc (its direct table stays empty on purpose).
+  if (engine::detail::g_secure_state == engine::detail::kSecureOn) [[unlikely]] {
+    return secure_alloc(size | (size == 0), kNaturalAlignment, caller);
+  }
+  return alloc_default(size, caller);
+}
+void free_slow(void* p, std::uintptr_t caller) noexcept {
+  // The secure mode's every free (its owner compares fail on purpose).
+  if (engine::detail::g_secure_state == engine::detail::kSecureOn) [[unlikely]] {
+    secure_free(p, 0, caller);
+    return;
+  }
+  free_default(p, caller);
 }
 void* realloc_slow(void* p, std::size_t size, std::uintptr_t caller) noexcept {
   return realloc(p, size, caller);
@@ -461,7 +483,7 @@ ALLOY_EXPORT std::size_t malloc_usable_size(void* p) noexcept {
     mi::invalid_pointer("malloc_usable_size", p, why, ALLOY_CALLER());
     return 0;
   }
-  if (mi::maybe_secure() && engine::secure_mode()) return mi::secure_usable(p, ALLOY_CALLER());
+  if (mi::secure_on()) return mi::secure_usable(p, ALLOY_CALLER());
   return engine::usable_size(p);
 }
 

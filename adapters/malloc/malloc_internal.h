@@ -68,8 +68,7 @@ void report(const char* what, const void* p, std::size_t size,
 // free() of an engine pointer the inline push did not take (another
 // thread's page, an alloy::Heap block, a huge block, or the block freed last
 // on its page): checked (engine::check_block), then freed or reported.
-// `sized`: the size a sized free passed (0: none), checked in the secure mode.
-[[gnu::cold]] void free_engine_checked(void* p, std::uintptr_t caller, std::size_t sized = 0) noexcept;
+[[gnu::cold]] void free_engine_checked(void* p, std::uintptr_t caller) noexcept;
 
 // Blocks aligned above kEngineMaxAlignment (big_aligned.cc): own mappings.
 void* big_aligned_alloc(std::size_t size, std::size_t alignment) noexcept;
@@ -92,12 +91,21 @@ void check_sized_free(void* p, std::size_t size,
 inline bool maybe_secure() noexcept {
   return engine::detail::g_secure_state != engine::detail::kSecureOff;
 }
+// True when the secure mode is on (deciding it at the first call): a load
+// and a compare once the engine has started.
+inline bool secure_on() noexcept {
+  const std::uint8_t s = engine::detail::g_secure_state;
+  return s == engine::detail::kSecureOn ||
+         (s == engine::detail::kSecureUnknown && engine::secure_mode());
+}
 // A checked block of `size` bytes (canary, trailer); null with errno set.
 void* secure_alloc(std::size_t size, std::size_t alignment, std::uintptr_t caller) noexcept;
-// Checks (double free, canary, the size of a sized free when `sized` != 0),
-// fills, quarantines p; false (nothing done) for a block of an alloy::Heap.
-// p passed engine::check_block already.
-bool secure_free(void* p, std::size_t sized, std::uintptr_t caller) noexcept;
+// Every free of the secure mode (null, foreign pointers and blocks of an
+// alloy::Heap included): checks p (a block's start; double free, canary,
+// the size of a sized free when `sized` != 0), fills it and quarantines it.
+// Small blocks of the default heap take an inline path; the rest
+// engine::check_block.
+void secure_free(void* p, std::size_t sized, std::uintptr_t caller) noexcept;
 // The size asked for (canary checked); p passed engine::check_block.
 std::size_t secure_usable(void* p, std::uintptr_t caller) noexcept;
 // Registers the quarantine's flush at thread exit (once, at start-up).
@@ -136,7 +144,7 @@ inline constexpr bool kCheckSizedFree = false;
 
 inline void* alloc(std::size_t size, std::uintptr_t caller) noexcept {
   if (size == 0) size = 1;
-  if (maybe_secure() && engine::secure_mode()) [[unlikely]]
+  if (secure_on()) [[unlikely]]
     return secure_alloc(size, kNaturalAlignment, caller);
   // The engine's inlined fast path: a TLS load and a list pop when the
   // thread's page for this size class has a free block.
@@ -151,7 +159,7 @@ inline void* alloc_aligned(std::size_t size, std::size_t alignment,
                            std::uintptr_t caller) noexcept {
   if (alignment <= kNaturalAlignment) return alloc(size, caller);
   if (size == 0) size = 1;
-  if (alignment <= kEngineMaxAlignment && maybe_secure() && engine::secure_mode()) [[unlikely]]
+  if (alignment <= kEngineMaxAlignment && secure_on()) [[unlikely]]
     return secure_alloc(size, alignment, caller);
   void* p = nullptr;
   if (size <= kMaxRequest && alignment <= kMaxRequest) {
@@ -190,8 +198,8 @@ inline void free_sized(void* p, std::size_t size,
     return;
   }
   if (size == 0) size = 1;
-  if (maybe_secure() && engine::secure_mode()) [[unlikely]] {
-    free_engine_checked(p, caller, size);
+  if (secure_on()) [[unlikely]] {
+    secure_free(p, size, caller);
     return;
   }
   if constexpr (kCheckSizedFree) {
@@ -214,8 +222,8 @@ inline void free_aligned_sized(void* p, std::size_t alignment,
     free_not_engine(p, caller);
     return;
   }
-  if (maybe_secure() && engine::secure_mode()) [[unlikely]] {
-    free_engine_checked(p, caller, size == 0 ? 1 : size);
+  if (secure_on()) [[unlikely]] {
+    secure_free(p, size == 0 ? 1 : size, caller);
     return;
   }
   if constexpr (kCheckSizedFree) {
@@ -235,7 +243,7 @@ inline void* calloc(std::size_t n, std::size_t size,
     if (p != nullptr) std::memset(p, 0, bytes);
     return p;
   }
-  if (maybe_secure() && engine::secure_mode()) [[unlikely]] {
+  if (secure_on()) [[unlikely]] {
     void* p = secure_alloc(bytes, kNaturalAlignment, caller);
     if (p != nullptr) std::memset(p, 0, bytes);
     return p;
@@ -269,7 +277,7 @@ inline void* realloc(void* p, std::size_t size,
     errno = EINVAL;
     return nullptr;
   }
-  if (maybe_secure() && engine::secure_mode()) [[unlikely]]
+  if (secure_on()) [[unlikely]]
     return secure_realloc(p, size, caller);
   void* q = engine::realloc(p, size);
   if (q == nullptr) [[unlikely]]

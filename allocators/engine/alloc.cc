@@ -98,15 +98,19 @@ void* huge_alloc(HeapCore* h, ThreadHeap* l, std::size_t size, std::size_t align
                  std::size_t* dirty) noexcept {
   if (dirty != nullptr) *dirty = size;
   if (align > kHugeAlignMax || size > (std::size_t{1} << 46)) return nullptr;
-  const std::size_t off = align > kHugeHeader ? align : kHugeHeader;
-  const std::size_t want = huge_map_size(off, size);
+  std::size_t off = align > kHugeHeader ? align : kHugeHeader;
+  const std::size_t guard = huge_guard();  // the secure mode's guard page
+  const std::size_t want = huge_map_size(off, size + guard);
   Segment* seg = nullptr;
   std::size_t mapped = want;
   HugeEntry e;
-  if (off == kHugeHeader && !h->eager.load(std::memory_order_relaxed) && huge_cache_take(want, &e, dirty != nullptr)) {
+  if (off == kHugeHeader && !h->eager.load(std::memory_order_relaxed) &&
+      huge_cache_take(want, &e, dirty != nullptr || guard != 0)) {
     seg = e.seg;
     mapped = e.mapped;
     if (dirty != nullptr) *dirty = mapped - off < size ? mapped - off : size;  // grown tail is new
+    // A cached mapping keeps its guard page; an mremap needs it open.
+    if (guard != 0 && mapped != want) huge_guard_at(seg, mapped, false);
     if (mapped < want) {
       Segment* grown = huge_remap(seg, mapped, want, true);
       if (grown == nullptr) {
@@ -152,7 +156,16 @@ void* huge_alloc(HeapCore* h, ThreadHeap* l, std::size_t size, std::size_t align
     owns_mark(seg, mapped, true);
     if (dirty != nullptr) *dirty = 0;  // a new mapping reads as zeros
   }
+  if (guard != 0 && align <= kOsPage) {
+    // The secure mode: the block ends at the guard page (within an OS page
+    // of it), so a linear overflow faults; its start stays in the header's
+    // 4 MiB unit (segment_of). A reused mapping's bytes may all be dirty.
+    const std::size_t end_off = mapped - guard - ((size + kOsPage - 1) & ~(kOsPage - 1));
+    off = end_off < kSegmentSize ? end_off : kSegmentSize - kOsPage;
+    if (dirty != nullptr && *dirty != 0) *dirty = size;
+  }
   huge_init_header(seg, l, mapped, off);
+  if (guard != 0) huge_guard_at(seg, mapped, true);
   huge_link(h, seg);
   return reinterpret_cast<char*>(seg) + off;
 }

@@ -222,6 +222,15 @@ void huge_cache_flush() noexcept;
 std::uint64_t huge_cache_expire(std::uint64_t now) noexcept;
 void segcache_flush() noexcept;
 void huge_init_header(Segment* seg, ThreadHeap* l, std::size_t mapped, std::size_t off) noexcept;
+// The secure mode's guard page (README "Hardening"): the last OS page of
+// every huge mapping is PROT_NONE, so an overflow off a huge block's end
+// faults. huge_guard: its size (0 when the mode is off); huge_guard_set
+// protects (on) or opens (off, before an mremap, which needs one VMA) the
+// last page of seg's mapping. A mapping in the huge cache keeps its guard
+// (so a double free of its block is still refused while it is cached).
+inline std::size_t huge_guard() noexcept { return g_secure_state == kSecureOn ? kOsPage : 0; }
+void huge_guard_set(Segment* seg, bool on) noexcept;
+void huge_guard_at(Segment* seg, std::size_t mapped, bool on) noexcept;  // seg->mapped aside
 // threads.cc
 void thread_exit_hook(void* arg) noexcept;
 ThreadHeap* thread_init() noexcept;

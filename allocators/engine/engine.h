@@ -105,7 +105,9 @@ void set_abort_on_error(bool on) noexcept;
 // allocation, or a build with --define=alloy_secure=1): true when on. The
 // engine's part is to send every default-heap malloc and free to the slow
 // paths (where the malloc adapter adds canaries, fill checks and a
-// quarantine) and to carve fresh blocks in random order.
+// quarantine), to carve fresh blocks in random order, and to keep guard
+// pages (PROT_NONE) at the end of every huge mapping, right after its
+// block, and in every segment's last slice.
 bool secure_mode() noexcept;
 // In the secure mode, the adapter's free of p once it is done with it: p is
 // a checked live block of the default heap.

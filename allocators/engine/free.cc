@@ -186,7 +186,7 @@ std::size_t usable_size_of(const void* p) noexcept {
     case kLargeBlock:
       return page_start(seg, pg) + pg->block_size - addr;
     case kHugeBlock:
-      return reinterpret_cast<std::uintptr_t>(seg) + seg->mapped - addr;
+      return reinterpret_cast<std::uintptr_t>(seg) + seg->mapped - huge_guard() - addr;
     default:
       return 0;
   }

@@ -291,7 +291,8 @@ void Heap::visit(VisitFn fn, void* ctx) noexcept {
       for (d::Segment* seg = core_->huge; seg != nullptr && n < 64; seg = seg->next, ++i) {
         if (i < done) continue;
         blocks[n] = reinterpret_cast<char*>(seg) + seg->huge_offset;
-        sizes[n++] = seg->mapped - seg->huge_offset;
+        sizes[n] = d::usable_size_of(blocks[n]);  // less the secure mode's guard page
+        ++n;
       }
     }
     for (std::size_t i = 0; i < n; ++i) fn(ctx, blocks[i], sizes[i]);

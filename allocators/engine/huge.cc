@@ -169,6 +169,14 @@ void huge_init_header(Segment* seg, ThreadHeap* l, std::size_t mapped, std::size
 }
 
 
+void huge_guard_at(Segment* seg, std::size_t mapped, bool on) noexcept {
+  if (huge_guard() == 0) return;
+  // Failure (the mapping limit) leaves the page open: no guard, no harm.
+  (void)mprotect(reinterpret_cast<char*>(seg) + mapped - kOsPage, kOsPage,
+                 on ? PROT_NONE : PROT_READ | PROT_WRITE);
+}
+void huge_guard_set(Segment* seg, bool on) noexcept { huge_guard_at(seg, seg->mapped, on); }
+
 bool huge_free(Segment* seg) noexcept {
   HeapCore* h = seg->local->heap;
   {
@@ -181,7 +189,9 @@ bool huge_free(Segment* seg) noexcept {
   }
   const std::size_t mapped = seg->mapped;
   heap_uncommit(h, mapped);
-  if (seg->huge_offset == kHugeHeader && !h->eager.load(std::memory_order_relaxed) &&
+  // (The secure mode places blocks at other offsets; any mapping is reused.)
+  if ((seg->huge_offset == kHugeHeader || huge_guard() != 0) &&
+      !h->eager.load(std::memory_order_relaxed) &&
       huge_cache_put(seg, mapped)) {
     return true;
   }
@@ -209,19 +219,22 @@ void* huge_grow(void* p, std::size_t size, bool may_move) noexcept {
   HeapCore* h = seg->local->heap;
   const std::size_t off = seg->huge_offset;
   if (size > (std::size_t{1} << 46)) return nullptr;
-  const std::size_t want = huge_map_size(off, size);
+  const std::size_t want = huge_map_size(off, size + huge_guard());
   const std::size_t old = seg->mapped;
   if (want <= old) return p;
   if (!heap_commit(h, want - old)) return nullptr;
   Guard g(h->huge_lock);
   Segment* prev = seg->prev;
   Segment* next = seg->next;
+  huge_guard_set(seg, false);  // mremap wants the mapping as one VMA
   Segment* n = huge_remap(seg, old, want, may_move);
   if (n == nullptr) {
+    huge_guard_set(seg, true);
     heap_uncommit(h, want - old);
     return nullptr;
   }
   n->mapped = want;
+  huge_guard_set(n, true);
   if (n != seg) {
     if (prev) prev->next = n; else h->huge = n;
     if (next) next->prev = n;

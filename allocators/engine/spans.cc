@@ -258,7 +258,19 @@ Segment* segment_new(ThreadHeap* l) noexcept {
   seg->committed_mask = 1;
   seg->pages[0].kind = kMetaSlice;
   seg->pages[0].slice_count = 1;
-  span_set_free(seg, 1, kSlices - 1, 0);
+  std::size_t slices = kSlices - 1;
+  if (g_secure_state == kSecureOn) {
+    // The secure mode's guard between segments (README "Hardening"): the
+    // last slice is never handed out and is PROT_NONE, so an overflow off
+    // the end of the segment's last span faults instead of reaching the
+    // next segment's header. Address space only: the slice holds no RSS.
+    --slices;
+    Span* guard = &seg->pages[kSlices - 1];
+    guard->kind = kMetaSlice;
+    guard->slice_count = 1;
+    (void)mprotect(reinterpret_cast<char*>(seg) + kSegmentSize - kSliceSize, kSliceSize, PROT_NONE);
+  }
+  span_set_free(seg, 1, slices, 0);
   span_insert(l, &seg->pages[1]);
   seg->next = l->segments;
   if (l->segments) l->segments->prev = seg;

@@ -81,7 +81,8 @@ bool check_segment(Checker& c, Segment* seg, std::uint32_t* used_slices) {
       }
       used += static_cast<std::uint32_t>(n);
       if (s->kind == kSmallPage && !check_small_page(c, seg, s)) return false;
-    } else {
+    } else if (!(s->kind == kMetaSlice && idx == kSlices - 1 && n == 1 &&
+                 g_secure_state == kSecureOn)) {  // the secure mode's guard slice
       return c.fail("descriptor of unknown kind", s);
     }
     idx += n;

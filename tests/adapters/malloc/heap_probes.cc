@@ -56,7 +56,7 @@ void double_free(std::size_t n) {
 }
 void invalid_free(std::size_t n, std::ptrdiff_t off) {
   void* p = malloc(n);
-  std::memset(p, 0, 64);
+  std::memset(p, 0, n < 64 ? n : 64);
   free(at(p, off));
 }
 void overflow(std::size_t n, std::size_t by) {
@@ -80,6 +80,13 @@ void write_after_free(std::size_t n, std::size_t off, std::uintptr_t value) {
     use(b);
     if (i % 2 == 1) free(b);
   }
+}
+
+// A linear overflow: `by` bytes written one at a time past p's n bytes (a
+// loop the compiler cannot turn into one memset of a known-bad range).
+void overflow_linear(void* p, std::size_t n, std::size_t by) {
+  volatile char* c = at(p, static_cast<std::ptrdiff_t>(n));
+  for (std::size_t i = 0; i < by; ++i) c[i] = 0x41;
 }
 
 struct Probe {
@@ -123,6 +130,27 @@ const Probe kProbes[] = {
     {"overflow_1_large", [] { overflow(kLarge - 100, 1); }},
     {"overflow_8_large", [] { overflow(kLarge - 100, 8); }},
     {"overflow_1_huge", [] { overflow(kHuge - 100, 1); }},
+    // Guard pages (the secure mode: a fault, not a message).
+    {"overflow_page_huge", [] {
+       void* p = malloc(kHuge - 100);
+       overflow_linear(p, kHuge - 100, 8192);
+       free(p);
+     }},
+    {"overflow_segment_end", [] {
+       // A large block that ends where its segment's usable slices end (the
+       // last slice, or the one before it when the last is a guard), then
+       // 64 KiB + 1 written past its end.
+       constexpr std::size_t kSeg = 4 << 20, kSlice = 64 << 10, kN = 100 << 10;
+       for (int i = 0; i < 200; ++i) {
+         char* p = static_cast<char*>(malloc(kN));
+         const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(p) + kN + kSlice - 1) & ~(kSlice - 1);
+         if ((end & (kSeg - 1)) == 0 || ((end + kSlice) & (kSeg - 1)) == 0) {
+           overflow_linear(p, kN, end - reinterpret_cast<std::uintptr_t>(p) - kN + kSlice + 1);
+           free(p);
+           return;
+         }
+       }
+     }},
     {"write_after_free_link_small", [] { write_after_free(kSmall, 0, 0x4141414141414141u); }},
     {"write_after_free_steer_small", [] {
        write_after_free(kSmall, 0, reinterpret_cast<std::uintptr_t>(&g_global[0]));

@@ -161,6 +161,18 @@ PROBE_CASE(secure_mode_stops_each_promised_probe_with_a_message) {
   }
 }
 
+// Guard pages: an overflow off the end of a huge block, or off the end of a
+// segment's last span, faults at once in the secure mode (issue 13).
+PROBE_CASE(secure_mode_guard_pages_fault_on_linear_overflows) {
+  for (const char* probe : {"overflow_page_huge", "overflow_segment_end"}) {
+    BOOST_TEST_CONTEXT(probe) {
+      Result r = run(probe, false, {"ALLOY_SECURE=1"});
+      BOOST_TEST(WIFSIGNALED(r.status));
+      BOOST_TEST((WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGSEGV), "status " << r.status << " " << r.err);
+    }
+  }
+}
+
 PROBE_CASE(secure_mode_names_the_misuse) {
   Result r = run_caught("overflow_8_small", {"ALLOY_SECURE=1"});
   BOOST_TEST(r.err.find("heap overflow") != std::string::npos, r.err);
