@@ -214,8 +214,9 @@ class Account {
   // heap's (alloy::Heap::set_profile_rate / write_profile, heap.h). The
   // handle's allocations and a scope's malloc/new are sampled; reset()
   // forgets the live samples, destroy() the profile. While a rate is set,
-  // a scope entered on this account takes no leased heap: its calls pay the
-  // per-block path (about 5x a leased scope's) so that each one is sampled.
+  // a scope entered on this account takes no leased heap: each call goes
+  // through the account's heap under its lock (about 9x a leased scope's
+  // instructions, bench/README.md) so that every one can be sampled.
   bool set_profile_rate(std::int64_t mean_bytes) noexcept;
   bool write_profile(const char* path, bool live_only = false) const noexcept;
 
