@@ -332,6 +332,9 @@ struct ThreadHeap {
   PageQueue queues[kClasses];  // pages with (probably) free blocks
   PageQueue full;              // pages found full; revisited via `pending`
   Span* spans[kSlices + 1];    // free spans by slice count
+  // Bit b set while spans[b] is not empty (b <= 63: a free span is at most
+  // the 63 slices after a segment's header), so span_find visits only those.
+  std::uint64_t span_bins = 0;
   std::atomic<Span*> pending{nullptr};
   Segment* segments = nullptr;
   HeapCore* heap = nullptr;

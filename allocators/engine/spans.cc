@@ -13,9 +13,15 @@ void span_insert(ThreadHeap* l, Span* s) noexcept {
   s->next = head;
   if (head) head->prev = s;
   head = s;
+  l->span_bins |= std::uint64_t{1} << s->slice_count;
 }
 void span_remove(ThreadHeap* l, Span* s) noexcept {
-  if (s->prev) s->prev->next = s->next; else l->spans[s->slice_count] = s->next;
+  if (s->prev) {
+    s->prev->next = s->next;
+  } else {
+    l->spans[s->slice_count] = s->next;
+    if (s->next == nullptr) l->span_bins &= ~(std::uint64_t{1} << s->slice_count);
+  }
   if (s->next) s->next->prev = s->prev;
   s->next = s->prev = nullptr;
 }
@@ -48,7 +54,7 @@ void dirty_add(ThreadHeap* l, Segment* seg, std::uint64_t bits, std::uint64_t no
   bits &= seg->committed_mask & ~seg->purge_mask & ~std::uint64_t{1};
   if (bits == 0) return;
   seg->purge_mask |= bits;
-  l->dirty += static_cast<std::uint32_t>(__builtin_popcountll(bits));
+  l->dirty += static_cast<std::uint32_t>(slices_in(bits));
   if (seg->purge_expire == 0) seg->purge_expire = now + kPurgeDelayMs;
   if (l->purge_at == 0 || seg->purge_expire < l->purge_at) l->purge_at = seg->purge_expire;
 }
@@ -88,7 +94,7 @@ void dirty_clear(ThreadHeap* l, Segment* seg, std::uint64_t bits) noexcept {
   bits &= seg->purge_mask;
   if (bits == 0) return;
   seg->purge_mask &= ~bits;
-  l->dirty -= static_cast<std::uint32_t>(__builtin_popcountll(bits));
+  l->dirty -= static_cast<std::uint32_t>(slices_in(bits));
   if (seg->purge_mask == 0) seg->purge_expire = 0;
 }
 
@@ -107,7 +113,7 @@ void segment_purge_bits(ThreadHeap* l, Segment* seg, std::uint64_t bits) noexcep
   }
   dirty_clear(l, seg, bits);
   seg->committed_mask &= ~bits;
-  heap_uncommit(l->heap, static_cast<std::size_t>(__builtin_popcountll(bits)) * kSliceSize);
+  heap_uncommit(l->heap, static_cast<std::size_t>(slices_in(bits)) * kSliceSize);
 }
 
 void span_purge(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noexcept {
@@ -187,7 +193,10 @@ Span* span_take(ThreadHeap* l, Span* s, std::size_t a, std::size_t n) noexcept {
 // big page is laid over touched fragments instead of fresh slices (realloc
 // workload: fewer fresh slices, so fewer purged for them and refaulted).
 Span* span_find(ThreadHeap* l, std::size_t n, std::size_t align_slices) noexcept {
-  for (std::size_t b = n; b <= kSlices; ++b) {
+  // Only the bins that hold spans (span_bins): most of the 63 are empty.
+  const std::uint64_t bins = l->span_bins & ~range_mask(0, n);
+  for (std::uint64_t m = bins; m != 0; m &= m - 1) {
+    const std::size_t b = static_cast<std::size_t>(__builtin_ctzll(m));
     for (Span* s = l->spans[b]; s != nullptr; s = s->next) {
       Segment* seg = segment_of(s);
       const std::size_t idx = static_cast<std::size_t>(s - seg->pages);
@@ -200,7 +209,8 @@ Span* span_find(ThreadHeap* l, std::size_t n, std::size_t align_slices) noexcept
   Span* best = nullptr;
   std::size_t best_a = 0;
   int best_score = -1;
-  for (std::size_t b = n; b <= kSlices; ++b) {
+  for (std::uint64_t m = bins; m != 0; m &= m - 1) {
+    const std::size_t b = static_cast<std::size_t>(__builtin_ctzll(m));
     for (Span* s = l->spans[b]; s != nullptr; s = s->next) {
       Segment* seg = segment_of(s);
       const std::size_t idx = static_cast<std::size_t>(s - seg->pages);
@@ -219,7 +229,7 @@ Span* span_find(ThreadHeap* l, std::size_t n, std::size_t align_slices) noexcept
       // two fragments.
       const std::size_t ends[2] = {a, (idx + b - n) / align_slices * align_slices};
       for (std::size_t e : ends) {
-        const int score = __builtin_popcountll(range_mask(e, n) & committed);
+        const int score = static_cast<int>(slices_in(range_mask(e, n) & committed));
         if (score > best_score) {
           best = s;
           best_a = e;
@@ -570,7 +580,7 @@ void purge_kept_pages(ThreadHeap* l) noexcept {
 // or purged since, so it reads as zeros.
 Span* span_get(ThreadHeap* l, std::size_t n, std::size_t align_slices, std::uint8_t kind,
                bool* zero) noexcept {
-  maybe_purge(l);
+  purge_tick(l);
   for (int attempt = 0; attempt < 2; ++attempt) {
     Span* pg = span_find(l, n, align_slices);
     if (pg == nullptr && retire_kept_pages(l)) pg = span_find(l, n, align_slices);
@@ -590,7 +600,7 @@ Span* span_get(ThreadHeap* l, std::size_t n, std::size_t align_slices, std::uint
       // (page_charge), so a small ceiling still serves small blocks.
       bool lazy = false;
       if (fresh != 0 &&
-          !heap_commit(l->heap, static_cast<std::size_t>(__builtin_popcountll(fresh)) * kSliceSize)) {
+          !heap_commit(l->heap, static_cast<std::size_t>(slices_in(fresh)) * kSliceSize)) {
         lazy = kind == kSmallPage && untouched;
         if (!lazy) {
           span_free(l, seg, idx, n);
