@@ -296,13 +296,22 @@ void segment_unlink(ThreadHeap* l, Segment* seg) noexcept {
   l->segment_count--;
 }
 
-void segment_release(ThreadHeap* l, Segment* seg) noexcept {
+namespace {
+// Takes an empty segment out of l: its free span, its list link, its dirty
+// and committed figures and its owner. What happens to its memory next
+// (cached, purged, unmapped) is the caller's.
+void segment_detach(ThreadHeap* l, Segment* seg) noexcept {
   span_remove(l, &seg->pages[1]);
   segment_unlink(l, seg);
   dirty_clear(l, seg, seg->purge_mask);
   heap_uncommit(l->heap, mask_bytes(seg->committed_mask));
   ALLOY_UNPOISON(seg, kSegmentSize);
   seg->owner_tid.store(0, std::memory_order_relaxed);
+}
+}  // namespace
+
+void segment_release(ThreadHeap* l, Segment* seg) noexcept {
+  segment_detach(l, seg);
   bool room;
   {
     Guard g(g_segcache_lock);
@@ -436,15 +445,7 @@ void segments_release_batch(ThreadHeap* l, Segment** segs, std::size_t n) noexce
     for (; j > 0 && segs[j - 1] > x; --j) segs[j] = segs[j - 1];
     segs[j] = x;
   }
-  for (std::size_t i = 0; i < n; ++i) {
-    Segment* seg = segs[i];
-    span_remove(l, &seg->pages[1]);
-    segment_unlink(l, seg);
-    dirty_clear(l, seg, seg->purge_mask);
-    heap_uncommit(l->heap, mask_bytes(seg->committed_mask));
-    ALLOY_UNPOISON(seg, kSegmentSize);
-    seg->owner_tid.store(0, std::memory_order_relaxed);
-  }
+  for (std::size_t i = 0; i < n; ++i) segment_detach(l, segs[i]);
   auto run_end = [&](std::size_t i, std::size_t limit) {
     while (i + 1 < limit &&
            reinterpret_cast<char*>(segs[i + 1]) == reinterpret_cast<char*>(segs[i]) + kSegmentSize) {
