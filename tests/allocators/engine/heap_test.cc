@@ -210,6 +210,70 @@ BOOST_AUTO_TEST_CASE(collect_returns_committed_memory) {
   BOOST_CHECK_EQUAL(heap.stats().live_blocks, 0u);
 }
 
+// bigfrag's shape (issue 12), scaled down: ~40 MiB of 16-255 B blocks, 90%
+// freed at random, then 2-8 KiB blocks. A small page cannot change class
+// while one of its blocks lives, so the new blocks take fresh pages: what is
+// pinned here is that the cost stays at most their bytes plus the class
+// rounding and page slack (today 1.11x their bytes; no page per block, no
+// unbounded growth), and that the frees never raise the commitment. Issue 12's target (peak within 10%
+// of glibc's, which fills the holes) is not met; see bench/README.md.
+BOOST_AUTO_TEST_CASE(scattered_frees_then_larger_blocks_stay_bounded) {
+  alloy::Heap heap = make();
+  std::mt19937 rng(99);
+  std::vector<void*> small(300000);
+  for (auto& p : small) {
+    p = heap.alloc(16 + rng() % 240);
+    BOOST_REQUIRE(p != nullptr);
+  }
+  const std::size_t full = heap.committed();
+  for (auto& p : small) {
+    if (rng() % 10 != 0) {
+      alloy::Heap::free(p);
+      p = nullptr;
+    }
+  }
+  BOOST_CHECK_LE(heap.committed(), full);
+  const std::size_t after_free = heap.committed();
+  std::vector<void*> big(3000);
+  std::size_t big_bytes = 0;
+  for (auto& p : big) {
+    const std::size_t n = 2048 + rng() % 6144;
+    p = heap.alloc(n);
+    BOOST_REQUIRE(p != nullptr);
+    std::memset(p, 3, n);
+    big_bytes += n;
+  }
+  BOOST_TEST_MESSAGE("full " << full << " after free " << after_free << " + big " << big_bytes
+                               << " -> " << heap.committed());
+  BOOST_CHECK_LE(heap.committed(), after_free + big_bytes + big_bytes / 4);
+  BOOST_CHECK_LE(heap.stats().peak_committed_bytes, full + big_bytes + big_bytes / 4);
+  for (void* p : big) alloy::Heap::free(p);
+  for (void* p : small) alloy::Heap::free(p);
+}
+
+// The reuse that does exist: pages emptied by frees are whole free spans, and
+// a later class takes them instead of committing fresh slices.
+BOOST_AUTO_TEST_CASE(emptied_small_pages_serve_another_class) {
+  alloy::Heap heap = make();
+  std::vector<void*> small(200000);
+  for (auto& p : small) {
+    p = heap.alloc(200);
+    BOOST_REQUIRE(p != nullptr);
+  }
+  const std::size_t full = heap.committed();
+  for (void* p : small) alloy::Heap::free(p);
+  std::vector<void*> big(4000);  // ~20 MiB of 2-8 KiB, less than the 38 MiB freed
+  for (std::size_t i = 0; i < big.size(); ++i) {
+    const std::size_t n = 2048 + (i * 2654435761u) % 6144;
+    big[i] = heap.alloc(n);
+    BOOST_REQUIRE(big[i] != nullptr);
+    std::memset(big[i], 5, n);
+  }
+  BOOST_TEST_MESSAGE("full " << full << " peak " << heap.stats().peak_committed_bytes);
+  BOOST_CHECK_LE(heap.stats().peak_committed_bytes, full + (std::size_t{1} << 20));
+  for (void* p : big) alloy::Heap::free(p);
+}
+
 BOOST_AUTO_TEST_CASE(heap_shared_by_four_threads) {
   alloy::Heap heap = make({.ceiling = std::size_t{256} << 20});
   std::vector<std::thread> ts;
