@@ -177,6 +177,14 @@ void page_retire(ThreadHeap* l, Span* pg, bool force) noexcept;
 void unfull(ThreadHeap* l, Span* pg) noexcept;
 void drain_pending(ThreadHeap* l) noexcept;
 void* alloc_from_class(ThreadHeap* l, unsigned c) noexcept;
+// The per-ThreadHeap cache of freed large blocks' spans (ThreadHeap::span_cache).
+// put: keeps pg (a large block just freed, live 0) instead of freeing its
+// span; false when it does not fit (then free it as usual). take: a cached
+// span of exactly n slices, kind kLargeBlock again, or null. flush: every
+// cached span back to the bins as freed now (span_free).
+bool span_cache_put(ThreadHeap* l, Span* pg) noexcept;
+Span* span_cache_take(ThreadHeap* l, std::size_t n) noexcept;
+void span_cache_flush(ThreadHeap* l) noexcept;
 void* large_alloc(ThreadHeap* l, std::size_t size, std::size_t align, bool* zero = nullptr) noexcept;
 bool large_grow_in_place(Segment* seg, Span* pg, std::size_t size) noexcept;
 // spans.cc
@@ -187,6 +195,7 @@ void span_purge(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noe
 void span_free(ThreadHeap* l, Segment* seg, std::size_t idx, std::size_t n) noexcept;
 Span* span_take(ThreadHeap* l, Span* s, std::size_t a, std::size_t n) noexcept;
 Span* span_find(ThreadHeap* l, std::size_t n, std::size_t align_slices) noexcept;
+bool span_fits_committed(const ThreadHeap* l, std::size_t n, std::size_t align_slices) noexcept;
 Segment* segment_new(ThreadHeap* l) noexcept;
 void segment_unlink(ThreadHeap* l, Segment* seg) noexcept;
 void segment_release(ThreadHeap* l, Segment* seg) noexcept;

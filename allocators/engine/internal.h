@@ -218,6 +218,9 @@ enum PageKind : std::uint8_t {
   kLargeBlock = 2,
   kHugeBlock = 3,
   kMetaSlice = 4,
+  // A large block's span kept aside after its free (ThreadHeap::span_cache):
+  // still counted used, first descriptor only (the others stay kLargeBlock).
+  kCachedSpan = 5,
 };
 
 struct ThreadHeap;
@@ -346,6 +349,17 @@ struct ThreadHeap {
   std::uint32_t purge_ticks = 0;  // purge_tick calls (core_state.h)
   std::uint32_t segment_count = 0;
   std::uint32_t used_slices = 0;  // sum of its segments' used_slices
+  // Spans of freed large blocks kept for the next large block of the same
+  // slice count (pages.cc, span_cache_put): a free+malloc of a large block
+  // skips coalescing, the bins and the dirty bookkeeping. One span per slice
+  // count up to kSpanCacheMaxCount, at most kSpanCacheMaxSlices slices in
+  // all; flushed to the bins by every purge pass and collect, so the purge
+  // delay still applies.
+  static constexpr std::size_t kSpanCacheMaxCount = 8;
+  static constexpr std::uint32_t kSpanCacheMaxSlices = 8;
+  Span* span_cache[kSpanCacheMaxCount + 1] = {};
+  std::uint32_t span_cache_bins = 0;  // bit n set while span_cache[n] holds a span
+  std::uint32_t span_cache_slices = 0;
   // Set while its thread exits (thread_exit_hook): what it frees then stays
   // dirty for the thread that adopts it (no purge of a mostly free heap).
   bool exiting = false;

@@ -118,6 +118,10 @@ Span* page_new(ThreadHeap* l, unsigned c) noexcept {
 }
 
 void page_free_span(ThreadHeap* l, Span* pg) noexcept {
+  if (pg->kind == kLargeBlock && span_cache_put(l, pg)) {
+    purge_tick(l);
+    return;
+  }
   Segment* seg = segment_of(pg);
   if (l->carve && pg->kind == kSmallPage) {  // a lease in carve mode: its carved blocks go
     carve_note(-static_cast<std::ptrdiff_t>(std::size_t{pg->capacity} * pg->block_size),
@@ -233,11 +237,84 @@ void* alloc_from_class(ThreadHeap* l, unsigned c) noexcept {
   return alloc_from_class(l, c);  // the list was corrupted and dropped
 }
 
+// ---- The cache of freed large blocks' spans (ThreadHeap::span_cache). ----
+namespace {
+// Takes the span of slice count n out of the cache (it must be there).
+Span* span_cache_remove(ThreadHeap* l, std::size_t n) noexcept {
+  Span* pg = l->span_cache[n];
+  l->span_cache[n] = nullptr;
+  l->span_cache_bins &= ~(std::uint32_t{1} << n);
+  l->span_cache_slices -= static_cast<std::uint32_t>(n);
+  pg->kind = kLargeBlock;
+  ALLOY_UNPOISON(reinterpret_cast<char*>(page_start(segment_of(pg), pg)), n << kSliceShift);
+  return pg;
+}
+// Frees the cached span of slice count n to the bins.
+void span_cache_release(ThreadHeap* l, std::size_t n) noexcept {
+  Span* pg = span_cache_remove(l, n);
+  Segment* seg = segment_of(pg);
+  span_free(l, seg, static_cast<std::size_t>(pg - seg->pages), n);
+}
+}  // namespace
+
+bool span_cache_put(ThreadHeap* l, Span* pg) noexcept {
+  // Only the default heap's own threads (a user heap's teardown frees its
+  // segments whole), not while a lease carves or the thread exits, not
+  // for an eager heap (it purges at free) nor a span it could not hold.
+  const std::size_t n = pg->slice_count;
+  if (n > ThreadHeap::kSpanCacheMaxCount || l->heap != &g_default_heap || l->carve || l->exiting ||
+      pg->lazy != 0 || l->heap->eager.load(std::memory_order_relaxed)) {
+    return false;
+  }
+  // Room first: the older span of this count goes to the bins, then the
+  // smallest ones while the cache would hold too many slices.
+  if (l->span_cache[n] != nullptr) span_cache_release(l, n);
+  while (l->span_cache_slices + n > ThreadHeap::kSpanCacheMaxSlices) {
+    span_cache_release(l, static_cast<std::size_t>(__builtin_ctz(l->span_cache_bins)));
+  }
+  pg->free = pg->local_free = nullptr;
+  pg->used = 0;  // a double free reaches free_local_slow, which refuses the kind
+  pg->capacity = 0;
+  pg->thread_free.store(0, std::memory_order_relaxed);
+  pg->kind = kCachedSpan;
+  ALLOY_POISON(reinterpret_cast<char*>(page_start(segment_of(pg), pg)), n << kSliceShift);
+  l->span_cache[n] = pg;
+  l->span_cache_bins |= std::uint32_t{1} << n;
+  l->span_cache_slices += static_cast<std::uint32_t>(n);
+  // A purge pass flushes the cache (local_purge): make sure one comes, so
+  // an idle program gives these slices back too.
+  if (l->purge_at == 0) l->purge_at = 1;
+  return true;
+}
+
+Span* span_cache_take(ThreadHeap* l, std::size_t n) noexcept {
+  if (n > ThreadHeap::kSpanCacheMaxCount || l->span_cache[n] == nullptr) return nullptr;
+  return span_cache_remove(l, n);
+}
+
+void span_cache_flush(ThreadHeap* l) noexcept {
+  while (l->span_cache_bins != 0) {
+    span_cache_release(l, static_cast<std::size_t>(__builtin_ctz(l->span_cache_bins)));
+  }
+}
+
 void* large_alloc(ThreadHeap* l, std::size_t size, std::size_t align, bool* zero) noexcept {
   if (l->pending.load(std::memory_order_relaxed) != nullptr) drain_pending(l);
   const std::size_t n = (size + kSliceSize - 1) >> kSliceShift;
   const std::size_t as = align > kSliceSize ? align >> kSliceShift : 1;
-  Span* pg = span_get(l, n, as, kLargeBlock, zero);
+  Span* pg = nullptr;
+  if (l->span_cache_bins != 0) {
+    if (as == 1) pg = span_cache_take(l, n);
+    if (pg != nullptr) {
+      purge_tick(l);
+      if (zero != nullptr) *zero = false;
+    } else if (l->dirty < n || !span_fits_committed(l, n, as)) {
+      // The bins hold no n touched slices: give them the cached spans
+      // before fresh slices are taken (peak RSS as without the cache).
+      span_cache_flush(l);
+    }
+  }
+  if (pg == nullptr) pg = span_get(l, n, as, kLargeBlock, zero);
   if (pg == nullptr) return nullptr;
   pg->size_class = 0;
   pg->block_size = static_cast<std::uint32_t>(n << kSliceShift);

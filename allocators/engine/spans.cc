@@ -186,6 +186,21 @@ Span* span_take(ThreadHeap* l, Span* s, std::size_t a, std::size_t n) noexcept {
   return pg;
 }
 
+// Whether span_find's first choice exists: a free span that starts (at a
+// multiple of align_slices) with n committed slices. Takes nothing.
+bool span_fits_committed(const ThreadHeap* l, std::size_t n, std::size_t align_slices) noexcept {
+  for (std::uint64_t m = l->span_bins & ~range_mask(0, n); m != 0; m &= m - 1) {
+    const std::size_t b = static_cast<std::size_t>(__builtin_ctzll(m));
+    for (const Span* s = l->spans[b]; s != nullptr; s = s->next) {
+      const Segment* seg = segment_of(s);
+      const std::size_t idx = static_cast<std::size_t>(s - seg->pages);
+      const std::size_t a = (idx + align_slices - 1) / align_slices * align_slices;
+      if (a + n <= idx + b && (range_mask(a, n) & ~seg->committed_mask) == 0) return true;
+    }
+  }
+  return false;
+}
+
 // A free run of n slices starting at a multiple of align_slices; marked used
 // (caller sets kinds) but not yet committed. Prefers touched memory: first
 // the smallest span that starts with n committed slices, else the placement
@@ -336,6 +351,7 @@ void segment_release(ThreadHeap* l, Segment* seg) noexcept {
 // Purges every segment of l whose deadline is at or before `now` (every
 // dirty slice when force), and releases the segments left empty.
 void local_purge(ThreadHeap* l, std::uint64_t now, bool force) noexcept {
+  span_cache_flush(l);  // cached spans become dirty: purged after the delay
   if (!force) purge_kept_pages(l);
   std::uint64_t next = 0;
   Segment* seg = l->segments;

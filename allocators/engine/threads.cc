@@ -90,6 +90,7 @@ void local_collect_impl(ThreadHeap* l, bool force) noexcept {
 
 void local_collect_pages(ThreadHeap* l, bool force) noexcept {
   drain_pending(l);
+  span_cache_flush(l);
   for (unsigned c = 1; c < kClasses; ++c) {
     Span* pg = l->queues[c].first;
     while (pg != nullptr) {

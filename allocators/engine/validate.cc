@@ -81,6 +81,15 @@ bool check_segment(Checker& c, Segment* seg, std::uint32_t* used_slices) {
       }
       used += static_cast<std::uint32_t>(n);
       if (s->kind == kSmallPage && !check_small_page(c, seg, s)) return false;
+    } else if (s->kind == kCachedSpan) {
+      if (n > ThreadHeap::kSpanCacheMaxCount || c.l->span_cache[n] != s) return c.fail("cached span missing from its ThreadHeap's cache", s);
+      for (std::size_t j = 1; j < n; ++j) {
+        const Span* f = &seg->pages[idx + j];
+        if (f->kind != kLargeBlock || f->slice_offset != j * sizeof(Span)) {
+          return c.fail("cached span's descriptor does not lead back to its first", f);
+        }
+      }
+      used += static_cast<std::uint32_t>(n);
     } else if (!(s->kind == kMetaSlice && idx == kSlices - 1 && n == 1 &&
                  g_secure_state == kSecureOn)) {  // the secure mode's guard slice
       return c.fail("descriptor of unknown kind", s);

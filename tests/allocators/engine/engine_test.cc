@@ -783,4 +783,35 @@ BOOST_AUTO_TEST_CASE(validator_finds_a_corrupted_free_list) {
   engine::free(keep);
 }
 
+BOOST_AUTO_TEST_CASE(a_freed_large_block_span_is_reused_whole_and_flushed_by_collect) {
+  // A large block's span freed goes to its thread's span cache: the next
+  // block of the same slice count gets it back (same address), a pointer
+  // into a cached span is no live block, the invariants hold with spans
+  // cached, and collect hands them back to the free-span bins.
+  std::thread([] {
+    namespace d = engine::detail;
+    constexpr std::size_t kSize = 3 * d::kSliceSize - 512;
+    void* keep = engine::alloc(kSize);  // the heap is not mostly free
+    void* p = engine::alloc(kSize);
+    BOOST_REQUIRE(p != nullptr && keep != nullptr);
+    fill(p, kSize, 7);
+    engine::free(p);
+    d::ThreadHeap* l = d::t_local;
+    BOOST_TEST(l->span_cache_bins == (1u << 3));
+    BOOST_TEST(engine::check_block(p) != nullptr);  // a second free would be refused
+    d::Violation v;
+    BOOST_TEST(d::validate_current_thread(&v), (v.what ? v.what : ""));
+    void* q = engine::alloc(kSize);
+    BOOST_TEST(q == p);
+    BOOST_TEST(engine::check_block(q) == nullptr);
+    fill(q, kSize, 9);
+    BOOST_TEST(check(q, kSize, 9));
+    engine::free(q);
+    engine::collect();
+    BOOST_TEST(l->span_cache_bins == 0u);
+    BOOST_TEST(d::validate_current_thread(&v), (v.what ? v.what : ""));
+    engine::free(keep);
+  }).join();
+}
+
 BOOST_AUTO_TEST_SUITE_END()
