@@ -230,7 +230,17 @@ const char* run_child(const Probe& probe, std::string* msg) {
 }  // namespace
 
 namespace {
+// The handler forks at most once per call of the main loop: a fork here
+// takes about 300 us on the 2-core VMs, longer than the timer's 200 us
+// period, so an ungated handler would fire again the moment it returned and
+// starve the main loop (a livelock that looks like the hang under test).
+// Signals still land at random points of malloc, free and fork.
+volatile sig_atomic_t g_main_steps = 0;
+volatile sig_atomic_t g_forked_at_step = -1;
+
 void fork_in_handler(int) {
+  if (g_forked_at_step == g_main_steps) return;
+  g_forked_at_step = g_main_steps;
   const int saved = errno;
   const pid_t pid = fork();
   if (pid == 0) _exit(0);
@@ -246,9 +256,16 @@ int fork_in_signal() {
   setitimer(ITIMER_REAL, &every, nullptr);
   for (int i = 0; i < 3000; ++i) {
     void* blocks[16];
-    for (auto& b : blocks) b = malloc(16 + static_cast<std::size_t>(i % 7) * 100);
-    for (auto& b : blocks) free(b);
+    for (auto& b : blocks) {
+      g_main_steps = g_main_steps + 1;
+      b = malloc(16 + static_cast<std::size_t>(i % 7) * 100);
+    }
+    for (auto& b : blocks) {
+      g_main_steps = g_main_steps + 1;
+      free(b);
+    }
     if (i % 10 == 0) {
+      g_main_steps = g_main_steps + 1;
       const pid_t pid = fork();
       if (pid == 0) _exit(0);
       if (pid > 0) {
