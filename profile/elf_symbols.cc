@@ -20,13 +20,19 @@ struct ElfSymbols::Object {
   std::size_t image_size;
   const char* strtab;         // of the symbol table used
   std::size_t strtab_size;
-  // (address, size, name offset) triples of function symbols, sorted.
+  // (address, size, name offset) triples of function symbols, sorted by
+  // address once `sorted` (after kLinearLookups lookups: a profile with a
+  // handful of stacks, a short process's, never pays the sort).
   std::uint64_t* syms;
   std::size_t nsyms;
   std::size_t syms_bytes;
+  std::size_t lookups;
+  bool sorted;
 };
 
 namespace {
+
+constexpr std::size_t kLinearLookups = 24;
 
 int collect(struct dl_phdr_info* info, std::size_t, void* arg) {
   auto* out = static_cast<internal::MappedBuffer*>(arg);
@@ -135,7 +141,6 @@ void load_symbols(ElfSymbols::Object& o) {
     t[3 * n + 2] = syms[i].st_name;
     ++n;
   }
-  sort_triples(t, n);
   o.syms = t;
   o.nsyms = n;
   o.syms_bytes = bytes;
@@ -169,17 +174,33 @@ const char* ElfSymbols::function_at(std::uintptr_t pc) noexcept {
     if (o.nsyms == 0) return nullptr;
     // The last symbol starting at or below the file address, if it spans it.
     const std::uint64_t addr = pc - o.bias;
-    std::size_t lo = 0, hi = o.nsyms;
-    while (lo < hi) {
-      const std::size_t mid = (lo + hi) / 2;
-      if (o.syms[3 * mid] <= addr) {
-        lo = mid + 1;
-      } else {
-        hi = mid;
-      }
+    const std::uint64_t* s = nullptr;
+    if (!o.sorted && ++o.lookups > kLinearLookups) {
+      sort_triples(o.syms, o.nsyms);
+      o.sorted = true;
     }
-    if (lo == 0) return nullptr;
-    const std::uint64_t* s = o.syms + 3 * (lo - 1);
+    if (o.sorted) {
+      std::size_t lo = 0, hi = o.nsyms;
+      while (lo < hi) {
+        const std::size_t mid = (lo + hi) / 2;
+        if (o.syms[3 * mid] <= addr) {
+          lo = mid + 1;
+        } else {
+          hi = mid;
+        }
+      }
+      if (lo == 0) return nullptr;
+      s = o.syms + 3 * (lo - 1);
+    } else {
+      // A scan costs a few instructions a symbol; a sort ~20 log n: cheaper
+      // for the first lookups. Of symbols at one address, one with a size.
+      for (std::size_t k = 0; k < o.nsyms; ++k) {
+        const std::uint64_t* c = o.syms + 3 * k;
+        if (c[0] > addr) continue;
+        if (s == nullptr || c[0] > s[0] || (c[0] == s[0] && s[1] == 0)) s = c;
+      }
+      if (s == nullptr) return nullptr;
+    }
     // Symbols without a size (hand-written assembly) cover up to the next.
     if (s[1] != 0 && addr >= s[0] + s[1]) return nullptr;
     return o.strtab + s[2];

@@ -7,9 +7,25 @@ namespace {
 
 constexpr std::uintptr_t kPageMask = ~std::uintptr_t{4095};
 
+// Pages this thread found mapped, [lo, hi] (one range, grown while the
+// pages it meets are adjacent): a walk on the same stack asks the kernel
+// only about pages it has not seen, not once per page per sample. It trusts
+// a thread's stack pages to stay mapped while the thread runs.
+__thread std::uintptr_t t_known_lo __attribute__((tls_model("initial-exec"))) = 0;
+__thread std::uintptr_t t_known_hi __attribute__((tls_model("initial-exec"))) = 0;
+
 bool page_mapped(std::uintptr_t page) {
+  if (t_known_hi != 0 && page >= t_known_lo && page <= t_known_hi) return true;
   unsigned char vec;
-  return ::mincore(reinterpret_cast<void*>(page), 4096, &vec) == 0;
+  if (::mincore(reinterpret_cast<void*>(page), 4096, &vec) != 0) return false;
+  if (t_known_hi != 0 && page == t_known_hi + 4096) {
+    t_known_hi = page;
+  } else if (t_known_hi != 0 && page + 4096 == t_known_lo) {
+    t_known_lo = page;
+  } else {
+    t_known_lo = t_known_hi = page;
+  }
+  return true;
 }
 
 }  // namespace

@@ -6,10 +6,12 @@
 // that breaks the chain (a library built without frame pointers, the
 // outermost frame): the next frame pointer must lie above the current one,
 // within 1 MiB of it, 8-aligned, and on a page mincore(2) says is mapped
-// (checked once per page: one syscall for most stacks), so a garbage frame
-// pointer ends the walk instead of faulting.
+// (asked once per page and thread: the pages found mapped are remembered),
+// so a garbage frame pointer ends the walk instead of faulting. It trusts a
+// thread's stack pages to stay mapped while the thread runs.
 //
-// Cost: O(depth) loads plus one mincore(2) per stack page touched. Thread
+// Cost: O(depth) loads; one mincore(2) per stack page the thread had not
+// walked before (after the first samples, none). Thread
 // safety: reads only the calling thread's own stack.
 //
 // Example:

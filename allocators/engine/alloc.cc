@@ -84,7 +84,18 @@ namespace {
     return alloc_unsampled(l, size, align);
   }
   void* p = alloc_unsampled(l, size, align);
-  return p != nullptr ? prof_alloc_slow(p, size, align) : nullptr;
+  if (p == nullptr) return nullptr;
+  // Sizes the inline fast path does not serve come here every time (no
+  // direct page's list to charge): their size class is charged inline, no
+  // span lookup, unless the countdown crosses (prof_alloc_slow samples).
+  if (size > kDirectMax && align <= 16) {
+    const auto charged = static_cast<std::int64_t>(class_size(class_of(size)));
+    if (t_prof_countdown > charged) {
+      t_prof_countdown -= charged;
+      return p;
+    }
+  }
+  return prof_alloc_slow(p, size, align);
 }
 
 void* alloc_generic(ThreadHeap* l, std::size_t size, std::size_t align) noexcept {

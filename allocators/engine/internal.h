@@ -816,6 +816,10 @@ inline constexpr bool kProfileHooks = true;
 #endif
 inline bool prof_on() noexcept { return kProfileHooks && g_prof_on.load(std::memory_order_relaxed); }
 extern HeapCore g_prof_heap;
+// The calling thread's bytes to go before its next sample (sampling.cc's
+// countdown; alloc_sampling charges blocks above kDirectMax inline).
+extern __thread std::int64_t t_prof_countdown
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
 void* prof_alloc_slow(void* p, std::size_t size, std::size_t align) noexcept;
 // A request above kSmallMax, charged before any block is taken: the
 // sampled block (from g_prof_heap), or null when it is not sampled (or the

@@ -50,9 +50,11 @@ namespace alloy::engine::detail {
 constinit HeapCore g_prof_heap;
 constinit std::atomic<bool> g_prof_on __attribute__((visibility("hidden"))){false};
 
+__thread std::int64_t t_prof_countdown
+    __attribute__((tls_model("initial-exec"), visibility("hidden"))) = 0;
+
 namespace {
 
-__thread std::int64_t t_countdown __attribute__((tls_model("initial-exec"))) = 0;
 __thread std::uint64_t t_rng __attribute__((tls_model("initial-exec"))) = 0;
 constinit std::atomic<int> g_prof_heap_state{0};  // 0 none, 1 initializing, 2 ready
 
@@ -81,7 +83,7 @@ namespace {
 void* take_sample(void* p, std::size_t size, std::size_t align, std::size_t charged) noexcept {
   profile::Sampler& sampler = profile::Sampler::instance();
   if (t_rng == 0) t_rng = thread_id() * 0x9E3779B97F4A7C15ull | 1;
-  t_countdown = sampler.next_distance(&t_rng);
+  t_prof_countdown = sampler.next_distance(&t_rng);
   if (sampler.rate() == 0) return p;
   void* q = heap_alloc_raw(&g_prof_heap, size, align);
   if (q == nullptr) return p;
@@ -106,15 +108,15 @@ void charge_free_list(Span* pg) noexcept {
   const auto bs = static_cast<std::int64_t>(pg->block_size);
   const std::int64_t avail = static_cast<std::int64_t>(pg->capacity) - pg->used;
   if (avail <= 0) return;
-  if (t_countdown > avail * bs) {
-    t_countdown -= avail * bs;
+  if (t_prof_countdown > avail * bs) {
+    t_prof_countdown -= avail * bs;
     return;
   }
   Block* b = pg->free;
   Block* last = nullptr;  // the last block left on pg->free
   while (b != nullptr) {
-    t_countdown -= bs;
-    if (t_countdown <= 0) break;  // b is the crossing block: it starts the rest
+    t_prof_countdown -= bs;
+    if (t_prof_countdown <= 0) break;  // b is the crossing block: it starts the rest
     last = b;
     b = decode_link(b);  // links are encoded (internal.h, safe-linking)
   }
@@ -147,8 +149,8 @@ void* prof_alloc_slow(void* p, std::size_t size, std::size_t align) noexcept {
   // Small blocks are charged their size class (as the blocks the fast path
   // pops are), others what was asked.
   const std::size_t charged = small ? pg->block_size : size;
-  if (t_countdown > 0) t_countdown -= static_cast<std::int64_t>(charged);
-  void* result = t_countdown > 0 ? p : take_sample(p, size, align, charged);
+  if (t_prof_countdown > 0) t_prof_countdown -= static_cast<std::int64_t>(charged);
+  void* result = t_prof_countdown > 0 ? p : take_sample(p, size, align, charged);
   // Then what this visit left for the inline fast path to pop: the list of
   // the direct page of this size. (Larger or more aligned requests come
   // through here every time, so they are charged one by one above.)
@@ -160,8 +162,8 @@ void* prof_alloc_slow(void* p, std::size_t size, std::size_t align) noexcept {
 }
 
 void* prof_alloc_big(std::size_t size, std::size_t align) noexcept {
-  if (t_countdown > 0) t_countdown -= static_cast<std::int64_t>(size);
-  if (t_countdown > 0) return nullptr;
+  if (t_prof_countdown > 0) t_prof_countdown -= static_cast<std::int64_t>(size);
+  if (t_prof_countdown > 0) return nullptr;
   return take_sample(nullptr, size, align, size);
 }
 
