@@ -10,7 +10,8 @@ constexpr std::uintptr_t kPageMask = ~std::uintptr_t{4095};
 // Pages this thread found mapped, [lo, hi] (one range, grown while the
 // pages it meets are adjacent): a walk on the same stack asks the kernel
 // only about pages it has not seen, not once per page per sample. It trusts
-// a thread's stack pages to stay mapped while the thread runs.
+// a stack's pages to stay mapped while the thread runs on that stack; a
+// walk that starts on another stack forgets them (capture_stack).
 __thread std::uintptr_t t_known_lo __attribute__((tls_model("initial-exec"))) = 0;
 __thread std::uintptr_t t_known_hi __attribute__((tls_model("initial-exec"))) = 0;
 
@@ -33,6 +34,10 @@ bool page_mapped(std::uintptr_t page) {
 int capture_stack(std::uintptr_t* out, int max, int skip) noexcept {
   auto* fp = static_cast<std::uintptr_t*>(__builtin_frame_address(0));
   std::uintptr_t known_page = reinterpret_cast<std::uintptr_t>(fp) & kPageMask;
+  // A walk that starts outside the remembered range runs on another stack
+  // (a coroutine's, a signal stack): what was remembered may since have
+  // been unmapped, so start again from this stack's own page.
+  if (known_page < t_known_lo || known_page > t_known_hi) t_known_lo = t_known_hi = known_page;
   int n = 0;
   // fp[0] is the caller's frame pointer, fp[1] the return address into it.
   while (n < max) {

@@ -8,7 +8,7 @@
 // within 1 MiB of it, 8-aligned, and on a page mincore(2) says is mapped
 // (asked once per page and thread: the pages found mapped are remembered),
 // so a garbage frame pointer ends the walk instead of faulting. It trusts a
-// thread's stack pages to stay mapped while the thread runs.
+// stack's pages to stay mapped while the thread runs on that stack.
 //
 // Cost: O(depth) loads; one mincore(2) per stack page the thread had not
 // walked before (after the first samples, none). Thread
