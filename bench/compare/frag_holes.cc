@@ -23,20 +23,11 @@
 #include <utility>
 #include <vector>
 
+#include "bench/compare/rng.h"
+
 namespace {
 
-// workloads.cc's xorshift64*, so the sizes and frees are bigfrag's.
-struct Rng {
-  std::uint64_t s;
-  explicit Rng(std::uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
-  std::uint64_t next() {
-    s ^= s >> 12;
-    s ^= s << 25;
-    s ^= s >> 27;
-    return s * 2685821657736338717ull;
-  }
-  std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() % n); }
-};
+using alloy::bench::Rng;  // bench/compare/rng.h: the same draws in every workload
 
 using Holes = std::multiset<std::pair<std::size_t, std::uintptr_t>>;  // (length, start)
 
