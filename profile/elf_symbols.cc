@@ -55,13 +55,23 @@ int collect(struct dl_phdr_info* info, std::size_t, void* arg) {
   return 0;
 }
 
-// Heap sort of (addr, size, name) triples by addr: no allocation, O(n log n).
+// The order of (addr, size, name) triples: by address, then size, then
+// name offset. Of the symbols at one address the greatest is the one
+// function_at names, sorted or not: a sized one over a size-less one, and
+// the same alias in every lookup.
+bool triple_less(const std::uint64_t* x, const std::uint64_t* y) {
+  if (x[0] != y[0]) return x[0] < y[0];
+  if (x[1] != y[1]) return x[1] < y[1];
+  return x[2] < y[2];
+}
+
+// Heap sort of triples by triple_less: no allocation, O(n log n).
 void sift(std::uint64_t* a, std::size_t i, std::size_t n) {
   for (;;) {
     std::size_t big = i;
     const std::size_t l = 2 * i + 1, r = l + 1;
-    if (l < n && a[3 * l] > a[3 * big]) big = l;
-    if (r < n && a[3 * r] > a[3 * big]) big = r;
+    if (l < n && triple_less(a + 3 * big, a + 3 * l)) big = l;
+    if (r < n && triple_less(a + 3 * big, a + 3 * r)) big = r;
     if (big == i) return;
     for (int k = 0; k < 3; ++k) {
       const std::uint64_t t = a[3 * i + k];
@@ -193,11 +203,12 @@ const char* ElfSymbols::function_at(std::uintptr_t pc) noexcept {
       s = o.syms + 3 * (lo - 1);
     } else {
       // A scan costs a few instructions a symbol; a sort ~20 log n: cheaper
-      // for the first lookups. Of symbols at one address, one with a size.
+      // for the first lookups. The greatest triple at or below addr, as the
+      // binary search above finds once sorted.
       for (std::size_t k = 0; k < o.nsyms; ++k) {
         const std::uint64_t* c = o.syms + 3 * k;
         if (c[0] > addr) continue;
-        if (s == nullptr || c[0] > s[0] || (c[0] == s[0] && s[1] == 0)) s = c;
+        if (s == nullptr || triple_less(s, c)) s = c;
       }
       if (s == nullptr) return nullptr;
     }
