@@ -140,11 +140,10 @@ std::uint64_t hash_pc(std::uintptr_t pc) {
   return h ^ (h >> 29);
 }
 
-// exp(-x) for x >= 0, without libm: 2^-k * exp(-r), r in [0, ln 2).
+// exp(-x) for x >= 0, without libm: 2^-k exp(-r), r = x - k ln 2 in
+// [0, ln 2): Taylor to r^13 (Horner with constant coefficients: error below
+// 2e-13), and 2^-k from its exponent bits. No loop of divisions.
 double exp_neg(double x) {
-  // exp(-x) = 2^-k exp(-r), r = x - k ln 2 in [0, ln 2): Taylor to r^13
-  // (Horner with constant coefficients: error below 2e-13), and 2^-k from
-  // its exponent bits. No libm, no loop of divisions.
   constexpr double kLn2 = 0.6931471805599453;
   if (!(x < 700)) return 0;
   if (x < 0) x = 0;
